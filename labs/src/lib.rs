@@ -1,0 +1,1 @@
+//! Network-namespace labs: topology builder, packet counting from outside, demo and benchmarks.

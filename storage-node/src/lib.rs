@@ -1,0 +1,1 @@
+//! Replicast storage node and client: chunks by BLAKE3, put over rendezvous groups, objects by name.

@@ -1,0 +1,1 @@
+//! The switch agent: authenticated SET_SUBSET/CLEAR to forwarding state through one backend.
