@@ -1,1 +1,4 @@
-//! The switch agent: authenticated SET_SUBSET/CLEAR to forwarding state through one backend.
+//! The switch agent: authenticated SET_SUBSET/CLEAR to forwarding state
+//! through one backend.
+
+pub mod backend;

@@ -1,0 +1,1 @@
+//! Linux bridge backend: FDB through rtnetlink, MDB through our own netlink codec.

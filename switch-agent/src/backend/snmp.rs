@@ -1,0 +1,1 @@
+//! SNMP backend: Q-BRIDGE-MIB static multicast through `subcast-snmp`.
