@@ -20,6 +20,7 @@ pub mod member;
 pub mod message;
 pub mod push;
 pub mod rendezvous;
+pub mod replicast;
 pub mod wire;
 
 pub use auth::{Key, KeyError, Keyring, ReplayGuard, ReplayWindow};
