@@ -26,7 +26,9 @@ impl Key {
     pub fn from_hex(id: u32, text: &str) -> Result<Self, KeyError> {
         let clean: String = text.chars().filter(|c| !c.is_whitespace()).collect();
         let raw = hex::decode(&clean).map_err(|_| KeyError::NotHex)?;
-        let bytes: [u8; 32] = raw.try_into().map_err(|v: Vec<u8>| KeyError::Length(v.len()))?;
+        let bytes: [u8; 32] = raw
+            .try_into()
+            .map_err(|v: Vec<u8>| KeyError::Length(v.len()))?;
         Ok(Key { id, bytes })
     }
 
@@ -56,7 +58,9 @@ impl fmt::Debug for Key {
 /// A key that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
-    #[error("key file is not hex: write 64 hex digits (e.g. `head -c32 /dev/urandom | xxd -p -c64`)")]
+    #[error(
+        "key file is not hex: write 64 hex digits (e.g. `head -c32 /dev/urandom | xxd -p -c64`)"
+    )]
     NotHex,
     #[error("key is {0} bytes, must be 32 (64 hex digits)")]
     Length(usize),

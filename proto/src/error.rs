@@ -14,7 +14,9 @@ pub enum DecodeError {
     },
     #[error("not a subcast datagram (magic {0:#06x}, expected 0x5343)")]
     BadMagic(u16),
-    #[error("protocol version {0} is not supported (this build speaks version 1); upgrade the older side")]
+    #[error(
+        "protocol version {0} is not supported (this build speaks version 1); upgrade the older side"
+    )]
     UnsupportedVersion(u8),
     #[error("unknown message type {0:#04x}")]
     UnknownType(u8),
@@ -54,11 +56,15 @@ pub enum OpenError {
     Malformed(#[from] DecodeError),
     #[error("unknown key id {0}: add the key to this side's key file, or fix the sender's key id")]
     UnknownKey(u32),
-    #[error("authentication tag does not verify (wrong key for key id {key_id}, or the datagram was altered)")]
+    #[error(
+        "authentication tag does not verify (wrong key for key id {key_id}, or the datagram was altered)"
+    )]
     BadMac { key_id: u32 },
     #[error("replayed or duplicate sequence number {sequence} from sender {sender_id}")]
     Replay { sender_id: u32, sequence: u64 },
-    #[error("timestamp {skew_ms} ms away from local clock (limit {limit_ms} ms): check NTP on both sides")]
+    #[error(
+        "timestamp {skew_ms} ms away from local clock (limit {limit_ms} ms): check NTP on both sides"
+    )]
     Stale { skew_ms: i64, limit_ms: u64 },
 }
 

@@ -40,3 +40,4 @@ pub use rendezvous::{
 pub const DEFAULT_AGENT_PORT: u16 = 7410;
 /// The UDP port the controller listens on (HELLO/ACK/NAK and rendezvous).
 pub const DEFAULT_CONTROLLER_PORT: u16 = 7411;
+pub use replicast::{ReplicastDatagram, ReplicastMessage, ReplicastSealer};

@@ -1,0 +1,175 @@
+//! The draft, its vector files and the code agree:
+//! - the committed vector files are what the generator writes today;
+//! - Appendix A of the draft is generated from them;
+//! - every field table of the draft (`{: #layout-TYPE}`) gives offsets and
+//!   lengths at which the encoded vectors really carry those fields.
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::net::Ipv6Addr;
+use std::path::PathBuf;
+use subcast_draft_spec::*;
+
+fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn draft() -> String {
+    std::fs::read_to_string(dir().join(DRAFT_FILE)).expect("draft readable")
+}
+
+#[test]
+fn vector_files_match_generator() {
+    let vectors = vectors();
+    let mut on_disk: Vec<PathBuf> = std::fs::read_dir(dir().join("vectors"))
+        .expect("vectors dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    on_disk.sort();
+    assert_eq!(on_disk.len(), vectors.len(), "run subcast-gen-vectors");
+    for (path, v) in on_disk.iter().zip(&vectors) {
+        let disk: Vector =
+            serde_json::from_str(&std::fs::read_to_string(path).expect("read")).expect("json");
+        assert_eq!(
+            &disk,
+            v,
+            "{} is stale: run subcast-gen-vectors",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn appendix_matches_vectors() {
+    let d = draft();
+    let current = current_appendix(&d).expect("markers present");
+    let expected = format!("\n\n{}", appendix(&vectors()));
+    assert_eq!(
+        current, expected,
+        "Appendix A is stale: run subcast-gen-vectors"
+    );
+}
+
+/// Field tables by layout name: (field, offset, octets or None for var).
+fn layouts(draft: &str) -> BTreeMap<String, Vec<(String, usize, Option<usize>)>> {
+    let mut out = BTreeMap::new();
+    let mut rows = Vec::new();
+    for line in draft.lines() {
+        let cells: Vec<&str> = line
+            .trim()
+            .trim_matches('|')
+            .split('|')
+            .map(str::trim)
+            .collect();
+        if line.trim_start().starts_with('|')
+            && cells.len() == 3
+            && let Ok(off) = cells[1].parse::<usize>()
+        {
+            let len = cells[2].parse::<usize>().ok();
+            assert!(len.is_some() || cells[2] == "var", "bad length cell {line}");
+            rows.push((cells[0].to_string(), off, len));
+            continue;
+        }
+        if let Some(rest) = line.trim().strip_prefix("{: #layout-") {
+            let name = rest.split_whitespace().next().expect("name").to_string();
+            out.insert(name, std::mem::take(&mut rows));
+        } else if !line.trim_start().starts_with('|') {
+            rows.clear();
+        }
+    }
+    out
+}
+
+/// Looks a field up anywhere in a JSON message.
+fn find<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+    match v {
+        Value::Object(m) => m.get(key).or_else(|| m.values().find_map(|x| find(x, key))),
+        Value::Array(a) => a.iter().find_map(|x| find(x, key)),
+        _ => None,
+    }
+}
+
+fn expected_bytes(v: &Value, len: usize) -> Option<Vec<u8>> {
+    if let Some(n) = v.as_u64() {
+        let b = n.to_be_bytes();
+        assert!(
+            b[..8 - len.min(8)].iter().all(|x| *x == 0),
+            "{n} fits {len}"
+        );
+        return Some(b[8 - len..].to_vec());
+    }
+    if let Some(s) = v.as_str()
+        && let Ok(a) = s.parse::<Ipv6Addr>()
+    {
+        return Some(a.octets().to_vec());
+    }
+    None
+}
+
+#[test]
+fn field_tables_match_encoding() {
+    let tables = layouts(&draft());
+    for name in [
+        "header",
+        "HELLO",
+        "HEARTBEAT",
+        "SET_SUBSET",
+        "CLEAR",
+        "ACK",
+        "NAK",
+        "RENDEZVOUS_REQUEST",
+        "RENDEZVOUS_GRANT",
+        "RENDEZVOUS_RELEASE",
+        "RELEASE_ACK",
+        "bitmap",
+    ] {
+        let t = tables
+            .get(name)
+            .unwrap_or_else(|| panic!("no table {name}"));
+        let mut next = 0;
+        for (field, off, len) in t {
+            assert_eq!(*off, next, "{name}.{field}: offsets must be contiguous");
+            next = off + len.unwrap_or(0);
+        }
+    }
+    let mut checked = 0;
+    for v in vectors() {
+        let Vector::Valid(v) = v else { continue };
+        let bytes = hex::decode(&v.bytes).expect("hex");
+        let msg = serde_json::to_value(&v.message).expect("json");
+        let ty = msg["type"].as_str().expect("type").to_string();
+        let header = serde_json::json!({
+            "magic": 0x5343, "version": 1, "type": v.message.msg_type(), "flags": 0,
+            "body_len": bytes.len() - 64, "key_id": v.origin.key_id,
+            "sender_id": v.origin.sender_id, "sequence": v.origin.sequence,
+            "timestamp_us": v.origin.timestamp_us,
+        });
+        let body = &bytes[32..bytes.len() - 32];
+        for (table, data, values) in [("header", &bytes[..32], &header), (ty.as_str(), body, &msg)]
+        {
+            let rows = &tables[table];
+            let fixed: usize = rows.iter().filter_map(|r| r.2).sum();
+            assert!(
+                fixed <= data.len(),
+                "{table}: fixed part longer than {}",
+                v.name
+            );
+            if rows.iter().all(|r| r.2.is_some()) {
+                assert_eq!(fixed, data.len(), "{table}: length of {}", v.name);
+            }
+            for (field, off, len) in rows {
+                let Some(len) = len else { continue };
+                if let Some(exp) = find(values, field).and_then(|x| expected_bytes(x, *len)) {
+                    assert_eq!(
+                        &data[*off..off + len],
+                        exp.as_slice(),
+                        "{}: field {table}.{field} at offset {off}",
+                        v.name
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked > 60, "only {checked} fields checked");
+}

@@ -1,0 +1,240 @@
+//! Property tests: every message survives seal -> decode -> open, and no
+//! byte string makes the decoder panic.
+
+use proptest::prelude::*;
+use std::net::Ipv6Addr;
+use subcast_proto::*;
+
+fn multicast() -> impl Strategy<Value = Ipv6Addr> {
+    any::<[u8; 16]>().prop_map(|mut o| {
+        o[0] = 0xff;
+        Ipv6Addr::from(o)
+    })
+}
+
+fn unicast() -> impl Strategy<Value = Ipv6Addr> {
+    any::<[u8; 16]>().prop_map(|mut o| {
+        o[0] = 0xfd;
+        Ipv6Addr::from(o)
+    })
+}
+
+fn member() -> impl Strategy<Value = Member> {
+    prop_oneof![
+        any::<[u8; 6]>().prop_map(|m| Member::Mac(MacAddr(m))),
+        unicast().prop_map(Member::Ipv6),
+    ]
+}
+
+fn members() -> impl Strategy<Value = Members> {
+    prop_oneof![
+        prop::collection::vec(member(), 1..40).prop_map(Members::List),
+        prop::collection::btree_set(0usize..4096, 1..20)
+            .prop_map(|s| Members::Bitmap(Bitmap::from_indices(s).expect("in range"))),
+    ]
+}
+
+fn text() -> impl Strategy<Value = String> {
+    "[a-zA-Z0-9 .:/_-]{0,60}"
+}
+
+fn message() -> impl Strategy<Value = Message> {
+    let backend = prop_oneof![
+        Just(BackendKind::LinuxBridge),
+        Just(BackendKind::Openflow),
+        Just(BackendKind::Snmp)
+    ];
+    prop_oneof![
+        (any::<u32>(), backend, any::<u16>(), text()).prop_map(|(s, b, p, v)| Message::Hello(
+            Hello {
+                switch_id: s,
+                backend: b,
+                port_count: p,
+                software_version: v,
+            }
+        )),
+        (any::<u32>(), any::<u32>(), any::<u32>()).prop_map(|(a, b, c)| Message::Heartbeat(
+            Heartbeat {
+                switch_id: a,
+                installed_groups: b,
+                uptime_s: c,
+            }
+        )),
+        (
+            any::<u64>(),
+            0u16..=4094,
+            multicast(),
+            multicast(),
+            1u32..,
+            members()
+        )
+            .prop_filter("X differs from Y", |t| t.2 != t.3)
+            .prop_map(|(t, v, p, g, l, m)| Message::SetSubset(SetSubset {
+                txid: t,
+                vlan: v,
+                parent: p,
+                group: g,
+                lifetime_ms: l,
+                members: m,
+            })),
+        (any::<u64>(), multicast()).prop_map(|(t, g)| Message::Clear(Clear { txid: t, group: g })),
+        (any::<u64>(), any::<u32>(), any::<u16>()).prop_map(|(t, s, p)| Message::Ack(Ack {
+            txid: t,
+            switch_id: s,
+            port_count: p,
+        })),
+        (
+            any::<u64>(),
+            any::<u32>(),
+            prop::sample::select(NakReason::ALL.to_vec()),
+            text()
+        )
+            .prop_map(|(t, s, r, d)| Message::Nak(Nak {
+                txid: t,
+                switch_id: s,
+                reason: r,
+                detail: d,
+            })),
+        (
+            any::<u64>(),
+            0u16..=4094,
+            multicast(),
+            any::<u32>(),
+            prop::collection::vec(member(), 1..20)
+        )
+            .prop_map(
+                |(r, v, p, l, t)| Message::RendezvousRequest(RendezvousRequest {
+                    request_id: r,
+                    vlan: v,
+                    parent: p,
+                    lifetime_ms: l,
+                    targets: t,
+                })
+            ),
+        (any::<u64>(), multicast(), any::<u64>(), any::<u64>()).prop_map(|(r, g, l, e)| {
+            Message::RendezvousGrant(RendezvousGrant {
+                request_id: r,
+                outcome: GrantOutcome::Granted {
+                    group: g,
+                    lease_id: l,
+                    expires_at_ms: e,
+                },
+            })
+        }),
+        (
+            any::<u64>(),
+            prop::sample::select(RefuseReason::ALL.to_vec()),
+            text()
+        )
+            .prop_map(|(r, reason, d)| Message::RendezvousGrant(RendezvousGrant {
+                request_id: r,
+                outcome: GrantOutcome::Refused { reason, detail: d },
+            })),
+        any::<u64>().prop_map(|l| Message::RendezvousRelease(RendezvousRelease { lease_id: l })),
+        (any::<u64>(), any::<bool>()).prop_map(|(l, r)| Message::ReleaseAck(ReleaseAck {
+            lease_id: l,
+            released: r,
+        })),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn seal_decode_open_roundtrip(msg in message(), key in any::<[u8; 32]>(), kid in any::<u32>(),
+                                  sender in any::<u32>(), seq in any::<u64>()) {
+        let key = Key::new(kid, key);
+        let now = 1_790_000_000_000_000u64;
+        let origin = Origin { key_id: kid, sender_id: sender, sequence: seq, timestamp_us: now };
+        let bytes = seal(&key, origin, &msg);
+        prop_assert!(bytes.len() <= MAX_DATAGRAM);
+        let dg = decode(&bytes).expect("decodes");
+        prop_assert_eq!(&dg.message, &msg);
+        prop_assert_eq!(dg.header.sender_id, sender);
+        prop_assert_eq!(dg.header.sequence, seq);
+        let mut opener = Opener::new(Keyring::new([key.clone()]), ReplayGuard::default());
+        let opened = opener.open(&bytes, now).expect("opens");
+        prop_assert_eq!(opened.message, msg);
+        // The same datagram twice is a replay.
+        let replay = matches!(opener.open(&bytes, now), Err(OpenError::Replay { .. }));
+        prop_assert!(replay);
+    }
+
+    #[test]
+    fn any_bit_flip_is_refused(msg in message(), pos in any::<prop::sample::Index>(), bit in 0u8..8) {
+        let key = Key::new(9, [3; 32]);
+        let now = 1_790_000_000_000_000u64;
+        let origin = Origin { key_id: 9, sender_id: 1, sequence: 1, timestamp_us: now };
+        let mut bytes = seal(&key, origin, &msg);
+        let i = pos.index(bytes.len());
+        bytes[i] ^= 1 << bit;
+        let mut opener = Opener::new(Keyring::new([key]), ReplayGuard::default());
+        prop_assert!(opener.open(&bytes, now).is_err());
+    }
+
+    #[test]
+    fn decode_is_total(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+        let _ = decode(&bytes);
+    }
+
+    #[test]
+    fn decode_is_total_with_valid_header(msg_type in any::<u8>(), body in prop::collection::vec(any::<u8>(), 0..300)) {
+        let mut b = vec![0x53, 0x43, 1, msg_type, 0, 0];
+        b.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        b.extend_from_slice(&[0; 24]);
+        b.extend_from_slice(&body);
+        b.extend_from_slice(&[0; 32]);
+        let _ = decode(&b);
+    }
+}
+
+#[test]
+fn wrong_key_is_bad_auth() {
+    let msg = Message::Clear(Clear {
+        txid: 1,
+        group: "ff3e::1".parse().unwrap(),
+    });
+    let now = 1_790_000_000_000_000u64;
+    let bytes = seal(
+        &Key::new(1, [1; 32]),
+        Origin {
+            key_id: 1,
+            sender_id: 1,
+            sequence: 1,
+            timestamp_us: now,
+        },
+        &msg,
+    );
+    let mut o = Opener::new(Keyring::new([Key::new(1, [2; 32])]), ReplayGuard::default());
+    let e = o.open(&bytes, now).unwrap_err();
+    assert_eq!(e.nak_reason(), NakReason::BadAuth);
+    let mut o = Opener::new(Keyring::new([Key::new(2, [1; 32])]), ReplayGuard::default());
+    assert_eq!(o.open(&bytes, now).unwrap_err(), OpenError::UnknownKey(1));
+}
+
+#[test]
+fn sealer_sequences_increase_across_restart() {
+    let k = Key::new(1, [1; 32]);
+    let mut s = Sealer::new(k.clone(), 5, 1000);
+    let a = decode(&s.seal(
+        &Message::Heartbeat(Heartbeat {
+            switch_id: 5,
+            installed_groups: 0,
+            uptime_s: 0,
+        }),
+        1000,
+    ))
+    .unwrap();
+    let mut s2 = Sealer::new(k, 5, 2000);
+    let b = decode(&s2.seal(
+        &Message::Heartbeat(Heartbeat {
+            switch_id: 5,
+            installed_groups: 0,
+            uptime_s: 0,
+        }),
+        2000,
+    ))
+    .unwrap();
+    assert!(b.header.sequence > a.header.sequence);
+}

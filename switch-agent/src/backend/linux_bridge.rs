@@ -1,1 +1,0 @@
-//! Linux bridge backend: FDB through rtnetlink, MDB through our own netlink codec.
