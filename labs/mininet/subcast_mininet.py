@@ -1,0 +1,308 @@
+#!/usr/bin/python3
+"""Run subcast on a Mininet network built from a subcast topology file.
+
+For admins who already use Mininet 2.3 (Debian's python3-mininet): builds the
+topology's switches as Linux bridges (or user-space Open vSwitch bridges with
+--switch ovs: the bridges are built, but subcast's OpenFlow agent is not
+started by this script), attaches the hosts, starts one `subcast-agent` per
+switch and one `subcast-controller`, asks the controller for a rendezvous
+group over its HTTP API, sends datagrams from one host to the group, and
+counts what every host receives with tcpdump on its interface (outside the
+daemons). Prints a report (or JSON with --json); exits 1 if any target did not
+get every datagram or any non-target got one.
+
+Never calls Mininet's global cleanup (it kills processes by name across the
+machine): it stops the network it made with net.stop() and ends only the
+processes it started, by PID.
+
+    sudo /usr/bin/python3 labs/mininet/subcast_mininet.py \
+        labs/topologies/seed-three-switch.yaml --targets X1,X4,X8 --sender X2
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import yaml
+from mininet.log import setLogLevel
+from mininet.net import Mininet
+from mininet.node import OVSSwitch
+from mininet.nodelib import LinuxBridge
+
+POOL = "ff15::5c:1:0/112"
+GROUP_BASE = "ff15::5c:0:"
+VLAN = 1
+
+
+def load_topology(path):
+    with open(path) as f:
+        topo = yaml.safe_load(f)
+    for key in ("switches", "hosts"):
+        if key not in topo:
+            sys.exit(f"{path}: missing '{key}'")
+    topo.setdefault("links", [])
+    topo.setdefault("negotiating_groups", {})
+    return topo
+
+
+def natural_key(name):
+    head = name.rstrip("0123456789")
+    tail = name[len(head):]
+    return (head, int(tail) if tail else -1)
+
+
+def find_binary(name, explicit):
+    if explicit:
+        return explicit
+    here = os.path.dirname(os.path.abspath(__file__))
+    for profile in ("release", "debug"):
+        p = os.path.join(here, "..", "..", "target", profile, name)
+        if os.path.exists(p):
+            return os.path.abspath(p)
+    found = shutil.which(name)
+    if not found:
+        sys.exit(f"{name} not found: build it with `cargo build --release -p ...` or pass --{name.split('-')[-1]}-bin")
+    return found
+
+
+class Run:
+    def __init__(self, args):
+        self.args = args
+        self.topo = load_topology(args.topology)
+        self.procs = []
+        self.tmp = tempfile.mkdtemp(prefix="subcast-mn-")
+        self.tag = f"{os.getpid() % 1000}"
+        self.net = None
+
+    # --- network -----------------------------------------------------------
+    def build(self):
+        topo = self.topo
+        hosts = sorted(topo["hosts"], key=natural_key)
+        self.host_index = {h: i + 1 for i, h in enumerate(hosts)}
+        switches = sorted(topo["switches"], key=natural_key)
+        self.sw_name = {s: f"s{i + 1}x{self.tag}" for i, s in enumerate(switches)}
+        cls = LinuxBridge if self.args.switch == "linux-bridge" else OVSSwitch
+        self.net = Mininet(controller=None, autoSetMacs=False, build=False)
+        for i, s in enumerate(switches):
+            if cls is LinuxBridge:
+                self.net.addSwitch(self.sw_name[s], cls=LinuxBridge, stp=False, dpid=f"{i + 1:016x}")
+            else:
+                self.net.addSwitch(self.sw_name[s], cls=OVSSwitch, datapath="user",
+                                   failMode="standalone", dpid=f"{i + 1:016x}", protocols="OpenFlow13")
+        for h in hosts:
+            n = self.host_index[h]
+            self.net.addHost(h, ip=None, mac=f"02:5c:00:00:00:{n:02x}")
+            self.net.addLink(h, self.sw_name[topo["hosts"][h]["switch"]])
+        for a, b in topo["links"]:
+            self.net.addLink(self.sw_name[a], self.sw_name[b])
+        self.net.build()
+        self.net.start()
+        for h in hosts:
+            node = self.net.get(h)
+            n = self.host_index[h]
+            node.cmd("sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0")
+            node.cmd(f"sysctl -qw net.ipv6.conf.{h}-eth0.accept_dad=0")
+            node.cmd(f"ip -6 addr add fd00:5c::{n:x}/64 dev {h}-eth0 nodad")
+            node.cmd(f"ethtool -K {h}-eth0 tx off >/dev/null 2>&1")
+        if cls is LinuxBridge:
+            for s, br in self.sw_name.items():
+                sh(["ip", "link", "set", br, "type", "bridge", "mcast_snooping", "1", "mcast_querier", "0",
+                    "mcast_query_response_interval", "100", "mcast_hash_max", "65536"])
+                sh(["ip", "link", "set", br, "type", "bridge", "mcast_querier", "1"])
+                for intf in self.net.get(br).intfList():
+                    peer = intf.link.intf1 if intf.link.intf2 == intf else intf.link.intf2
+                    if peer.node.name in self.sw_name.values():
+                        sh(["bridge", "link", "set", "dev", intf.name, "mcast_router", "0"])
+        time.sleep(3.5)  # querier settles (lab notes: ~3 s)
+        # Every switch learns every host MAC: each host pings all nodes once.
+        for h in hosts:
+            self.net.get(h).cmd(f"ping -6 -c1 -W1 -I {h}-eth0 ff02::1 >/dev/null 2>&1")
+
+    # --- daemons -----------------------------------------------------------
+    def groups(self):
+        out = []
+        for i, (name, g) in enumerate(sorted(self.topo["negotiating_groups"].items())):
+            members = [{"name": m, "ipv6": f"fd00:5c::{self.host_index[m]:x}",
+                        "mac": f"02:5c:00:00:00:{self.host_index[m]:02x}"} for m in g["members"]]
+            out.append({"name": name, "vlan": VLAN, "parent": f"{GROUP_BASE}{i + 1:x}", "members": members})
+        return out
+
+    def start_daemons(self):
+        key = os.path.join(self.tmp, "lab.key")
+        with open(key, "w") as f:
+            f.write(os.urandom(32).hex() + "\n")
+        os.chmod(key, 0o600)
+        token = os.path.join(self.tmp, "admin.token")
+        self.token = os.urandom(16).hex()
+        with open(token, "w") as f:
+            f.write(self.token + "\n")
+        os.chmod(token, 0o600)
+        base = 20000 + (os.getpid() % 2000) * 10
+        self.api = f"[::1]:{base}"
+        ctl_udp = f"[::1]:{base + 1}"
+        groups = self.groups()
+        switches = []
+        for i, (s, br) in enumerate(sorted(self.sw_name.items())):
+            sid = i + 1
+            agent_addr = f"[::1]:{base + 2 + i}"
+            switches.append({"name": s, "id": sid, "vlans": [VLAN],
+                             "agent": {"address": agent_addr, "key_id": 1}})
+            cfg = {
+                "switch_id": sid,
+                "backend": {"kind": "linux-bridge", "bridge": br},
+                "controller": ctl_udp,
+                "listen": agent_addr,
+                "key": {"id": 1, "file": key},
+                "controller_keys": [{"id": 1, "file": key}],
+                "rendezvous_range": POOL,
+                "heartbeat_interval_ms": 500,
+                "parent_groups": [{"address": g["parent"], "vlan": VLAN, "members": g["members"]}
+                                  for g in groups],
+            }
+            path = os.path.join(self.tmp, f"agent-{s}.yaml")
+            with open(path, "w") as f:
+                yaml.safe_dump(cfg, f)
+            self.spawn([self.args.agent_bin, "run", "--config", path], f"agent-{s}")
+        ctl = {
+            "controller": {"id": 1, "udp_listen": ctl_udp, "database": ":memory:",
+                           "agent_timeout_ms": 3000},
+            "keys": [{"id": 1, "file": key}],
+            "vlans": [{"id": VLAN, "name": "lab", "pool": [POOL]}],
+            "switches": switches,
+            "groups": groups,
+            "leases": {"default_ms": 10000, "max_ms": 60000},
+            "api": {"listen": self.api, "tokens": [{"role": "admin", "name": "mininet", "file": token}]},
+        }
+        path = os.path.join(self.tmp, "controller.yaml")
+        with open(path, "w") as f:
+            yaml.safe_dump(ctl, f)
+        self.spawn([self.args.controller_bin, "serve", "--config", path], "controller")
+        # Wait until every agent is up at the controller.
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            try:
+                agents = self.http("GET", "/v1/agents")
+                items = agents if isinstance(agents, list) else agents.get("agents", [])
+                if len(items) == len(switches) and all(a.get("up") for a in items):
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        sys.exit("agents did not come up at the controller within 20 s; logs in " + self.tmp)
+
+    def spawn(self, argv, name):
+        log = open(os.path.join(self.tmp, f"{name}.log"), "w")
+        p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                             env=dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info")))
+        self.procs.append(p)
+        return p
+
+    def http(self, method, path, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(f"http://{self.api}{path}", data=data, method=method,
+                                     headers={"Authorization": f"Bearer {self.token}",
+                                              "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read() or b"null")
+
+    # --- scenario ----------------------------------------------------------
+    def subset(self):
+        groups = self.groups()
+        group = groups[0]
+        targets = self.args.targets.split(",") if self.args.targets else [m["name"] for m in group["members"][:3]]
+        sender = self.args.sender or next(m["name"] for m in group["members"] if m["name"] not in targets)
+        t0 = time.monotonic()
+        lease = self.http("POST", "/v1/rendezvous", {"parent": group["parent"], "targets": targets})
+        ready_ms = (time.monotonic() - t0) * 1000
+        x = lease["group"]
+        caps = {}
+        for h in sorted(self.host_index, key=natural_key):
+            pcap = os.path.join(self.tmp, f"{h}.pcap")
+            caps[h] = (self.net.get(h).popen(
+                ["tcpdump", "--immediate-mode", "-U", "-n", "-Q", "in", "-i", f"{h}-eth0", "-w", pcap,
+                 f"udp and ip6 dst {x}"], stderr=subprocess.DEVNULL), pcap)
+        time.sleep(1.0)
+        snd = self.net.get(sender)
+        snd.cmd(f"/usr/bin/python3 -c \"import socket,struct;s=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM);"
+                f"s.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_MULTICAST_IF,socket.if_nametoindex('{sender}-eth0'));"
+                f"s.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_MULTICAST_HOPS,1);"
+                f"[s.sendto(b'subcast'*20,('{x}',5000)) or __import__('time').sleep(0.001) for _ in range({self.args.count})]\"")
+        time.sleep(1.0)
+        counts = {}
+        for h, (p, pcap) in caps.items():
+            p.terminate()
+            p.wait()
+            out = subprocess.run(["tcpdump", "-n", "-r", pcap], capture_output=True, text=True).stdout
+            counts[h] = sum(1 for line in out.splitlines() if line.strip())
+        ok = all(counts[h] == self.args.count for h in targets) and all(
+            counts[h] == 0 for h in counts if h not in targets)
+        self.http("DELETE", f"/v1/rendezvous/{lease['lease_id']}")
+        return {"ok": ok, "switch": self.args.switch, "group": x, "parent": group["parent"],
+                "targets": targets, "sender": sender, "sent": self.args.count,
+                "grant_ms": round(ready_ms, 2), "deliveries": counts}
+
+    def stop(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        if self.net is not None:
+            self.net.stop()
+        if not self.args.keep_logs:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def sh(argv):
+    subprocess.run(argv, check=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("topology")
+    ap.add_argument("--switch", choices=["linux-bridge", "ovs"], default="linux-bridge")
+    ap.add_argument("--targets", help="comma-separated host names (default: first three members)")
+    ap.add_argument("--sender", help="host that sends (default: first non-target member)")
+    ap.add_argument("--count", type=int, default=100)
+    ap.add_argument("--agent-bin")
+    ap.add_argument("--controller-bin")
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--keep-logs", action="store_true")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("run as root: Mininet creates namespaces and bridges")
+    if args.switch == "ovs":
+        sys.exit("--switch ovs: build with subcast-lab (labs/) for now; see labs/README.md")
+    args.agent_bin = find_binary("subcast-agent", args.agent_bin)
+    args.controller_bin = find_binary("subcast-controller", args.controller_bin)
+    setLogLevel("warning")
+    run = Run(args)
+    try:
+        run.build()
+        run.start_daemons()
+        result = run.subset()
+    finally:
+        run.stop()
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"rendezvous group {result['group']} (parent {result['parent']}), granted in {result['grant_ms']} ms")
+        print(f"sender {result['sender']} sent {result['sent']} datagrams; targets {', '.join(result['targets'])}")
+        for h, n in sorted(result["deliveries"].items(), key=lambda kv: natural_key(kv[0])):
+            role = "target" if h in result["targets"] else ("sender" if h == result["sender"] else "-")
+            print(f"  {h:6} {role:7} {n:5} datagrams")
+        print("OK" if result["ok"] else "FAILED")
+    sys.exit(0 if result["ok"] else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,266 @@
+//! Static multicast entries and closed MLD on lab switches (with the `bridge` and
+//! `nft` tools; the agent's backend does the same over netlink).
+
+use std::collections::BTreeMap;
+use std::net::Ipv6Addr;
+
+use crate::build::BRIDGE;
+use crate::cmd::{self, run};
+use crate::error::{LabError, Result};
+use crate::lab::{Lab, PortPeer};
+
+/// One MDB entry as `bridge -j mdb show` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct MdbEntry {
+    /// Port name (`h-X1`, `t-B`, or `br0` for host-joined entries).
+    pub port: String,
+    /// Group address.
+    pub group: Ipv6Addr,
+    /// `permanent` or `temp`.
+    pub state: String,
+}
+
+/// Name of the nftables table [`Lab::close_mld`] installs in a switch namespace.
+pub const MLD_TABLE: &str = "subcast_lab_mld";
+
+impl Lab {
+    /// The ports a static group for `members` needs, per switch: each member's host
+    /// port, and on every switch the trunk toward each side that has a member.
+    pub fn static_group_ports(&self, members: &[&str]) -> Result<BTreeMap<String, Vec<String>>> {
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for m in members {
+            let h = self.try_host(m)?;
+            out.entry(h.switch.clone())
+                .or_default()
+                .push(h.switch_port.clone());
+        }
+        for (sw, toward) in self.topo.trunks_toward(members) {
+            let port = self
+                .try_switch(&sw)?
+                .port_to_switch(&toward)
+                .ok_or_else(|| LabError::Parse(format!("trunk {sw}->{toward}")))?
+                .name
+                .clone();
+            out.entry(sw).or_default().push(port);
+        }
+        for v in out.values_mut() {
+            v.sort();
+            v.dedup();
+        }
+        Ok(out)
+    }
+
+    /// Install permanent MDB entries so `group` reaches exactly `members` (see
+    /// [`Lab::static_group_ports`]). Returns the ports used per switch. On OVS switches
+    /// this installs an OpenFlow group (type all) and a `priority=100` flow instead.
+    pub fn static_group(
+        &self,
+        group: Ipv6Addr,
+        members: &[&str],
+    ) -> Result<BTreeMap<String, Vec<String>>> {
+        let ports = self.static_group_ports(members)?;
+        for (sw, list) in &ports {
+            if self.try_switch(sw)?.ovs.is_some() {
+                self.ovs_static_group(sw, group, list)?;
+                continue;
+            }
+            let ns = &self.try_switch(sw)?.netns;
+            let entries: Vec<(String, Ipv6Addr)> =
+                list.iter().map(|p| (p.clone(), group)).collect();
+            mdb_add_all(ns, &entries)?;
+        }
+        Ok(ports)
+    }
+
+    /// Add one permanent MDB entry on `switch`, port `port`.
+    pub fn mdb_add(&self, switch: &str, port: &str, group: Ipv6Addr) -> Result<()> {
+        let ns = self.linux_bridge_ns(switch)?;
+        add_one(ns, port, group)
+    }
+
+    /// Delete one MDB entry on `switch`, port `port`.
+    pub fn mdb_del(&self, switch: &str, port: &str, group: Ipv6Addr) -> Result<()> {
+        let ns = self.linux_bridge_ns(switch)?;
+        let g = group.to_string();
+        run(&[
+            "bridge", "-n", ns, "mdb", "del", "dev", BRIDGE, "port", port, "grp", &g,
+        ])?;
+        Ok(())
+    }
+
+    /// The MDB of `switch` (IPv6 entries only).
+    pub fn mdb_show(&self, switch: &str) -> Result<Vec<MdbEntry>> {
+        let ns = self.linux_bridge_ns(switch)?;
+        let out = run(&["bridge", "-n", ns, "-j", "mdb", "show", "dev", BRIDGE])?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .map_err(|e| LabError::Parse(format!("`bridge -j mdb show` in {ns}: {e}")))?;
+        let mut entries = Vec::new();
+        for block in v.as_array().into_iter().flatten() {
+            for e in block["mdb"].as_array().into_iter().flatten() {
+                let (Some(port), Some(grp)) = (e["port"].as_str(), e["grp"].as_str()) else {
+                    continue;
+                };
+                let Ok(group) = grp.parse::<Ipv6Addr>() else {
+                    continue;
+                };
+                entries.push(MdbEntry {
+                    port: port.to_string(),
+                    group,
+                    state: e["state"].as_str().unwrap_or("").to_string(),
+                });
+            }
+        }
+        entries.sort();
+        Ok(entries)
+    }
+
+    /// Close MLD on `switch`: an nftables table (family bridge, hook prerouting) drops
+    /// MLD reports (ICMPv6 131 and 143) arriving on host ports, so hosts cannot add
+    /// themselves to groups; and permanent MDB entries for every host's solicited-node
+    /// group (toward its host port or trunk) keep neighbour discovery working. Trunk
+    /// ports are not filtered. Idempotent. A no-op on OVS switches (they do no MLD
+    /// snooping here, so a host's join changes nothing).
+    pub fn close_mld(&self, switch: &str) -> Result<()> {
+        let sw = self.try_switch(switch)?;
+        if sw.ovs.is_some() {
+            return Ok(());
+        }
+        let host_ports: Vec<String> = sw
+            .ports
+            .iter()
+            .filter(|p| matches!(p.toward, PortPeer::Host(_)))
+            .map(|p| format!("\"{}\"", p.name))
+            .collect();
+        let mut rules = format!(
+            "table bridge {MLD_TABLE}\ndelete table bridge {MLD_TABLE}\n\
+             table bridge {MLD_TABLE} {{\n  chain pre {{\n    \
+             type filter hook prerouting priority -300; policy accept;\n"
+        );
+        if !host_ports.is_empty() {
+            rules.push_str(&format!(
+                "    iifname {{ {} }} meta l4proto ipv6-icmp icmpv6 type {{ 131, 143 }} counter drop\n",
+                host_ports.join(", ")
+            ));
+        }
+        rules.push_str("  }\n}\n");
+        cmd::run_stdin(
+            &["ip", "netns", "exec", &sw.netns, "nft", "-f", "-"],
+            Some(&rules),
+        )?;
+        let mut entries = Vec::new();
+        for h in self.hosts.values() {
+            let port = if h.switch == sw.name {
+                h.switch_port.clone()
+            } else {
+                let side = self
+                    .topo
+                    .trunks_toward(&[h.name.as_str()])
+                    .into_iter()
+                    .find(|(from, _)| *from == sw.name)
+                    .map(|(_, to)| to)
+                    .ok_or_else(|| LabError::Parse(format!("path {switch} -> {}", h.name)))?;
+                sw.port_to_switch(&side)
+                    .ok_or_else(|| LabError::Parse(format!("trunk {switch} -> {side}")))?
+                    .name
+                    .clone()
+            };
+            for g in [
+                h.solicited_node(),
+                crate::lab::solicited_node(&h.link_local),
+            ] {
+                entries.push((port.clone(), g));
+            }
+        }
+        mdb_add_all(&sw.netns, &entries)
+    }
+
+    fn linux_bridge_ns(&self, switch: &str) -> Result<&str> {
+        let sw = self.try_switch(switch)?;
+        if sw.ovs.is_some() {
+            return Err(LabError::Unsupported(format!(
+                "switch `{switch}` is an OVS switch: it has no MDB (use Lab::ovs_ofctl)"
+            )));
+        }
+        Ok(&sw.netns)
+    }
+
+    /// How many MLD reports the [`Lab::close_mld`] rule of `switch` has dropped.
+    pub fn mld_dropped(&self, switch: &str) -> Result<u64> {
+        let sw = self.try_switch(switch)?;
+        let out = cmd::run_in(
+            &sw.netns,
+            &["nft", "list", "chain", "bridge", MLD_TABLE, "pre"],
+        )?;
+        let text = cmd::stdout(&out);
+        let n = text
+            .split_whitespace()
+            .skip_while(|w| *w != "packets")
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        Ok(n)
+    }
+}
+
+/// Add permanent entries in one `bridge -batch` (about 15 us each); if that fails
+/// (an entry already exists), add them one by one, accepting existing ones.
+fn mdb_add_all(ns: &str, entries: &[(String, Ipv6Addr)]) -> Result<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let batch: String = entries
+        .iter()
+        .map(|(p, g)| format!("mdb add dev {BRIDGE} port {p} grp {g} permanent\n"))
+        .collect();
+    if cmd::run_stdin(&["bridge", "-n", ns, "-batch", "-"], Some(&batch)).is_ok() {
+        return Ok(());
+    }
+    for (p, g) in entries {
+        add_one(ns, p, *g)?;
+    }
+    Ok(())
+}
+
+/// Add one permanent entry; an existing permanent entry is success, a temporary one
+/// (learned from MLD) is replaced.
+fn add_one(ns: &str, port: &str, group: Ipv6Addr) -> Result<()> {
+    let g = group.to_string();
+    match run(&[
+        "bridge",
+        "-n",
+        ns,
+        "mdb",
+        "add",
+        "dev",
+        BRIDGE,
+        "port",
+        port,
+        "grp",
+        &g,
+        "permanent",
+    ]) {
+        Err(LabError::Command { stderr, .. }) if stderr.contains("exists") => Ok(()),
+        Err(LabError::Command { stderr, .. }) if stderr.contains("already joined") => {
+            // A temporary entry learned from an MLD report: replace it by a permanent one.
+            run(&[
+                "bridge", "-n", ns, "mdb", "del", "dev", BRIDGE, "port", port, "grp", &g,
+            ])?;
+            run(&[
+                "bridge",
+                "-n",
+                ns,
+                "mdb",
+                "add",
+                "dev",
+                BRIDGE,
+                "port",
+                port,
+                "grp",
+                &g,
+                "permanent",
+            ])
+            .map(|_| ())
+        }
+        other => other.map(|_| ()),
+    }
+}
