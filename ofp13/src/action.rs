@@ -2,7 +2,9 @@
 
 use bytes::{BufMut, BytesMut};
 
-use crate::wire::{Error, PResult, fail, len_placeholder, list, pad, patch_len, take, u8_, u16_, u32_};
+use crate::wire::{
+    Error, PResult, fail, len_placeholder, list, pad, patch_len, take, u8_, u16_, u32_,
+};
 
 /// Action type OUTPUT.
 pub const OFPAT_OUTPUT: u16 = 0;

@@ -3,7 +3,9 @@
 use bytes::{BufMut, BytesMut};
 
 use crate::action::{Action, encode_actions, parse_actions};
-use crate::wire::{Error, PResult, fail, len_placeholder, list, pad, patch_len, take, u8_, u16_, u32_};
+use crate::wire::{
+    Error, PResult, fail, len_placeholder, list, pad, patch_len, take, u8_, u16_, u32_,
+};
 
 /// GROUP_MOD command ADD.
 pub const OFPGC_ADD: u16 = 0;

@@ -7,7 +7,9 @@ use crate::action::{Instruction, encode_instructions, parse_instructions};
 use crate::group_mod::{Bucket, encode_buckets, parse_buckets};
 use crate::oxm::Match;
 use crate::port::{PORT_LEN, Port};
-use crate::wire::{Error, PResult, fail, len_placeholder, list, pad, patch_len, take, u8_, u16_, u32_, u64_};
+use crate::wire::{
+    Error, PResult, fail, len_placeholder, list, pad, patch_len, take, u8_, u16_, u32_, u64_,
+};
 
 /// Multipart type FLOW.
 pub const OFPMP_FLOW: u16 = 1;

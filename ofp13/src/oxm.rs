@@ -87,7 +87,11 @@ impl Oxm {
             (true, ETH_TYPE, false, 2) => u16_(v).ok().map(|(_, t)| Oxm::EthType(t)),
             (true, ETH_DST | ETH_SRC, false, 6) | (true, ETH_DST | ETH_SRC, true, 12) => {
                 let (v, addr) = array::<6>(v)?;
-                let mask = if has_mask { Some(array::<6>(v)?.1) } else { None };
+                let mask = if has_mask {
+                    Some(array::<6>(v)?.1)
+                } else {
+                    None
+                };
                 Some(if field == ETH_DST {
                     Oxm::EthDst { addr, mask }
                 } else {
@@ -149,14 +153,24 @@ impl Oxm {
                 }
             }
             Oxm::VlanVid { vid, mask } => {
-                basic(buf, VLAN_VID, mask.is_some(), if mask.is_some() { 4 } else { 2 });
+                basic(
+                    buf,
+                    VLAN_VID,
+                    mask.is_some(),
+                    if mask.is_some() { 4 } else { 2 },
+                );
                 buf.put_u16(*vid);
                 if let Some(m) = mask {
                     buf.put_u16(*m);
                 }
             }
             Oxm::Ipv6Dst { addr, mask } => {
-                basic(buf, IPV6_DST, mask.is_some(), if mask.is_some() { 32 } else { 16 });
+                basic(
+                    buf,
+                    IPV6_DST,
+                    mask.is_some(),
+                    if mask.is_some() { 32 } else { 16 },
+                );
                 buf.put_slice(&addr.octets());
                 if let Some(m) = mask {
                     buf.put_slice(&m.octets());

@@ -8,6 +8,8 @@ use crate::wire::{PResult, array, pad, u8_, u32_};
 pub const OFPP_MAX: u32 = 0xffff_ff00;
 /// Send back out of the input port.
 pub const OFPP_IN_PORT: u32 = 0xffff_fff8;
+/// Submit to the first flow table (PACKET_OUT only).
+pub const OFPP_TABLE: u32 = 0xffff_fff9;
 /// All ports except input (and those with flooding disabled).
 pub const OFPP_FLOOD: u32 = 0xffff_fffb;
 /// All ports except input.

@@ -65,7 +65,7 @@ impl<'a> ParseError<&'a [u8]> for PErr<'a> {
             input,
             what: match kind {
                 ErrorKind::Eof => "input ended early",
-                _ => kind.description(),
+                _ => "unexpected bytes",
             },
         }
     }
