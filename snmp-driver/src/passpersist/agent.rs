@@ -21,16 +21,17 @@
 //!   commit/undo). A manager that sends {egress, status=permanent} in either order gets the
 //!   same final row, and no other request is served in between (snmpd is single-threaded).
 //!   If the *second* varbind fails, the first one stays applied: a manager seeing an error
-//!   must re-read or delete the row. [`crate::SnmpSwitch`] sends egress alone and deletes
-//!   with status alone, so each of its SETs is one varbind and all-or-nothing.
+//!   must re-read or delete the row. [`crate::SnmpSwitch`] creates with {egress,
+//!   status=permanent(3)} (the status varbind cannot fail here once the egress one passed)
+//!   and deletes with status alone, so each of its SETs is all-or-nothing.
 //! - Only VLAN 1 (untagged bridge) and receive port 0 exist; ForbiddenEgressPorts accepts
 //!   only the empty set.
 
-use super::bridge::{Bridge, BridgeError, BridgePort};
+use super::bridge::{Bridge, BridgeError, BridgePort, FdbEntry};
 use super::protocol::{Request, Response, SetValue, Value};
 use crate::mib::{
-    self, DOT1D_BASE_PORT, DOT1D_BASE_PORT_IFINDEX, DOT1Q_STATIC_MCAST_ENTRY, DOT1Q_TP_FDB_ENTRY,
-    MacAddr, PortSet, StaticMcastIndex, decode_port_list, encode_port_list, fdb_status, status,
+    self, DOT1D_BASE_PORT, DOT1D_BASE_PORT_IFINDEX, DOT1Q_STATIC_MCAST_ENTRY, MacAddr, PortSet,
+    StaticMcastIndex, decode_port_list, encode_port_list, fdb_status, status,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv6Addr;
@@ -90,7 +91,7 @@ impl GroupPrefix {
 struct Snapshot {
     taken: Instant,
     ports: Vec<BridgePort>,
-    rows: BTreeMap<MacAddr, PortSet>,
+    fdb: Vec<FdbEntry>,
     objects: BTreeMap<Vec<u32>, Value>,
 }
 
@@ -170,56 +171,11 @@ impl Agent {
         let ports = self.bridge.ports()?;
         let rows = self.read_rows(&ports)?;
         let fdb = self.bridge.fdb()?;
-        let mut objects = BTreeMap::new();
-        for p in &ports {
-            let mut o = DOT1D_BASE_PORT.to_vec();
-            o.push(u32::from(p.port_no));
-            objects.insert(o, Value::Integer(i64::from(p.port_no)));
-            let mut o = DOT1D_BASE_PORT_IFINDEX.to_vec();
-            o.push(u32::from(p.port_no));
-            objects.insert(o, Value::Integer(i64::from(p.ifindex)));
-        }
-        for e in &fdb {
-            let Some(p) = ports.iter().find(|p| p.ifname == e.ifname) else {
-                continue;
-            };
-            let st = if e.local {
-                fdb_status::SELF
-            } else if e.is_static {
-                fdb_status::MGMT
-            } else {
-                fdb_status::LEARNED
-            };
-            objects.insert(
-                mib::fdb_oid(mib::FDB_COL_PORT, 1, e.mac),
-                Value::Integer(i64::from(p.port_no)),
-            );
-            objects.insert(mib::fdb_oid(mib::FDB_COL_STATUS, 1, e.mac), Value::Integer(st));
-        }
-        let width = port_list_len(&ports);
-        for (mac, set) in &rows {
-            let idx = StaticMcastIndex {
-                vlan: 1,
-                mac: *mac,
-                receive_port: 0,
-            };
-            objects.insert(
-                idx.column_oid(mib::SM_COL_EGRESS),
-                Value::Octets(encode_port_list(set, width)),
-            );
-            objects.insert(
-                idx.column_oid(mib::SM_COL_FORBIDDEN),
-                Value::Octets(vec![0; width]),
-            );
-            objects.insert(
-                idx.column_oid(mib::SM_COL_STATUS),
-                Value::Integer(status::PERMANENT),
-            );
-        }
+        let objects = render(&ports, &fdb, &rows);
         Ok(Snapshot {
             taken: Instant::now(),
             ports,
-            rows,
+            fdb,
             objects,
         })
     }
@@ -276,40 +232,56 @@ impl Agent {
             .prefix
             .group_of(idx.mac)
             .expect("row_index checked the MAC");
-        // Writes always work on a fresh view of the bridge.
-        self.snapshot = None;
-        let ports = self.bridge.ports()?;
+        // Writes work on a fresh view of the MDB; the port list may come from a recent
+        // snapshot (ports change rarely, and a vanished port only makes an add fail).
+        let ports = match &self.snapshot {
+            Some(s) if s.taken.elapsed() < SNAPSHOT_TTL => s.ports.clone(),
+            _ => self.bridge.ports()?,
+        };
         let rows = self.read_rows(&ports)?;
         let current = rows.get(&idx.mac).cloned();
-        let resp = match (col, value) {
+        // `after`: the row's port set once the set succeeded (None = row deleted).
+        let (resp, after) = match (col, value) {
             (mib::SM_COL_EGRESS, SetValue::Octets(bytes)) => {
                 let Ok(wanted) = decode_port_list(&bytes) else {
                     return Ok(Response::SetError("wrong-value"));
                 };
-                self.program(idx.mac, group, &ports, &current.unwrap_or_default(), &wanted)
+                let cur = current.clone().unwrap_or_default();
+                let r = self.program(idx.mac, group, &ports, &cur, &wanted);
+                (r, Some(wanted))
             }
-            (mib::SM_COL_FORBIDDEN, SetValue::Octets(bytes)) => {
-                match decode_port_list(&bytes) {
-                    Ok(s) if s.is_empty() => Response::Done,
-                    _ => Response::SetError("wrong-value"),
-                }
-            }
+            (mib::SM_COL_FORBIDDEN, SetValue::Octets(bytes)) => match decode_port_list(&bytes) {
+                Ok(s) if s.is_empty() => (Response::Done, current.clone()),
+                _ => (Response::SetError("wrong-value"), None),
+            },
             (mib::SM_COL_STATUS, SetValue::Integer(status::PERMANENT)) => {
                 if current.is_none() {
                     self.empty_rows.insert(idx.mac);
                 }
-                Response::Done
+                (Response::Done, Some(current.clone().unwrap_or_default()))
             }
             (mib::SM_COL_STATUS, SetValue::Integer(status::INVALID)) => {
-                let empty = PortSet::new();
-                let r = self.program(idx.mac, group, &ports, &current.unwrap_or_default(), &empty);
+                let cur = current.clone().unwrap_or_default();
+                let r = self.program(idx.mac, group, &ports, &cur, &PortSet::new());
                 self.empty_rows.remove(&idx.mac);
-                r
+                (r, None)
             }
-            (mib::SM_COL_STATUS, SetValue::Integer(_)) => Response::SetError("wrong-value"),
-            _ => Response::SetError("wrong-type"),
+            (mib::SM_COL_STATUS, SetValue::Integer(_)) => (Response::SetError("wrong-value"), None),
+            _ => (Response::SetError("wrong-type"), None),
         };
-        self.snapshot = None;
+        // Keep the snapshot in step with our own write (managers read their writes back at
+        // once) without reading the bridge again; after a failure, re-read it next time.
+        match (&resp, self.snapshot.as_mut()) {
+            (Response::Done, Some(snap)) => {
+                let mut rows = rows;
+                match after {
+                    Some(set) => rows.insert(idx.mac, set),
+                    None => rows.remove(&idx.mac),
+                };
+                snap.objects = render(&snap.ports, &snap.fdb, &rows);
+            }
+            _ => self.snapshot = None,
+        }
         Ok(resp)
     }
 
@@ -327,7 +299,7 @@ impl Agent {
             tracing::warn!(?wanted, "egress names a port the bridge does not have");
             return Response::SetError("wrong-value");
         }
-        let mut added = Vec::new();
+        let mut added: Vec<String> = Vec::new();
         for p in wanted.difference(current) {
             let name = name_of(*p).expect("checked above");
             if let Err(e) = self.bridge.mdb_add(name, group) {
@@ -357,6 +329,64 @@ impl Agent {
         tracing::info!(%mac, %group, ?wanted, "row programmed");
         Response::Done
     }
+}
+
+/// Renders the bridge state as the sorted OID -> value map served by get/getnext.
+fn render(
+    ports: &[BridgePort],
+    fdb: &[FdbEntry],
+    rows: &BTreeMap<MacAddr, PortSet>,
+) -> BTreeMap<Vec<u32>, Value> {
+    let mut objects = BTreeMap::new();
+    for p in ports {
+        let mut o = DOT1D_BASE_PORT.to_vec();
+        o.push(u32::from(p.port_no));
+        objects.insert(o, Value::Integer(i64::from(p.port_no)));
+        let mut o = DOT1D_BASE_PORT_IFINDEX.to_vec();
+        o.push(u32::from(p.port_no));
+        objects.insert(o, Value::Integer(i64::from(p.ifindex)));
+    }
+    for e in fdb {
+        let Some(p) = ports.iter().find(|p| p.ifname == e.ifname) else {
+            continue;
+        };
+        let st = if e.local {
+            fdb_status::SELF
+        } else if e.is_static {
+            fdb_status::MGMT
+        } else {
+            fdb_status::LEARNED
+        };
+        objects.insert(
+            mib::fdb_oid(mib::FDB_COL_PORT, 1, e.mac),
+            Value::Integer(i64::from(p.port_no)),
+        );
+        objects.insert(
+            mib::fdb_oid(mib::FDB_COL_STATUS, 1, e.mac),
+            Value::Integer(st),
+        );
+    }
+    let width = port_list_len(ports);
+    for (mac, set) in rows {
+        let idx = StaticMcastIndex {
+            vlan: 1,
+            mac: *mac,
+            receive_port: 0,
+        };
+        objects.insert(
+            idx.column_oid(mib::SM_COL_EGRESS),
+            Value::Octets(encode_port_list(set, width)),
+        );
+        objects.insert(
+            idx.column_oid(mib::SM_COL_FORBIDDEN),
+            Value::Octets(vec![0; width]),
+        );
+        objects.insert(
+            idx.column_oid(mib::SM_COL_STATUS),
+            Value::Integer(status::PERMANENT),
+        );
+    }
+    objects
 }
 
 /// PortList width served for this bridge: enough octets for the highest port, at least 1.

@@ -197,7 +197,8 @@ impl Bridge {
 
     /// FDB entries that the bridge forwards by (entries with `master BR`).
     pub fn fdb(&self) -> Result<Vec<FdbEntry>, BridgeError> {
-        let entries: Vec<FdbJson> = self.json("bridge", &["-j", "fdb", "show", "br", &self.name])?;
+        let entries: Vec<FdbJson> =
+            self.json("bridge", &["-j", "fdb", "show", "br", &self.name])?;
         Ok(entries
             .into_iter()
             .filter(|e| e.master.as_deref() == Some(self.name.as_str()))

@@ -9,7 +9,7 @@
 //! is printable and as `octet "80 01"` (hex) otherwise.
 
 use crate::mib::{format_oid, parse_oid};
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 
 /// One command from snmpd.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,7 +119,7 @@ const MAX_LINE: u64 = 16 * 1024;
 
 fn next_line<R: BufRead>(input: &mut R) -> std::io::Result<Option<String>> {
     let mut buf = Vec::new();
-    let n = input.take(MAX_LINE).read_until(b'\n', &mut buf)?;
+    let n = input.by_ref().take(MAX_LINE).read_until(b'\n', &mut buf)?;
     if n == 0 {
         return Ok(None);
     }

@@ -1,0 +1,54 @@
+//! net-snmp pass_persist handler serving Q-BRIDGE-MIB from a Linux bridge (a test switch).
+//!
+//! snmpd.conf: `pass_persist .1.3.6.1.2.1.17 /path/subcast-qbridge-passpersist --bridge br0
+//! --ipv6-group-prefix ff3e::/96 [--netns NS]`. Logs go to stderr (or `--log-file`).
+
+use anyhow::Context;
+use clap::Parser;
+use subcast_snmp::passpersist::{self, Agent, Bridge, GroupPrefix};
+
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// The Linux bridge to serve.
+    #[arg(long)]
+    bridge: String,
+    /// Network namespace holding the bridge (iproute2 `-n NS`); default: the current one.
+    #[arg(long)]
+    netns: Option<String>,
+    /// IPv6 /96 that rows map to: MAC 33:33:aa:bb:cc:dd <-> group PREFIX::aabb:ccdd.
+    #[arg(long, default_value = "ff3e::/96")]
+    ipv6_group_prefix: GroupPrefix,
+    /// Append logs to this file instead of stderr.
+    #[arg(long)]
+    log_file: Option<std::path::PathBuf>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SUBCAST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false);
+    match &args.log_file {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("cannot open log file {}", path.display()))?;
+            builder.with_writer(std::sync::Mutex::new(file)).init();
+        }
+        None => builder.with_writer(std::io::stderr).init(),
+    }
+    let bridge = Bridge::new(args.bridge, args.netns);
+    bridge
+        .ports()
+        .with_context(|| format!("cannot read the ports of bridge {}", bridge.name()))?;
+    let mut agent = Agent::new(bridge, args.ipv6_group_prefix);
+    let stdin = std::io::stdin();
+    let stdout = std::io::stdout();
+    passpersist::serve(&mut agent, &mut stdin.lock(), &mut stdout.lock())
+        .context("pass_persist pipe to snmpd failed")
+}
