@@ -111,11 +111,18 @@ class Run:
             node.cmd(f"ip -6 addr add fd00:5c::{n:x}/64 dev {h}-eth0 nodad")
             node.cmd(f"ethtool -K {h}-eth0 tx off >/dev/null 2>&1")
         if cls is LinuxBridge:
-            for s, br in self.sw_name.items():
+            for i, (s, br) in enumerate(sorted(self.sw_name.items())):
+                # The querier needs a usable (not tentative) link-local source
+                # address: Mininet's bridges live in the root namespace, where
+                # DAD is on, and a querier whose first query fails waits ~31 s
+                # for the next one.
+                sh(["ip", "-6", "addr", "add", f"fe80::5c:2:{i + 1:x}/64", "dev", br, "nodad"])
                 sh(["ip", "link", "set", br, "type", "bridge", "mcast_snooping", "1", "mcast_querier", "0",
                     "mcast_query_response_interval", "100", "mcast_hash_max", "65536"])
                 sh(["ip", "link", "set", br, "type", "bridge", "mcast_querier", "1"])
                 for intf in self.net.get(br).intfList():
+                    if intf.link is None:
+                        continue
                     peer = intf.link.intf1 if intf.link.intf2 == intf else intf.link.intf2
                     if peer.node.name in self.sw_name.values():
                         sh(["bridge", "link", "set", "dev", intf.name, "mcast_router", "0"])
@@ -189,7 +196,7 @@ class Run:
             try:
                 agents = self.http("GET", "/v1/agents")
                 items = agents if isinstance(agents, list) else agents.get("agents", [])
-                if len(items) == len(switches) and all(a.get("up") for a in items):
+                if len(items) == len(switches) and all(a.get("state") == "up" for a in items):
                     return
             except OSError:
                 pass
