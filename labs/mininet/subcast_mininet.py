@@ -2,10 +2,11 @@
 """Run subcast on a Mininet network built from a subcast topology file.
 
 For admins who already use Mininet 2.3 (Debian's python3-mininet): builds the
-topology's switches as Linux bridges (or user-space Open vSwitch bridges with
---switch ovs: the bridges are built, but subcast's OpenFlow agent is not
-started by this script), attaches the hosts, starts one `subcast-agent` per
-switch and one `subcast-controller`, asks the controller for a rendezvous
+topology's switches as Linux bridges (`--switch linux-bridge`, the agents use
+the Linux bridge backend) or as user-space Open vSwitch bridges of a private
+OVS instance (`--switch ovs`, each agent is the OpenFlow 1.3 controller of
+its bridge), attaches the hosts, starts one `subcast-agent` per switch and one
+`subcast-controller`, asks the controller for a rendezvous
 group over its HTTP API, sends datagrams from one host to the group, and
 counts what every host receives with tcpdump on its interface (outside the
 daemons). Prints a report (or JSON with --json); exits 1 if any target did not
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 
 import yaml
@@ -37,7 +39,7 @@ from mininet.nodelib import LinuxBridge
 
 POOL = "ff15::5c:1:0/112"
 GROUP_BASE = "ff15::5c:0:"
-VLAN = 1
+VLAN = 0  # untagged: Mininet links carry no VLAN tags
 
 
 def load_topology(path):
@@ -81,6 +83,32 @@ class Run:
         self.net = None
 
     # --- network -----------------------------------------------------------
+    def start_ovs(self):
+        """A private ovsdb-server + ovs-vswitchd (user-space datapath) whose
+        files live in our temp dir; Mininet's ovs-vsctl calls find it through
+        OVS_RUNDIR. Stopped by the PIDs in its pidfiles."""
+        d = self.tmp
+        os.environ["OVS_RUNDIR"] = d
+        os.environ["OVS_DBDIR"] = d
+        os.environ["OVS_LOGDIR"] = d
+        db = os.path.join(d, "conf.db")
+        sh(["ovsdb-tool", "create", db, "/usr/share/openvswitch/vswitch.ovsschema"])
+        sh(["ovsdb-server", db, f"--remote=punix:{d}/db.sock", f"--pidfile={d}/ovsdb-server.pid",
+            "--detach", f"--log-file={d}/ovsdb-server.log"])
+        self.ovs_pidfiles = [f"{d}/ovsdb-server.pid"]
+        sh(["ovs-vsctl", f"--db=unix:{d}/db.sock", "--no-wait", "init"])
+        sh(["ovs-vswitchd", f"unix:{d}/db.sock", f"--pidfile={d}/ovs-vswitchd.pid", "--detach",
+            f"--log-file={d}/ovs-vswitchd.log"])
+        self.ovs_pidfiles.insert(0, f"{d}/ovs-vswitchd.pid")
+
+    def stop_ovs(self):
+        for pf in getattr(self, "ovs_pidfiles", []):
+            try:
+                with open(pf) as f:
+                    os.kill(int(f.read().strip()), 15)
+            except (OSError, ValueError):
+                pass
+
     def build(self):
         topo = self.topo
         hosts = sorted(topo["hosts"], key=natural_key)
@@ -88,13 +116,15 @@ class Run:
         switches = sorted(topo["switches"], key=natural_key)
         self.sw_name = {s: f"s{i + 1}x{self.tag}" for i, s in enumerate(switches)}
         cls = LinuxBridge if self.args.switch == "linux-bridge" else OVSSwitch
+        if cls is OVSSwitch:
+            self.start_ovs()
         self.net = Mininet(controller=None, autoSetMacs=False, build=False)
         for i, s in enumerate(switches):
             if cls is LinuxBridge:
                 self.net.addSwitch(self.sw_name[s], cls=LinuxBridge, stp=False, dpid=f"{i + 1:016x}")
             else:
                 self.net.addSwitch(self.sw_name[s], cls=OVSSwitch, datapath="user",
-                                   failMode="standalone", dpid=f"{i + 1:016x}", protocols="OpenFlow13")
+                                   failMode="secure", dpid=f"{i + 1:016x}", protocols="OpenFlow13")
         for h in hosts:
             n = self.host_index[h]
             self.net.addHost(h, ip=None, mac=f"02:5c:00:00:00:{n:02x}")
@@ -126,10 +156,24 @@ class Run:
                     peer = intf.link.intf1 if intf.link.intf2 == intf else intf.link.intf2
                     if peer.node.name in self.sw_name.values():
                         sh(["bridge", "link", "set", "dev", intf.name, "mcast_router", "0"])
-        time.sleep(3.5)  # querier settles (lab notes: ~3 s)
-        # Every switch learns every host MAC: each host pings all nodes once.
-        for h in hosts:
-            self.net.get(h).cmd(f"ping -6 -c1 -W1 -I {h}-eth0 ff02::1 >/dev/null 2>&1")
+        else:
+            # Each bridge connects out to its agent (started next); until then
+            # fail_mode=secure forwards nothing.
+            base = self.port_base()
+            for i, (s, br) in enumerate(sorted(self.sw_name.items())):
+                sh(["ovs-vsctl", "set-controller", br, f"tcp:127.0.0.1:{base + 100 + i}"])
+        time.sleep(1.5 if cls is OVSSwitch else 3.5)  # querier settles (~1-3 s)
+
+    def learn(self):
+        """Every switch learns every host MAC: each host pings all nodes once
+        (for OVS, after the agents run: they learn from PACKET_IN)."""
+        rounds = 1 if self.args.switch == "linux-bridge" else 3
+        for _ in range(rounds):  # OVS: the agent learns from PACKET_IN while flows are installed
+            for h in sorted(self.host_index, key=natural_key):
+                self.net.get(h).cmd(f"ping -6 -c1 -W1 -I {h}-eth0 ff02::1 >/dev/null 2>&1")
+
+    def port_base(self):
+        return 20000 + (os.getpid() % 2000) * 10
 
     # --- daemons -----------------------------------------------------------
     def groups(self):
@@ -150,7 +194,7 @@ class Run:
         with open(token, "w") as f:
             f.write(self.token + "\n")
         os.chmod(token, 0o600)
-        base = 20000 + (os.getpid() % 2000) * 10
+        base = self.port_base()
         self.api = f"[::1]:{base}"
         ctl_udp = f"[::1]:{base + 1}"
         groups = self.groups()
@@ -162,7 +206,8 @@ class Run:
                              "agent": {"address": agent_addr, "key_id": 1}})
             cfg = {
                 "switch_id": sid,
-                "backend": {"kind": "linux-bridge", "bridge": br},
+                "backend": ({"kind": "linux-bridge", "bridge": br} if self.args.switch == "linux-bridge"
+                            else {"kind": "openflow", "listen": f"127.0.0.1:{base + 100 + i}"}),
                 "controller": ctl_udp,
                 "listen": agent_addr,
                 "key": {"id": 1, "file": key},
@@ -215,8 +260,11 @@ class Run:
         req = urllib.request.Request(f"http://{self.api}{path}", data=data, method=method,
                                      headers={"Authorization": f"Bearer {self.token}",
                                               "Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return json.loads(r.read() or b"null")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return json.loads(r.read() or b"null")
+        except urllib.error.HTTPError as e:
+            raise RuntimeError(f"{method} {path}: HTTP {e.code}: {e.read().decode(errors='replace')}") from None
 
     # --- scenario ----------------------------------------------------------
     def subset(self):
@@ -234,7 +282,12 @@ class Run:
             caps[h] = (self.net.get(h).popen(
                 ["tcpdump", "--immediate-mode", "-U", "-n", "-Q", "in", "-i", f"{h}-eth0", "-w", pcap,
                  f"udp and ip6 dst {x}"], stderr=subprocess.DEVNULL), pcap)
-        time.sleep(1.0)
+        # tcpdump writes the pcap header once it is capturing: wait for it.
+        deadline = time.time() + 15
+        while time.time() < deadline and not all(
+                os.path.exists(pcap) and os.path.getsize(pcap) >= 24 for _, pcap in caps.values()):
+            time.sleep(0.05)
+        time.sleep(0.2)
         snd = self.net.get(sender)
         snd.cmd(f"/usr/bin/python3 -c \"import socket,struct;s=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM);"
                 f"s.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_MULTICAST_IF,socket.if_nametoindex('{sender}-eth0'));"
@@ -265,6 +318,7 @@ class Run:
                 p.kill()
         if self.net is not None:
             self.net.stop()
+        self.stop_ovs()
         if not self.args.keep_logs:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
@@ -287,8 +341,6 @@ def main():
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root: Mininet creates namespaces and bridges")
-    if args.switch == "ovs":
-        sys.exit("--switch ovs: build with subcast-lab (labs/) for now; see labs/README.md")
     args.agent_bin = find_binary("subcast-agent", args.agent_bin)
     args.controller_bin = find_binary("subcast-controller", args.controller_bin)
     setLogLevel("warning")
@@ -296,6 +348,7 @@ def main():
     try:
         run.build()
         run.start_daemons()
+        run.learn()
         result = run.subset()
     finally:
         run.stop()
