@@ -280,14 +280,14 @@ class Run:
         for h in sorted(self.host_index, key=natural_key):
             pcap = os.path.join(self.tmp, f"{h}.pcap")
             caps[h] = (self.net.get(h).popen(
-                ["tcpdump", "--immediate-mode", "-U", "-n", "-Q", "in", "-i", f"{h}-eth0", "-w", pcap,
-                 f"udp and ip6 dst {x}"], stderr=subprocess.DEVNULL), pcap)
-        # tcpdump writes the pcap header once it is capturing: wait for it.
-        deadline = time.time() + 15
-        while time.time() < deadline and not all(
-                os.path.exists(pcap) and os.path.getsize(pcap) >= 24 for _, pcap in caps.values()):
-            time.sleep(0.05)
-        time.sleep(0.2)
+                ["tcpdump", "--immediate-mode", "-U", "-n", "-s", "256", "-B", "4096", "-Z", "root",
+                 "-Q", "in", "-i", f"{h}-eth0", "-w", pcap,
+                 f"udp and ip6 dst {x}"], stderr=subprocess.PIPE, text=True), pcap)
+        # tcpdump says "listening on ..." once its capture is active.
+        for h, (p, _) in caps.items():
+            line = p.stderr.readline()
+            if "listening on" not in line:
+                raise RuntimeError(f"tcpdump on {h} did not start: {line.strip()}")
         snd = self.net.get(sender)
         snd.cmd(f"/usr/bin/python3 -c \"import socket,struct;s=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM);"
                 f"s.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_MULTICAST_IF,socket.if_nametoindex('{sender}-eth0'));"
@@ -295,9 +295,13 @@ class Run:
                 f"[s.sendto(b'subcast'*20,('{x}',5000)) or __import__('time').sleep(0.001) for _ in range({self.args.count})]\"")
         time.sleep(1.0)
         counts = {}
+        dropped = 0
         for h, (p, pcap) in caps.items():
             p.terminate()
-            p.wait()
+            err = p.communicate()[1]
+            for line in err.splitlines():
+                if "dropped by kernel" in line:
+                    dropped += int(line.split()[0])
             out = subprocess.run(["tcpdump", "-n", "-r", pcap], capture_output=True, text=True).stdout
             counts[h] = sum(1 for line in out.splitlines() if line.strip())
         ok = all(counts[h] == self.args.count for h in targets) and all(
@@ -305,7 +309,8 @@ class Run:
         self.http("DELETE", f"/v1/rendezvous/{lease['lease_id']}")
         return {"ok": ok, "switch": self.args.switch, "group": x, "parent": group["parent"],
                 "targets": targets, "sender": sender, "sent": self.args.count,
-                "grant_ms": round(ready_ms, 2), "deliveries": counts}
+                "grant_ms": round(ready_ms, 2), "deliveries": counts,
+                "capture_dropped": dropped}
 
     def stop(self):
         for p in self.procs:

@@ -37,9 +37,22 @@ fn daemon(name: &str) -> PathBuf {
 }
 
 #[test]
-fn mininet_seed_subset() {
+fn mininet_seed_subset_linux_bridge() {
+    seed_subset("linux-bridge");
+}
+
+#[test]
+fn mininet_seed_subset_ovs() {
+    if !labs::lab_tests_enabled() || !labs::ovs_available() {
+        println!("SKIP mininet_seed_subset_ovs: needs root and Open vSwitch");
+        return;
+    }
+    seed_subset("ovs");
+}
+
+fn seed_subset(switch: &str) {
     if !labs::lab_tests_enabled() {
-        println!("SKIP mininet_seed_subset: needs root");
+        println!("SKIP mininet seed subset ({switch}): needs root");
         return;
     }
     let mininet = Path::new("/usr/lib/python3/dist-packages/mininet");
@@ -48,7 +61,7 @@ fn mininet_seed_subset() {
             std::env::var_os("SUBCAST_LABS_REQUIRED").is_none(),
             "Mininet is missing: apt-get install mininet"
         );
-        println!("SKIP mininet_seed_subset: Mininet not installed");
+        println!("SKIP mininet seed subset ({switch}): Mininet not installed");
         return;
     }
     let out = Command::new("/usr/bin/python3")
@@ -63,6 +76,8 @@ fn mininet_seed_subset() {
             "--count",
             "100",
             "--json",
+            "--switch",
+            switch,
         ])
         .arg("--agent-bin")
         .arg(daemon("subcast-agent"))

@@ -1,0 +1,73 @@
+//! A simulated agent for benchmarks and demos: it opens instructions with
+//! the real sealing and answers ACK to each (NAK for what does not open),
+//! without touching any switch. Not a substitute for `subcast-agent`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use subcast_proto::{Ack, Key, Keyring, Message, Nak, Opener, ReplayGuard, Sealer, now_us};
+use tokio::net::UdpSocket;
+
+#[derive(Debug)]
+pub struct SimAgent {
+    pub switch_id: u32,
+    pub addr: SocketAddr,
+    /// Instructions answered so far.
+    pub answered: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SimAgent {
+    /// Binds `bind` (e.g. "127.0.0.1:0") and answers under `key` (which
+    /// must be both the controller's key for it and its own).
+    pub async fn spawn(switch_id: u32, key: Key, bind: SocketAddr) -> std::io::Result<SimAgent> {
+        let socket = UdpSocket::bind(bind).await?;
+        let addr = socket.local_addr()?;
+        let answered = Arc::new(AtomicU64::new(0));
+        let count = answered.clone();
+        let task = tokio::spawn(async move {
+            let mut opener = Opener::new(Keyring::new([key.clone()]), ReplayGuard::default());
+            let mut sealer = Sealer::new(key, switch_id, now_us());
+            let mut buf = vec![0u8; subcast_proto::MAX_DATAGRAM + 1];
+            loop {
+                let Ok((n, from)) = socket.recv_from(&mut buf).await else {
+                    return;
+                };
+                let reply = match opener.open(&buf[..n], now_us()) {
+                    Ok(dg) => match dg.message.txid() {
+                        Some(txid) => Message::Ack(Ack {
+                            txid,
+                            switch_id,
+                            port_count: 1,
+                        }),
+                        None => continue,
+                    },
+                    Err(e) => Message::Nak(Nak {
+                        txid: subcast_proto::decode(&buf[..n])
+                            .ok()
+                            .and_then(|d| d.message.txid())
+                            .unwrap_or(0),
+                        switch_id,
+                        reason: e.nak_reason(),
+                        detail: e.to_string(),
+                    }),
+                };
+                count.fetch_add(1, Ordering::Relaxed);
+                let bytes = sealer.seal(&reply, now_us());
+                let _ = socket.send_to(&bytes, from).await;
+            }
+        });
+        Ok(SimAgent {
+            switch_id,
+            addr,
+            answered,
+            task,
+        })
+    }
+}
+
+impl Drop for SimAgent {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
