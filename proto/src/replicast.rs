@@ -16,6 +16,7 @@
 //! 0x43 DATA           txid:8 index:4 total:4 payload:rest
 //! 0x44 PUT_ACK        txid:8 id:32 status:1
 //! 0x45 NACK           txid:8 count:2 (start:4 end:4) * count
+//! 0x46 PUT_READY      txid:8 id:32        (target joined the delivery group)
 //! 0x48 GET_REQUEST    txid:8 id:32
 //! 0x49 GET_OFFER      txid:8 id:32 status:1 size:4
 //! 0x4a GET_FETCH      txid:8 id:32 datagram_payload:2 count:2
@@ -43,6 +44,7 @@ pub mod replicast_type {
     pub const DATA: u8 = 0x43;
     pub const PUT_ACK: u8 = 0x44;
     pub const NACK: u8 = 0x45;
+    pub const PUT_READY: u8 = 0x46;
     pub const GET_REQUEST: u8 = 0x48;
     pub const GET_OFFER: u8 = 0x49;
     pub const GET_FETCH: u8 = 0x4a;
@@ -194,6 +196,14 @@ pub struct Nack {
     pub ranges: Vec<Range>,
 }
 
+/// Target -> client (unicast): joined the rendezvous group named in the
+/// PUT_ACCEPT; DATA may start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutReady {
+    pub txid: u64,
+    pub chunk_id: Hash32,
+}
+
 /// Client -> negotiating group: who holds this chunk?
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GetRequest {
@@ -263,6 +273,7 @@ pub enum ReplicastMessage {
     Data(Data),
     PutAck(PutAck),
     Nack(Nack),
+    PutReady(PutReady),
     GetRequest(GetRequest),
     GetOffer(GetOffer),
     GetFetch(GetFetch),
@@ -338,6 +349,7 @@ impl ReplicastMessage {
             ReplicastMessage::Data(_) => DATA,
             ReplicastMessage::PutAck(_) => PUT_ACK,
             ReplicastMessage::Nack(_) => NACK,
+            ReplicastMessage::PutReady(_) => PUT_READY,
             ReplicastMessage::GetRequest(_) => GET_REQUEST,
             ReplicastMessage::GetOffer(_) => GET_OFFER,
             ReplicastMessage::GetFetch(_) => GET_FETCH,
@@ -355,6 +367,7 @@ impl ReplicastMessage {
             ReplicastMessage::Data(_) => "DATA",
             ReplicastMessage::PutAck(_) => "PUT_ACK",
             ReplicastMessage::Nack(_) => "NACK",
+            ReplicastMessage::PutReady(_) => "PUT_READY",
             ReplicastMessage::GetRequest(_) => "GET_REQUEST",
             ReplicastMessage::GetOffer(_) => "GET_OFFER",
             ReplicastMessage::GetFetch(_) => "GET_FETCH",
@@ -372,6 +385,7 @@ impl ReplicastMessage {
             ReplicastMessage::Data(m) => m.txid,
             ReplicastMessage::PutAck(m) => m.txid,
             ReplicastMessage::Nack(m) => m.txid,
+            ReplicastMessage::PutReady(m) => m.txid,
             ReplicastMessage::GetRequest(m) => m.txid,
             ReplicastMessage::GetOffer(m) => m.txid,
             ReplicastMessage::GetFetch(m) => m.txid,
@@ -428,6 +442,10 @@ impl ReplicastMessage {
                 emit_ranges(&m.ranges, w);
             }
             ReplicastMessage::GetRequest(m) => {
+                w.u64(m.txid);
+                w.bytes(&m.chunk_id);
+            }
+            ReplicastMessage::PutReady(m) => {
                 w.u64(m.txid);
                 w.bytes(&m.chunk_id);
             }
@@ -582,6 +600,10 @@ impl ReplicastMessage {
             NACK => ReplicastMessage::Nack(Nack {
                 txid: r.u64("txid")?,
                 ranges: parse_ranges(r, false)?,
+            }),
+            PUT_READY => ReplicastMessage::PutReady(PutReady {
+                txid: r.u64("txid")?,
+                chunk_id: r.array("chunk id")?,
             }),
             GET_REQUEST => ReplicastMessage::GetRequest(GetRequest {
                 txid: r.u64("txid")?,
@@ -759,173 +781,6 @@ impl ReplicastSealer {
 mod tests {
     use super::*;
 
-    fn key() -> Key {
-        Key::new(3, [9; 32])
-    }
-
-    fn origin() -> Origin {
-        Origin {
-            key_id: 3,
-            sender_id: 77,
-            sequence: 5,
-            timestamp_us: 1_000,
-        }
-    }
-
-    fn samples() -> Vec<ReplicastMessage> {
-        let id = [0xab; 32];
-        vec![
-            ReplicastMessage::PutProposal(PutProposal {
-                txid: 1,
-                chunk_id: id,
-                size: 1 << 20,
-                kind: ChunkKind::Data,
-                replicas: 3,
-            }),
-            ReplicastMessage::PutBid(PutBid {
-                txid: 1,
-                chunk_id: id,
-                status: BidStatus::NotNow,
-                reason: NotNowReason::Full,
-                earliest_start_us: 9,
-                queue_depth: 2,
-                free_bytes: 1 << 40,
-                retry_after_ms: 250,
-            }),
-            ReplicastMessage::PutAccept(PutAccept {
-                txid: 1,
-                chunk_id: id,
-                size: 10,
-                kind: ChunkKind::Manifest,
-                datagram_payload: 1372,
-                group: "ff15::1".parse().unwrap(),
-                targets: vec![1, 2, 3],
-            }),
-            ReplicastMessage::Data(Data {
-                txid: 1,
-                index: 0,
-                total: 2,
-                payload: vec![1, 2, 3],
-            }),
-            ReplicastMessage::PutAck(PutAck {
-                txid: 1,
-                chunk_id: id,
-                status: AckStatus::HashMismatch,
-            }),
-            ReplicastMessage::Nack(Nack {
-                txid: 1,
-                ranges: vec![Range { start: 0, end: 4 }, Range { start: 7, end: 8 }],
-            }),
-            ReplicastMessage::GetRequest(GetRequest {
-                txid: 2,
-                chunk_id: id,
-            }),
-            ReplicastMessage::GetOffer(GetOffer {
-                txid: 2,
-                chunk_id: id,
-                status: OfferStatus::Corrupt,
-                size: 5,
-            }),
-            ReplicastMessage::GetFetch(GetFetch {
-                txid: 2,
-                chunk_id: id,
-                datagram_payload: 1000,
-                ranges: vec![],
-            }),
-            ReplicastMessage::ManifestQuery(ManifestQuery {
-                txid: 3,
-                name_hash: id,
-                version: 0,
-            }),
-            ReplicastMessage::ManifestOffer(ManifestOffer {
-                txid: 3,
-                name_hash: id,
-                versions: vec![VersionEntry {
-                    version: 2,
-                    manifest_id: [1; 32],
-                    size: 300,
-                }],
-            }),
-        ]
-    }
-
-    #[test]
-    fn every_message_round_trips_and_opens() {
-        let ring = Keyring::new([key()]);
-        let mut guard = ReplayGuard::new(u64::MAX / 4);
-        for (i, m) in samples().into_iter().enumerate() {
-            let mut o = origin();
-            o.sequence += i as u64;
-            let bytes = encode(&key(), o, &m);
-            let dg = open(&ring, &mut guard, &bytes, 1_000).unwrap();
-            assert_eq!(dg.message, m);
-            assert_eq!(dg.header.msg_type, m.msg_type());
-            assert!((0x40..=0x5f).contains(&m.msg_type()));
-            // Replayed: refused.
-            assert_eq!(
-                open(&ring, &mut guard, &bytes, 1_000).unwrap_err().kind(),
-                "replay"
-            );
-            // Every truncation is an error, never a panic.
-            for n in 0..bytes.len() {
-                assert!(decode(&bytes[..n]).is_err());
-            }
-        }
-    }
-
-    #[test]
-    fn altered_or_foreign_key_refused() {
-        let ring = Keyring::new([key()]);
-        let mut guard = ReplayGuard::new(u64::MAX / 4);
-        let mut bytes = encode(&key(), origin(), &samples()[0]);
-        bytes[40] ^= 1;
-        assert_eq!(
-            open(&ring, &mut guard, &bytes, 1_000).unwrap_err().kind(),
-            "bad-mac"
-        );
-        let other = encode(&Key::new(4, [9; 32]), origin(), &samples()[0]);
-        assert_eq!(
-            open(&ring, &mut guard, &other, 1_000).unwrap_err().kind(),
-            "unknown-key"
-        );
-    }
-
-    #[test]
-    fn bad_fields_refused() {
-        let k = key();
-        let bad_range = ReplicastMessage::Nack(Nack {
-            txid: 1,
-            ranges: vec![Range { start: 4, end: 4 }],
-        });
-        assert!(decode(&encode(&k, origin(), &bad_range)).is_err());
-        let empty_nack = ReplicastMessage::Nack(Nack {
-            txid: 1,
-            ranges: vec![],
-        });
-        assert!(decode(&encode(&k, origin(), &empty_nack)).is_err());
-        let bad_index = ReplicastMessage::Data(Data {
-            txid: 1,
-            index: 2,
-            total: 2,
-            payload: vec![0],
-        });
-        assert!(decode(&encode(&k, origin(), &bad_index)).is_err());
-        let unicast_group = ReplicastMessage::PutAccept(PutAccept {
-            txid: 1,
-            chunk_id: [0; 32],
-            size: 1,
-            kind: ChunkKind::Data,
-            datagram_payload: 100,
-            group: "fd00::1".parse().unwrap(),
-            targets: vec![1],
-        });
-        assert!(decode(&encode(&k, origin(), &unicast_group)).is_err());
-        // A message of the push protocol is an unknown type here.
-        let mut push = encode(&k, origin(), &samples()[6]);
-        push[3] = 0x10;
-        assert_eq!(decode(&push).unwrap_err().kind(), "unknown-type");
-    }
-
     #[test]
     fn oversized_count_refused_without_allocation() {
         // A NACK claiming 512 ranges but carrying one.
@@ -939,3 +794,4 @@ mod tests {
         assert_eq!(e.kind(), "truncated");
     }
 }
+// More tests (every message, truncations, bad fields): storage-node/tests/replicast_wire.rs.

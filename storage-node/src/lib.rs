@@ -1,1 +1,46 @@
-//! Replicast storage node and client: chunks by BLAKE3, put over rendezvous groups, objects by name.
+//! Replicast storage node and client: chunks by BLAKE3, put over rendezvous
+//! groups, objects by name.
+//!
+//! # Protocol (messages: `subcast_proto::replicast`, type codes 0x40..0x4d)
+//! - Chunk id = BLAKE3(payload). Negotiating group of an id = group number
+//!   `u64::from_be_bytes(id[0..8]) mod N` of the configured list
+//!   ([`placement`]); manifests are placed by BLAKE3(object name).
+//! - Put ([`put::PutMachine`]): PUT_PROPOSAL to the negotiating group ->
+//!   PUT_BID (bid / already stored / not now) from members -> R targets by
+//!   earliest start, queue depth, free space -> rendezvous mode: the client
+//!   asks the controller (RENDEZVOUS_REQUEST) -> PUT_ACCEPT to the group
+//!   (targets, delivery group) -> targets join a rendezvous group and send
+//!   PUT_READY -> DATA, paced -> PUT_ACK (stored after verify, fsync,
+//!   rename) or NACK ranges (repeated unicast). Silent targets are polled
+//!   with a unicast PUT_ACCEPT and replaced by spare bidders.
+//! - Get ([`get::GetMachine`]): GET_REQUEST to the group -> GET_OFFER (have
+//!   / corrupt) -> GET_FETCH to one holder (all, or missing ranges) -> DATA
+//!   -> verify; another holder on failure.
+//! - Objects ([`objects`]): MANIFEST_QUERY / MANIFEST_OFFER find versions;
+//!   a put writes a new version manifest ([`manifest::Manifest`]).
+//!
+//! # Structure
+//! Sans-I/O state machines (take messages and `now`, return datagrams and
+//! timers): [`put::PutMachine`], [`get::GetMachine`],
+//! [`get::ManifestLookup`], [`receive::Receive`], [`node::NodeCore`]; the
+//! daemon ([`daemon`]) and the client driver ([`client`]) own sockets,
+//! pacing and timers.
+
+pub mod chunking;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod daemon;
+pub mod get;
+pub mod manifest;
+pub mod node;
+pub mod objects;
+pub mod outgoing;
+pub mod placement;
+pub mod put;
+pub mod receive;
+pub mod store;
+pub mod transport;
+
+#[cfg(test)]
+mod sim;

@@ -1,0 +1,227 @@
+//! Multi-process tests: real `subcast-node serve` processes in network
+//! namespaces on one Linux bridge, the client as a separate process.
+//! Need root; skipped (with a message) otherwise.
+
+mod common;
+
+use common::{Lab, is_root, random_file};
+
+fn skip() -> bool {
+    if !is_root() {
+        eprintln!("skipped: needs root for network namespaces");
+        return true;
+    }
+    false
+}
+
+fn ok(o: &std::process::Output) -> String {
+    assert!(
+        o.status.success(),
+        "client failed: {}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        String::from_utf8_lossy(&o.stdout)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("{e}: {s}"))
+}
+
+/// Every chunk of the newest version of `name` is on exactly `r` nodes.
+fn assert_placement(lab: &Lab, name: &str, r: usize) {
+    let stat = json(&ok(&lab.client(&["stat", name, "--json"])));
+    let placement = lab.placement();
+    for c in stat["chunks"].as_array().unwrap() {
+        let id = c.as_str().unwrap();
+        let holders = placement.get(id).cloned().unwrap_or_default();
+        assert_eq!(holders.len(), r, "chunk {id} on {holders:?}");
+    }
+}
+
+#[test]
+fn baselines_put_get_versions_kill_and_corrupt() {
+    if skip() {
+        return;
+    }
+    let mut lab = Lab::new(5, "chunk_size: 262144\nrate_mbps: 300");
+    let f1 = random_file(lab.dir.path(), "one.bin", 3 * 262144 + 12345, 1);
+    let f2 = random_file(lab.dir.path(), "two.bin", 2 * 262144 + 7, 2);
+    let out = lab.dir.path().join("out.bin");
+
+    // ng-multicast put, then get: identical bytes, exactly R copies.
+    let p1 = f1.to_str().unwrap();
+    let r = json(&ok(&lab.client(&[
+        "put",
+        p1,
+        "--name",
+        "b/o",
+        "--transport",
+        "ng-multicast",
+        "--quiet",
+        "--json",
+    ])));
+    assert_eq!(r["version"], 1);
+    assert_placement(&lab, "b/o", 3);
+    ok(&lab.client(&["get", "b/o", "-o", out.to_str().unwrap(), "--quiet"]));
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&f1).unwrap());
+
+    // unicast put of another object as version 2 of the same name.
+    let r = json(&ok(&lab.client(&[
+        "put",
+        f2.to_str().unwrap(),
+        "--name",
+        "b/o",
+        "--transport",
+        "unicast",
+        "--quiet",
+        "--json",
+    ])));
+    assert_eq!(r["version"], 2);
+    assert_placement(&lab, "b/o", 3);
+    ok(&lab.client(&["get", "b/o", "-o", out.to_str().unwrap(), "--quiet"]));
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&f2).unwrap());
+    ok(&lab.client(&[
+        "get",
+        "b/o",
+        "--version",
+        "1",
+        "-o",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]));
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&f1).unwrap());
+
+    // Non-targets saw payload in ng-multicast mode only; no datagram refused.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let total_refused: u64 = lab
+        .nodes
+        .iter()
+        .map(|i| {
+            lab.stats(*i)["node"]["refused_datagrams"]
+                .as_u64()
+                .unwrap_or(0)
+        })
+        .sum();
+    assert_eq!(total_refused, 0);
+
+    // A corrupted chunk file on one node: get still correct, and reported.
+    let stat = json(&ok(&lab.client(&["stat", "b/o", "--json"])));
+    let first = stat["chunks"][0].as_str().unwrap().to_owned();
+    let holder = lab.placement()[&first][0];
+    let path = lab.chunk_file(holder, &first);
+    let mut b = std::fs::read(&path).unwrap();
+    b[1000] ^= 0x5a;
+    std::fs::write(&path, b).unwrap();
+    let o = lab.client(&["get", "b/o", "-o", out.to_str().unwrap(), "--quiet"]);
+    ok(&o);
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&f2).unwrap());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("node {holder} held a corrupt copy")),
+        "{err}"
+    );
+    assert!(lab.store(holder).join("quarantine").join(&first).exists());
+
+    // One node killed after the put: get still works.
+    let victim = lab.placement()[stat["chunks"][1].as_str().unwrap()][0];
+    lab.kill(victim);
+    ok(&lab.client(&["get", "b/o", "-o", out.to_str().unwrap(), "--quiet"]));
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&f2).unwrap());
+}
+
+#[test]
+fn puts_and_gets_complete_with_one_percent_loss() {
+    if skip() {
+        return;
+    }
+    let lab = Lab::new(4, "chunk_size: 262144\nrate_mbps: 300");
+    lab.set_loss(1.0);
+    let out = lab.dir.path().join("out.bin");
+    // Different contents: a lost "already stored" bid would otherwise add a
+    // fourth copy of a shared chunk (over-replication, by design harmless).
+    for (name, mode, seed) in [("l/ng", "ng-multicast", 3), ("l/uc", "unicast", 5)] {
+        let f = random_file(lab.dir.path(), "lossy.bin", 4 * 262144 + 99, seed);
+        ok(&lab.client(&[
+            "put",
+            f.to_str().unwrap(),
+            "--name",
+            name,
+            "--transport",
+            mode,
+            "--quiet",
+        ]));
+        ok(&lab.client(&["get", name, "-o", out.to_str().unwrap(), "--quiet"]));
+        assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&f).unwrap());
+    }
+    lab.set_loss(0.0);
+    assert_placement(&lab, "l/ng", 3);
+    assert_placement(&lab, "l/uc", 3);
+}
+
+#[test]
+fn too_few_nodes_is_a_clear_error() {
+    if skip() {
+        return;
+    }
+    let lab = Lab::new(2, "chunk_size: 65536");
+    let f = random_file(lab.dir.path(), "small.bin", 1000, 4);
+    let o = lab.client(&["put", f.to_str().unwrap(), "--name", "x/y", "--quiet"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("only 2 of 3 targets"), "{err}");
+
+    // Bad input: garbage, a truncated header, a datagram under a foreign
+    // key, an oversized length. Refused, counted, the node keeps serving.
+    let key = subcast_proto::Key::new(1, [0x77; 32]);
+    let foreign = subcast_proto::replicast::encode(
+        &key,
+        subcast_proto::Origin {
+            key_id: 1,
+            sender_id: 9,
+            sequence: 1,
+            timestamp_us: subcast_proto::now_us(),
+        },
+        &subcast_proto::replicast::ReplicastMessage::GetRequest(
+            subcast_proto::replicast::GetRequest {
+                txid: 1,
+                chunk_id: [0; 32],
+            },
+        ),
+    );
+    let mut oversized = foreign.clone();
+    oversized[6] = 0xff;
+    let bad: Vec<Vec<u8>> = vec![
+        b"garbage".to_vec(),
+        foreign[..20].to_vec(),
+        foreign,
+        oversized,
+    ];
+    for (n, b) in bad.iter().enumerate() {
+        let p = lab.dir.path().join(format!("bad{n}"));
+        std::fs::write(&p, b).unwrap();
+        common::run(&[
+            "ip",
+            "netns",
+            "exec",
+            &lab.ns(common::CLIENT),
+            "socat",
+            "-u",
+            &format!("FILE:{}", p.display()),
+            "UDP6-SENDTO:[fd00:5c::1]:7412",
+        ]);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let refused = lab.stats(1)["node"]["refused_datagrams"].as_u64().unwrap();
+    assert_eq!(refused, 4);
+    let o = lab.client(&[
+        "put",
+        f.to_str().unwrap(),
+        "--name",
+        "x/y",
+        "--replicas",
+        "2",
+        "--quiet",
+    ]);
+    ok(&o);
+}
