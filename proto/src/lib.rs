@@ -14,6 +14,7 @@
 //! bytes it announces are known to be present. No I/O, no runtime.
 
 pub mod auth;
+pub mod envelope;
 pub mod error;
 pub mod header;
 pub mod member;
@@ -24,13 +25,11 @@ pub mod replicast;
 pub mod wire;
 
 pub use auth::{Key, KeyError, Keyring, ReplayGuard, ReplayWindow};
+pub use envelope::{Body, Envelope, MAX_DATAGRAM, Origin, Sealer};
 pub use error::{DecodeError, OpenError};
 pub use header::Header;
 pub use member::{Bitmap, MacAddr, Member, Members};
-pub use message::{
-    Datagram, MAX_DATAGRAM, Message, Opener, Origin, Sealer, decode, msg_type, now_us, seal,
-    verify_tag,
-};
+pub use message::{Datagram, Message, Opener, decode, msg_type, now_us, seal, verify_tag};
 pub use push::{Ack, BackendKind, Clear, Heartbeat, Hello, Nak, NakReason, SetSubset};
 pub use rendezvous::{
     GrantOutcome, RefuseReason, ReleaseAck, RendezvousGrant, RendezvousRelease, RendezvousRequest,

@@ -1,15 +1,13 @@
 //! The message enum, its type codes, and sealing/opening whole datagrams.
 
 use crate::auth::{Key, Keyring, ReplayGuard};
+pub use crate::envelope::MAX_DATAGRAM;
+use crate::envelope::{Body, Envelope, Origin, decode_any, open_any, seal_any, verify_envelope};
 use crate::error::{DecodeError, OpenError};
-use crate::header::{HEADER_LEN, Header, MAC_LEN};
 use crate::push::{Ack, Clear, Heartbeat, Hello, Nak, SetSubset};
 use crate::rendezvous::{ReleaseAck, RendezvousGrant, RendezvousRelease, RendezvousRequest};
 use crate::wire::{Reader, Writer};
 use serde::{Deserialize, Serialize};
-
-/// Largest datagram a subcast process sends or accepts.
-pub const MAX_DATAGRAM: usize = 9216;
 
 /// Message type codes (the header's Type octet).
 pub mod msg_type {
@@ -88,6 +86,12 @@ impl Message {
             Message::Hello(_) | Message::Heartbeat(_) => None,
         }
     }
+}
+
+impl Body for Message {
+    fn msg_type(&self) -> u8 {
+        Message::msg_type(self)
+    }
 
     fn emit_body(&self, w: &mut Writer) {
         match self {
@@ -122,113 +126,19 @@ impl Message {
     }
 }
 
-/// Who sent a datagram, and when: the header's fields a caller sets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Origin {
-    pub key_id: u32,
-    pub sender_id: u32,
-    pub sequence: u64,
-    pub timestamp_us: u64,
-}
-
-/// A decoded datagram: header, message and the tag it carried.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Datagram {
-    pub header: Header,
-    pub message: Message,
-    pub tag: [u8; MAC_LEN],
-}
+/// A decoded push or rendezvous datagram.
+pub type Datagram = Envelope<Message>;
 
 /// Encodes and tags `msg`. The result is at most [`MAX_DATAGRAM`] bytes
 /// for any message whose strings and lists are within their limits.
 pub fn seal(key: &Key, origin: Origin, msg: &Message) -> Vec<u8> {
-    let mut body = Writer::default();
-    msg.emit_body(&mut body);
-    let header = Header {
-        msg_type: msg.msg_type(),
-        body_len: u16::try_from(body.buf.len()).unwrap_or(u16::MAX),
-        key_id: key.id,
-        sender_id: origin.sender_id,
-        sequence: origin.sequence,
-        timestamp_us: origin.timestamp_us,
-    };
-    let mut w = Writer {
-        buf: Vec::with_capacity(HEADER_LEN + body.buf.len() + MAC_LEN),
-    };
-    header.emit(&mut w);
-    w.bytes(&body.buf);
-    let tag = key.tag(&w.buf);
-    w.bytes(&tag);
-    w.buf
+    seal_any(key, origin, msg)
 }
 
 /// Decodes a datagram without checking its tag (use [`Opener::open`] for
 /// anything that acts on the message). Total: never panics.
 pub fn decode(bytes: &[u8]) -> Result<Datagram, DecodeError> {
-    if bytes.len() > MAX_DATAGRAM {
-        return Err(DecodeError::TooLong(bytes.len()));
-    }
-    let mut r = Reader::new(bytes);
-    let header = Header::parse(&mut r)?;
-    let body_len = usize::from(header.body_len);
-    let actual = r.remaining().saturating_sub(MAC_LEN);
-    if r.remaining() < MAC_LEN || actual != body_len {
-        return Err(DecodeError::LengthMismatch {
-            declared: body_len,
-            actual,
-        });
-    }
-    let body = r.bytes(body_len, "body")?;
-    let tag = r.array::<MAC_LEN>("tag")?;
-    let mut br = Reader::new(body);
-    let message = Message::parse_body(header.msg_type, &mut br)?;
-    br.finish()?;
-    Ok(Datagram {
-        header,
-        message,
-        tag,
-    })
-}
-
-/// Stamps outgoing datagrams with one sender's key, id and a strictly
-/// increasing sequence number.
-///
-/// The sequence starts at the wall clock in microseconds, so a restarted
-/// sender keeps counting above what receivers saw before the restart.
-#[derive(Debug, Clone)]
-pub struct Sealer {
-    key: Key,
-    sender_id: u32,
-    next_seq: u64,
-}
-
-impl Sealer {
-    pub fn new(key: Key, sender_id: u32, now_us: u64) -> Self {
-        Sealer {
-            key,
-            sender_id,
-            next_seq: now_us.max(1),
-        }
-    }
-
-    pub fn sender_id(&self) -> u32 {
-        self.sender_id
-    }
-
-    pub fn seal(&mut self, msg: &Message, now_us: u64) -> Vec<u8> {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        seal(
-            &self.key,
-            Origin {
-                key_id: self.key.id,
-                sender_id: self.sender_id,
-                sequence: seq,
-                timestamp_us: now_us,
-            },
-            msg,
-        )
-    }
+    decode_any(bytes)
 }
 
 /// Verifies incoming datagrams: known key, good tag, fresh timestamp,
@@ -245,27 +155,13 @@ impl Opener {
     }
 
     pub fn open(&mut self, bytes: &[u8], now_us: u64) -> Result<Datagram, OpenError> {
-        let dg = decode(bytes)?;
-        verify_tag(&self.keyring, bytes, &dg)?;
-        let h = &dg.header;
-        self.guard
-            .admit(h.key_id, h.sender_id, h.sequence, h.timestamp_us, now_us)?;
-        Ok(dg)
+        open_any(&self.keyring, &mut self.guard, bytes, now_us)
     }
 }
 
 /// Checks the tag of a decoded datagram against the keyring.
 pub fn verify_tag(keyring: &Keyring, bytes: &[u8], dg: &Datagram) -> Result<(), OpenError> {
-    let key = keyring
-        .get(dg.header.key_id)
-        .ok_or(OpenError::UnknownKey(dg.header.key_id))?;
-    let signed = &bytes[..bytes.len() - MAC_LEN];
-    if !key.verify(signed, &dg.tag) {
-        return Err(OpenError::BadMac {
-            key_id: dg.header.key_id,
-        });
-    }
-    Ok(())
+    verify_envelope(keyring, bytes, dg)
 }
 
 /// Microseconds since the Unix epoch from the system clock.

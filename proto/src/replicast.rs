@@ -29,9 +29,11 @@
 //! Contract: decoding is total and allocates only for bytes present.
 
 use crate::auth::{Key, Keyring, ReplayGuard};
+use crate::envelope::{
+    Body, Envelope, MAX_DATAGRAM, Origin, Sealer, decode_any, open_any, seal_any,
+};
 use crate::error::{DecodeError, OpenError};
-use crate::header::{HEADER_LEN, Header, MAC_LEN};
-use crate::message::{MAX_DATAGRAM, Origin};
+use crate::header::{HEADER_LEN, MAC_LEN};
 use crate::wire::{Reader, Writer};
 use serde::{Deserialize, Serialize};
 use std::net::Ipv6Addr;
@@ -661,60 +663,28 @@ impl ReplicastMessage {
 }
 
 /// A decoded Replicast datagram: header, message and the tag it carried.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReplicastDatagram {
-    pub header: Header,
-    pub message: ReplicastMessage,
-    pub tag: [u8; MAC_LEN],
+pub type ReplicastDatagram = Envelope<ReplicastMessage>;
+
+impl Body for ReplicastMessage {
+    fn msg_type(&self) -> u8 {
+        ReplicastMessage::msg_type(self)
+    }
+    fn emit_body(&self, w: &mut Writer) {
+        ReplicastMessage::emit_body(self, w)
+    }
+    fn parse_body(msg_type: u8, r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        ReplicastMessage::parse_body(msg_type, r)
+    }
 }
 
 /// Encodes and tags `msg` with `key` (the header's key id is `key.id`).
 pub fn encode(key: &Key, origin: Origin, msg: &ReplicastMessage) -> Vec<u8> {
-    let mut body = Writer::default();
-    msg.emit_body(&mut body);
-    let header = Header {
-        msg_type: msg.msg_type(),
-        body_len: u16::try_from(body.buf.len()).unwrap_or(u16::MAX),
-        key_id: key.id,
-        sender_id: origin.sender_id,
-        sequence: origin.sequence,
-        timestamp_us: origin.timestamp_us,
-    };
-    let mut w = Writer {
-        buf: Vec::with_capacity(HEADER_LEN + body.buf.len() + MAC_LEN),
-    };
-    header.emit(&mut w);
-    w.bytes(&body.buf);
-    let tag = key.tag(&w.buf);
-    w.bytes(&tag);
-    w.buf
+    seal_any(key, origin, msg)
 }
 
 /// Decodes a Replicast datagram without checking its tag. Total.
 pub fn decode(bytes: &[u8]) -> Result<ReplicastDatagram, DecodeError> {
-    if bytes.len() > MAX_DATAGRAM {
-        return Err(DecodeError::TooLong(bytes.len()));
-    }
-    let mut r = Reader::new(bytes);
-    let header = Header::parse(&mut r)?;
-    let body_len = usize::from(header.body_len);
-    let actual = r.remaining().saturating_sub(MAC_LEN);
-    if r.remaining() < MAC_LEN || actual != body_len {
-        return Err(DecodeError::LengthMismatch {
-            declared: body_len,
-            actual,
-        });
-    }
-    let body = r.bytes(body_len, "body")?;
-    let tag = r.array::<MAC_LEN>("tag")?;
-    let mut br = Reader::new(body);
-    let message = ReplicastMessage::parse_body(header.msg_type, &mut br)?;
-    br.finish()?;
-    Ok(ReplicastDatagram {
-        header,
-        message,
-        tag,
-    })
+    decode_any(bytes)
 }
 
 /// Decodes, verifies the tag against `keyring` and admits the header into
@@ -725,57 +695,12 @@ pub fn open(
     bytes: &[u8],
     now_us: u64,
 ) -> Result<ReplicastDatagram, OpenError> {
-    let dg = decode(bytes)?;
-    let key = keyring
-        .get(dg.header.key_id)
-        .ok_or(OpenError::UnknownKey(dg.header.key_id))?;
-    if !key.verify(&bytes[..bytes.len() - MAC_LEN], &dg.tag) {
-        return Err(OpenError::BadMac {
-            key_id: dg.header.key_id,
-        });
-    }
-    let h = &dg.header;
-    guard.admit(h.key_id, h.sender_id, h.sequence, h.timestamp_us, now_us)?;
-    Ok(dg)
+    open_any(keyring, guard, bytes, now_us)
 }
 
-/// Stamps outgoing Replicast datagrams with one sender's key, id and a
-/// strictly increasing sequence number (starting at the wall clock).
-#[derive(Debug, Clone)]
-pub struct ReplicastSealer {
-    key: Key,
-    sender_id: u32,
-    next_seq: u64,
-}
-
-impl ReplicastSealer {
-    pub fn new(key: Key, sender_id: u32, now_us: u64) -> Self {
-        ReplicastSealer {
-            key,
-            sender_id,
-            next_seq: now_us.max(1),
-        }
-    }
-
-    pub fn sender_id(&self) -> u32 {
-        self.sender_id
-    }
-
-    pub fn seal(&mut self, msg: &ReplicastMessage, now_us: u64) -> Vec<u8> {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        encode(
-            &self.key,
-            Origin {
-                key_id: self.key.id,
-                sender_id: self.sender_id,
-                sequence: seq,
-                timestamp_us: now_us,
-            },
-            msg,
-        )
-    }
-}
+/// Stamps outgoing Replicast datagrams (the same [`Sealer`] as the push
+/// protocol's: one key, one sender id, increasing sequence numbers).
+pub type ReplicastSealer = Sealer;
 
 #[cfg(test)]
 mod tests {
