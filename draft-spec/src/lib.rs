@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::net::Ipv6Addr;
+use subcast_proto::replicast::{self, ReplicastMessage};
 use subcast_proto::*;
 
 /// The key every vector uses (bytes 0x00..0x1f), key id 1.
@@ -39,6 +40,10 @@ pub struct ValidVector {
 /// opened first (for replays).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct InvalidVector {
+    /// Which decoder refuses it: "push" (push and rendezvous messages,
+    /// the default) or "replicast".
+    #[serde(default = "push_family", skip_serializing_if = "is_push")]
+    pub family: String,
     pub name: String,
     pub description: String,
     pub key_id: u32,
@@ -50,11 +55,32 @@ pub struct InvalidVector {
     pub error: String,
 }
 
+/// A valid Replicast datagram and the message it carries.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ReplicastVector {
+    pub name: String,
+    pub description: String,
+    pub key_id: u32,
+    pub key: String,
+    pub origin: Origin,
+    pub message: ReplicastMessage,
+    pub bytes: String,
+}
+
+fn push_family() -> String {
+    "push".into()
+}
+
+fn is_push(f: &String) -> bool {
+    f == "push"
+}
+
 /// One vector file's content.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Vector {
     Valid(ValidVector),
+    Replicast(ReplicastVector),
     Invalid(InvalidVector),
 }
 
@@ -62,12 +88,14 @@ impl Vector {
     pub fn name(&self) -> &str {
         match self {
             Vector::Valid(v) => &v.name,
+            Vector::Replicast(v) => &v.name,
             Vector::Invalid(v) => &v.name,
         }
     }
     pub fn bytes_hex(&self) -> &str {
         match self {
             Vector::Valid(v) => &v.bytes,
+            Vector::Replicast(v) => &v.bytes,
             Vector::Invalid(v) => &v.bytes,
         }
     }
@@ -114,6 +142,7 @@ fn invalid(
 ) -> Vector {
     let key = vector_key();
     Vector::Invalid(InvalidVector {
+        family: push_family(),
         name: name.into(),
         description: description.into(),
         key_id: key.id,
@@ -318,6 +347,7 @@ pub fn vectors() -> Vec<Vector> {
         },
         &Message::SetSubset(set.clone()),
     );
+    v.extend(replicast_vectors());
     v.extend([
         invalid(
             "truncated-header",
@@ -390,7 +420,226 @@ pub fn vectors() -> Vec<Vector> {
             "stale",
         ),
     ]);
+    v.extend(replicast_invalid());
     v
+}
+
+fn replicast(name: &str, description: &str, seq: u64, message: ReplicastMessage) -> Vector {
+    let key = vector_key();
+    let o = origin(seq);
+    let bytes = replicast::encode(&key, o, &message);
+    Vector::Replicast(ReplicastVector {
+        name: name.into(),
+        description: description.into(),
+        key_id: key.id,
+        key: key.to_hex(),
+        origin: o,
+        message,
+        bytes: hex::encode(bytes),
+    })
+}
+
+/// One vector per Replicast message: a put of the 12-octet chunk
+/// "hello world\n" (its BLAKE3 is the chunk id) to three targets.
+fn replicast_vectors() -> Vec<Vector> {
+    use replicast::*;
+    let payload = b"hello world\n".to_vec();
+    let id: Hash32 = *blake3::hash(&payload).as_bytes();
+    let name_hash: Hash32 = *blake3::hash(b"tenant/bucket/object").as_bytes();
+    let txid = 0x00c0_ffee_0000_0001;
+    vec![
+        replicast(
+            "put-proposal",
+            "Who can store this 12-octet data chunk, 3 replicas?",
+            30,
+            ReplicastMessage::PutProposal(PutProposal {
+                txid,
+                chunk_id: id,
+                size: 12,
+                kind: ChunkKind::Data,
+                replicas: 3,
+            }),
+        ),
+        replicast(
+            "put-bid",
+            "A member bids: can start 1 ms from now, 2 transfers queued, 1 GiB free.",
+            31,
+            ReplicastMessage::PutBid(PutBid {
+                txid,
+                chunk_id: id,
+                status: BidStatus::Bid,
+                reason: NotNowReason::None,
+                earliest_start_us: NOW_US + 1_000,
+                queue_depth: 2,
+                free_bytes: 1 << 30,
+                retry_after_ms: 0,
+            }),
+        ),
+        replicast(
+            "put-accept",
+            "The sender accepts nodes 1, 4 and 8 and names the rendezvous group.",
+            32,
+            ReplicastMessage::PutAccept(PutAccept {
+                txid,
+                chunk_id: id,
+                size: 12,
+                kind: ChunkKind::Data,
+                datagram_payload: 1392,
+                group: ip("ff15::5c:1:0"),
+                targets: vec![1, 4, 8],
+            }),
+        ),
+        replicast(
+            "data",
+            "The whole chunk in one datagram (index 0 of 1).",
+            33,
+            ReplicastMessage::Data(Data {
+                txid,
+                index: 0,
+                total: 1,
+                payload: payload.clone(),
+            }),
+        ),
+        replicast(
+            "put-ack",
+            "A target verified BLAKE3(payload) and stored the chunk.",
+            34,
+            ReplicastMessage::PutAck(PutAck {
+                txid,
+                chunk_id: id,
+                status: AckStatus::Stored,
+            }),
+        ),
+        replicast(
+            "nack",
+            "A target misses datagrams 3-5 and 9 of a larger transfer.",
+            35,
+            ReplicastMessage::Nack(Nack {
+                txid,
+                ranges: vec![Range { start: 3, end: 6 }, Range { start: 9, end: 10 }],
+            }),
+        ),
+        replicast(
+            "put-ready",
+            "A target has joined the rendezvous group.",
+            36,
+            ReplicastMessage::PutReady(PutReady { txid, chunk_id: id }),
+        ),
+        replicast(
+            "get-request",
+            "Who holds this chunk?",
+            37,
+            ReplicastMessage::GetRequest(GetRequest { txid, chunk_id: id }),
+        ),
+        replicast(
+            "get-offer",
+            "A holder offers the 12-octet chunk.",
+            38,
+            ReplicastMessage::GetOffer(GetOffer {
+                txid,
+                chunk_id: id,
+                status: OfferStatus::Have,
+                size: 12,
+            }),
+        ),
+        replicast(
+            "get-fetch",
+            "Send everything, 1392 octets per datagram.",
+            39,
+            ReplicastMessage::GetFetch(GetFetch {
+                txid,
+                chunk_id: id,
+                datagram_payload: 1392,
+                ranges: vec![],
+            }),
+        ),
+        replicast(
+            "manifest-query",
+            "Newest version of tenant/bucket/object.",
+            40,
+            ReplicastMessage::ManifestQuery(ManifestQuery {
+                txid,
+                name_hash,
+                version: 0,
+            }),
+        ),
+        replicast(
+            "manifest-offer",
+            "Versions 1 and 2 of the object, with their manifest chunk ids.",
+            41,
+            ReplicastMessage::ManifestOffer(ManifestOffer {
+                txid,
+                name_hash,
+                versions: vec![
+                    VersionEntry {
+                        version: 1,
+                        manifest_id: *blake3::hash(b"v1").as_bytes(),
+                        size: 140,
+                    },
+                    VersionEntry {
+                        version: 2,
+                        manifest_id: *blake3::hash(b"v2").as_bytes(),
+                        size: 172,
+                    },
+                ],
+            }),
+        ),
+    ]
+}
+
+/// Refused Replicast datagrams (re-tagged, so the field checks refuse them).
+fn replicast_invalid() -> Vec<Vector> {
+    use replicast::*;
+    let key = vector_key();
+    let nack = replicast::encode(
+        &key,
+        origin(50),
+        &ReplicastMessage::Nack(Nack {
+            txid: 1,
+            ranges: vec![Range { start: 0, end: 1 }],
+        }),
+    );
+    // Range count 1 -> 512 with one range present.
+    let mut overrun = nack.clone();
+    let c = 32 + 8;
+    overrun[c] = 0x02;
+    overrun[c + 1] = 0x00;
+    let data = replicast::encode(
+        &key,
+        origin(51),
+        &ReplicastMessage::Data(Data {
+            txid: 1,
+            index: 0,
+            total: 1,
+            payload: vec![1, 2, 3],
+        }),
+    );
+    // Index 0 -> 1 with total 1.
+    let mut beyond = data.clone();
+    beyond[32 + 8 + 3] = 1;
+    let mk = |name: &str, description: &str, bytes: Vec<u8>, error: &str| {
+        let Vector::Invalid(mut v) =
+            invalid(name, description, vec![], reseal(&key, &bytes), error)
+        else {
+            unreachable!("invalid() builds invalid vectors")
+        };
+        v.family = "replicast".into();
+        Vector::Invalid(v)
+    };
+    vec![
+        mk(
+            "replicast-nack-overrun",
+            "NACK announcing 512 ranges with one present: refused before any allocation.",
+            overrun,
+            "truncated",
+        ),
+        mk(
+            "replicast-data-index",
+            "DATA with index 1 of total 1.",
+            beyond,
+            "invalid-field",
+        ),
+    ]
 }
 
 /// Recomputes the tag of an altered datagram (so a vector tests the field
@@ -451,6 +700,7 @@ pub fn appendix(vectors: &[Vector]) -> String {
         let bytes = hex::decode(v.bytes_hex()).expect("vector hex");
         let (desc, what) = match v {
             Vector::Valid(x) => (&x.description, "valid".to_string()),
+            Vector::Replicast(x) => (&x.description, "valid Replicast".to_string()),
             Vector::Invalid(x) => (&x.description, format!("refused with `{}`", x.error)),
         };
         s.push_str(&format!(

@@ -3,6 +3,7 @@
 
 use serde::Deserialize;
 use std::path::PathBuf;
+use subcast_proto::replicast::{self, ReplicastMessage};
 use subcast_proto::*;
 
 #[derive(Deserialize)]
@@ -16,7 +17,17 @@ enum Vector {
         message: Message,
         bytes: String,
     },
+    Replicast {
+        name: String,
+        key_id: u32,
+        key: String,
+        origin: Origin,
+        message: ReplicastMessage,
+        bytes: String,
+    },
     Invalid {
+        #[serde(default)]
+        family: Option<String>,
         name: String,
         key_id: u32,
         key: String,
@@ -81,6 +92,52 @@ fn every_vector_round_trips() {
                 assert_eq!(dg.header.sequence, origin.sequence, "{name}");
                 seen_types.insert(message.msg_type());
             }
+            Vector::Replicast {
+                name,
+                key_id,
+                key,
+                origin,
+                message,
+                bytes,
+            } => {
+                let key = Key::from_hex(key_id, &key).expect("key");
+                assert_eq!(
+                    hex::encode(replicast::encode(&key, origin, &message)),
+                    bytes,
+                    "{name}: encoding differs from {}",
+                    path.display()
+                );
+                let mut guard = ReplayGuard::default();
+                let dg = replicast::open(
+                    &Keyring::new([key]),
+                    &mut guard,
+                    &hex::decode(&bytes).expect("hex"),
+                    origin.timestamp_us,
+                )
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert_eq!(dg.message, message, "{name}");
+                seen_types.insert(dg.header.msg_type);
+            }
+            Vector::Invalid {
+                family: Some(f),
+                name,
+                key_id,
+                key,
+                now_us,
+                bytes,
+                error,
+                ..
+            } if f == "replicast" => {
+                let key = Key::from_hex(key_id, &key).expect("key");
+                let got = replicast::open(
+                    &Keyring::new([key]),
+                    &mut ReplayGuard::default(),
+                    &hex::decode(&bytes).expect("hex"),
+                    now_us,
+                )
+                .expect_err(&name);
+                assert_eq!(got.kind(), error, "{name}: got {got}");
+            }
             Vector::Invalid {
                 name,
                 key_id,
@@ -89,6 +146,7 @@ fn every_vector_round_trips() {
                 preceded_by,
                 bytes,
                 error,
+                ..
             } => {
                 let key = Key::from_hex(key_id, &key).expect("key");
                 let mut opener = Opener::new(Keyring::new([key]), ReplayGuard::default());
@@ -106,7 +164,10 @@ fn every_vector_round_trips() {
         }
     }
     // One vector per message type at least.
-    for t in [0x01, 0x02, 0x10, 0x11, 0x12, 0x13, 0x20, 0x21, 0x22, 0x23] {
+    for t in [
+        0x01, 0x02, 0x10, 0x11, 0x12, 0x13, 0x20, 0x21, 0x22, 0x23, 0x40, 0x41, 0x42, 0x43, 0x44,
+        0x45, 0x46, 0x48, 0x49, 0x4a, 0x4c, 0x4d,
+    ] {
         assert!(seen_types.contains(&t), "no vector for type {t:#04x}");
     }
     for e in [
