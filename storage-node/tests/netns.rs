@@ -8,6 +8,10 @@ use common::{Lab, is_root, random_file};
 
 fn skip() -> bool {
     if !is_root() {
+        assert!(
+            std::env::var_os("SUBCAST_LABS_REQUIRED").is_none(),
+            "SUBCAST_LABS_REQUIRED is set but these tests need root"
+        );
         eprintln!("skipped: needs root for network namespaces");
         return true;
     }

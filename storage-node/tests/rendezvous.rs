@@ -101,6 +101,11 @@ fn setup(extra: &str) -> Option<Rv> {
         other_bin("SUBCAST_CONTROLLER_BIN", "subcast-controller"),
         other_bin("SUBCAST_AGENT_BIN", "subcast-agent"),
     ) else {
+        assert!(
+            std::env::var_os("SUBCAST_LABS_REQUIRED").is_none(),
+            "SUBCAST_LABS_REQUIRED is set but subcast-controller / subcast-agent are not built: \
+             run `cargo build -p subcast-controller -p subcast-agent --bins` (cargo test --workspace does)"
+        );
         eprintln!("skipped: subcast-controller / subcast-agent not built");
         return None;
     };
