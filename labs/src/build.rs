@@ -71,6 +71,9 @@ pub fn cleanup_stale(prefix: &str) -> Result<Vec<String>> {
     Ok(gone)
 }
 
+/// nftables table (family bridge) that drops MLD queries arriving on trunks.
+pub const QUERY_TABLE: &str = "subcast_lab_queriers";
+
 fn ip_n<'a>(ns: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
     let mut v = vec!["ip", "-n", ns];
     v.extend_from_slice(rest);
@@ -88,6 +91,7 @@ impl Lab {
         lab.make_switches()?;
         lab.make_hosts()?;
         lab.make_trunks()?;
+        lab.isolate_queriers()?;
         lab.fill_ifindexes()?;
         lab.add_neighbours()?;
         if opts.static_negotiating_groups {
@@ -313,6 +317,36 @@ impl Lab {
                     });
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Keep every Linux bridge its own querier: drop MLD queries that arrive on
+    /// trunk ports. Otherwise the bridges elect one querier among themselves, and
+    /// whenever a bridge first hears the winner's query (the second startup
+    /// query, ~31 s after the build) the kernel treats the querier as unknown
+    /// for the response delay and floods registered groups to every port for ~1 s.
+    fn isolate_queriers(&self) -> Result<()> {
+        for sw in self.switches.values().filter(|s| s.ovs.is_none()) {
+            let trunks: Vec<String> = sw
+                .ports
+                .iter()
+                .filter(|p| matches!(p.toward, PortPeer::Switch(_)))
+                .map(|p| format!("\"{}\"", p.name))
+                .collect();
+            if trunks.is_empty() {
+                continue;
+            }
+            let rules = format!(
+                "table bridge {QUERY_TABLE} {{\n  chain pre {{\n    \
+                 type filter hook prerouting priority -300; policy accept;\n    \
+                 iifname {{ {} }} meta l4proto ipv6-icmp icmpv6 type 130 counter drop\n  }}\n}}\n",
+                trunks.join(", ")
+            );
+            cmd::run_stdin(
+                &["ip", "netns", "exec", &sw.netns, "nft", "-f", "-"],
+                Some(&rules),
+            )?;
         }
         Ok(())
     }
