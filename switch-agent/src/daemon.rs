@@ -34,12 +34,18 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             run_with(&cfg, b, keyring, own, metrics).await
         }
         BackendConfig::Openflow(of) => {
-            let b = OpenFlow::listen(of.clone()).await.with_context(|| {
-                format!("listening for the OpenFlow switch on {}", of.listen)
-            })?;
+            let b = OpenFlow::listen(of.clone())
+                .await
+                .with_context(|| format!("listening for the OpenFlow switch on {}", of.listen))?;
             b.guard_range(cfg.rendezvous_range)
                 .await
                 .context("installing the flow that keeps rendezvous groups closed")?;
+            tracing::info!(
+                listen = %b.local_addr(),
+                timeout_ms = of.connect_timeout_ms,
+                "waiting for the OpenFlow switch (ovs-vsctl set-controller BR tcp:{})",
+                b.local_addr()
+            );
             run_with(&cfg, b, keyring, own, metrics).await
         }
         BackendConfig::Snmp { credentials } => {
