@@ -33,7 +33,10 @@ fn registered_group_never_floods_through_startup_queries() {
         if h == "X1" {
             assert_eq!(n, sent, "member X1 must get every datagram");
         } else {
-            assert_eq!(n, 0, "non-member {h} got {n} of {sent}: the bridges flooded");
+            assert_eq!(
+                n, 0,
+                "non-member {h} got {n} of {sent}: the bridges flooded"
+            );
         }
     }
 }

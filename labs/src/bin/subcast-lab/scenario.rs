@@ -1,0 +1,408 @@
+//! `subcast-lab run`: a topology, the daemons, one scenario, a report.
+//!
+//! * `subset-only`: ask the controller (HTTP API) for a rendezvous group of the
+//!   targets, read every switch's MDB from outside the agents, send N datagrams from
+//!   the sender to the group and count them at every host with captures.
+//! * `put-get`: storage nodes on every negotiating-group member except the sender;
+//!   `subcast-node put --transport rendezvous` of a random object from the sender,
+//!   watching the MDBs (`bridge monitor mdb`) and capturing at every host, then
+//!   `subcast-node get` and a byte comparison.
+//!
+//! Every number in the report is measured here, outside the daemons; the
+//! `expected` port sets are computed from the topology by [`crate::expect`].
+
+use std::collections::BTreeMap;
+use std::net::Ipv6Addr;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow, bail};
+use labs::{Lab, LabOptions, Topology};
+use serde_json::{Value, json};
+
+use crate::bins::{self, Binaries};
+use crate::expect;
+use crate::stack::Stack;
+
+/// UDP port the subset-only datagrams go to.
+pub const DATA_PORT: u16 = 5000;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub topology: PathBuf,
+    pub scenario: Scenario,
+    pub targets: Option<Vec<String>>,
+    pub sender: Option<String>,
+    /// subset-only: datagrams and their payload size.
+    pub count: u64,
+    pub payload_len: usize,
+    /// subset-only: microseconds between datagrams (0: back to back).
+    pub pace_us: u64,
+    /// put-get: object size in bytes.
+    pub object_size: usize,
+    pub locate: bins::Locate,
+}
+
+/// The scenarios.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// Storage nodes, a put over a rendezvous group, a get.
+    PutGet,
+    /// Only the controller and the agents: a rendezvous group and raw datagrams.
+    SubsetOnly,
+}
+
+/// The negotiating group used: the first one (name order) that has members.
+pub fn parent_group(topo: &Topology) -> Result<(String, Ipv6Addr, Vec<String>)> {
+    let (name, g) = topo
+        .negotiating_groups
+        .iter()
+        .next()
+        .ok_or_else(|| anyhow!("the topology has no negotiating_groups: add one"))?;
+    let addr = topo
+        .group_address(name)
+        .ok_or_else(|| anyhow!("group {name}"))?;
+    let mut members = g.members.clone();
+    let order = topo.hosts_in_order();
+    members.sort_by_key(|m| order.iter().position(|h| h == m));
+    Ok((name.clone(), addr, members))
+}
+
+/// Default targets (first, about a third in, next to last member) and sender (the
+/// first member that is not a target), or the ones given, checked.
+pub fn pick_hosts(
+    topo: &Topology,
+    members: &[String],
+    targets: Option<&[String]>,
+    sender: Option<&str>,
+) -> Result<(Vec<String>, String)> {
+    let n = members.len();
+    let targets: Vec<String> = match targets {
+        Some(t) => t.to_vec(),
+        None => {
+            let mut idx = vec![0, n / 3, n.saturating_sub(2)];
+            idx.dedup();
+            let mut t: Vec<String> = idx.into_iter().map(|i| members[i].clone()).collect();
+            t.dedup();
+            t
+        }
+    };
+    for t in &targets {
+        if !members.contains(t) {
+            bail!("target {t} is not a member of the negotiating group (members: {members:?})");
+        }
+    }
+    let sender = match sender {
+        Some(s) => s.to_string(),
+        None => topo
+            .hosts_in_order()
+            .into_iter()
+            .find(|h| !targets.iter().any(|t| t == h))
+            .ok_or_else(|| anyhow!("every host is a target: pass --sender"))?
+            .to_string(),
+    };
+    if !topo.hosts.contains_key(&sender) {
+        bail!("sender {sender} is not a host of the topology");
+    }
+    Ok((targets, sender))
+}
+
+/// A built lab with its daemons.
+pub struct Running {
+    pub lab: Lab,
+    pub stack: Stack,
+    pub bins: Binaries,
+    pub build_ms: u128,
+}
+
+/// Build the lab (closed MLD, static negotiating groups) and start the daemons.
+pub fn bring_up(topo: &Topology, locate: &bins::Locate) -> Result<Running> {
+    if !labs::lab_tests_enabled() {
+        bail!("a lab needs root and iproute2 (run as root, apt-get install iproute2)");
+    }
+    let bins = bins::locate(locate)?;
+    let t0 = Instant::now();
+    let opts = LabOptions {
+        close_mld: true,
+        static_negotiating_groups: true,
+        ..LabOptions::default()
+    };
+    let lab = Lab::build(topo, opts).context("building the lab")?;
+    let stack = Stack::start(&lab, &bins)?;
+    Ok(Running {
+        lab,
+        stack,
+        bins,
+        build_ms: t0.elapsed().as_millis(),
+    })
+}
+
+/// Ports of `group` on an OVS switch: the flow `ipv6_dst=GROUP actions=group:N`
+/// and group N's buckets (`output:P`), OpenFlow port numbers mapped to port names.
+pub fn ovs_ports(lab: &Lab, switch: &str, group: Ipv6Addr) -> Result<Vec<String>> {
+    let flows = lab.ovs_ofctl(switch, "dump-flows", &[])?;
+    let flows = String::from_utf8_lossy(&flows.stdout);
+    let needle = format!("ipv6_dst={group} ");
+    let needle2 = format!("ipv6_dst={group},");
+    let Some(gid) = flows
+        .lines()
+        .filter(|l| l.contains(&needle) || l.contains(&needle2))
+        .find_map(|l| l.split("actions=group:").nth(1))
+        .map(|r| {
+            r.trim()
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+                .unwrap_or("")
+                .to_string()
+        })
+    else {
+        return Ok(Vec::new());
+    };
+    let groups = lab.ovs_ofctl(switch, "dump-groups", &[])?;
+    let groups = String::from_utf8_lossy(&groups.stdout);
+    let sw = lab.switch(switch);
+    let mut ports = Vec::new();
+    for l in groups
+        .lines()
+        .filter(|l| l.contains(&format!("group_id={gid},")))
+    {
+        for part in l.split("output:").skip(1) {
+            let num: String = part.chars().take_while(char::is_ascii_digit).collect();
+            if let Ok(n) = num.parse::<u32>()
+                && let Some(p) = sw.ports.iter().find(|p| p.ofport == Some(n))
+            {
+                ports.push(p.name.clone());
+            }
+        }
+    }
+    ports.sort();
+    Ok(ports)
+}
+
+/// Ports of `group` per switch, read from the bridges' MDBs (OVS: flow + group).
+pub fn mdb_ports(lab: &Lab, group: Ipv6Addr) -> Result<BTreeMap<String, Vec<String>>> {
+    let mut out = BTreeMap::new();
+    for sw in lab.switches().keys() {
+        if lab.switch(sw).ovs.is_some() {
+            out.insert(sw.clone(), ovs_ports(lab, sw, group)?);
+            continue;
+        }
+        let mut ports: Vec<String> = lab
+            .mdb_show(sw)?
+            .into_iter()
+            .filter(|e| e.group == group)
+            .map(|e| e.port)
+            .collect();
+        ports.sort();
+        out.insert(sw.clone(), ports);
+    }
+    Ok(out)
+}
+
+/// A granted lease.
+pub struct Lease {
+    pub group: Ipv6Addr,
+    pub lease_id: String,
+    pub grant_us: u128,
+}
+
+/// Ask the controller for a rendezvous group.
+pub fn request(lab: &Lab, stack: &Stack, parent: &str, targets: &[String]) -> Result<Lease> {
+    let t = Instant::now();
+    let (s, v) = stack.http(
+        lab,
+        "POST",
+        "/v1/rendezvous",
+        Some(json!({"parent": parent, "targets": targets, "lifetime_ms": 30000})),
+    )?;
+    let grant_us = t.elapsed().as_micros();
+    if s != 201 {
+        bail!(
+            "the controller refused the rendezvous group (HTTP {s}): {v}\n{}",
+            stack.logs()
+        );
+    }
+    let group = v["group"]
+        .as_str()
+        .and_then(|g| g.parse().ok())
+        .ok_or_else(|| anyhow!("grant without a group: {v}"))?;
+    let lease_id = v["lease_id"]
+        .as_str()
+        .map(str::to_owned)
+        .or_else(|| v["lease_id"].as_u64().map(|n| n.to_string()))
+        .ok_or_else(|| anyhow!("grant without a lease_id: {v}"))?;
+    Ok(Lease {
+        group,
+        lease_id,
+        grant_us,
+    })
+}
+
+/// Release a lease; true when every agent acknowledged the clear.
+pub fn release(lab: &Lab, stack: &Stack, lease: &Lease) -> Result<bool> {
+    let (s, v) = stack.http(
+        lab,
+        "DELETE",
+        &format!("/v1/rendezvous/{}", lease.lease_id),
+        None,
+    )?;
+    Ok(s == 200
+        && v["clear"]
+            .as_array()
+            .is_some_and(|a| a.iter().all(|c| c["outcome"] == "acked")))
+}
+
+/// The switches part of the report, and whether every switch matched.
+pub fn switches_json(
+    installed: &BTreeMap<String, Vec<String>>,
+    expected: &BTreeMap<String, Vec<String>>,
+) -> (Value, bool) {
+    let mut all = true;
+    let mut m = serde_json::Map::new();
+    for (sw, want) in expected {
+        let got = installed.get(sw).cloned().unwrap_or_default();
+        let ok = &got == want;
+        all &= ok;
+        m.insert(
+            sw.clone(),
+            json!({"ports": got, "expected": want, "match": ok}),
+        );
+    }
+    (Value::Object(m), all)
+}
+
+/// subset-only on a running lab.
+pub fn subset_only(
+    r: &Running,
+    opts: &RunOptions,
+    targets: &[String],
+    sender: &str,
+) -> Result<Value> {
+    let (lab, stack) = (&r.lab, &r.stack);
+    let topo = lab.topology();
+    let (ng, ng_addr, members) = parent_group(topo)?;
+    let lease = request(lab, stack, &ng, targets)?;
+    let installed = mdb_ports(lab, lease.group)?;
+    let expected = expect::expected_ports(topo, targets, &members);
+    let (switches, ports_ok) = switches_json(&installed, &expected);
+
+    let g = lease.group;
+    let s = lab.host(sender);
+    let egress = lab.capture_on(&s.netns, &s.ifname, "out", &format!("dst {g}"))?;
+    let hosts: Vec<&str> = lab.hosts().keys().map(String::as_str).collect();
+    let (sent, counts) =
+        lab.count_at(&hosts, &format!("dst {g} and dst port {DATA_PORT}"), || {
+            if opts.pace_us == 0 {
+                Ok(lab.send_multicast(sender, g, DATA_PORT, opts.count, opts.payload_len)?)
+            } else {
+                send_paced(lab, sender, g, opts)
+            }
+        })?;
+    sent?;
+    let egress = egress.stop()?;
+    let released = release(lab, stack, &lease)?;
+    let left: usize = mdb_ports(lab, g)?.values().map(Vec::len).sum();
+
+    let payload = opts.count * opts.payload_len as u64;
+    let mut deliveries = serde_json::Map::new();
+    let mut deliveries_ok = true;
+    for (h, c) in &counts {
+        let is_target = targets.contains(h);
+        let want = if is_target { opts.count } else { 0 };
+        deliveries_ok &= c.datagrams == want && c.kernel_dropped == 0;
+        deliveries.insert(
+            h.clone(),
+            json!({"target": is_target, "datagrams": c.datagrams, "bytes": c.bytes,
+                   "expected_datagrams": want, "kernel_dropped": c.kernel_dropped}),
+        );
+    }
+    let egress_ok = egress.bytes == payload;
+    let ok = ports_ok && deliveries_ok && egress_ok && released && left == 0;
+    Ok(json!({
+        "ok": ok,
+        "scenario": "subset-only",
+        "topology": opts.topology.display().to_string(),
+        "sender": sender,
+        "controller": {"switch": stack.ctl_switch, "address": stack.ctl_ip.to_string()},
+        "lab_up_ms": r.build_ms,
+        "rendezvous": {
+            "group": g.to_string(),
+            "lease_id": lease.lease_id,
+            "parent": {"name": ng, "group": ng_addr.to_string(), "members": members},
+            "targets": targets,
+            "ready_us": lease.grant_us,
+            "ready_means": "HTTP POST /v1/rendezvous sent -> grant received (the controller grants after every agent ACKed its installed port set)",
+            "switches": switches,
+            "ports_match": ports_ok,
+            "released": released,
+            "entries_left_after_release": left,
+        },
+        "datagrams_sent": opts.count,
+        "payload_bytes": payload,
+        "deliveries": deliveries,
+        "deliveries_ok": deliveries_ok,
+        "sender_egress_bytes": egress.bytes,
+        "sender_egress_datagrams": egress.datagrams,
+        "get": {"ok": Value::Null, "note": "subset-only stores no object"},
+        "bytes_mean": "UDP payload bytes, counted by tcpdump captures outside the daemons",
+    }))
+}
+
+/// Send `opts.count` datagrams (8-byte sequence number, then filler) from the
+/// sender's `eth0` to `group`, one every `opts.pace_us` microseconds.
+fn send_paced(lab: &Lab, sender: &str, group: Ipv6Addr, opts: &RunOptions) -> Result<()> {
+    let s = lab.udp_socket(sender, 0, &[])?;
+    let r = socket2::SockRef::from(&s);
+    r.set_multicast_if_v6(lab.host(sender).ifindex)?;
+    r.set_multicast_hops_v6(1)?;
+    r.set_multicast_loop_v6(false)?;
+    let mut buf = vec![0x5cu8; opts.payload_len.max(8)];
+    let to = std::net::SocketAddrV6::new(group, DATA_PORT, 0, 0);
+    let t0 = Instant::now();
+    for i in 0..opts.count {
+        buf[..8].copy_from_slice(&i.to_be_bytes());
+        s.send_to(&buf[..opts.payload_len], to)?;
+        let next = std::time::Duration::from_micros(opts.pace_us * (i + 1));
+        if let Some(wait) = next.checked_sub(t0.elapsed()) {
+            std::thread::sleep(wait);
+        }
+    }
+    Ok(())
+}
+
+/// Run one scenario end to end (lab, daemons, scenario, teardown).
+pub fn run(opts: &RunOptions) -> Result<Value> {
+    let topo = Topology::from_yaml_file(&opts.topology)?;
+    let (_, _, members) = parent_group(&topo)?;
+    let (targets, sender) = pick_hosts(
+        &topo,
+        &members,
+        opts.targets.as_deref(),
+        opts.sender.as_deref(),
+    )?;
+    let mut r = bring_up(&topo, &opts.locate)?;
+    let out = match opts.scenario {
+        Scenario::SubsetOnly => subset_only(&r, opts, &targets, &sender),
+        Scenario::PutGet => crate::putget::put_get(&mut r, opts, &sender).or_else(|e| {
+            if crate::putget::unsupported(&e) {
+                eprintln!(
+                    "subcast-lab: put-get is not possible ({e:#}); FALLING BACK to subset-only"
+                );
+                subset_only(&r, opts, &targets, &sender).map(|mut v| {
+                    v["fallback"] = json!(format!(
+                        "put-get could not run ({e:#}); this is the subset-only scenario"
+                    ));
+                    v
+                })
+            } else {
+                Err(e)
+            }
+        }),
+    };
+    let out = out.map_err(|e| anyhow!("{e:#}\ndaemon logs:\n{}", r.stack.logs()));
+    let Running { lab, stack, .. } = r;
+    stack.stop();
+    drop(lab);
+    out
+}
