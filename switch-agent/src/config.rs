@@ -115,29 +115,26 @@ fn default_max_lifetime() -> u32 {
 /// A configuration that cannot be used, with what to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("cannot read {path}: {err}")]
+    Read { path: PathBuf, err: std::io::Error },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
-    #[error("key file {path} (key id {id}): {source}")]
+    #[error("key file {path} (key id {id}): {err}")]
     Key {
         path: PathBuf,
         id: u32,
-        source: subcast_proto::KeyError,
+        err: subcast_proto::KeyError,
     },
 }
 
 impl Config {
     /// Reads and checks a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|err| ConfigError::Read {
             path: path.to_owned(),
-            source,
+            err,
         })?;
         Config::parse(&text, path)
     }
@@ -227,14 +224,14 @@ impl Config {
 }
 
 fn read_key(k: &KeyFile) -> Result<Key, ConfigError> {
-    let text = std::fs::read_to_string(&k.file).map_err(|source| ConfigError::Read {
+    let text = std::fs::read_to_string(&k.file).map_err(|err| ConfigError::Read {
         path: k.file.clone(),
-        source,
+        err,
     })?;
-    Key::from_hex(k.id, &text).map_err(|source| ConfigError::Key {
+    Key::from_hex(k.id, &text).map_err(|err| ConfigError::Key {
         path: k.file.clone(),
         id: k.id,
-        source,
+        err,
     })
 }
 
