@@ -162,6 +162,40 @@ fn deliver(lab: &Lab, from: &str, group: Ipv6Addr) -> BTreeMap<String, u64> {
     counts.into_iter().map(|(h, c)| (h, c.datagrams)).collect()
 }
 
+/// Starts the real controller in switch A's namespace on the lab's
+/// `controller.yaml` (its database is the file `controller.sqlite` next to
+/// it), logging to `log` in the lab's workdir; returns once its API answers.
+fn start_controller(lab: &Lab, log: &str) -> ChildGuard {
+    let dir = lab.workdir();
+    let cfg_s = dir.join("controller.yaml").to_str().unwrap().to_owned();
+    let ctl_log = std::fs::File::create(dir.join(log)).unwrap();
+    let ctl_bin = env!("CARGO_BIN_EXE_subcast-controller");
+    let controller = lab
+        .spawn_with(
+            &lab.switch("A").netns,
+            &[ctl_bin, "serve", "--config", &cfg_s],
+            move |c| {
+                c.stderr(ctl_log);
+                c.stdout(std::process::Stdio::null());
+            },
+        )
+        .unwrap();
+    wait_for("controller API", Duration::from_secs(10), || {
+        labs::netns::in_netns(&lab.switch("A").netns, || {
+            std::net::TcpStream::connect(("::1", API_PORT)).is_ok()
+        })
+        .unwrap()
+    });
+    controller
+}
+
+fn all_agents_up(lab: &Lab) -> bool {
+    let (s, v) = http(lab, "GET", "/v1/agents", None);
+    s == 200
+        && v.as_array()
+            .is_some_and(|a| a.len() == 3 && a.iter().all(|x| x["state"] == "up"))
+}
+
 /// The lab with the real controller (in switch A's namespace) and three
 /// real agents, all up.
 struct Setup {
@@ -194,24 +228,7 @@ fn setup() -> Setup {
         "{}",
         String::from_utf8_lossy(&check.stderr)
     );
-    let ctl_log = std::fs::File::create(dir.join("controller.log")).unwrap();
-    let cfg_s = cfg.to_str().unwrap().to_owned();
-    let _controller: ChildGuard = lab
-        .spawn_with(
-            &lab.switch("A").netns,
-            &[ctl_bin, "serve", "--config", &cfg_s],
-            move |c| {
-                c.stderr(ctl_log);
-                c.stdout(std::process::Stdio::null());
-            },
-        )
-        .unwrap();
-    wait_for("controller API", Duration::from_secs(10), || {
-        labs::netns::in_netns(&lab.switch("A").netns, || {
-            std::net::TcpStream::connect(("::1", API_PORT)).is_ok()
-        })
-        .unwrap()
-    });
+    let _controller = start_controller(&lab, "controller.log");
 
     let mut agents: BTreeMap<&'static str, ChildGuard> = BTreeMap::new();
     for (i, s) in ["A", "B", "C"].iter().enumerate() {
@@ -231,10 +248,7 @@ fn setup() -> Setup {
         agents.insert(s, child);
     }
     wait_for("three agents up", Duration::from_secs(15), || {
-        let (s, v) = http(&lab, "GET", "/v1/agents", None);
-        s == 200
-            && v.as_array()
-                .is_some_and(|a| a.iter().all(|x| x["state"] == "up"))
+        all_agents_up(&lab)
     });
 
     Setup {
@@ -360,6 +374,173 @@ fn rendezvous_on_three_real_bridges() {
     assert_eq!(s, 504, "{v}");
     assert!(v["message"].as_str().unwrap().contains("silent for"), "{v}");
     assert!(t.elapsed() < Duration::from_millis(500));
+}
+
+/// Datagrams from X2 (never a target here) to `group` reach exactly `targets`.
+fn assert_reaches_exactly(lab: &Lab, group: Ipv6Addr, targets: &[&str]) {
+    let got = deliver(lab, "X2", group);
+    for (h, n) in &got {
+        let want = if targets.contains(&h.as_str()) { 50 } else { 0 };
+        assert_eq!(*n, want, "group {group}, host {h}: {got:?}");
+    }
+}
+
+fn grant(lab: &Lab, targets: &[&str], lifetime_ms: u64) -> (String, Ipv6Addr, Value) {
+    let (s, v) = http(
+        lab,
+        "POST",
+        "/v1/rendezvous",
+        Some(json!({"parent": "NG0", "targets": targets, "lifetime_ms": lifetime_ms})),
+    );
+    assert_eq!(s, 201, "{v}");
+    let group = v["group"].as_str().unwrap().parse().unwrap();
+    (v["lease_id"].as_str().unwrap().to_owned(), group, v)
+}
+
+fn release_all_acked(lab: &Lab, lease: &str) {
+    let (s, v) = http(lab, "DELETE", &format!("/v1/rendezvous/{lease}"), None);
+    assert_eq!(s, 200, "{v}");
+    let clear = v["clear"].as_array().unwrap();
+    assert!(
+        clear.len() == 3 && clear.iter().all(|c| c["outcome"] == "acked"),
+        "{v}"
+    );
+}
+
+/// The controller is SIGKILLed (a crash) while a long and a short lease are
+/// live; the short one ends while it is down (the agents drop it by
+/// themselves). Restarted on the same SQLite file, it keeps the long lease
+/// (still forwarding to exactly its targets), has forgotten the short one,
+/// whose address is free again, and releasing the long lease clears it
+/// everywhere.
+#[test]
+fn controller_restart_keeps_leases_consistent() {
+    if !labs::lab_tests_enabled() {
+        eprintln!("skipping controller_restart_keeps_leases_consistent: needs root and iproute2");
+        return;
+    }
+    let Setup {
+        lab,
+        _controller: mut first,
+        agents: _agents,
+    } = setup();
+    let t0 = Instant::now();
+    let dir = lab.workdir().to_owned();
+    let log = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+    const SHORT_MS: u64 = 3000;
+    let (long, long_group, long_v) = grant(&lab, &["X1", "X4", "X8"], 20_000);
+    let (short, short_group, _) = grant(&lab, &["X3", "X9"], SHORT_MS);
+    let short_granted = Instant::now();
+    assert_ne!(long_group, short_group);
+    for sw in ["A", "B", "C"] {
+        for g in [long_group, short_group] {
+            assert!(
+                !entries(&lab, sw, g).is_empty(),
+                "switch {sw} has no entry for {g}"
+            );
+        }
+    }
+
+    // Crash while both are live.
+    let st = first
+        .stop_with(nix::sys::signal::Signal::SIGKILL, Duration::from_secs(2))
+        .expect("controller exit status");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&st),
+        Some(9),
+        "{st:?}"
+    );
+    assert!(
+        short_granted.elapsed() < Duration::from_millis(SHORT_MS - 500),
+        "too slow to kill before the short lease ends"
+    );
+    assert!(
+        ["A", "B", "C"]
+            .iter()
+            .all(|sw| !entries(&lab, sw, short_group).is_empty()),
+        "the short lease is still installed when the controller dies"
+    );
+    // The agents end the short lease by themselves.
+    wait_for(
+        "short lease dropped by the agents",
+        Duration::from_millis(SHORT_MS + 3000),
+        || {
+            ["A", "B", "C"]
+                .iter()
+                .all(|sw| entries(&lab, sw, short_group).is_empty())
+        },
+    );
+    assert!(short_granted.elapsed() >= Duration::from_millis(SHORT_MS - 300));
+    for sw in ["A", "B", "C"] {
+        assert!(
+            !entries(&lab, sw, long_group).is_empty(),
+            "switch {sw} lost {long_group} while the controller was down"
+        );
+    }
+
+    // Restart on the same database.
+    let _second = start_controller(&lab, "controller-2.log");
+    wait_for("three agents up again", Duration::from_secs(10), || {
+        all_agents_up(&lab)
+    });
+    let (s, leases) = http(&lab, "GET", "/v1/leases", None);
+    assert_eq!(s, 200, "{leases}");
+    let rows = leases.as_array().unwrap();
+    assert_eq!(
+        rows.len(),
+        1,
+        "only the long lease survives: {leases}\n{}",
+        log("controller-2.log")
+    );
+    assert_eq!(rows[0]["lease_id"], long.as_str(), "{leases}");
+    assert_eq!(rows[0]["group"], long_group.to_string(), "{leases}");
+    assert_eq!(rows[0]["state"], "live", "{leases}");
+    assert_eq!(
+        rows[0]["expires_at_ms"], long_v["expires_at_ms"],
+        "{leases}"
+    );
+    assert!(rows.iter().all(|r| r["lease_id"] != short.as_str()));
+    assert_reaches_exactly(&lab, long_group, &["X1", "X4", "X8"]);
+    for sw in ["A", "B", "C"] {
+        assert!(
+            entries(&lab, sw, short_group).is_empty(),
+            "switch {sw} holds the ended {short_group} again"
+        );
+    }
+    assert_reaches_exactly(&lab, short_group, &[]);
+
+    // The short lease's address is free again: new leases (taken while the
+    // others are held, so each gets a different address) come to it.
+    let mut fresh = Vec::new();
+    while !fresh.iter().any(|(_, g)| *g == short_group) {
+        assert!(
+            fresh.len() < 4,
+            "{short_group} never handed out again: {fresh:?}"
+        );
+        let (id, g, _) = grant(&lab, &["X5"], 10_000);
+        assert_ne!(g, long_group);
+        fresh.push((id, g));
+    }
+    assert_reaches_exactly(&lab, short_group, &["X5"]);
+    for (id, _) in &fresh {
+        release_all_acked(&lab, id);
+    }
+
+    // Releasing the long lease clears it on all three bridges.
+    release_all_acked(&lab, &long);
+    for sw in ["A", "B", "C"] {
+        assert!(
+            entries(&lab, sw, long_group).is_empty(),
+            "switch {sw} still holds {long_group}"
+        );
+    }
+    assert_reaches_exactly(&lab, long_group, &[]);
+    let (_, leases) = http(&lab, "GET", "/v1/leases", None);
+    assert_eq!(leases, json!([]));
+    eprintln!(
+        "controller_restart_keeps_leases_consistent: {:.1} s after setup",
+        t0.elapsed().as_secs_f64()
+    );
 }
 
 /// Grant latency with the real agents: runs `subcast-controller-bench`
