@@ -134,20 +134,7 @@ impl OvsLab {
             ],
         );
         run(&d, &["ovs-vsctl", "--no-wait", "init"]);
-        run(
-            &d,
-            &[
-                "ip",
-                "netns",
-                "exec",
-                &s,
-                "ovs-vswitchd",
-                &sock,
-                "--pidfile",
-                "--detach",
-                "--log-file",
-            ],
-        );
+        lab.start_vswitchd();
         let mut add = vec![
             "ovs-vsctl".to_string(),
             "add-br".into(),
@@ -170,6 +157,48 @@ impl OvsLab {
         let add: Vec<&str> = add.iter().map(String::as_str).collect();
         run(&d, &add);
         lab
+    }
+
+    /// Starts ovs-vswitchd in the switch namespace on the lab's database (detached,
+    /// pidfile and log file in the lab directory).
+    fn start_vswitchd(&self) {
+        let sock = format!("unix:{}", self.dir.join("db.sock").display());
+        run(
+            &self.dir,
+            &[
+                "ip",
+                "netns",
+                "exec",
+                &self.switch_ns,
+                "ovs-vswitchd",
+                &sock,
+                "--pidfile",
+                "--detach",
+                "--log-file",
+            ],
+        );
+    }
+
+    /// Stops ovs-vswitchd (SIGTERM to the PID in its pidfile) and waits until it has
+    /// exited. The userspace datapath loses every flow and group.
+    fn stop_vswitchd(&self) {
+        let pid = std::fs::read_to_string(self.dir.join("ovs-vswitchd.pid"))
+            .expect("ovs-vswitchd pidfile");
+        let pid = pid.trim().to_string();
+        run(&self.dir, &["kill", "-TERM", &pid]);
+        // Gone, or a zombie nobody has reaped yet.
+        let alive = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|st| st.rsplit(')').next().is_some_and(|r| !r.starts_with(" Z")))
+        };
+        let t0 = Instant::now();
+        while alive() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "ovs-vswitchd {pid} did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn ovs(&self, args: &[&str]) -> String {
@@ -455,6 +484,87 @@ async fn ovs_reconnect_deletes_groups_the_agent_no_longer_owns() {
         (inst[0].group, inst[0].ports.clone()),
         (x2, PortSet::from([2]))
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ovs_vswitchd_restart_repushes_owned_groups() {
+    if !enabled() {
+        return;
+    }
+    // Hosts 1-3 are receivers, host 4 sends (so the excluded host is not the sender).
+    let lab = OvsLab::new(4);
+    let mut of = connect(&lab, PORT + 3, true).await;
+    let range: ipnet::Ipv6Net = "ff3e::5c:0:0/96".parse().unwrap();
+    of.guard_range(range).await.unwrap();
+    lab.ping_all();
+    let h1 = Member::Ipv6(OvsLab::host_ip(1));
+    let h3 = Member::Ipv6(OvsLab::host_ip(3));
+    let p1 = of.port_toward(0, &h1).await.unwrap().expect("h1 learned");
+    let p3 = of.port_toward(0, &h3).await.unwrap().expect("h3 learned");
+    assert_eq!((p1, p3), (1, 3));
+    let x: Ipv6Addr = "ff3e::5c:8000:21".parse().unwrap();
+    of.install(0, x, &PortSet::from([p1, p3])).await.unwrap();
+    let caps = lab.capture(x);
+    lab.send(4, x, 20);
+    assert_eq!(OvsLab::counts(caps), vec![20, 0, 20, 0], "before restart");
+
+    let old = (*of.shared.ready.borrow()).expect("connected");
+    lab.stop_vswitchd();
+    let t_stop = Instant::now();
+    lab.start_vswitchd();
+    // A new connection, not the old one still seen as live.
+    let mut rx = of.shared.ready.subscribe();
+    tokio::time::timeout(
+        Duration::from_secs(15),
+        rx.wait_for(|r| r.is_some_and(|id| id != old)),
+    )
+    .await
+    .expect("restarted ovs-vswitchd reconnects within 15 s")
+    .expect("backend alive");
+    of.wait_connected(Duration::from_secs(10))
+        .await
+        .expect("switch connected");
+    println!(
+        "ovs-vswitchd restart -> agent reconnected and reconciled in {:?}",
+        t_stop.elapsed()
+    );
+
+    // Learned locations were kept and their flows re-installed (before any new
+    // traffic: the hosts' neighbour caches are warm, so they send no ND now).
+    assert_eq!(of.port_toward(0, &h1).await.unwrap(), Some(1));
+    assert_eq!(of.port_toward(0, &h3).await.unwrap(), Some(3));
+    let flows = lab.ovs(&["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", "br0"]);
+    for i in 1..=4 {
+        let learned = format!("in_port={i},dl_src=02:5c:00:00:00:0{i}");
+        assert!(flows.contains(&learned), "{learned} missing: {flows}");
+    }
+
+    // No install since the restart: reconciliation re-pushed the owned group.
+    let groups = lab.ovs(&["ovs-ofctl", "-O", "OpenFlow13", "dump-groups", "br0"]);
+    let gid = format!("group_id={}", super::SUBSET_GROUP_BASE | 1);
+    assert!(groups.contains(&gid), "{groups}");
+    assert!(
+        groups.contains("output:1") && groups.contains("output:3"),
+        "{groups}"
+    );
+    assert!(!groups.contains("output:2"), "{groups}");
+    let flows = lab.ovs(&["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", "br0"]);
+    assert!(flows.contains("ipv6_dst=ff3e::5c:8000:21"), "{flows}");
+    let inst = of.installed(range).await.unwrap();
+    assert_eq!(inst.len(), 1);
+    assert_eq!(
+        (inst[0].group, inst[0].ports.clone()),
+        (x, PortSet::from([1, 3]))
+    );
+    let caps = lab.capture(x);
+    lab.send(4, x, 20);
+    assert_eq!(OvsLab::counts(caps), vec![20, 0, 20, 0], "after restart");
+
+    // The learning pipeline is back: unicast works and hosts are placed again.
+    lab.ping_all();
+    assert_eq!(of.port_toward(0, &h1).await.unwrap(), Some(1));
+    assert_eq!(of.port_toward(0, &h3).await.unwrap(), Some(3));
+    assert_eq!(of.learned_macs(), 4);
 }
 
 /// Part 3: SET -> barrier-confirmed latency over 1,000 installs (500 new groups,

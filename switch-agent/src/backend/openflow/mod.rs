@@ -4,14 +4,16 @@
 //!   `ovs-vsctl set-controller BR tcp:ADDR` (bridge with `protocols=OpenFlow13
 //!   fail_mode=secure`). A new connection replaces the old one.
 //! - Handshake: HELLO (1.3 only), FEATURES, SET_CONFIG (whole packets to the
-//!   controller), the learning pipeline (`pipeline.rs`), PORT_DESC, then
-//!   reconciliation (below). Ports follow PORT_STATUS.
+//!   controller), PORT_DESC, the learning pipeline (`pipeline.rs`) with the learned
+//!   flows, then reconciliation (below). Ports follow PORT_STATUS.
 //! - MAC location by learning (two tables, see `pipeline.rs`): a PACKET_IN from
 //!   an unknown source (table-0 miss) or an ND copy teaches source MAC -> in_port
 //!   and IPv6 source -> MAC; the backend installs `in_port,eth_src -> goto 1` and
 //!   `eth_dst=MAC -> output:PORT` (idle timeout) and resubmits the packet; unknown
 //!   destinations flood. A member that has sent nothing yet cannot be placed
 //!   (`port_toward` -> None). VLANs are ignored for learning (labs are untagged).
+//!   A reconnect of the same datapath (e.g. a restarted ovs-vswitchd) keeps the
+//!   learned locations and re-installs their flows.
 //! - Subset group X: GROUP_MOD type ALL, one `output:PORT` bucket per port (ADD the
 //!   first time, MODIFY afterwards: hitless), plus FLOW_MOD `eth_type=0x86dd,
 //!   ipv6_dst=X [, vlan_vid=V]` -> group (table 1, priority 100, cookie `0x5c..` | id),

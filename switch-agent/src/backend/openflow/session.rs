@@ -209,8 +209,6 @@ async fn session(stream: TcpStream, shared: &Arc<Shared>, id: u64) -> Result<(),
             tx: tx.clone(),
             waiters: HashMap::new(),
         });
-        st.macs.clear();
-        st.ipv6.clear();
         st.ports.clear();
     }
     // Operations wait until this connection's handshake and reconciliation are done.
@@ -232,30 +230,33 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// FEATURES, SET_CONFIG, table-miss flow, ports, then reconciliation.
+/// FEATURES, SET_CONFIG, ports; then the pipeline with the learned flows; then
+/// reconciliation.
+///
+/// Learned locations survive a reconnect of the same datapath (e.g. a restarted
+/// ovs-vswitchd, which has lost every flow): their flows are re-installed, so hosts
+/// whose traffic no longer reaches the controller stay placed. A different datapath
+/// starts with empty tables; MACs on ports that no longer exist are dropped.
 async fn handshake(shared: &Shared) -> Result<(), BackendError> {
-    let mut msgs = vec![
-        Message::FeaturesRequest,
-        Message::SetConfig(SwitchConfig {
-            flags: 0,
-            miss_send_len: 0xffff,
-        }),
-    ];
-    let guard = shared.lock().guard;
-    msgs.extend(pipeline::base_flows(
-        shared.config.flood_unknown_multicast,
-        guard,
-    ));
-    msgs.push(Message::MultipartRequest(MultipartRequest {
-        flags: 0,
-        body: MultipartRequestBody::PortDesc,
-    }));
-    let frames = shared.transact(msgs).await?;
+    let frames = shared
+        .transact(vec![
+            Message::FeaturesRequest,
+            Message::SetConfig(SwitchConfig {
+                flags: 0,
+                miss_send_len: 0xffff,
+            }),
+            Message::MultipartRequest(MultipartRequest {
+                flags: 0,
+                body: MultipartRequestBody::PortDesc,
+            }),
+        ])
+        .await?;
     super::check_errors(&frames)?;
     let mut ports = BTreeMap::new();
+    let mut dpid = None;
     for f in frames {
         match f.message {
-            Message::FeaturesReply(fr) => shared.lock().datapath_id = Some(fr.datapath_id),
+            Message::FeaturesReply(fr) => dpid = Some(fr.datapath_id),
             Message::MultipartReply(MultipartReply {
                 body: MultipartReplyBody::PortDesc(p),
                 ..
@@ -263,7 +264,28 @@ async fn handshake(shared: &Shared) -> Result<(), BackendError> {
             _ => {}
         }
     }
-    shared.lock().ports = ports;
+    let (guard, learned) = {
+        let mut st = shared.lock();
+        if dpid.is_none() || st.datapath_id != dpid {
+            st.macs.clear();
+            st.ipv6.clear();
+        }
+        st.macs.retain(|_, p| ports.contains_key(p));
+        let st = &mut *st;
+        st.ipv6.retain(|_, m| st.macs.contains_key(m));
+        st.datapath_id = dpid;
+        st.ports = ports;
+        let learned: Vec<([u8; 6], u32)> = st.macs.iter().map(|(m, p)| (*m, *p)).collect();
+        (st.guard, learned)
+    };
+    let mut msgs = pipeline::base_flows(shared.config.flood_unknown_multicast, guard);
+    let idle = shared.config.learn_idle_timeout_s;
+    for (mac, port) in &learned {
+        msgs.extend(pipeline::learned_flows(*mac, *port, idle));
+    }
+    let frames = shared.transact(msgs).await?;
+    super::check_errors(&frames)?;
+    tracing::debug!(hosts = learned.len(), "re-installed learned flows");
     reconcile(shared).await
 }
 
