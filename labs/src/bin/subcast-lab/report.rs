@@ -134,6 +134,9 @@ pub fn render(topo: &Topology, r: &Value) -> String {
     if let Some(f) = r["fallback"].as_str() {
         let _ = writeln!(out, "NOTE: {f}\n");
     }
+    for n in r["notes"].as_array().into_iter().flatten() {
+        let _ = writeln!(out, "NOTE: {}\n", n.as_str().unwrap_or_default());
+    }
     let _ = writeln!(
         out,
         "scenario {} on {} (controller in switch {}'s namespace at {}; sender {})",

@@ -401,6 +401,30 @@ pub fn run(opts: &RunOptions) -> Result<Value> {
         }),
     };
     let out = out.map_err(|e| anyhow!("{e:#}\ndaemon logs:\n{}", r.stack.logs()));
+    // `backend: snmp` switches are built as Linux bridges and driven here with the
+    // linux-bridge backend: say so rather than let the report look like SNMP.
+    let snmp: Vec<&String> = topo
+        .switches
+        .iter()
+        .filter(|(_, s)| s.backend == labs::Backend::Snmp)
+        .map(|(n, _)| n)
+        .collect();
+    let out = out.map(|mut v| {
+        if !snmp.is_empty() {
+            let note = format!(
+                "switch(es) {} are `backend: snmp`: subcast-lab builds them as Linux bridges \
+                 and drives them with the linux-bridge backend; the SNMP path is tested by \
+                 `cargo test -p subcast-agent --test behaviour snmp`",
+                snmp.iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            eprintln!("subcast-lab: NOTE: {note}");
+            v["notes"] = json!([note]);
+        }
+        v
+    });
     let Running { lab, stack, .. } = r;
     stack.stop();
     drop(lab);
