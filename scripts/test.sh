@@ -29,6 +29,7 @@ have snmpd || need_pkgs+=(snmpd)
 have snmpget || need_pkgs+=(snmp)
 have brctl || need_pkgs+=(bridge-utils)
 have mn || need_pkgs+=(mininet)
+/usr/bin/python3 -c 'import yaml' 2>/dev/null || need_pkgs+=(python3-yaml)  # the Mininet script
 have tc || need_pkgs+=(iproute2)
 have kramdown-rfc2629 || need_pkgs+=(ruby-kramdown-rfc2629)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
