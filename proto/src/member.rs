@@ -16,9 +16,14 @@ pub struct MacAddr(pub [u8; 6]);
 impl MacAddr {
     /// The Ethernet address an IPv6 multicast group maps to (RFC 2464:
     /// 33:33 followed by the low 32 bits of the group).
-    pub fn ipv6_multicast(group: &Ipv6Addr) -> MacAddr {
+    pub fn ipv6_multicast(group: Ipv6Addr) -> MacAddr {
         let o = group.octets();
         MacAddr([0x33, 0x33, o[12], o[13], o[14], o[15]])
+    }
+
+    /// True for 33:33:xx:xx:xx:xx, the addresses of IPv6 multicast groups.
+    pub fn is_ipv6_multicast(&self) -> bool {
+        self.0[0] == 0x33 && self.0[1] == 0x33
     }
 }
 

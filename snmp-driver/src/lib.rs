@@ -25,5 +25,5 @@ pub mod testlab;
 
 pub use config::{AuthProtocol, ConfigError, Credentials, PrivProtocol, Secret, SnmpConfig};
 pub use error::SnmpError;
-pub use mib::{MacAddr, PortSet};
+pub use mib::{MacAddr, MacSubIds, PortSet};
 pub use switch::{FdbEntry, SnmpSwitch, StaticMulticastRow};

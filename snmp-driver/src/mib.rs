@@ -5,9 +5,6 @@
 //! Everything here is pure: decoders take untrusted input and never panic.
 
 use std::collections::BTreeSet;
-use std::fmt;
-use std::net::Ipv6Addr;
-use std::str::FromStr;
 
 /// dot1dBasePortIfIndex (BRIDGE-MIB): index = bridge port number, value = ifIndex.
 pub const DOT1D_BASE_PORT_IFINDEX: &[u32] = &[1, 3, 6, 1, 2, 1, 17, 1, 4, 1, 2];
@@ -53,30 +50,22 @@ pub mod fdb_status {
     pub const MGMT: i64 = 5;
 }
 
-/// An Ethernet MAC address.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct MacAddr(pub [u8; 6]);
+pub use subcast_proto::MacAddr;
 
-impl MacAddr {
-    /// The Ethernet group address an IPv6 multicast address maps to (RFC 2464):
-    /// 33:33 followed by the low 32 bits of the group.
-    pub fn ipv6_multicast(group: Ipv6Addr) -> Self {
-        let o = group.octets();
-        MacAddr([0x33, 0x33, o[12], o[13], o[14], o[15]])
-    }
-
-    /// True for 33:33:xx:xx:xx:xx.
-    pub fn is_ipv6_multicast(&self) -> bool {
-        self.0[0] == 0x33 && self.0[1] == 0x33
-    }
-
+/// A MAC address as six sub-identifiers of a Q-BRIDGE-MIB table index.
+pub trait MacSubIds: Sized {
     /// The six sub-identifiers of this MAC inside a table index.
-    pub fn sub_ids(&self) -> [u32; 6] {
+    fn sub_ids(&self) -> [u32; 6];
+    /// Reads a MAC from six index sub-identifiers; `None` if one is above 255.
+    fn from_sub_ids(ids: &[u32]) -> Option<Self>;
+}
+
+impl MacSubIds for MacAddr {
+    fn sub_ids(&self) -> [u32; 6] {
         self.0.map(u32::from)
     }
 
-    /// Reads a MAC from six index sub-identifiers; `None` if one is above 255.
-    pub fn from_sub_ids(ids: &[u32]) -> Option<Self> {
+    fn from_sub_ids(ids: &[u32]) -> Option<Self> {
         if ids.len() != 6 {
             return None;
         }
@@ -85,48 +74,6 @@ impl MacAddr {
             *m = u8::try_from(*id).ok()?;
         }
         Some(MacAddr(mac))
-    }
-}
-
-impl fmt::Display for MacAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let m = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            m[0], m[1], m[2], m[3], m[4], m[5]
-        )
-    }
-}
-
-impl fmt::Debug for MacAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-/// Error parsing a MAC address from text.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not a MAC address (expected six hex octets like 02:00:00:00:00:01)")]
-pub struct MacParseError(pub String);
-
-impl FromStr for MacAddr {
-    type Err = MacParseError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || MacParseError(s.to_string());
-        let mut mac = [0u8; 6];
-        let mut parts = s.split([':', '-']);
-        for m in mac.iter_mut() {
-            let p = parts.next().ok_or_else(err)?;
-            if p.is_empty() || p.len() > 2 {
-                return Err(err());
-            }
-            *m = u8::from_str_radix(p, 16).map_err(|_| err())?;
-        }
-        if parts.next().is_some() {
-            return Err(err());
-        }
-        Ok(MacAddr(mac))
     }
 }
 
@@ -285,7 +232,7 @@ mod tests {
 
     #[test]
     fn mac_mapping_and_parse() {
-        let g: Ipv6Addr = "ff3e::aabb:ccdd".parse().unwrap();
+        let g: std::net::Ipv6Addr = "ff3e::aabb:ccdd".parse().unwrap();
         let m = MacAddr::ipv6_multicast(g);
         assert_eq!(m.to_string(), "33:33:aa:bb:cc:dd");
         assert_eq!("33:33:aa:bb:cc:dd".parse::<MacAddr>().unwrap(), m);

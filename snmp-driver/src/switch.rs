@@ -3,8 +3,8 @@
 use crate::config::SnmpConfig;
 use crate::error::SnmpError;
 use crate::mib::{
-    self, DOT1D_BASE_PORT_IFINDEX, DOT1Q_STATIC_MCAST_ENTRY, DOT1Q_TP_FDB_ENTRY, MacAddr, PortSet,
-    StaticMcastIndex, decode_port_list, encode_port_list, format_oid, status,
+    self, DOT1D_BASE_PORT_IFINDEX, DOT1Q_STATIC_MCAST_ENTRY, DOT1Q_TP_FDB_ENTRY, MacAddr,
+    MacSubIds, PortSet, StaticMcastIndex, decode_port_list, encode_port_list, format_oid, status,
 };
 use crate::session::{Req, Transport, Val, Varbinds};
 use std::collections::{BTreeMap, HashMap};
