@@ -14,6 +14,8 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "../tests/support/ctl.rs"]
+mod ctl;
 
 use common::*;
 use labs::{Lab, LabOptions, Topology};

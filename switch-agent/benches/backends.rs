@@ -14,6 +14,8 @@
 //! Prints one table; writes JSON to `target/bench/agent-backends.json`
 //! (or `$SUBCAST_BENCH_OUT`).
 
+#[path = "../tests/support/ctl.rs"]
+mod ctl;
 #[path = "../tests/behaviour/harness.rs"]
 #[allow(dead_code)]
 mod harness;

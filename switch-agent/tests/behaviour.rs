@@ -9,6 +9,8 @@
 //! with captures in the host namespaces (outside agents and switches). Where
 //! each process runs is described in `behaviour/harness.rs`.
 
+#[path = "support/ctl.rs"]
+mod ctl;
 #[path = "behaviour/harness.rs"]
 mod harness;
 

@@ -6,6 +6,8 @@
 //! namespaces (outside the agent).
 
 mod common;
+#[path = "support/ctl.rs"]
+mod ctl;
 
 use common::*;
 use labs::{Lab, LabOptions, Topology};

@@ -36,7 +36,7 @@ pub const AGENT_KEY: &str = "222222222222222222222222222222222222222222222222222
 /// group MACs back to (it also holds the parent group `ff05::5c:1:1`).
 pub const RANGE: &str = "ff05::5c:2:0/112";
 pub const SNMP_GROUP_PREFIX: &str = "ff05::5c:0:0/96";
-pub const AGENT_PORT: u16 = 7410;
+pub use crate::ctl::{AGENT_PORT, CtlSocket};
 pub const OPENFLOW_ADDR: &str = "127.0.0.1:6653";
 pub const SNMP_ADDR: &str = "127.0.0.1:1161";
 pub const COMMUNITY: &str = "behaviour-rw";
@@ -87,59 +87,22 @@ fn agent_key() -> Key {
 
 /// One running agent and the test's controller socket in its namespace.
 pub struct Agent {
-    pub switch: String,
     pub switch_id: u32,
-    pub log: PathBuf,
-    pub ctl: UdpSocket,
-    pub sealer: Sealer,
-    opener: Opener,
+    /// The controller socket (switch name, log, seal/send/answer).
+    pub io: CtlSocket,
     _child: ChildGuard,
 }
 
-impl Agent {
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+impl std::ops::Deref for Agent {
+    type Target = CtlSocket;
+    fn deref(&self) -> &CtlSocket {
+        &self.io
     }
+}
 
-    fn recv(&mut self) -> Result<Message, String> {
-        let mut buf = vec![0u8; 9300];
-        let (n, _) = self.ctl.recv_from(&mut buf).map_err(|e| e.to_string())?;
-        self.opener
-            .open(&buf[..n], now_us())
-            .map(|d| d.message)
-            .map_err(|e| e.to_string())
-    }
-
-    /// Receives until an ACK or NAK arrives (skipping HEARTBEATs).
-    pub fn answer(&mut self) -> Message {
-        loop {
-            match self.recv() {
-                Ok(m @ (Message::Ack(_) | Message::Nak(_))) => return m,
-                Ok(_) => continue,
-                Err(e) => panic!(
-                    "no answer from agent {}: {e}; log:\n{}",
-                    self.switch,
-                    self.log_text()
-                ),
-            }
-        }
-    }
-
-    pub fn send_raw(&self, bytes: &[u8]) {
-        self.ctl
-            .send_to(bytes, SocketAddr::from((Ipv6Addr::LOCALHOST, AGENT_PORT)))
-            .unwrap();
-    }
-
-    pub fn seal(&mut self, m: &Message) -> Vec<u8> {
-        self.sealer.seal(m, now_us())
-    }
-
-    /// Seals, sends and waits for the answer.
-    pub fn request(&mut self, m: &Message) -> Message {
-        let b = self.seal(m);
-        self.send_raw(&b);
-        self.answer()
+impl std::ops::DerefMut for Agent {
+    fn deref_mut(&mut self) -> &mut CtlSocket {
+        &mut self.io
     }
 }
 
@@ -486,12 +449,14 @@ fn spawn_agent(lab: &Lab, kind: Kind, switch: &str, switch_id: u32) -> Agent {
             .unwrap();
     }
     Agent {
-        switch: switch.to_owned(),
         switch_id,
-        log,
-        ctl,
-        sealer: Sealer::new(ctl_key(), 9000, now_us()),
-        opener: Opener::new(Keyring::new([agent_key()]), ReplayGuard::default()),
+        io: CtlSocket {
+            switch: switch.to_owned(),
+            log,
+            ctl,
+            sealer: Sealer::new(ctl_key(), 9000, now_us()),
+            opener: Opener::new(Keyring::new([agent_key()]), ReplayGuard::default()),
+        },
         _child: child,
     }
 }

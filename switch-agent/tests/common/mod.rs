@@ -18,7 +18,7 @@ pub const CTL_KEY: &str = "11111111111111111111111111111111111111111111111111111
 pub const AGENT_KEY: &str = "2222222222222222222222222222222222222222222222222222222222222222";
 pub const RANGE: &str = "ff05::5c:2:0/112";
 pub const METRICS_PORT: u16 = 9410;
-pub const AGENT_PORT: u16 = 7410;
+pub use crate::ctl::{AGENT_PORT, CtlSocket};
 
 pub fn ctl_key() -> Key {
     Key::from_hex(CTL_KEY_ID, CTL_KEY).unwrap()
@@ -31,15 +31,25 @@ pub fn agent_key() -> Key {
 /// One running agent and the test's controller socket beside it.
 #[derive(Debug)]
 pub struct AgentProc {
-    pub switch: String,
     pub netns: String,
     pub switch_id: u32,
     pub config: PathBuf,
-    pub log: PathBuf,
     pub child: Option<ChildGuard>,
-    pub ctl: UdpSocket,
-    pub sealer: Sealer,
-    pub opener: Opener,
+    /// The controller socket (switch name, log, seal/send/answer).
+    pub io: CtlSocket,
+}
+
+impl std::ops::Deref for AgentProc {
+    type Target = CtlSocket;
+    fn deref(&self) -> &CtlSocket {
+        &self.io
+    }
+}
+
+impl std::ops::DerefMut for AgentProc {
+    fn deref_mut(&mut self) -> &mut CtlSocket {
+        &mut self.io
+    }
 }
 
 /// Which parent groups the agent's config lists.
@@ -104,15 +114,17 @@ pub fn start_agent(lab: &Lab, switch: &str, switch_id: u32, parents: Parents) ->
     )
     .unwrap();
     let mut a = AgentProc {
-        switch: switch.to_owned(),
         netns,
         switch_id,
-        log: dir.join(format!("agent-{switch}.log")),
         config,
         child: None,
-        ctl,
-        sealer: Sealer::new(ctl_key(), 9000, now_us()),
-        opener: Opener::new(Keyring::new([agent_key()]), ReplayGuard::default()),
+        io: CtlSocket {
+            switch: switch.to_owned(),
+            log: dir.join(format!("agent-{switch}.log")),
+            ctl,
+            sealer: Sealer::new(ctl_key(), 9000, now_us()),
+            opener: Opener::new(Keyring::new([agent_key()]), ReplayGuard::default()),
+        },
     };
     a.spawn(lab);
     a
@@ -152,57 +164,11 @@ impl AgentProc {
         }
     }
 
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
     /// Ends the agent with `sig` and waits for it.
     pub fn stop(&mut self, sig: nix::sys::signal::Signal) {
         if let Some(mut c) = self.child.take() {
             c.stop_with(sig, Duration::from_secs(5));
         }
-    }
-
-    /// Receives one datagram from the agent and opens it with the agent key.
-    pub fn recv(&mut self) -> Result<Message, String> {
-        let mut buf = vec![0u8; 9300];
-        let (n, _) = self.ctl.recv_from(&mut buf).map_err(|e| e.to_string())?;
-        self.opener
-            .open(&buf[..n], now_us())
-            .map(|d| d.message)
-            .map_err(|e| e.to_string())
-    }
-
-    /// Receives until an ACK or NAK arrives (skipping HEARTBEATs).
-    pub fn answer(&mut self) -> Message {
-        loop {
-            match self.recv() {
-                Ok(m @ (Message::Ack(_) | Message::Nak(_))) => return m,
-                Ok(_) => continue,
-                Err(e) => panic!(
-                    "no answer from agent {}: {e}; log:\n{}",
-                    self.switch,
-                    self.log_text()
-                ),
-            }
-        }
-    }
-
-    pub fn send_raw(&self, bytes: &[u8]) {
-        self.ctl
-            .send_to(bytes, SocketAddr::from((Ipv6Addr::LOCALHOST, AGENT_PORT)))
-            .unwrap();
-    }
-
-    pub fn seal(&mut self, m: &Message) -> Vec<u8> {
-        self.sealer.seal(m, now_us())
-    }
-
-    /// Seals, sends and waits for the answer.
-    pub fn request(&mut self, m: &Message) -> Message {
-        let b = self.seal(m);
-        self.send_raw(&b);
-        self.answer()
     }
 
     /// The agent's /metrics text.
