@@ -2,6 +2,7 @@
 //! here, and the per-namespace UDP counters of `/proc/net/snmp6`.
 
 use std::io::{BufRead, BufReader};
+use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -38,8 +39,9 @@ pub struct Capture {
 }
 
 impl Capture {
-    /// Start `tcpdump -Q DIRECTION` on `ifname` in `netns`, writing to `file`, and wait
-    /// until it is really capturing. `direction` is "in", "out" or "inout".
+    /// Start `tcpdump -Q DIRECTION` on `ifname` in `netns`, keeping `snaplen` bytes
+    /// of every frame, writing to `file`, and wait until it is really capturing.
+    /// `direction` is "in", "out" or "inout".
     pub(crate) fn start(
         netns: &str,
         ifname: &str,
@@ -47,8 +49,10 @@ impl Capture {
         filter: &str,
         file: &Path,
         pids: PidList,
+        snaplen: u32,
     ) -> Result<Capture> {
         let file_s = file.display().to_string();
+        let snap = snaplen.to_string();
         let args = [
             "ip",
             "netns",
@@ -63,9 +67,9 @@ impl Capture {
             "-U",
             "--immediate-mode",
             "-s",
-            "256",
+            &snap,
             "-B",
-            "4096",
+            "8192",
             "-Z",
             "root",
             "-w",
@@ -132,7 +136,18 @@ impl Capture {
 
     /// Wait until the capture file stops growing (50 ms quiet, at most 2 s), stop
     /// tcpdump and count what it wrote.
-    pub fn stop(mut self) -> Result<Counts> {
+    pub fn stop(self) -> Result<Counts> {
+        let place = self.place.clone();
+        let (data, kernel_dropped) = self.stop_raw()?;
+        let mut c =
+            count_pcap(&data).ok_or_else(|| LabError::Parse(format!("capture file of {place}")))?;
+        c.kernel_dropped = kernel_dropped;
+        Ok(c)
+    }
+
+    /// Like [`Capture::stop`], returning the pcap file's bytes (read them with
+    /// [`pcap_records`] and [`udp6`]) and tcpdump's "dropped by kernel" count.
+    pub fn stop_raw(mut self) -> Result<(Vec<u8>, u64)> {
         let mut last = file_len(&self.file);
         let deadline = Instant::now() + Duration::from_secs(2);
         loop {
@@ -153,10 +168,7 @@ impl Capture {
         let data = std::fs::read(&self.file)
             .map_err(|e| LabError::io(format!("reading capture {}", self.file.display()), e))?;
         let _ = std::fs::remove_file(&self.file);
-        let mut c = count_pcap(&data)
-            .ok_or_else(|| LabError::Parse(format!("capture file of {}", self.place)))?;
-        c.kernel_dropped = kernel_dropped;
-        Ok(c)
+        Ok((data, kernel_dropped))
     }
 }
 
@@ -173,52 +185,86 @@ fn u32_at(d: &[u8], at: usize, le: bool) -> Option<u32> {
     })
 }
 
-/// Count IPv6/UDP datagrams in a classic pcap file with Ethernet link type. Returns
-/// `None` if the file is not such a pcap. A truncated last record is ignored. Never
-/// panics, whatever the input.
-pub fn count_pcap(data: &[u8]) -> Option<Counts> {
-    let magic = u32_at(data, 0, true)?;
-    let le = match magic {
-        0xa1b2_c3d4 | 0xa1b2_3c4d => true,
-        0xd4c3_b2a1 | 0x4d3c_b2a1 => false,
+/// One record of a classic pcap file.
+#[derive(Debug, Clone, Copy)]
+pub struct PcapRecord<'a> {
+    /// Capture time, microseconds since the Unix epoch.
+    pub ts_us: u64,
+    /// The captured bytes of the frame (at most the snap length).
+    pub frame: &'a [u8],
+}
+
+/// The records of a classic pcap file with Ethernet link type (microsecond or
+/// nanosecond timestamps, either byte order); `None` if it is not such a file. A
+/// truncated last record ends the iteration. Never panics, whatever the input.
+pub fn pcap_records(data: &[u8]) -> Option<impl Iterator<Item = PcapRecord<'_>>> {
+    let (le, nanos) = match u32_at(data, 0, true)? {
+        0xa1b2_c3d4 => (true, false),
+        0xa1b2_3c4d => (true, true),
+        0xd4c3_b2a1 => (false, false),
+        0x4d3c_b2a1 => (false, true),
         _ => return None,
     };
     if u32_at(data, 20, le)? != 1 {
         return None; // not LINKTYPE_ETHERNET
     }
-    let mut counts = Counts::default();
     let mut at = 24usize;
-    while let Some(incl) = u32_at(data, at + 8, le) {
-        let start = at + 16;
-        let Some(end) = usize::try_from(incl)
-            .ok()
-            .and_then(|n| start.checked_add(n))
-        else {
-            break;
-        };
-        let Some(frame) = data.get(start..end) else {
-            break;
-        };
-        match udp_payload_len(frame) {
-            Some(n) => {
+    Some(std::iter::from_fn(move || {
+        let incl = u32_at(data, at.checked_add(8)?, le)?;
+        let start = at.checked_add(16)?;
+        let end = start.checked_add(usize::try_from(incl).ok()?)?;
+        let frame = data.get(start..end)?;
+        let sec = u64::from(u32_at(data, at, le)?);
+        let frac = u64::from(u32_at(data, at + 4, le)?);
+        at = end;
+        Some(PcapRecord {
+            ts_us: sec * 1_000_000 + if nanos { frac / 1000 } else { frac },
+            frame,
+        })
+    }))
+}
+
+/// An Ethernet/IPv6/UDP frame (no extension headers).
+#[derive(Debug, Clone, Copy)]
+pub struct Udp6<'a> {
+    pub dst: Ipv6Addr,
+    /// UDP payload length from the UDP header.
+    pub len: u16,
+    /// The payload bytes captured (shorter than `len` if the snap length cut it).
+    pub payload: &'a [u8],
+}
+
+/// Reads `frame` as Ethernet/IPv6/UDP without extension headers.
+pub fn udp6(frame: &[u8]) -> Option<Udp6<'_>> {
+    if frame.get(12..14)? != [0x86, 0xdd] || *frame.get(20)? != 17 {
+        return None;
+    }
+    let dst: [u8; 16] = frame.get(38..54)?.try_into().ok()?;
+    let udp_len = u16::from_be_bytes(frame.get(58..60)?.try_into().ok()?);
+    let len = udp_len.checked_sub(8)?;
+    let payload = frame.get(62..).unwrap_or_default();
+    Some(Udp6 {
+        dst: Ipv6Addr::from(dst),
+        len,
+        payload: &payload[..payload.len().min(usize::from(len))],
+    })
+}
+
+/// Count IPv6/UDP datagrams in a classic pcap file with Ethernet link type. Returns
+/// `None` if the file is not such a pcap. A truncated last record is ignored. Never
+/// panics, whatever the input.
+pub fn count_pcap(data: &[u8]) -> Option<Counts> {
+    let mut counts = Counts::default();
+    for r in pcap_records(data)? {
+        match udp6(r.frame) {
+            Some(u) => {
                 counts.datagrams += 1;
-                counts.bytes += u64::from(n);
+                counts.bytes += u64::from(u.len);
             }
             None => counts.other_frames += 1,
         }
-        at = end;
     }
     Some(counts)
-}
-
-/// UDP payload length of an Ethernet/IPv6/UDP frame without extension headers.
-fn udp_payload_len(frame: &[u8]) -> Option<u16> {
-    let ethertype = u16::from_be_bytes(frame.get(12..14)?.try_into().ok()?);
-    if ethertype != 0x86dd || *frame.get(14 + 6)? != 17 {
-        return None;
-    }
-    let udp_len = u16::from_be_bytes(frame.get(14 + 40 + 4..14 + 40 + 6)?.try_into().ok()?);
-    udp_len.checked_sub(8)
 }
 
 /// UDP counters of one network namespace, from `/proc/net/snmp6`.

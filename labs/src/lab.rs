@@ -305,6 +305,19 @@ impl Lab {
         direction: &str,
         filter: &str,
     ) -> Result<Capture> {
+        self.capture_on_snap(netns, ifname, direction, filter, 256)
+    }
+
+    /// Like [`Lab::capture_on`], keeping `snaplen` bytes of every frame (enough to
+    /// read payloads with [`Capture::stop_raw`]).
+    pub fn capture_on_snap(
+        &self,
+        netns: &str,
+        ifname: &str,
+        direction: &str,
+        filter: &str,
+        snaplen: u32,
+    ) -> Result<Capture> {
         let seq = self
             .capture_seq
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -314,7 +327,15 @@ impl Lab {
         } else {
             format!("ip6 and udp and ({filter})")
         };
-        Capture::start(netns, ifname, direction, &full, &file, self.pids.clone())
+        Capture::start(
+            netns,
+            ifname,
+            direction,
+            &full,
+            &file,
+            self.pids.clone(),
+            snaplen,
+        )
     }
 
     /// Capture at every host listed, run `action`, and return the counts per host.

@@ -4,14 +4,11 @@
 //! group per chunk, unicast repairs...), so totals alone are not enough.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::net::Ipv6Addr;
-use std::path::PathBuf;
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
-use labs::{ChildGuard, Lab};
+use anyhow::{Context, Result};
+use labs::capture::{pcap_records, udp6};
+use labs::{Capture, Lab};
 
 /// Datagrams and UDP payload bytes toward one destination.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -23,48 +20,22 @@ pub struct Tally {
     pub first_us: u64,
 }
 
-/// A running tcpdump.
+/// A running tcpdump (a [`labs::Capture`]) whose file is read per destination.
 pub struct DstCapture {
-    guard: ChildGuard,
-    file: PathBuf,
+    cap: Capture,
 }
 
 /// UDP payloads of IPv6/UDP frames (no extension headers) in a classic Ethernet
 /// pcap, in capture order. Never panics; a truncated record ends the list.
 pub fn udp_payloads(data: &[u8]) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    let Some(le) = (match u32_at(data, 0, true) {
-        Some(0xa1b2_c3d4 | 0xa1b2_3c4d) => Some(true),
-        Some(0xd4c3_b2a1 | 0x4d3c_b2a1) => Some(false),
-        _ => None,
-    }) else {
-        return out;
-    };
-    let mut at = 24usize;
-    while let Some(incl) = at.checked_add(8).and_then(|p| u32_at(data, p, le)) {
-        let Some(start) = at.checked_add(16) else {
-            break;
-        };
-        let Some(end) = usize::try_from(incl)
-            .ok()
-            .and_then(|n| start.checked_add(n))
-        else {
-            break;
-        };
-        let Some(frame) = data.get(start..end) else {
-            break;
-        };
-        if let Some((_, len)) = udp6(frame)
-            && let Some(p) = frame.get(62..62 + usize::from(len))
-        {
-            out.push(p.to_vec());
-        }
-        at = end;
-    }
-    out
+    pcap_records(data)
+        .into_iter()
+        .flatten()
+        .filter_map(|r| udp6(r.frame))
+        .filter(|u| u.payload.len() == usize::from(u.len))
+        .map(|u| u.payload.to_vec())
+        .collect()
 }
-
-static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl DstCapture {
     /// Capture IPv6 UDP on `ifname` of `netns` in `direction` ("in"/"out") matching
@@ -88,146 +59,38 @@ impl DstCapture {
         filter: &str,
         snaplen: u32,
     ) -> Result<DstCapture> {
-        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let file = lab.workdir().join(format!("dst{n}.pcap"));
-        let f = file.display().to_string();
-        let full = format!("ip6 and udp and ({filter})");
-        let snap = snaplen.to_string();
-        let args = [
-            "tcpdump",
-            "-i",
-            ifname,
-            "-Q",
-            direction,
-            "-n",
-            "-U",
-            "--immediate-mode",
-            "-s",
-            &snap,
-            "-B",
-            "8192",
-            "-Z",
-            "root",
-            "-w",
-            &f,
-            &full,
-        ];
-        let mut guard = lab.spawn_with(netns, &args, |c| {
-            c.stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::piped());
-        })?;
-        let pipe = guard.child_mut().stderr.take().context("tcpdump stderr")?;
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(l) if l.contains("listening on") => break,
-                Ok(_) => {}
-                Err(_) => bail!("tcpdump on {netns}/{ifname} did not start capturing"),
-            }
-        }
-        // Keep draining stderr so tcpdump never blocks on it.
-        std::thread::spawn(move || while rx.recv().is_ok() {});
-        Ok(DstCapture { guard, file })
+        let cap = lab.capture_on_snap(netns, ifname, direction, filter, snaplen)?;
+        Ok(DstCapture { cap })
     }
 
     /// Stop (after the file stopped growing) and count per destination.
     pub fn stop(self) -> Result<BTreeMap<Ipv6Addr, Tally>> {
-        let (data, file) = self.stop_raw()?;
-        parse(&data).with_context(|| format!("{} is not an Ethernet pcap", file.display()))
+        let place = self.cap.place.clone();
+        let (data, _) = self.cap.stop_raw()?;
+        parse(&data).with_context(|| format!("the capture of {place} is not an Ethernet pcap"))
     }
 
     /// Stop and return the UDP payloads captured, in order.
     pub fn stop_payloads(self) -> Result<Vec<Vec<u8>>> {
-        Ok(udp_payloads(&self.stop_raw()?.0))
+        Ok(udp_payloads(&self.cap.stop_raw()?.0))
     }
-
-    fn stop_raw(mut self) -> Result<(Vec<u8>, PathBuf)> {
-        let len = |p: &PathBuf| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-        let mut last = len(&self.file);
-        let deadline = Instant::now() + Duration::from_secs(2);
-        loop {
-            std::thread::sleep(Duration::from_millis(50));
-            let now = len(&self.file);
-            if now == last || Instant::now() > deadline {
-                break;
-            }
-            last = now;
-        }
-        self.guard
-            .stop_with(nix::sys::signal::Signal::SIGINT, Duration::from_secs(3));
-        let data = std::fs::read(&self.file)
-            .with_context(|| format!("reading {}", self.file.display()))?;
-        let _ = std::fs::remove_file(&self.file);
-        Ok((data, self.file.clone()))
-    }
-}
-
-fn u32_at(d: &[u8], at: usize, le: bool) -> Option<u32> {
-    let b: [u8; 4] = d.get(at..at.checked_add(4)?)?.try_into().ok()?;
-    Some(if le {
-        u32::from_le_bytes(b)
-    } else {
-        u32::from_be_bytes(b)
-    })
 }
 
 /// Count IPv6/UDP datagrams (no extension headers) per destination in a classic
 /// Ethernet pcap. Never panics; a truncated record ends the count.
 pub fn parse(data: &[u8]) -> Option<BTreeMap<Ipv6Addr, Tally>> {
-    let (le, nanos) = match u32_at(data, 0, true)? {
-        0xa1b2_c3d4 => (true, false),
-        0xa1b2_3c4d => (true, true),
-        0xd4c3_b2a1 => (false, false),
-        0x4d3c_b2a1 => (false, true),
-        _ => return None,
-    };
-    if u32_at(data, 20, le)? != 1 {
-        return None;
-    }
     let mut out: BTreeMap<Ipv6Addr, Tally> = BTreeMap::new();
-    let mut at = 24usize;
-    while let Some(incl) = u32_at(data, at.checked_add(8)?, le) {
-        let start = at.checked_add(16)?;
-        let Some(end) = usize::try_from(incl)
-            .ok()
-            .and_then(|n| start.checked_add(n))
-        else {
-            break;
-        };
-        let Some(frame) = data.get(start..end) else {
-            break;
-        };
-        if let Some((dst, len)) = udp6(frame) {
-            let sec = u64::from(u32_at(data, at, le).unwrap_or(0));
-            let frac = u64::from(u32_at(data, at + 4, le).unwrap_or(0));
-            let ts = sec * 1_000_000 + if nanos { frac / 1000 } else { frac };
-            let t = out.entry(dst).or_default();
+    for r in pcap_records(data)? {
+        if let Some(u) = udp6(r.frame) {
+            let t = out.entry(u.dst).or_default();
             if t.datagrams == 0 {
-                t.first_us = ts;
+                t.first_us = r.ts_us;
             }
             t.datagrams += 1;
-            t.bytes += u64::from(len);
+            t.bytes += u64::from(u.len);
         }
-        at = end;
     }
     Some(out)
-}
-
-fn udp6(frame: &[u8]) -> Option<(Ipv6Addr, u16)> {
-    if frame.get(12..14)? != [0x86, 0xdd] || *frame.get(20)? != 17 {
-        return None;
-    }
-    let dst: [u8; 16] = frame.get(38..54)?.try_into().ok()?;
-    let udp_len = u16::from_be_bytes(frame.get(58..60)?.try_into().ok()?);
-    Some((Ipv6Addr::from(dst), udp_len.checked_sub(8)?))
 }
 
 /// Sum of the tallies whose destination satisfies `keep`.
