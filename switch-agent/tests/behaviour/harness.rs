@@ -122,10 +122,9 @@ impl Env {
             handler(); // may wait for cargo's lock: before the lab's clock starts
         }
         let topo = Topology::from_yaml_file(labs::topology_path(kind.topology())).unwrap();
+        // The harness keeps every bridge its own querier (MLD queries are
+        // dropped on trunks), so registered groups never flood mid-test.
         let lab = Lab::build(&topo, LabOptions::default()).unwrap();
-        if kind != Kind::Openflow {
-            settle_queriers(&lab);
-        }
         let dir = lab.workdir().to_owned();
         std::fs::write(dir.join("ctl.key"), CTL_KEY).unwrap();
         std::fs::write(dir.join("agent.key"), AGENT_KEY).unwrap();
@@ -276,39 +275,6 @@ impl Env {
         r.unwrap();
         counts.into_iter().map(|(h, c)| (h, c.datagrams)).collect()
     }
-}
-
-/// Works around a flood window of multi-bridge labs: each bridge runs its own
-/// MLD querier. A bridge ignores the lowest-address bridge's first startup
-/// query when it arrives before the bridge has sent its own, and accepts the
-/// second one (~31 s later, the startup query interval). Accepting a new
-/// querier starts the kernel's `delay_timer` (the query's max response delay,
-/// 1 s here), during which `br_multicast_querier_exists()` is false and every
-/// registered group floods to all ports: measured, X3 and X7 received a group
-/// of {X1, X4, X8} from 30.4 to 31.4 s after `Lab::build`. Restarting the
-/// queriers from the highest address to the lowest, 200 ms apart, makes every
-/// bridge hear the lowest one's query after its own, so the window happens
-/// here (waited out) instead of in the middle of a test.
-fn settle_queriers(lab: &Lab) {
-    let mut order: Vec<_> = lab.switches().values().collect();
-    order.sort_by_key(|s| std::cmp::Reverse(s.bridge_link_local));
-    for s in order {
-        for v in ["0", "1"] {
-            let args = [
-                "ip",
-                "link",
-                "set",
-                "br0",
-                "type",
-                "bridge",
-                "mcast_querier",
-                v,
-            ];
-            lab.exec(&s.netns, &args).unwrap();
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    std::thread::sleep(Duration::from_millis(1500));
 }
 
 /// Asserts that each of `receivers` got exactly 100 and every other host 0.
