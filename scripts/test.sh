@@ -31,6 +31,12 @@ have brctl || need_pkgs+=(bridge-utils)
 have mn || need_pkgs+=(mininet)
 /usr/bin/python3 -c 'import yaml' 2>/dev/null || need_pkgs+=(python3-yaml)  # the Mininet script
 have tc || need_pkgs+=(iproute2)
+have glusterd || need_pkgs+=(glusterfs-server)  # the GlusterFS peer (labs::gluster)
+have glusterfs || need_pkgs+=(glusterfs-client)
+have python3 || need_pkgs+=(python3)  # the peer's bench client (libgfapi via ctypes)
+have iperf3 || need_pkgs+=(iperf3)                 # labs: rate_mbit shaping test
+have chromium || need_pkgs+=(chromium)             # labs: status page in headless Chromium
+have prometheus || need_pkgs+=(prometheus)         # labs/tests/metrics.rs (prometheus, promtool)
 have kramdown-rfc2629 || need_pkgs+=(ruby-kramdown-rfc2629)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then

@@ -1,11 +1,11 @@
-//! The table of rendezvous leases: who holds which group address until when.
-//!
-//! Invariant: at most one lease per group address. A lease is `Pending`
-//! while its SET_SUBSET is being pushed and `Live` once every agent ACKed.
+//! Leases: who holds which rendezvous group until when. A lease is a
+//! reference to a group; several leases may share one group (same parent
+//! and target set). Each has its own random id, owner and end.
 
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::net::Ipv6Addr;
+use std::time::Instant;
 use subcast_proto::MacAddr;
 
 /// One target of a rendezvous group.
@@ -19,9 +19,9 @@ pub struct Target {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LeaseState {
-    /// SET_SUBSET sent, not yet acknowledged by every agent.
+    /// Waiting for its group to be installed (or refreshed).
     Pending,
-    /// Granted: every agent in scope installed the group.
+    /// Granted: every agent in scope holds the group.
     Live,
 }
 
@@ -48,65 +48,75 @@ pub struct Lease {
     pub parent: Ipv6Addr,
     pub group: Ipv6Addr,
     pub targets: Vec<Target>,
-    /// Switch ids whose agents were told to install the group.
+    /// Switch ids whose agents hold the group.
     pub switches: Vec<u32>,
     pub created_ms: u64,
     pub expires_ms: u64,
     pub state: LeaseState,
-    /// Who asked: a token name or "udp:ADDRESS".
+    /// The credential that owns it: a token name or "udp:key K/node N".
     pub requester: String,
+    /// The group was already installed: the grant needed no switch update.
+    #[serde(default)]
+    pub reused: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum LeaseError {
-    #[error("group {0} already has a live lease")]
-    GroupInUse(Ipv6Addr),
-    #[error("lease id {0} already exists")]
-    DuplicateId(u64),
+/// A lease as the engine holds it.
+#[derive(Debug, Clone)]
+pub struct Held {
+    pub lease: Lease,
+    pub gid: u64,
+    pub end: Instant,
 }
 
+/// Every lease, and how many each owner holds.
 #[derive(Debug, Default)]
-pub struct Leases {
-    by_id: HashMap<u64, Lease>,
-    by_group: HashMap<Ipv6Addr, u64>,
+pub struct LeaseBook {
+    by_id: HashMap<u64, Held>,
+    by_owner: HashMap<String, u32>,
 }
 
-impl Leases {
-    pub fn insert(&mut self, l: Lease) -> Result<(), LeaseError> {
-        if self.by_group.contains_key(&l.group) {
-            return Err(LeaseError::GroupInUse(l.group));
+impl LeaseBook {
+    pub fn insert(&mut self, h: Held) {
+        *self.by_owner.entry(h.lease.requester.clone()).or_default() += 1;
+        if let Some(old) = self.by_id.insert(h.lease.id, h) {
+            self.uncount(&old.lease.requester);
         }
-        if self.by_id.contains_key(&l.id) {
-            return Err(LeaseError::DuplicateId(l.id));
-        }
-        self.by_group.insert(l.group, l.id);
-        self.by_id.insert(l.id, l);
-        Ok(())
     }
 
-    pub fn remove(&mut self, id: u64) -> Option<Lease> {
-        let l = self.by_id.remove(&id)?;
-        self.by_group.remove(&l.group);
-        Some(l)
+    fn uncount(&mut self, owner: &str) {
+        if let Some(n) = self.by_owner.get_mut(owner) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.by_owner.remove(owner);
+            }
+        }
     }
 
-    pub fn get(&self, id: u64) -> Option<&Lease> {
+    pub fn remove(&mut self, id: u64) -> Option<Held> {
+        let h = self.by_id.remove(&id)?;
+        self.uncount(&h.lease.requester);
+        Some(h)
+    }
+
+    pub fn get(&self, id: u64) -> Option<&Held> {
         self.by_id.get(&id)
     }
 
-    pub fn set_live(&mut self, id: u64) -> bool {
-        match self.by_id.get_mut(&id) {
-            Some(l) => {
-                l.state = LeaseState::Live;
-                true
-            }
-            None => false,
-        }
+    pub fn get_mut(&mut self, id: u64) -> Option<&mut Held> {
+        self.by_id.get_mut(&id)
+    }
+
+    pub fn contains(&self, id: u64) -> bool {
+        self.by_id.contains_key(&id)
+    }
+
+    pub fn held_by(&self, owner: &str) -> u32 {
+        self.by_owner.get(owner).copied().unwrap_or(0)
     }
 
     /// All leases, oldest first.
     pub fn list(&self) -> Vec<Lease> {
-        let mut v: Vec<Lease> = self.by_id.values().cloned().collect();
+        let mut v: Vec<Lease> = self.by_id.values().map(|h| h.lease.clone()).collect();
         v.sort_by_key(|l| (l.created_ms, l.id));
         v
     }
@@ -119,27 +129,8 @@ impl Leases {
         self.by_id.is_empty()
     }
 
-    /// Live leases whose time is up at `now_ms`. Pending ones are finished
-    /// by their own fan-out.
-    pub fn expired(&self, now_ms: u64) -> Vec<u64> {
-        let mut v: Vec<u64> = self
-            .by_id
-            .values()
-            .filter(|l| l.state == LeaseState::Live && l.expires_ms <= now_ms)
-            .map(|l| l.id)
-            .collect();
-        v.sort_unstable();
-        v
-    }
-
-    /// Live leases that involve `switch_id` (to re-push after its agent
-    /// restarted).
-    pub fn live_on_switch(&self, switch_id: u32) -> Vec<Lease> {
-        self.by_id
-            .values()
-            .filter(|l| l.state == LeaseState::Live && l.switches.contains(&switch_id))
-            .cloned()
-            .collect()
+    pub fn iter(&self) -> impl Iterator<Item = &Held> {
+        self.by_id.values()
     }
 }
 
@@ -147,55 +138,36 @@ impl Leases {
 mod tests {
     use super::*;
 
-    fn lease(id: u64, group: &str, expires_ms: u64) -> Lease {
-        Lease {
-            id,
-            vlan: 10,
-            parent: "ff15::1".parse().unwrap(),
-            group: group.parse().unwrap(),
-            targets: vec![],
-            switches: vec![1, 2],
-            created_ms: id,
-            expires_ms,
-            state: LeaseState::Pending,
-            requester: "t".into(),
+    fn held(id: u64, owner: &str) -> Held {
+        Held {
+            lease: Lease {
+                id,
+                vlan: 10,
+                parent: "ff15::1".parse().unwrap(),
+                group: "ff15::5:1".parse().unwrap(),
+                targets: vec![],
+                switches: vec![1],
+                created_ms: id,
+                expires_ms: 100,
+                state: LeaseState::Live,
+                requester: owner.into(),
+                reused: false,
+            },
+            gid: 1,
+            end: Instant::now(),
         }
     }
 
     #[test]
-    fn one_lease_per_group() {
-        let mut t = Leases::default();
-        t.insert(lease(1, "ff15::5:1", 100)).unwrap();
-        assert_eq!(
-            t.insert(lease(2, "ff15::5:1", 100)),
-            Err(LeaseError::GroupInUse("ff15::5:1".parse().unwrap()))
-        );
-        assert_eq!(
-            t.insert(lease(1, "ff15::5:2", 100)),
-            Err(LeaseError::DuplicateId(1))
-        );
-        assert!(t.remove(1).is_some());
-        t.insert(lease(2, "ff15::5:1", 100)).unwrap();
-        assert_eq!(t.len(), 1);
-        assert!(t.remove(1).is_none());
-    }
-
-    #[test]
-    fn only_live_leases_expire() {
-        let mut t = Leases::default();
-        t.insert(lease(1, "ff15::5:1", 100)).unwrap();
-        t.insert(lease(2, "ff15::5:2", 200)).unwrap();
-        t.insert(lease(3, "ff15::5:3", 50)).unwrap();
-        assert!(
-            t.expired(1000).is_empty(),
-            "pending leases do not expire here"
-        );
-        t.set_live(1);
-        t.set_live(2);
-        assert_eq!(t.expired(99), Vec::<u64>::new());
-        assert_eq!(t.expired(100), vec![1]);
-        assert_eq!(t.expired(500), vec![1, 2]);
-        assert_eq!(t.live_on_switch(2).len(), 2);
-        assert_eq!(t.live_on_switch(9).len(), 0);
+    fn counts_per_owner() {
+        let mut b = LeaseBook::default();
+        b.insert(held(1, "a"));
+        b.insert(held(2, "a"));
+        b.insert(held(3, "b"));
+        assert_eq!(b.held_by("a"), 2);
+        assert!(b.remove(1).is_some());
+        assert!(b.remove(1).is_none());
+        assert_eq!(b.held_by("a"), 1);
+        assert_eq!(b.list().len(), 2);
     }
 }

@@ -2,30 +2,31 @@
 //! and pushes them to every agent in scope.
 //!
 //! - [`config`]: the YAML file, its checks, `check-config`.
+//! - [`engine`]: the sans-I/O state machine: requests, group reuse,
+//!   budgets, batching, retransmission, expiry, agents, recovery.
+//! - [`daemon`]: the one task that owns the UDP socket and the engine.
 //! - [`pool`], [`leases`]: addresses and who holds them.
-//! - [`fanout`]: pushing SET_SUBSET/CLEAR to agents with retransmission.
-//! - [`engine`]: request -> lease -> push -> grant or refuse; release,
-//!   expiry, restart recovery, agent liveness.
-//! - [`udp`]: the one UDP socket (agents and binary rendezvous).
 //! - [`api`]: the HTTP API; [`store`]: SQLite; [`metrics`]: Prometheus.
+//! - [`cli`]: the inspection commands (clients of the API).
 
 pub mod api;
+pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod engine;
-pub mod fanout;
 pub mod leases;
 pub mod metrics;
 pub mod pool;
-pub mod sim;
 pub mod store;
-pub mod udp;
+mod udp_batch;
 
 pub use config::Config;
-pub use engine::{Controller, Refusal, Request, TargetSpec};
+pub use daemon::Controller;
+pub use engine::{Caller, Refusal, Request, TargetSpec};
 
 use std::sync::Arc;
 
-/// A running controller: engine, UDP loop, expiry loop and HTTP API.
+/// A running controller: engine loop and HTTP API.
 #[derive(Debug)]
 pub struct Running {
     pub controller: Arc<Controller>,
@@ -35,8 +36,7 @@ pub struct Running {
 }
 
 impl Running {
-    /// Stops the background tasks (the UDP socket closes when the last
-    /// reference to the controller goes).
+    /// Stops the engine loop (closing the UDP socket) and the API.
     pub fn stop(self) {
         for t in self.tasks {
             t.abort();
@@ -44,26 +44,19 @@ impl Running {
     }
 }
 
-/// Starts everything for `config`: binds UDP and the API, restores leases.
+/// Starts everything for `config`: restores state, binds UDP and the API.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let api_listen = config.api_listen;
-    let controller = Controller::new(config).await?;
-    // Answers from agents must flow before leases are restored.
-    let udp_task = tokio::spawn(udp::run(controller.clone()));
-    if let Err(e) = controller.recover().await {
-        udp_task.abort();
-        return Err(e);
-    }
+    let (controller, engine_task) = daemon::spawn(config).await?;
     let listener = tokio::net::TcpListener::bind(api_listen)
         .await
         .map_err(|e| {
             anyhow::anyhow!("cannot bind the API on {api_listen}: {e} (change api.listen)")
         })?;
     let api_addr = listener.local_addr()?;
-    let udp_addr = controller.local_udp_addr()?;
+    let udp_addr = controller.local_udp_addr();
     let tasks = vec![
-        udp_task,
-        tokio::spawn(controller.clone().run_expiry()),
+        engine_task,
         tokio::spawn({
             let c = controller.clone();
             async move {

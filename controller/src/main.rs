@@ -31,6 +31,8 @@ enum Cmd {
     DefaultConfig,
     /// Print the OpenAPI document of the HTTP API.
     Openapi,
+    #[command(flatten)]
+    Inspect(subcast_controller::cli::Inspect),
 }
 
 fn print_problems(file: &str, problems: &[Problem]) {
@@ -81,6 +83,16 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Cmd::Inspect(cmd) => match inspect(&cmd) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Cmd::Serve { config } => match serve(config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -89,6 +101,14 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+fn inspect(cmd: &subcast_controller::cli::Inspect) -> anyhow::Result<String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(subcast_controller::cli::run(cmd))
 }
 
 fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
@@ -115,11 +135,23 @@ fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
     rt.block_on(async move {
         let running = subcast_controller::start(cfg).await?;
         tracing::info!(udp = %running.udp_addr, api = %running.api_addr, config = %name, "subcast-controller running");
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("installing the SIGTERM handler")?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
-            _ = term.recv() => {}
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+        loop {
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => { r.context("waiting for Ctrl-C")?; break }
+                _ = term.recv() => break,
+                _ = hup.recv() => match running.controller.reload().await {
+                    Ok(r) => {
+                        for w in &r.warnings {
+                            tracing::warn!("{w}");
+                        }
+                        tracing::info!(file = %r.file, changes = ?r.changes, "SIGHUP: config reloaded");
+                    }
+                    Err(e) => tracing::error!("SIGHUP: reload not applied: {e}"),
+                },
+            }
         }
         tracing::info!("stopping");
         running.stop();

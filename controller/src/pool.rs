@@ -67,6 +67,28 @@ impl Pool {
         }
     }
 
+    /// This pool grown to `nets` (same slice), keeping what is in use, or
+    /// `None` if `nets` does not keep every address of this slice at its
+    /// index: only prefixes added after the existing ones (or an existing
+    /// last range made longer) grow a pool in place.
+    pub fn grown(&self, nets: &[Ipv6Net], index: u32, count: u32) -> Option<Pool> {
+        let mut p = Pool::new(nets, index, count);
+        let n = self.ranges.len();
+        if p.ranges.len() < n {
+            return None;
+        }
+        for (i, (old, new)) in self.ranges.iter().zip(&p.ranges).enumerate() {
+            let last = i + 1 == n;
+            if old.0 != new.0 || (old.1 != new.1 && !(last && new.1 > old.1)) {
+                return None;
+            }
+        }
+        p.cursor = self.cursor;
+        p.released = self.released.clone();
+        p.used = self.used.clone();
+        Some(p)
+    }
+
     /// Number of addresses in this slice.
     pub fn size(&self) -> u128 {
         self.size
@@ -81,7 +103,25 @@ impl Pool {
         self.ranges.iter().any(|(f, l)| v >= *f && v - f < *l)
     }
 
-    fn nth(&self, mut i: u128) -> Ipv6Addr {
+    /// Index of the next never-used address: every address below it may
+    /// have been handed out.
+    pub fn cursor(&self) -> u128 {
+        self.cursor
+    }
+
+    /// After a restart: addresses below `c` were handed out by an earlier
+    /// run (they come back through [`Pool::reserve`] and [`Pool::release`]).
+    pub fn set_cursor(&mut self, c: u128) {
+        self.cursor = c.min(self.size);
+    }
+
+    /// Whether `a` is handed out.
+    pub fn is_used(&self, a: Ipv6Addr) -> bool {
+        self.used.contains(&a)
+    }
+
+    /// The `i`-th address of the slice (`i` < size).
+    pub fn nth(&self, mut i: u128) -> Ipv6Addr {
         for (f, l) in &self.ranges {
             if i < *l {
                 return Ipv6Addr::from(f + i);
@@ -187,6 +227,35 @@ mod tests {
             }
         }
         assert_eq!(seen.len(), 6);
+    }
+
+    #[test]
+    fn a_pool_grows_only_by_keeping_every_address_where_it_was() {
+        let mut p = Pool::new(&[net("ff15::/127")], 0, 1);
+        let a = p.allocate().unwrap();
+        let b = p.allocate().unwrap();
+        p.release(a);
+        assert_eq!(p.allocate(), Some(a));
+        assert_eq!(p.allocate(), None, "exhausted");
+        let mut g = p
+            .grown(&[net("ff15::/127"), net("ff16::/127")], 0, 1)
+            .expect("a prefix added after the others");
+        assert_eq!(g.size(), 4);
+        assert!(g.is_used(a) && g.is_used(b));
+        assert_eq!(g.allocate(), Some("ff16::".parse().unwrap()));
+        assert!(
+            p.grown(&[net("ff16::/127"), net("ff15::/127")], 0, 1)
+                .is_none(),
+            "reordered"
+        );
+        assert!(p.grown(&[net("ff15::/128")], 0, 1).is_none(), "shrunk");
+        assert!(p.grown(&[net("ff17::/127")], 0, 1).is_none(), "replaced");
+        // Two slices: a prefix added at the end moves slice 1's start.
+        let s1 = Pool::new(&[net("ff15::/126")], 1, 2);
+        assert!(
+            s1.grown(&[net("ff15::/126"), net("ff16::/126")], 1, 2)
+                .is_none()
+        );
     }
 
     #[test]

@@ -13,11 +13,27 @@ struct Api {
     router: axum::Router,
 }
 
+const OTHER: &str = "test-other-node-token-0123456789";
+
 impl Api {
     async fn new(agents: &[FakeAgent], pool: &str) -> Api {
-        let run = subcast_controller::start(config(&addrs(agents), ":memory:", pool))
-            .await
-            .unwrap();
+        Self::with_yaml(&config_yaml(&addrs(agents), ":memory:", pool)).await
+    }
+
+    /// With a second storage-node token (`OTHER`, at most 2 leases).
+    async fn with_other(agents: &[FakeAgent], pool: &str) -> Api {
+        let yaml = config_yaml(&addrs(agents), ":memory:", pool).replace(
+            "  tokens:\n",
+            &format!("  tokens:\n    - {{ role: storage-node, name: other, token: \"{OTHER}\", max_leases: 2 }}\n"),
+        );
+        Self::with_yaml(&yaml).await
+    }
+
+    async fn with_yaml(yaml: &str) -> Api {
+        let cfg = subcast_controller::config::load_str(yaml, std::path::Path::new("."))
+            .unwrap()
+            .0;
+        let run = subcast_controller::start(cfg).await.unwrap();
         let router = subcast_controller::api::router(run.controller.clone());
         Api { run, router }
     }
@@ -131,13 +147,18 @@ async fn status_endpoints() {
     agents[0].hello(api.run.udp_addr).await;
     agents[0].heartbeat(api.run.udp_addr).await;
     assert!(
-        eventually(std::time::Duration::from_secs(1), || api
-            .run
-            .controller
-            .agents()[0]
-            .1
-            .as_ref()
-            .is_some_and(|a| a.heartbeat.is_some()))
+        until(std::time::Duration::from_secs(1), || async {
+            api.run
+                .controller
+                .query(|e, now| {
+                    e.agents(now)[0]
+                        .seen
+                        .as_ref()
+                        .is_some_and(|a| a.heartbeat.is_some())
+                })
+                .await
+                .unwrap_or(false)
+        })
         .await
     );
     let (s, v) = api.call(Method::GET, "/v1/agents", Some(ADMIN), None).await;
@@ -180,7 +201,7 @@ async fn status_endpoints() {
         "{text}"
     );
     assert!(
-        text.contains("subcast_controller_grant_latency_seconds_count 1"),
+        text.contains("subcast_controller_grant_latency_seconds_count{kind=\"miss\"} 1"),
         "{text}"
     );
     assert!(text.contains("subcast_controller_agents_up 1"), "{text}");
@@ -235,7 +256,7 @@ async fn auth_by_role() {
         )
         .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
-    assert!(api.run.controller.leases().is_empty());
+    assert!(api.run.controller.leases().await.is_empty());
     api.run.stop();
 }
 
@@ -327,14 +348,26 @@ async fn request_errors_are_json_with_the_right_status() {
 async fn agent_refusal_and_silence_over_http() {
     let agents = three_agents().await;
     let api = Api::new(&agents, "ff15::5c:1:0/120").await;
-    agents[1].set(Behaviour::Nak(subcast_proto::NakReason::TableFull));
+    agents[1].set(Behaviour::Nak(subcast_proto::NakReason::NotASubset));
     let (s, v) = api
         .post(NODE, json!({"parent": "chunks-0", "targets": ["h1"]}))
         .await;
     assert_eq!(s, StatusCode::BAD_GATEWAY);
     assert_eq!(v["error"], "agent-refused");
     assert!(v["switch"].as_str().unwrap().starts_with("s2"), "{v}");
-    assert!(v["message"].as_str().unwrap().contains("table-full"), "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("not-a-subset"),
+        "{v}"
+    );
+    // An agent whose table is full: a table-full refusal naming it (the
+    // requester falls back to another transport).
+    agents[1].set(Behaviour::Nak(subcast_proto::NakReason::TableFull));
+    let (s, v) = api
+        .post(NODE, json!({"parent": "chunks-0", "targets": ["h1"]}))
+        .await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(v["error"], "table-full");
+    assert!(v["switch"].as_str().unwrap().starts_with("s2"), "{v}");
     agents[1].set(Behaviour::Silent);
     let (s, v) = api
         .post(NODE, json!({"parent": "chunks-0", "targets": ["h1"]}))
@@ -342,5 +375,94 @@ async fn agent_refusal_and_silence_over_http() {
     assert_eq!(s, StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(v["error"], "agent-unreachable");
     assert!(v["switch"].as_str().unwrap().starts_with("s2"), "{v}");
+    api.run.stop();
+}
+
+#[tokio::test]
+async fn a_client_that_goes_away_mid_grant_leaks_nothing() {
+    let agents = three_agents().await;
+    // Two lost datagrams: the grant takes 10 + 20 ms of retransmission.
+    agents[1].set(Behaviour::LoseFirst(2));
+    let api = Api::new(&agents, "ff15::5c:1:0/120").await;
+    let ctl = api.run.controller.clone();
+    let call = api.post(
+        NODE,
+        json!({"parent": "chunks-0", "targets": ["h1"], "lifetime_ms": 300}),
+    );
+    // The client gives up after 5 ms: its handler is dropped mid-grant.
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(5), call)
+            .await
+            .is_err()
+    );
+    // The grant runs to completion anyway, the lease lives out its 300 ms
+    // and is cleared; nothing stays pending, the address comes back.
+    assert!(
+        until(std::time::Duration::from_secs(2), || async {
+            ctl.leases()
+                .await
+                .iter()
+                .any(|l| l.state == subcast_controller::leases::LeaseState::Live)
+        })
+        .await,
+        "the grant completed without its client"
+    );
+    assert!(
+        until(std::time::Duration::from_secs(3), || async {
+            ctl.leases().await.is_empty() && ctl.pool_in_use(10).await == 0
+        })
+        .await,
+        "leaked: {:?}",
+        ctl.leases().await
+    );
+    assert!(agents.iter().all(|a| a.installed().is_empty()));
+    api.run.stop();
+}
+
+#[tokio::test]
+async fn leases_are_released_only_by_their_owner_or_an_admin() {
+    let agents = three_agents().await;
+    let api = Api::with_other(&agents, "ff15::5c:1:0/120").await;
+    let (s, v) = api
+        .post(NODE, json!({"parent": "chunks-0", "targets": ["h1"]}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let lease = v["lease_id"].as_str().unwrap().to_owned();
+    let uri = format!("/v1/rendezvous/{lease}");
+    let (s, v) = api.call(Method::DELETE, &uri, Some(OTHER), None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("owner"), "{v}");
+    assert_eq!(api.run.controller.leases().await.len(), 1, "still held");
+    let (s, v) = api.call(Method::DELETE, &uri, Some(ADMIN), None).await;
+    assert_eq!(s, StatusCode::OK, "an admin may: {v}");
+    api.run.stop();
+}
+
+#[tokio::test]
+async fn a_token_holds_at_most_its_quota_and_ids_are_not_guessable() {
+    let agents = three_agents().await;
+    let api = Api::with_other(&agents, "ff15::5c:1:0/120").await;
+    let mut ids = Vec::new();
+    for t in ["h1", "h2"] {
+        let (s, v) = api
+            .post(OTHER, json!({"parent": "chunks-0", "targets": [t]}))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        ids.push(v["lease_id"].as_str().unwrap().parse::<u64>().unwrap());
+    }
+    let (s, v) = api
+        .post(OTHER, json!({"parent": "chunks-0", "targets": ["h3"]}))
+        .await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{v}");
+    assert_eq!(v["error"], "quota-exceeded");
+    // Another token is not affected.
+    let (s, _) = api
+        .post(NODE, json!({"parent": "chunks-0", "targets": ["h3"]}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    // 56 random bits under the controller id: not one after the other.
+    assert_eq!(ids[0] >> 56, 1);
+    let low = |x: u64| x & ((1 << 56) - 1);
+    assert!(low(ids[0]).abs_diff(low(ids[1])) > 1 << 32, "{ids:?}");
     api.run.stop();
 }

@@ -123,7 +123,7 @@ fn unknown_keys_have_line_and_column_and_are_all_listed() {
     let p = &ps[0];
     assert_eq!(p.message, "unknown key `vlanz` in `switches[]`");
     assert!(
-        p.hint.contains("name, id, vlans, agent"),
+        p.hint.contains("name, id, vlans, agent, budget"),
         "lists valid keys: {p:?}"
     );
     assert_eq!((p.line, p.column), (10, 5));
@@ -230,6 +230,66 @@ fn other_checks() {
     let ps = problems(&y);
     assert_eq!(find(&ps, "pool_slice").line, 2);
     assert_eq!(find(&ps, "above max_ms").line, 19);
+}
+
+#[test]
+fn rate_settings_are_checked_where_written() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "key_id: 1 }\n",
+            "key_id: 1 }\n    budget: 0\n",
+            "has budget 0",
+        ),
+        (
+            "    parent: \"ff15::5c:0:1\"\n",
+            "    parent: \"ff15::5c:0:1\"\n    preenumerate: sometimes\n",
+            "is not none, all or { top: N }",
+        ),
+        (
+            "    parent: \"ff15::5c:0:1\"\n",
+            "    parent: \"ff15::5c:0:1\"\n    replicas: 3\n",
+            "replicas 3 but 1 members",
+        ),
+    ];
+    for (from, to, needle) in cases {
+        assert!(BASE.contains(from), "{from}");
+        let ps = problems(&BASE.replace(from, to));
+        let p = find(&ps, needle);
+        assert!(p.line > 0 && p.column > 0, "{p:?}");
+        assert!(!p.hint.is_empty());
+    }
+    let more = |tail: &str| problems(&format!("{BASE}{tail}"));
+    find(&more("budgets: { default: 0 }\n"), "budgets.default is 0");
+    find(
+        &more("budgets: { miss_reserve_percent: 101 }\n"),
+        "miss_reserve_percent 101",
+    );
+    find(
+        &more("leases: { hold_ms: 10 }\n"),
+        "hold_ms 10 is below 1000",
+    );
+    find(
+        &more("budgets: { defualt: 5 }\n"),
+        "unknown key `defualt` in `budgets`",
+    );
+    // Accepted forms, and what they become.
+    let d = example_copy();
+    let y = BASE.replace(
+        "    parent: \"ff15::5c:0:1\"\n",
+        "    parent: \"ff15::5c:0:1\"\n    replicas: 1\n    preenumerate: { top: 5 }\n",
+    ) + "leases: { warm_ms: 0, hold_ms: 2000, max_per_credential: 7 }\nbudgets: { default: 64, miss_reserve_percent: 10 }\n";
+    let (c, _) = config::load_str(&y, d.path()).unwrap();
+    assert_eq!(c.groups[0].preenumerate, config::Preenumerate::Top(5));
+    assert_eq!(c.warm, std::time::Duration::ZERO);
+    assert_eq!(c.hold, std::time::Duration::from_millis(2000));
+    assert_eq!(
+        (
+            c.max_leases_per_credential,
+            c.default_budget,
+            c.miss_reserve_percent
+        ),
+        (7, 64, 10)
+    );
 }
 
 #[test]

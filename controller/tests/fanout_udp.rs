@@ -36,24 +36,47 @@ async fn grant_reaches_every_agent_and_release_clears() {
             "switch {} holds the group",
             a.switch_id
         );
-        assert_eq!(a.count("SET_SUBSET"), 1, "no needless retransmission");
+        let txids: std::collections::BTreeSet<u64> = a
+            .log
+            .lock()
+            .unwrap()
+            .received
+            .iter()
+            .filter(|m| m.name() == "SET_SUBSET")
+            .filter_map(|m| m.txid())
+            .collect();
+        assert_eq!(
+            txids.len(),
+            1,
+            "one transaction (retransmissions repeat it)"
+        );
         assert!(a.rejected().is_empty());
     }
-    assert_eq!(ctl.pool_in_use(10), 1);
+    assert_eq!(ctl.pool_in_use(10).await, 1);
     let r = ctl.release(l.id).await.unwrap().unwrap();
     assert!(r.clear.iter().all(|(_, o)| o == "acked"), "{:?}", r.clear);
     for a in &agents {
         assert!(a.installed().is_empty());
     }
-    assert_eq!(ctl.pool_in_use(10), 0);
-    assert!(ctl.leases().is_empty());
+    assert_eq!(ctl.pool_in_use(10).await, 0);
+    assert!(ctl.leases().await.is_empty());
     assert!(
         ctl.release(l.id).await.unwrap().is_none(),
         "second release: unknown lease"
     );
     // The audit log holds one row per agent per instruction.
     ctl.store.flush().await.unwrap();
-    let log = ctl.store.audit_log(Some(l.id), 100).await.unwrap();
+    let log = ctl
+        .store
+        .audit_log(
+            subcast_controller::store::AuditFilter {
+                lease: Some(l.id),
+                ..Default::default()
+            },
+            100,
+        )
+        .await
+        .unwrap();
     assert_eq!(
         log.iter()
             .filter(|e| e.instruction == "SET_SUBSET" && e.outcome == "acked")
@@ -122,13 +145,18 @@ async fn nak_refuses_names_the_switch_and_clears_the_others() {
             .all(|a| a.installed().is_empty() && a.count("CLEAR") == 1))
         .await
     );
-    assert!(eventually(Duration::from_secs(2), || ctl.pool_in_use(10) == 0).await);
+    assert!(
+        until(Duration::from_secs(2), || async {
+            ctl.pool_in_use(10).await == 0
+        })
+        .await
+    );
     assert_eq!(
         agents[2].count("CLEAR"),
         0,
         "a NAK means nothing was installed"
     );
-    assert!(ctl.leases().is_empty());
+    assert!(ctl.leases().await.is_empty());
     run.stop();
 }
 
@@ -159,7 +187,7 @@ async fn silent_agent_gives_a_clear_refusal_and_nothing_leaks() {
             .all(|a| a.installed().is_empty()))
         .await
     );
-    assert!(ctl.leases().is_empty());
+    assert!(ctl.leases().await.is_empty());
     run.stop();
 }
 
@@ -174,7 +202,10 @@ async fn dead_agent_by_heartbeat_is_refused_at_once() {
         a.hello(run.udp_addr).await;
     }
     assert!(
-        eventually(Duration::from_secs(1), || ctl.agents().iter().all(|a| a.2)).await,
+        until(Duration::from_secs(1), || async {
+            ctl.agents().await.iter().all(|a| a.up)
+        })
+        .await,
         "all up after HELLO"
     );
     // Keep 1 and 2 alive; 3 falls silent past the 1 s timeout.
@@ -183,7 +214,7 @@ async fn dead_agent_by_heartbeat_is_refused_at_once() {
         agents[0].heartbeat(run.udp_addr).await;
         agents[1].heartbeat(run.udp_addr).await;
     }
-    let up: Vec<bool> = ctl.agents().iter().map(|a| a.2).collect();
+    let up: Vec<bool> = ctl.agents().await.iter().map(|a| a.up).collect();
     assert_eq!(up, vec![true, true, false]);
     let before = agents[0].count("SET_SUBSET");
     let f = ctl.rendezvous(req("chunks-0", &["h1"])).await.unwrap_err();
@@ -194,10 +225,15 @@ async fn dead_agent_by_heartbeat_is_refused_at_once() {
         f.detail
     );
     assert_eq!(agents[0].count("SET_SUBSET"), before, "nothing pushed");
-    assert_eq!(ctl.pool_in_use(10), 0);
+    assert_eq!(ctl.pool_in_use(10).await, 0);
     // It comes back: HELLO makes it up again.
     agents[2].hello(run.udp_addr).await;
-    assert!(eventually(Duration::from_secs(1), || ctl.agents()[2].2).await);
+    assert!(
+        until(Duration::from_secs(1), || async {
+            ctl.agents().await[2].up
+        })
+        .await
+    );
     run.stop();
 }
 
@@ -262,15 +298,25 @@ async fn leases_expire_with_a_clear() {
     let mut r = req("chunks-0", &["h1"]);
     r.lifetime_ms = Some(150);
     let l = ctl.rendezvous(r).await.unwrap();
-    assert_eq!(ctl.leases().len(), 1);
-    assert!(eventually(Duration::from_secs(2), || ctl.leases().is_empty()).await);
+    assert_eq!(ctl.leases().await.len(), 1);
+    assert!(
+        until(Duration::from_secs(2), || async {
+            ctl.leases().await.is_empty()
+        })
+        .await
+    );
     assert!(
         eventually(Duration::from_secs(2), || agents
             .iter()
             .all(|a| a.installed().is_empty()))
         .await
     );
-    assert!(eventually(Duration::from_secs(2), || ctl.pool_in_use(10) == 0).await);
+    assert!(
+        until(Duration::from_secs(2), || async {
+            ctl.pool_in_use(10).await == 0
+        })
+        .await
+    );
     assert!(
         agents.iter().all(|a| a.count("CLEAR") == 1),
         "one CLEAR for {}",
@@ -332,6 +378,7 @@ async fn binary_rendezvous_over_udp() {
         group,
         lease_id,
         expires_at_ms,
+        ..
     } = g.outcome
     else {
         panic!("{:?}", g.outcome)
@@ -347,10 +394,11 @@ async fn binary_rendezvous_over_udp() {
         GrantOutcome::Granted {
             group,
             lease_id,
-            expires_at_ms
+            expires_at_ms,
+            reused: false,
         }
     );
-    assert_eq!(run.controller.leases().len(), 1);
+    assert_eq!(run.controller.leases().await.len(), 1);
     // A non-member is refused with a reason.
     let bad = Message::RendezvousRequest(RendezvousRequest {
         request_id: 43,
@@ -379,7 +427,12 @@ async fn binary_rendezvous_over_udp() {
         panic!("no release ack")
     };
     assert!(a.released);
-    assert!(agents.iter().all(|a| a.installed().is_empty()));
+    assert!(
+        eventually(Duration::from_secs(2), || agents
+            .iter()
+            .all(|a| a.installed().is_empty()))
+        .await
+    );
     let Some(Message::ReleaseAck(a)) = node.ask(run.udp_addr, &rel).await else {
         panic!("no release ack")
     };
@@ -402,7 +455,7 @@ async fn udp_requests_with_an_agent_key_are_ignored() {
         targets: vec![Member::Ipv6("fd00:5c::101".parse().unwrap())],
     });
     assert_eq!(node.ask(run.udp_addr, &rq).await, None);
-    assert!(run.controller.leases().is_empty());
+    assert!(run.controller.leases().await.is_empty());
     assert!(run.controller.metrics.encode().contains("rendezvous-key"));
     run.stop();
 }
@@ -477,8 +530,9 @@ async fn two_controllers_side_by_side_lease_disjoint_slices() {
     let ids: Vec<u64> = a
         .controller
         .leases()
+        .await
         .iter()
-        .chain(b.controller.leases().iter())
+        .chain(b.controller.leases().await.iter())
         .map(|l| l.id >> 56)
         .collect();
     assert_eq!(ids, vec![1, 1, 2, 2], "lease ids carry the controller id");

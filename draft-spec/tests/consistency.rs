@@ -118,10 +118,14 @@ fn field_tables_match_encoding() {
         "header",
         "HELLO",
         "HEARTBEAT",
+        "HELLO_ACK",
         "SET_SUBSET",
         "CLEAR",
         "ACK",
         "NAK",
+        "BATCH",
+        "BATCH-set-item",
+        "BATCH_ACK",
         "RENDEZVOUS_REQUEST",
         "RENDEZVOUS_GRANT",
         "RENDEZVOUS_RELEASE",
@@ -139,6 +143,8 @@ fn field_tables_match_encoding() {
         "GET_FETCH",
         "MANIFEST_QUERY",
         "MANIFEST_OFFER",
+        "tag-list",
+        "tag-entry",
     ] {
         let t = tables
             .get(name)
@@ -169,13 +175,46 @@ fn field_tables_match_encoding() {
         let bytes = hex::decode(hex_bytes).expect("hex");
         let msg = msg.expect("json");
         let ty = msg["type"].as_str().expect("type").to_string();
+        let body_len = usize::from(u16::from_be_bytes([bytes[6], bytes[7]]));
+        // Push and rendezvous: Flags 0 and a 32-octet tag. Replicast:
+        // TAG_LIST and a tag list (count, then receiver id and tag each).
+        let flags = match &v {
+            Vector::Replicast(r) => {
+                let list = &bytes[32 + body_len..];
+                let entries = tables.get("tag-entry").expect("tag-entry table");
+                let count = tables.get("tag-list").expect("tag-list table");
+                assert_eq!(count[0], ("count".to_string(), 0, Some(1)), "tag-list");
+                assert_eq!(usize::from(list[0]), r.receivers.len(), "{name}: count");
+                let entry_len: usize = entries.iter().filter_map(|e| e.2).sum();
+                assert_eq!(entry_len, 20, "tag-entry: 20 octets");
+                assert_eq!(list.len(), 1 + entry_len * r.receivers.len(), "{name}");
+                for (i, want) in r.receivers.iter().enumerate() {
+                    let e = &list[1 + i * entry_len..];
+                    let (_, off, len) = entries
+                        .iter()
+                        .find(|e| e.0 == "receiver_id")
+                        .expect("receiver_id row");
+                    assert_eq!(
+                        e[*off..off + len.expect("fixed")],
+                        want.to_be_bytes(),
+                        "{name}"
+                    );
+                    checked += 1;
+                }
+                1
+            }
+            _ => {
+                assert_eq!(bytes.len(), 64 + body_len, "{name}: one 32-octet tag");
+                0
+            }
+        };
         let header = serde_json::json!({
-            "magic": 0x5343, "version": 1, "type": bytes[3], "flags": 0,
-            "body_len": bytes.len() - 64, "key_id": origin.key_id,
+            "magic": 0x5343, "version": 1, "type": bytes[3], "flags": flags,
+            "body_len": body_len, "key_id": origin.key_id,
             "sender_id": origin.sender_id, "sequence": origin.sequence,
             "timestamp_us": origin.timestamp_us,
         });
-        let body = &bytes[32..bytes.len() - 32];
+        let body = &bytes[32..32 + body_len];
         for (table, data, values) in [("header", &bytes[..32], &header), (ty.as_str(), body, &msg)]
         {
             let rows = &tables[table];

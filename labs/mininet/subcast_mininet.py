@@ -189,6 +189,12 @@ class Run:
         with open(key, "w") as f:
             f.write(os.urandom(32).hex() + "\n")
         os.chmod(key, 0o600)
+        # Agents seal with their own key: an agent refuses to take
+        # instructions under a key it holds itself.
+        agent_key = os.path.join(self.tmp, "agent.key")
+        with open(agent_key, "w") as f:
+            f.write(os.urandom(32).hex() + "\n")
+        os.chmod(agent_key, 0o600)
         token = os.path.join(self.tmp, "admin.token")
         self.token = os.urandom(16).hex()
         with open(token, "w") as f:
@@ -203,14 +209,14 @@ class Run:
             sid = i + 1
             agent_addr = f"[::1]:{base + 2 + i}"
             switches.append({"name": s, "id": sid, "vlans": [VLAN],
-                             "agent": {"address": agent_addr, "key_id": 1}})
+                             "agent": {"address": agent_addr, "key_id": 1, "agent_key_id": 101}})
             cfg = {
                 "switch_id": sid,
                 "backend": ({"kind": "linux-bridge", "bridge": br} if self.args.switch == "linux-bridge"
                             else {"kind": "openflow", "listen": f"127.0.0.1:{base + 100 + i}"}),
                 "controller": ctl_udp,
                 "listen": agent_addr,
-                "key": {"id": 1, "file": key},
+                "key": {"id": 101, "file": agent_key},
                 "controller_keys": [{"id": 1, "file": key}],
                 "rendezvous_range": POOL,
                 "heartbeat_interval_ms": 500,
@@ -224,7 +230,7 @@ class Run:
         ctl = {
             "controller": {"id": 1, "udp_listen": ctl_udp, "database": ":memory:",
                            "agent_timeout_ms": 3000},
-            "keys": [{"id": 1, "file": key}],
+            "keys": [{"id": 1, "file": key}, {"id": 101, "file": agent_key}],
             "vlans": [{"id": VLAN, "name": "lab", "pool": [POOL]}],
             "switches": switches,
             "groups": groups,

@@ -90,8 +90,8 @@ impl Lab {
         let mut lab = Lab::empty(topo, fresh_prefix())?;
         lab.make_switches()?;
         lab.make_hosts()?;
-        lab.make_trunks()?;
         lab.isolate_queriers()?;
+        lab.make_trunks()?;
         lab.fill_ifindexes()?;
         lab.add_neighbours()?;
         if opts.static_negotiating_groups {
@@ -113,6 +113,7 @@ impl Lab {
                 lab.close_mld(&s)?;
             }
         }
+        lab.apply_shaping()?;
         tracing::debug!(prefix = %lab.prefix, elapsed = ?started.elapsed(), "lab made");
         if opts.wait_settled {
             lab.settle(opts.settle_timeout)?;
@@ -283,7 +284,7 @@ impl Lab {
 
     fn make_trunks(&mut self) -> Result<()> {
         let links = self.topo.links.clone();
-        for [a, b] in &links {
+        for [a, b] in links.iter().map(|l| &l.between) {
             let ns_a = self.switch(a).netns.clone();
             let ns_b = self.switch(b).netns.clone();
             let (pa, pb) = (format!("t-{b}"), format!("t-{a}"));
@@ -293,21 +294,8 @@ impl Lab {
                     "link", "add", &pa, "type", "veth", "peer", "name", &pb, "netns", &ns_b,
                 ],
             ))?;
-            for (ns, port, sw, peer) in [(&ns_a, &pa, a, b), (&ns_b, &pb, b, a)] {
-                let ofport = self.attach_port(sw, port)?;
-                if ofport.is_none() {
-                    run(&[
-                        "bridge",
-                        "-n",
-                        ns,
-                        "link",
-                        "set",
-                        "dev",
-                        port,
-                        "mcast_router",
-                        "0",
-                    ])?;
-                }
+            for (port, sw, peer) in [(&pa, a, b), (&pb, b, a)] {
+                let ofport = self.attach_trunk(sw, port)?;
                 if let Some(s) = self.switches.get_mut(sw) {
                     s.ports.push(PortInfo {
                         name: port.clone(),
@@ -326,13 +314,15 @@ impl Lab {
     /// whenever a bridge first hears the winner's query (the second startup
     /// query, ~31 s after the build) the kernel treats the querier as unknown
     /// for the response delay and floods registered groups to every port for ~1 s.
+    /// Installed before the trunks exist (nftables matches interface names), so no
+    /// query ever crosses a trunk.
     fn isolate_queriers(&self) -> Result<()> {
         for sw in self.switches.values().filter(|s| s.ovs.is_none()) {
-            let trunks: Vec<String> = sw
-                .ports
+            let trunks: Vec<String> = self
+                .topo
+                .neighbours(&sw.name)
                 .iter()
-                .filter(|p| matches!(p.toward, PortPeer::Switch(_)))
-                .map(|p| format!("\"{}\"", p.name))
+                .map(|n| format!("\"t-{n}\""))
                 .collect();
             if trunks.is_empty() {
                 continue;
@@ -369,6 +359,31 @@ impl Lab {
             ))?;
             Ok(None)
         }
+    }
+
+    /// Make trunk end `port` a port of the switch's `br0`. On a Linux bridge the
+    /// port joins the bridge while still down, gets `mcast_router 0`, and only then
+    /// comes up: with the default (`1`, learned) a query from the neighbour would make
+    /// it a router port for a moment and hosts' MLD reports would cross the trunk.
+    fn attach_trunk(&self, switch: &str, port: &str) -> Result<Option<u32>> {
+        let sw = self.try_switch(switch)?;
+        if sw.ovs.is_some() {
+            return self.attach_port(switch, port);
+        }
+        run(&ip_n(&sw.netns, &["link", "set", port, "master", BRIDGE]))?;
+        run(&[
+            "bridge",
+            "-n",
+            &sw.netns,
+            "link",
+            "set",
+            "dev",
+            port,
+            "mcast_router",
+            "0",
+        ])?;
+        run(&ip_n(&sw.netns, &["link", "set", port, "up"]))?;
+        Ok(None)
     }
 
     fn fill_ifindexes(&mut self) -> Result<()> {
@@ -458,7 +473,14 @@ impl Lab {
                 )));
             }
             for h in self.hosts.values() {
-                send_from(&h.netns, &h.ifname, ALL_NODES, PROBE_PORT, 1, 8)?;
+                // A link whose carrier the kernel has not seen yet has no IPv6
+                // multicast route (ENETUNREACH): the next round sends again.
+                match send_from(&h.netns, &h.ifname, ALL_NODES, PROBE_PORT, 1, 8) {
+                    Err(e) if e.is_link_not_ready() => {
+                        tracing::debug!(host = %h.name, "link not ready yet: {e}");
+                    }
+                    r => r?,
+                }
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -480,12 +502,21 @@ impl Lab {
                 let cap = self.capture_on(&sw.netns, port, "out", &format!("dst {PROBE_GROUP}"))?;
                 caps.push((sw, cap));
             }
+            // A bridge not ready for IPv6 yet sent nothing: it stays pending
+            // (no flood seen then proves nothing).
+            let mut unsent = Vec::new();
             for sw in &pending {
-                send_from(&sw.netns, &sw.bridge, PROBE_GROUP, PROBE_PORT, 2, 8)?;
+                match send_from(&sw.netns, &sw.bridge, PROBE_GROUP, PROBE_PORT, 2, 8) {
+                    Err(e) if e.is_link_not_ready() => {
+                        tracing::debug!(switch = %sw.name, "bridge not ready yet: {e}");
+                        unsent.push(sw.name.clone());
+                    }
+                    r => r?,
+                }
             }
             let mut still = Vec::new();
             for (sw, cap) in caps {
-                if cap.stop()?.datagrams > 0 {
+                if cap.stop()?.datagrams > 0 || unsent.contains(&sw.name) {
                     still.push(*sw);
                 }
             }

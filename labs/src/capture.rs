@@ -134,8 +134,8 @@ impl Capture {
         })
     }
 
-    /// Wait until the capture file stops growing (50 ms quiet, at most 2 s), stop
-    /// tcpdump and count what it wrote.
+    /// Wait until tcpdump has written every packet that matched (see
+    /// [`Capture::stop_raw`]), stop it and count what it wrote.
     pub fn stop(self) -> Result<Counts> {
         let place = self.place.clone();
         let (data, kernel_dropped) = self.stop_raw()?;
@@ -145,18 +145,60 @@ impl Capture {
         Ok(c)
     }
 
+    /// PID of the tcpdump process.
+    pub fn pid(&self) -> u32 {
+        self.guard.pid()
+    }
+
+    /// Ask tcpdump for its counters (SIGUSR1) and wait for the answer on stderr:
+    /// (captured, received by filter, dropped by kernel).
+    fn poll_stats(&mut self) -> Option<Stats> {
+        let pid = i32::try_from(self.guard.pid()).ok()?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGUSR1).ok()?;
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while let Ok(line) = self
+            .stderr
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            if let Some(s) = Stats::parse(&line) {
+                return Some(s);
+            }
+        }
+        None
+    }
+
     /// Like [`Capture::stop`], returning the pcap file's bytes (read them with
     /// [`pcap_records`] and [`udp6`]) and tcpdump's "dropped by kernel" count.
+    ///
+    /// tcpdump reads packets from a ring buffer and, on SIGINT, exits without
+    /// writing those still in it; on a busy machine it may not have run for a
+    /// while. So before stopping it, its own counters are polled (SIGUSR1) until
+    /// no packet has matched for 50 ms and every packet that matched is written or
+    /// counted as dropped (captured + dropped = received by filter). The lab
+    /// filters host captures by direction in the kernel filter too (source MAC), so
+    /// that sum is exact there; elsewhere (a switch port), three equal answers
+    /// 50 ms apart are taken as drained. At most 10 s.
     pub fn stop_raw(mut self) -> Result<(Vec<u8>, u64)> {
-        let mut last = file_len(&self.file);
-        let deadline = Instant::now() + Duration::from_secs(2);
-        loop {
-            std::thread::sleep(Duration::from_millis(50));
-            let now = file_len(&self.file);
-            if now == last || Instant::now() > deadline {
-                break;
+        let t0 = Instant::now();
+        let mut prev: Option<(Stats, Instant)> = None;
+        let mut same = 0;
+        while t0.elapsed() < Duration::from_secs(10) {
+            let Some(st) = self.poll_stats() else { break };
+            let now = Instant::now();
+            if let Some((p, at)) = prev
+                && p == st
+            {
+                same += 1;
+                let quiet = now.duration_since(at) >= Duration::from_millis(50);
+                if quiet && (st.drained() || same >= 2) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(25));
+                continue;
             }
-            last = now;
+            same = 0;
+            prev = Some((st, now));
+            std::thread::sleep(Duration::from_millis(25));
         }
         self.guard.stop_with(Signal::SIGINT, Duration::from_secs(3));
         let mut kernel_dropped = 0;
@@ -172,8 +214,40 @@ impl Capture {
     }
 }
 
-fn file_len(p: &Path) -> u64 {
-    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+/// tcpdump's counters, as it prints them on SIGUSR1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stats {
+    captured: u64,
+    received: u64,
+    dropped: u64,
+}
+
+impl Stats {
+    /// `tcpdump: 19 packets captured, 20 packets received by filter, 0 packets
+    /// dropped by kernel` (maybe more parts).
+    fn parse(line: &str) -> Option<Stats> {
+        let rest = line.strip_prefix("tcpdump: ")?;
+        let mut st = Stats {
+            captured: u64::MAX,
+            received: u64::MAX,
+            dropped: u64::MAX,
+        };
+        for part in rest.split(", ") {
+            let (n, what) = part.trim().split_once(' ')?;
+            let n: u64 = n.parse().ok()?;
+            match what {
+                "packets captured" | "packet captured" => st.captured = n,
+                "packets received by filter" | "packet received by filter" => st.received = n,
+                "packets dropped by kernel" | "packet dropped by kernel" => st.dropped = n,
+                _ => {}
+            }
+        }
+        (st.captured != u64::MAX && st.received != u64::MAX && st.dropped != u64::MAX).then_some(st)
+    }
+
+    fn drained(&self) -> bool {
+        self.captured + self.dropped >= self.received
+    }
 }
 
 fn u32_at(d: &[u8], at: usize, le: bool) -> Option<u32> {
@@ -317,6 +391,23 @@ impl UdpCounters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tcpdump_counters() {
+        let s = Stats::parse(
+            "tcpdump: 19 packets captured, 20 packets received by filter, 0 packets dropped by kernel",
+        )
+        .unwrap();
+        assert_eq!((s.captured, s.received, s.dropped), (19, 20, 0));
+        assert!(!s.drained());
+        let s = Stats::parse(
+            "tcpdump: 1 packet captured, 1 packet received by filter, 0 packets dropped by kernel, 2 packets dropped by interface",
+        )
+        .unwrap();
+        assert!(s.drained());
+        assert!(Stats::parse("tcpdump: listening on eth0").is_none());
+        assert!(Stats::parse("20 packets received by filter").is_none());
+    }
 
     fn pcap_with(frames: &[Vec<u8>]) -> Vec<u8> {
         let mut d2 = Vec::new();

@@ -62,6 +62,16 @@ impl LabError {
             source,
         }
     }
+
+    /// A send that failed because the interface is not ready for IPv6 yet
+    /// (no carrier seen so far: the kernel has not added its multicast route,
+    /// ENETUNREACH; or it is still down, ENETDOWN). Worth retrying while a
+    /// lab settles.
+    pub(crate) fn is_link_not_ready(&self) -> bool {
+        use std::io::ErrorKind::{NetworkDown, NetworkUnreachable};
+        matches!(self, LabError::Io { source, .. }
+            if matches!(source.kind(), NetworkUnreachable | NetworkDown))
+    }
 }
 
 /// Result with [`LabError`].

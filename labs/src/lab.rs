@@ -28,7 +28,8 @@ pub struct LabOptions {
     pub static_negotiating_groups: bool,
     /// Wait for queriers and FDBs to settle before returning. Default true.
     pub wait_settled: bool,
-    /// How long to wait for settling before failing. Default 20 s.
+    /// How long to wait for settling before failing. Default 60 s (a bound for a
+    /// machine under heavy load; settling takes ~1-3 s).
     pub settle_timeout: Duration,
 }
 
@@ -38,7 +39,7 @@ impl Default for LabOptions {
             close_mld: false,
             static_negotiating_groups: false,
             wait_settled: true,
-            settle_timeout: Duration::from_secs(20),
+            settle_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -167,6 +168,10 @@ pub struct Lab {
     /// Long-running daemons of the lab (OVS), ended at teardown.
     pub(crate) daemons: Vec<ChildGuard>,
     pub(crate) ovs_group_seq: std::sync::atomic::AtomicU32,
+    /// Namespaces holding a loss table now (see `shaping`).
+    pub(crate) loss_namespaces: Mutex<Vec<String>>,
+    /// Loss per hop in force now, percent.
+    pub(crate) loss_in_force: Mutex<BTreeMap<String, f64>>,
 }
 
 impl Lab {
@@ -185,6 +190,8 @@ impl Lab {
             capture_seq: Default::default(),
             daemons: Vec::new(),
             ovs_group_seq: std::sync::atomic::AtomicU32::new(0x5c00_0000),
+            loss_namespaces: Mutex::new(Vec::new()),
+            loss_in_force: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -322,11 +329,27 @@ impl Lab {
             .capture_seq
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let file = self.workdir.join(format!("cap{seq}.pcap"));
-        let full = if filter.trim().is_empty() {
+        let mut full = if filter.trim().is_empty() {
             "ip6 and udp".to_string()
         } else {
             format!("ip6 and udp and ({filter})")
         };
+        // On a host's own interface, the direction also goes into the kernel filter
+        // (by source MAC: a host never receives its own frames back), so tcpdump's
+        // "received by filter" counts only this direction and `stop` can tell when
+        // every matching packet is written.
+        if let Some(h) = self
+            .hosts
+            .values()
+            .find(|h| h.netns == netns && h.ifname == ifname)
+        {
+            let mac = h.mac_string();
+            match direction {
+                "in" => full = format!("not ether src {mac} and {full}"),
+                "out" => full = format!("ether src {mac} and {full}"),
+                _ => {}
+            }
+        }
         Capture::start(
             netns,
             ifname,

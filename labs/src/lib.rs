@@ -58,16 +58,30 @@
 //!   there. `seed-mixed.yaml` has B as OVS. `backend: snmp` builds a Linux bridge.
 //! * Cleanup: `Drop` (and [`Lab::teardown`]); [`cleanup_stale`] only for this
 //!   process's own prefix ([`process_prefix`]).
+//! * Loss and rate: `loss_pct` / `rate_mbit` in the topology (top level, per link,
+//!   per host) are applied by `build`: nftables rules per direction of each link
+//!   ([`Lab::hops`], counters in [`Lab::loss_drops`], changed on the fly with
+//!   [`Lab::set_loss`]) and `tbf` on both ends of each veth ([`tbf_params`]).
+//! * Never flaky: static MDB entries are written with replace semantics (an entry
+//!   the bridge learned from MLD is taken over, not an error); [`stress::cycle`]
+//!   builds, tears down and checks for leftovers ([`stress::leftovers`]);
+//!   [`generate::random_topology`] makes seeded random trees (2-6 switches, 1-4
+//!   hosts each, Linux bridges and OVS mixed) and [`generate::to_yaml`] writes them.
 
 mod build;
 pub mod capture;
 pub mod cmd;
 mod error;
+pub mod generate;
+pub mod gluster;
 mod lab;
 mod mdb;
+mod mdb_nl;
 pub mod netns;
 mod ovs;
 mod process;
+mod shaping;
+pub mod stress;
 pub mod topology;
 
 pub use build::{BRIDGE, HOST_IF, PROBE_GROUP, cleanup_stale, process_prefix};
@@ -80,7 +94,11 @@ pub use lab::{
 pub use mdb::{MLD_TABLE, MdbEntry};
 pub use ovs::OvsInfo;
 pub use process::ChildGuard;
-pub use topology::{Backend, GroupSpec, HostSpec, SwitchSpec, Topology, TopologyError};
+pub use shaping::{Drops, Hop, HopDrops, LAB_PROBE_PORT, LOSS_TABLE, Place, tbf_params};
+pub use topology::{
+    Backend, GroupSpec, HostSpec, LinkSpec, RENDEZVOUS_POOL, Shaping, SwitchSpec, Topology,
+    TopologyError, in_rendezvous_pool,
+};
 
 /// Environment variable that turns a skipped lab test into a failure (set it in CI).
 pub const REQUIRE_ENV: &str = "SUBCAST_LABS_REQUIRED";

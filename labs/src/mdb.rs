@@ -64,18 +64,19 @@ impl Lab {
                 self.ovs_static_group(sw, group, list)?;
                 continue;
             }
-            let ns = &self.try_switch(sw)?.netns;
             let entries: Vec<(String, Ipv6Addr)> =
                 list.iter().map(|p| (p.clone(), group)).collect();
-            mdb_add_all(ns, &entries)?;
+            mdb_add_all(self.try_switch(sw)?, &entries)?;
         }
         Ok(ports)
     }
 
-    /// Add one permanent MDB entry on `switch`, port `port`.
+    /// Add one permanent MDB entry on `switch`, port `port`. An entry the bridge
+    /// learned there from MLD, or an existing permanent one, is replaced (not an
+    /// error).
     pub fn mdb_add(&self, switch: &str, port: &str, group: Ipv6Addr) -> Result<()> {
-        let ns = self.linux_bridge_ns(switch)?;
-        add_one(ns, port, group)
+        self.linux_bridge_ns(switch)?;
+        mdb_add_all(self.try_switch(switch)?, &[(port.to_string(), group)])
     }
 
     /// Delete one MDB entry on `switch`, port `port`.
@@ -171,7 +172,7 @@ impl Lab {
                 entries.push((port.clone(), g));
             }
         }
-        mdb_add_all(&sw.netns, &entries)
+        mdb_add_all(sw, &entries)
     }
 
     fn linux_bridge_ns(&self, switch: &str) -> Result<&str> {
@@ -202,65 +203,24 @@ impl Lab {
     }
 }
 
-/// Add permanent entries in one `bridge -batch` (about 15 us each); if that fails
-/// (an entry already exists), add them one by one, accepting existing ones.
-fn mdb_add_all(ns: &str, entries: &[(String, Ipv6Addr)]) -> Result<()> {
-    if entries.is_empty() {
-        return Ok(());
+/// Install permanent entries on the bridge of switch namespace `ns`, each with
+/// replace semantics (see [`crate::mdb_nl`]): an entry the bridge already learned
+/// from an MLD report, or one that is already permanent, becomes the permanent
+/// entry asked for, atomically, instead of failing.
+fn mdb_add_all(sw: &crate::lab::SwitchInfo, entries: &[(String, Ipv6Addr)]) -> Result<()> {
+    let mut resolved = Vec::with_capacity(entries.len());
+    for (port, group) in entries {
+        let ifindex = port_ifindex(sw, port)?;
+        resolved.push((ifindex, *group));
     }
-    let batch: String = entries
-        .iter()
-        .map(|(p, g)| format!("mdb add dev {BRIDGE} port {p} grp {g} permanent\n"))
-        .collect();
-    if cmd::run_stdin(&["bridge", "-n", ns, "-batch", "-"], Some(&batch)).is_ok() {
-        return Ok(());
-    }
-    for (p, g) in entries {
-        add_one(ns, p, *g)?;
-    }
-    Ok(())
+    crate::mdb_nl::replace_permanent(&sw.netns, sw.bridge_ifindex, &resolved)
 }
 
-/// Add one permanent entry; an existing permanent entry is success, a temporary one
-/// (learned from MLD) is replaced.
-fn add_one(ns: &str, port: &str, group: Ipv6Addr) -> Result<()> {
-    let g = group.to_string();
-    match run(&[
-        "bridge",
-        "-n",
-        ns,
-        "mdb",
-        "add",
-        "dev",
-        BRIDGE,
-        "port",
-        port,
-        "grp",
-        &g,
-        "permanent",
-    ]) {
-        Err(LabError::Command { stderr, .. }) if stderr.contains("exists") => Ok(()),
-        Err(LabError::Command { stderr, .. }) if stderr.contains("already joined") => {
-            // A temporary entry learned from an MLD report: replace it by a permanent one.
-            run(&[
-                "bridge", "-n", ns, "mdb", "del", "dev", BRIDGE, "port", port, "grp", &g,
-            ])?;
-            run(&[
-                "bridge",
-                "-n",
-                ns,
-                "mdb",
-                "add",
-                "dev",
-                BRIDGE,
-                "port",
-                port,
-                "grp",
-                &g,
-                "permanent",
-            ])
-            .map(|_| ())
-        }
-        other => other.map(|_| ()),
+/// Ifindex of a port of `sw` (from the lab's records, else asked from the kernel).
+fn port_ifindex(sw: &crate::lab::SwitchInfo, port: &str) -> Result<u32> {
+    if let Some(p) = sw.ports.iter().find(|p| p.name == port && p.ifindex > 0) {
+        return Ok(p.ifindex);
     }
+    let port = port.to_string();
+    crate::netns::in_netns(&sw.netns, move || crate::netns::if_index(&port))?
 }

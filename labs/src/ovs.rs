@@ -168,14 +168,31 @@ impl Lab {
     /// OpenFlow port number.
     pub(crate) fn ovs_add_port(&self, switch: &str, port: &str) -> Result<u32> {
         self.ovs_vsctl(switch, &["add-port", BRIDGE, port])?;
-        let out = self.ovs_vsctl(switch, &["get", "Interface", port, "ofport"])?;
-        let text = cmd::stdout(&out);
-        text.trim()
-            .parse::<i64>()
-            .ok()
-            .and_then(|n| u32::try_from(n).ok())
-            .filter(|n| *n > 0)
-            .ok_or_else(|| LabError::Parse(format!("ofport of {port} on {switch}: `{text}`")))
+        // ovs-vsctl waits until ovs-vswitchd has applied the change, but the OpenFlow
+        // port number can still read `[]` or -1 while the interface is being opened:
+        // wait for a real number.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = self.ovs_vsctl(switch, &["get", "Interface", port, "ofport"])?;
+            let text = cmd::stdout(&out);
+            if let Some(n) = text
+                .trim()
+                .parse::<i64>()
+                .ok()
+                .and_then(|n| u32::try_from(n).ok())
+                .filter(|n| *n > 0)
+            {
+                return Ok(n);
+            }
+            if Instant::now() > deadline {
+                return Err(LabError::Timeout(format!(
+                    "ofport of {port} on {switch} is still `{}` after 10 s (see {}/ovs-vswitchd.log)",
+                    text.trim(),
+                    self.ovs_of(switch)?.rundir.display()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// MACs in an OVS switch's learning table (`ovs-appctl fdb/show`).

@@ -43,9 +43,16 @@ impl ChildGuard {
             .expect("ChildGuard holds its child until dropped")
     }
 
-    /// Whether the process has exited (reaps it if so).
+    /// Whether the process has exited (reaps it if so). A reaped PID is dropped from
+    /// the lab's list at once: the kernel may give it to another process (PIDs wrap
+    /// at 32768 here), which the lab's teardown must never signal.
     pub fn has_exited(&mut self) -> bool {
-        matches!(self.child_mut().try_wait(), Ok(Some(_)))
+        let pid = self.pid();
+        let gone = matches!(self.child_mut().try_wait(), Ok(Some(_)));
+        if gone {
+            self.forget(pid);
+        }
+        gone
     }
 
     /// Send `sig`, wait up to `grace` for it to exit, then SIGKILL. Returns the exit

@@ -3,27 +3,15 @@
 //! reports as JSON. Needs root (skips otherwise) and the daemons built first:
 //! `cargo build -p subcast-agent -p subcast-controller -p subcast-node --bins`.
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
 use serde_json::Value;
 
-const TARGETS: [&str; 3] = ["X1", "X4", "X8"];
+mod common;
+use common::daemons_dir;
 
-fn daemons_dir() -> PathBuf {
-    let lab = PathBuf::from(env!("CARGO_BIN_EXE_subcast-lab"));
-    let dir = lab.parent().unwrap().to_path_buf();
-    for b in ["subcast-agent", "subcast-controller", "subcast-node"] {
-        assert!(
-            dir.join(b).is_file(),
-            "{} is missing: run `cargo build -p subcast-agent -p subcast-controller \
-             -p subcast-node --bins` before this test",
-            dir.join(b).display()
-        );
-    }
-    dir
-}
+const TARGETS: [&str; 3] = ["X1", "X4", "X8"];
 
 fn run(args: &[&str]) -> (Value, String) {
     let dir = daemons_dir();
@@ -119,7 +107,17 @@ fn subset_only_reaches_exactly_the_targets() {
     // Sent once: the sender's egress is the payload, not 3x.
     assert_eq!(v["sender_egress_bytes"], 100_000);
     assert_eq!(v["rendezvous"]["released"], true);
-    assert_eq!(v["rendezvous"]["entries_left_after_release"], 0);
+    // Released, the group stays warm (all 7 entries) for reuse, then the
+    // controller clears it.
+    assert_eq!(
+        v["rendezvous"]["group_state_after_release"], "warm",
+        "{v:#}"
+    );
+    assert_eq!(v["rendezvous"]["entries_left_after_release"], 7, "{v:#}");
+    assert_eq!(
+        v["rendezvous"]["cleared_after_warm"]["entries_left"], 0,
+        "{v:#}"
+    );
     assert!(v["get"]["ok"].is_null());
 }
 
@@ -215,8 +213,8 @@ fn subset_only_with_an_ovs_switch_in_the_middle() {
 }
 
 #[test]
-fn put_get_of_three_chunks_uses_one_group_per_chunk() {
-    if !enabled("put_get_of_three_chunks_uses_one_group_per_chunk") {
+fn put_get_of_three_chunks_uses_one_group_per_target_set() {
+    if !enabled("put_get_of_three_chunks_uses_one_group_per_target_set") {
         return;
     }
     // 2.5 MB: three 1 MiB chunks in flight together, then the manifest.
@@ -231,20 +229,49 @@ fn put_get_of_three_chunks_uses_one_group_per_chunk() {
     ]);
     assert_eq!(v["ok"], true, "{v:#}");
     assert_eq!(v["get"]["ok"], true, "{v:#}");
+    assert_eq!(v["placement_agrees"], true, "{v:#}");
     let groups = v["rendezvous_groups"].as_array().unwrap();
-    assert_eq!(groups.len(), 4, "{v:#}");
+    // One group per distinct target set, whatever the placement drew.
+    let mut sets: Vec<Vec<String>> = v["put"]["report"]["placement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let mut t: Vec<String> = t
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| format!("X{}", n.as_u64().unwrap()))
+                .collect();
+            t.sort();
+            t
+        })
+        .collect();
+    assert_eq!(sets.len(), 4, "three data chunks and a manifest: {v:#}");
+    sets.sort();
+    sets.dedup();
+    assert_eq!(groups.len(), sets.len(), "one group per target set: {v:#}");
     let mut addrs: Vec<&str> = groups
         .iter()
         .map(|g| g["group"].as_str().unwrap())
         .collect();
     addrs.sort();
     addrs.dedup();
-    assert_eq!(addrs.len(), 4, "one group per chunk: {v:#}");
+    assert_eq!(addrs.len(), sets.len(), "{v:#}");
+    let mut chunks = 0;
     for g in groups {
         assert_eq!(g["ports_match"], true, "{g:#}");
         assert_eq!(g["deliveries_ok"], true, "{g:#}");
+        assert_eq!(g["one_target_set"], true, "{g:#}");
+        chunks += g["chunks"].as_array().unwrap().len();
     }
-    assert_eq!(groups[3]["chunk"], "manifest");
+    assert_eq!(chunks, 4, "every chunk in exactly one group: {v:#}");
+    assert!(
+        groups
+            .iter()
+            .any(|g| g["chunks"].as_array().unwrap().contains(&"manifest".into())),
+        "{v:#}"
+    );
     // Sent once (2.5 MB plus headers; node repairs allowed), not R = 3 times.
     let rv = v["sender_egress"]["rendezvous"]["bytes"].as_u64().unwrap();
     assert!((2_500_000..5_000_000).contains(&rv), "{rv}: {v:#}");
@@ -256,7 +283,7 @@ fn put_get_of_32_mib_on_the_seed_topology() {
         return;
     }
     // Eight storage nodes and the sender on three bridges: 32 chunks of 1 MiB
-    // plus the manifest, each over its own rendezvous group.
+    // plus the manifest, each over the rendezvous group of its target set.
     let (v, _) = run(&[
         "run",
         "seed-three-switch.yaml",
@@ -269,8 +296,14 @@ fn put_get_of_32_mib_on_the_seed_topology() {
     assert_eq!(v["ok"], true, "{v:#}");
     assert_eq!(v["get"]["ok"], true, "bytes read back differ: {v:#}");
     let groups = v["rendezvous_groups"].as_array().unwrap();
-    assert_eq!(groups.len(), 33, "32 data chunks + manifest: {v:#}");
+    let chunks: usize = groups
+        .iter()
+        .map(|g| g["chunks"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(chunks, 33, "32 data chunks + manifest: {v:#}");
+    assert_eq!(v["placement_agrees"], true, "{v:#}");
     for g in groups {
+        assert_eq!(g["one_target_set"], true, "{g:#}");
         assert_eq!(g["ports_match"], true, "{g:#}");
         assert_eq!(g["deliveries_ok"], true, "non-target reached: {g:#}");
         let targets = g["targets"].as_array().unwrap();

@@ -87,6 +87,16 @@ impl Frame {
     /// Decodes exactly one message; `buf` must be the whole message (header length
     /// equal to `buf.len()`). Never panics.
     pub fn decode(buf: &[u8]) -> Result<Frame, Error> {
+        Self::decode_at(buf, false)
+    }
+
+    /// Decodes a message carried inside another (a bundled message): a bundle
+    /// message inside it stays raw, so decoding never recurses further.
+    pub(crate) fn decode_nested(buf: &[u8]) -> Result<Frame, Error> {
+        Self::decode_at(buf, true)
+    }
+
+    fn decode_at(buf: &[u8], nested: bool) -> Result<Frame, Error> {
         let h = Header::peek(buf).ok_or(Error::ShortHeader(buf.len()))?;
         if usize::from(h.length) < HEADER_LEN || usize::from(h.length) != buf.len() {
             return Err(Error::BadLength {
@@ -94,7 +104,7 @@ impl Frame {
                 actual: buf.len(),
             });
         }
-        let message = Message::decode_body(h.version, h.msg_type, &buf[HEADER_LEN..])?;
+        let message = Message::decode_body_at(h.version, h.msg_type, &buf[HEADER_LEN..], nested)?;
         Ok(Frame {
             version: h.version,
             xid: h.xid,

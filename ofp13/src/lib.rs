@@ -1,6 +1,6 @@
 //! OpenFlow 1.3 codec (nom parser, bytes writer, tokio codec) for the Open vSwitch backend.
 //!
-//! One file per message family. [`Frame`] is one whole message (version, xid,
+//! One file per message family (`bundle.rs`: ONF extension 230 bundles on 1.3). [`Frame`] is one whole message (version, xid,
 //! [`Message`]); [`Frame::decode`] parses exactly one message and
 //! [`Frame::encode`] appends one. [`OfpCodec`] frames a byte stream by the header
 //! length (rejecting lengths below 8).
@@ -11,6 +11,7 @@
 //! re-encode identically. Malformed bodies of known messages are errors.
 
 pub mod action;
+pub mod bundle;
 pub mod codec;
 pub mod error;
 pub mod features;
@@ -26,6 +27,7 @@ pub mod port;
 mod wire;
 
 pub use action::{Action, Instruction};
+pub use bundle::{BundleAdd, BundleControl};
 pub use codec::{CodecError, OfpCodec};
 pub use error::ErrorMsg;
 pub use features::{FeaturesReply, SwitchConfig};
@@ -35,8 +37,8 @@ pub use header::{Frame, HEADER_LEN, Header, OFP_VERSION};
 pub use hello::{Hello, HelloElement};
 pub use message::Message;
 pub use multipart::{
-    FlowStats, FlowStatsRequest, GroupDesc, MultipartReply, MultipartReplyBody, MultipartRequest,
-    MultipartRequestBody,
+    FlowStats, FlowStatsRequest, GroupDesc, GroupFeatures, MultipartReply, MultipartReplyBody,
+    MultipartRequest, MultipartRequestBody,
 };
 pub use oxm::{Match, Oxm};
 pub use packet::{PacketIn, PacketOut};

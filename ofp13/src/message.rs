@@ -2,6 +2,7 @@
 
 use bytes::{BufMut, BytesMut};
 
+use crate::bundle::{BundleAdd, BundleControl};
 use crate::error::ErrorMsg;
 use crate::features::{FeaturesReply, SwitchConfig};
 use crate::flow_mod::FlowMod;
@@ -52,6 +53,10 @@ pub enum Message {
     BarrierRequest,
     /// OFPT_BARRIER_REPLY.
     BarrierReply,
+    /// ONF bundle control (OFPT_EXPERIMENTER, ONF extension 230).
+    BundleControl(BundleControl),
+    /// ONF bundle add-message (OFPT_EXPERIMENTER, ONF extension 230).
+    BundleAdd(BundleAdd),
     /// Any other type (or any non-1.3 message other than HELLO/ERROR/ECHO), raw.
     Other {
         /// Message type.
@@ -87,12 +92,22 @@ impl Message {
             Message::MultipartReply(_) => t::MULTIPART_REPLY,
             Message::BarrierRequest => t::BARRIER_REQUEST,
             Message::BarrierReply => t::BARRIER_REPLY,
+            Message::BundleControl(_) | Message::BundleAdd(_) => t::EXPERIMENTER,
             Message::Other { msg_type, .. } => *msg_type,
         }
     }
 
     /// Decodes a body (everything after the header) of the given version and type.
     pub fn decode_body(version: u8, msg_type: u8, body: &[u8]) -> Result<Message, Error> {
+        Self::decode_body_at(version, msg_type, body, false)
+    }
+
+    pub(crate) fn decode_body_at(
+        version: u8,
+        msg_type: u8,
+        body: &[u8],
+        nested: bool,
+    ) -> Result<Message, Error> {
         let stable = matches!(
             msg_type,
             t::HELLO | t::ERROR | t::ECHO_REQUEST | t::ECHO_REPLY
@@ -102,6 +117,11 @@ impl Message {
                 msg_type,
                 body: body.to_vec(),
             });
+        }
+        if msg_type == t::EXPERIMENTER
+            && let Some(r) = crate::bundle::decode(body, nested)
+        {
+            return r;
         }
         let r: Result<Message, nom::Err<PErr<'_>>> = (|| {
             Ok(match msg_type {
@@ -175,6 +195,8 @@ impl Message {
             Message::GroupMod(g) => g.encode(buf)?,
             Message::MultipartRequest(m) => m.encode(buf)?,
             Message::MultipartReply(m) => m.encode(buf)?,
+            Message::BundleControl(c) => c.encode(buf),
+            Message::BundleAdd(a) => a.encode(buf)?,
             Message::Other { body, .. } => buf.put_slice(body),
         }
         Ok(())

@@ -1,5 +1,5 @@
-//! OFPT_MULTIPART_REQUEST / OFPT_MULTIPART_REPLY: PORT_DESC, GROUP_DESC and FLOW
-//! (individual flow statistics); other kinds are kept raw.
+//! OFPT_MULTIPART_REQUEST / OFPT_MULTIPART_REPLY: PORT_DESC, GROUP_DESC,
+//! GROUP_FEATURES and FLOW (individual flow statistics); other kinds are kept raw.
 
 use bytes::{BufMut, BytesMut};
 
@@ -15,6 +15,8 @@ use crate::wire::{
 pub const OFPMP_FLOW: u16 = 1;
 /// Multipart type GROUP_DESC.
 pub const OFPMP_GROUP_DESC: u16 = 7;
+/// Multipart type GROUP_FEATURES.
+pub const OFPMP_GROUP_FEATURES: u16 = 8;
 /// Multipart type PORT_DESC.
 pub const OFPMP_PORT_DESC: u16 = 13;
 /// Flag: more parts follow.
@@ -58,6 +60,8 @@ pub enum MultipartRequestBody {
     PortDesc,
     /// Group descriptions (empty body).
     GroupDesc,
+    /// Group table capabilities (empty body).
+    GroupFeatures,
     /// Individual flow statistics.
     Flow(FlowStatsRequest),
     /// Any other kind, raw.
@@ -118,6 +122,45 @@ pub struct FlowStats {
     pub instructions: Vec<Instruction>,
 }
 
+/// `ofp_group_features`: what the group table supports. Array index = group
+/// type (`OFPGT_ALL` = 0, SELECT, INDIRECT, FF).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupFeatures {
+    /// Bitmap of supported group types.
+    pub types: u32,
+    /// `OFPGFC_*` bitmap.
+    pub capabilities: u32,
+    /// Most groups of each type.
+    pub max_groups: [u32; 4],
+    /// Supported actions (bitmap of `OFPAT_*`) for each type.
+    pub actions: [u32; 4],
+}
+
+const GROUP_FEATURES_LEN: usize = 40;
+
+fn parse_group_features(i: &[u8]) -> PResult<'_, GroupFeatures> {
+    let (mut i, types) = u32_(i)?;
+    let capabilities;
+    (i, capabilities) = u32_(i)?;
+    let mut max_groups = [0u32; 4];
+    for m in &mut max_groups {
+        (i, *m) = u32_(i)?;
+    }
+    let mut actions = [0u32; 4];
+    for a in &mut actions {
+        (i, *a) = u32_(i)?;
+    }
+    Ok((
+        i,
+        GroupFeatures {
+            types,
+            capabilities,
+            max_groups,
+            actions,
+        },
+    ))
+}
+
 /// Body of a multipart reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MultipartReplyBody {
@@ -125,6 +168,8 @@ pub enum MultipartReplyBody {
     PortDesc(Vec<Port>),
     /// Groups.
     GroupDesc(Vec<GroupDesc>),
+    /// Group table capabilities.
+    GroupFeatures(GroupFeatures),
     /// Flows.
     Flow(Vec<FlowStats>),
     /// Any other kind, raw.
@@ -164,6 +209,7 @@ impl MultipartRequest {
         let body = match typ {
             OFPMP_PORT_DESC if b.is_empty() => MultipartRequestBody::PortDesc,
             OFPMP_GROUP_DESC if b.is_empty() => MultipartRequestBody::GroupDesc,
+            OFPMP_GROUP_FEATURES if b.is_empty() => MultipartRequestBody::GroupFeatures,
             OFPMP_FLOW => {
                 let (j, table_id) = u8_(b)?;
                 let (j, ()) = pad(j, 3)?;
@@ -197,6 +243,9 @@ impl MultipartRequest {
         match &self.body {
             MultipartRequestBody::PortDesc => put_header(buf, OFPMP_PORT_DESC, self.flags),
             MultipartRequestBody::GroupDesc => put_header(buf, OFPMP_GROUP_DESC, self.flags),
+            MultipartRequestBody::GroupFeatures => {
+                put_header(buf, OFPMP_GROUP_FEATURES, self.flags)
+            }
             MultipartRequestBody::Flow(r) => {
                 put_header(buf, OFPMP_FLOW, self.flags);
                 buf.put_u8(r.table_id);
@@ -286,6 +335,9 @@ impl MultipartReply {
                 MultipartReplyBody::PortDesc(list(b, Port::parse)?.1)
             }
             OFPMP_GROUP_DESC => MultipartReplyBody::GroupDesc(list(b, parse_group_desc)?.1),
+            OFPMP_GROUP_FEATURES if b.len() == GROUP_FEATURES_LEN => {
+                MultipartReplyBody::GroupFeatures(parse_group_features(b)?.1)
+            }
             OFPMP_FLOW => MultipartReplyBody::Flow(list(b, parse_flow_stats)?.1),
             OFPMP_PORT_DESC => return fail(b, "port desc reply not a multiple of 64 bytes"),
             _ => MultipartReplyBody::Other {
@@ -313,6 +365,13 @@ impl MultipartReply {
                     encode_buckets(&g.buckets, buf)?;
                     patch_len(buf, at, start, "group desc")?;
                 }
+            }
+            MultipartReplyBody::GroupFeatures(g) => {
+                put_header(buf, OFPMP_GROUP_FEATURES, self.flags);
+                buf.put_u32(g.types);
+                buf.put_u32(g.capabilities);
+                g.max_groups.iter().for_each(|m| buf.put_u32(*m));
+                g.actions.iter().for_each(|a| buf.put_u32(*a));
             }
             MultipartReplyBody::Flow(flows) => {
                 put_header(buf, OFPMP_FLOW, self.flags);

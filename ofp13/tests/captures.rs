@@ -41,6 +41,9 @@ const FILES: &[&str] = &[
     "packet-out",
     "monitor",
     "controller",
+    "bundle",
+    "bundle-fail",
+    "group-features",
 ];
 
 fn frames(name: &str) -> Vec<(String, Frame)> {
@@ -158,6 +161,112 @@ fn group_mods_decode_to_what_ovs_ofctl_was_asked() {
         (e.typ, e.code),
         (OFPET_GROUP_MOD_FAILED, OFPGMFC_GROUP_EXISTS)
     );
+}
+
+/// `ovs-ofctl bundle` with a group and its flow: OPEN (atomic, ordered), two
+/// ADDs carrying the GROUP_MOD and FLOW_MOD (each with the ADD's xid), a
+/// BARRIER, COMMIT; the switch answers OPEN_REPLY, BARRIER_REPLY, COMMIT_REPLY.
+#[test]
+fn bundles_decode_to_what_ovs_ofctl_was_asked() {
+    use subcast_ofp13::bundle::{OFPBF_ATOMIC, OFPBF_ORDERED, ctrl, is_bundle_error};
+    let f = frames("bundle");
+    let ctrls: Vec<(String, u16, u16)> = f
+        .iter()
+        .filter_map(|(d, f)| match &f.message {
+            Message::BundleControl(c) => Some((d.clone(), c.typ, c.flags)),
+            _ => None,
+        })
+        .collect();
+    let atomic = OFPBF_ATOMIC | OFPBF_ORDERED;
+    assert_eq!(
+        ctrls,
+        vec![
+            ("c2s".into(), ctrl::OPEN_REQUEST, atomic),
+            ("c2s".into(), ctrl::COMMIT_REQUEST, atomic),
+            ("s2c".into(), ctrl::OPEN_REPLY, 0),
+            ("s2c".into(), ctrl::COMMIT_REPLY, 0),
+        ]
+    );
+    let adds: Vec<(u32, Frame)> = f
+        .iter()
+        .filter_map(|(_, fr)| match &fr.message {
+            Message::BundleAdd(a) => Some((fr.xid, (*a.message).clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(adds.len(), 2);
+    for (xid, inner) in &adds {
+        assert_eq!(*xid, inner.xid, "the bundled message carries the ADD's xid");
+    }
+    match &adds[0].1.message {
+        Message::GroupMod(g) => {
+            assert_eq!(
+                (g.command, g.group_id, g.buckets.len()),
+                (OFPGC_ADD, 0x5c00_0001, 2)
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    match &adds[1].1.message {
+        Message::FlowMod(fm) => {
+            assert_eq!((fm.table_id, fm.cookie), (1, 0x5c00_0000_0000_0001));
+            assert_eq!(
+                fm.instructions,
+                vec![Instruction::ApplyActions(vec![Action::Group(0x5c00_0001)])]
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // A refused bundle: the failing message's own error (its ADD's xid), then
+    // the commit fails with the ONF bundle error.
+    let f = frames("bundle-fail");
+    let add_xid = f
+        .iter()
+        .filter_map(|(_, fr)| match &fr.message {
+            Message::BundleAdd(a) if matches!(a.message.message, Message::GroupMod(ref g) if g.command == OFPGC_MODIFY) => Some(fr.xid),
+            _ => None,
+        })
+        .next()
+        .expect("the MODIFY add");
+    let commit_xid = f
+        .iter()
+        .find_map(|(_, fr)| match &fr.message {
+            Message::BundleControl(c) if c.typ == ctrl::COMMIT_REQUEST => Some(fr.xid),
+            _ => None,
+        })
+        .unwrap();
+    let errors: Vec<(u32, ErrorMsg)> = f
+        .iter()
+        .filter_map(|(_, fr)| match &fr.message {
+            Message::Error(e) => Some((fr.xid, e.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert_eq!(errors[0].0, add_xid);
+    assert_eq!(
+        (errors[0].1.typ, errors[0].1.code),
+        (
+            OFPET_GROUP_MOD_FAILED,
+            subcast_ofp13::error::OFPGMFC_UNKNOWN_GROUP
+        )
+    );
+    assert_eq!(errors[1].0, commit_xid);
+    assert!(is_bundle_error(&errors[1].1), "{:?}", errors[1].1);
+    assert!(!is_bundle_error(&errors[0].1));
+}
+
+#[test]
+fn group_features_say_how_many_groups() {
+    let g = find("group-features", |m| match m {
+        Message::MultipartReply(MultipartReply {
+            body: MultipartReplyBody::GroupFeatures(g),
+            ..
+        }) => Some(*g),
+        _ => None,
+    });
+    assert_eq!(g.max_groups[usize::from(OFPGT_ALL)], 0xffff_ff00);
+    assert_eq!(g.types & 1, 1, "type ALL supported");
 }
 
 #[test]

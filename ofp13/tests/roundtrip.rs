@@ -212,6 +212,7 @@ fn message() -> impl Strategy<Value = Message> {
     let mp_req = prop_oneof![
         Just(MultipartRequestBody::PortDesc),
         Just(MultipartRequestBody::GroupDesc),
+        Just(MultipartRequestBody::GroupFeatures),
         (
             any::<u8>(),
             any::<u32>(),
@@ -249,10 +250,55 @@ fn message() -> impl Strategy<Value = Message> {
         vec(port(), 0..3).prop_map(MultipartReplyBody::PortDesc),
         vec(group_desc, 0..3).prop_map(MultipartReplyBody::GroupDesc),
         vec(flow_stats(), 0..3).prop_map(MultipartReplyBody::Flow),
+        (
+            any::<u32>(),
+            any::<u32>(),
+            any::<[u32; 4]>(),
+            any::<[u32; 4]>()
+        )
+            .prop_map(|(types, capabilities, max_groups, actions)| {
+                MultipartReplyBody::GroupFeatures(GroupFeatures {
+                    types,
+                    capabilities,
+                    max_groups,
+                    actions,
+                })
+            }),
         (prop_oneof![Just(0u16), Just(12u16)], bytes(24))
             .prop_map(|(typ, body)| MultipartReplyBody::Other { typ, body }),
     ];
+    // Messages a bundle carries (never a bundle message itself).
+    let bundled = prop_oneof![
+        flow_mod().prop_map(Message::FlowMod),
+        (any::<u16>(), any::<u8>(), any::<u32>(), vec(bucket(), 0..3)).prop_map(
+            |(command, group_type, group_id, buckets)| Message::GroupMod(GroupMod {
+                command,
+                group_type,
+                group_id,
+                buckets,
+            })
+        ),
+        Just(Message::BarrierRequest),
+    ];
+    let bundle = prop_oneof![
+        (any::<u32>(), any::<u16>(), any::<u16>(), bytes(16)).prop_map(
+            |(bundle_id, typ, flags, properties)| Message::BundleControl(BundleControl {
+                bundle_id,
+                typ,
+                flags,
+                properties,
+            })
+        ),
+        (any::<u32>(), any::<u16>(), any::<u32>(), bundled, bytes(16)).prop_map(
+            |(bundle_id, flags, xid, m, trailing)| {
+                let mut a = BundleAdd::new(bundle_id, flags, xid, m);
+                a.trailing = trailing;
+                Message::BundleAdd(a)
+            }
+        ),
+    ];
     prop_oneof![
+        bundle,
         hello().prop_map(Message::Hello),
         (any::<u16>(), any::<u16>(), bytes(64))
             .prop_map(|(typ, code, data)| Message::Error(ErrorMsg { typ, code, data })),
@@ -375,6 +421,43 @@ proptest! {
         let mut buf = BytesMut::from(&body[..]);
         while let Ok(Some(_)) = codec.decode(&mut buf) {}
     }
+}
+
+/// A bundle message inside a bundle message stays raw: decoding never
+/// recurses more than one level, whatever the input.
+#[test]
+fn nested_bundles_stay_raw() {
+    let inner = Frame::new(
+        5,
+        Message::BundleAdd(BundleAdd::new(1, 3, 5, Message::BarrierRequest)),
+    );
+    let outer = Frame::new(
+        6,
+        Message::BundleAdd(BundleAdd::new(1, 3, 6, inner.message.clone())),
+    );
+    let bytes = outer.to_bytes().unwrap();
+    let back = Frame::decode(&bytes).unwrap();
+    let Message::BundleAdd(a) = &back.message else {
+        panic!("{back:?}")
+    };
+    assert!(matches!(
+        a.message.message,
+        Message::Other { msg_type: 4, .. }
+    ));
+    assert_eq!(back.to_bytes().unwrap(), bytes);
+    // 2,000 levels of nesting (built as bytes) decode in one step too.
+    let mut b: Vec<u8> = vec![4, 20, 0, 8, 0, 0, 0, 1];
+    for _ in 0..2000 {
+        let len = (b.len() + 24) as u16;
+        let mut outer = vec![4, 4];
+        outer.extend_from_slice(&len.to_be_bytes());
+        outer.extend_from_slice(&[0, 0, 0, 1, 0x4f, 0x4e, 0x46, 0, 0, 0, 0x08, 0xfd]);
+        outer.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 3]);
+        outer.extend_from_slice(&b);
+        b = outer;
+    }
+    let f = Frame::decode(&b).unwrap();
+    assert!(matches!(f.message, Message::BundleAdd(_)));
 }
 
 #[test]

@@ -93,6 +93,8 @@ pub struct ReplayWindow {
     highest: u64,
     seen_any: bool,
     bits: [u64; WINDOW_WORDS],
+    /// Receiver clock (us) when a sequence was last accepted.
+    last_us: u64,
 }
 
 const WINDOW_WORDS: usize = 16;
@@ -150,20 +152,40 @@ impl ReplayWindow {
     }
 }
 
+/// Default most senders one key may have replay state for at once.
+pub const DEFAULT_MAX_SENDERS_PER_KEY: usize = 4096;
+
 /// Replay state for every sender a receiver hears from, plus the clock
 /// skew it tolerates.
+///
+/// Bounded and restart-safe:
+/// - A sequence number ahead of the receiver's clock plus the skew is
+///   refused (senders start their sequence at their clock, see
+///   [`crate::Sealer`]), so one datagram with sequence `u64::MAX` cannot
+///   make every later datagram of that sender a replay.
+/// - A sender's window is dropped once nothing was accepted from it for
+///   twice the skew: every datagram it ever accepted is then refused as
+///   stale by the timestamp check anyway.
+/// - At most [`ReplayGuard::max_senders_per_key`] live windows per key id;
+///   a new sender beyond that is refused until windows expire (one key's
+///   holder cannot evict other senders' state).
+/// - [`ReplayGuard::with_start`]: a receiver that just started refuses
+///   datagrams stamped before its own start, so a datagram captured before
+///   a restart cannot be replayed after it (the windows were lost).
 #[derive(Debug, Clone)]
 pub struct ReplayGuard {
     windows: HashMap<(u32, u32), ReplayWindow>,
+    per_key: HashMap<u32, usize>,
     pub max_skew_us: u64,
+    pub max_senders_per_key: usize,
+    /// Receiver clock at start (0: no fresh-start rule).
+    started_us: u64,
+    last_sweep_us: u64,
 }
 
 impl Default for ReplayGuard {
     fn default() -> Self {
-        ReplayGuard {
-            windows: HashMap::new(),
-            max_skew_us: 30_000_000,
-        }
+        ReplayGuard::new(30_000_000)
     }
 }
 
@@ -171,8 +193,39 @@ impl ReplayGuard {
     pub fn new(max_skew_us: u64) -> Self {
         ReplayGuard {
             windows: HashMap::new(),
+            per_key: HashMap::new(),
             max_skew_us,
+            max_senders_per_key: DEFAULT_MAX_SENDERS_PER_KEY,
+            started_us: 0,
+            last_sweep_us: 0,
         }
+    }
+
+    /// Applies the fresh-start rule: datagrams stamped before `now_us` (this
+    /// receiver's start) are refused.
+    pub fn with_start(mut self, now_us: u64) -> Self {
+        self.started_us = now_us;
+        self
+    }
+
+    /// Number of senders with live replay state.
+    pub fn senders(&self) -> usize {
+        self.windows.len()
+    }
+
+    /// Drops windows idle for more than twice the skew (see the type docs).
+    fn sweep(&mut self, now_us: u64) {
+        let idle = self.max_skew_us.saturating_mul(2);
+        let per_key = &mut self.per_key;
+        self.windows.retain(|(key, _), w| {
+            let keep = now_us.saturating_sub(w.last_us) <= idle;
+            if !keep && let Some(n) = per_key.get_mut(key) {
+                *n = n.saturating_sub(1);
+            }
+            keep
+        });
+        self.per_key.retain(|_, n| *n > 0);
+        self.last_sweep_us = now_us;
     }
 
     /// Checks freshness of an already authenticated header and records it.
@@ -191,14 +244,43 @@ impl ReplayGuard {
                 limit_ms: self.max_skew_us / 1000,
             });
         }
-        let w = self.windows.entry((key_id, sender_id)).or_default();
+        if timestamp_us < self.started_us {
+            return Err(OpenError::BeforeStart {
+                sender_id,
+                before_ms: (self.started_us - timestamp_us) / 1000,
+            });
+        }
+        if sequence > now_us.saturating_add(self.max_skew_us) {
+            return Err(OpenError::SequenceAhead {
+                sender_id,
+                sequence,
+            });
+        }
+        if now_us.saturating_sub(self.last_sweep_us) >= self.max_skew_us {
+            self.sweep(now_us);
+        }
+        let k = (key_id, sender_id);
+        if !self.windows.contains_key(&k) {
+            let n = self.per_key.get(&key_id).copied().unwrap_or(0);
+            if n >= self.max_senders_per_key {
+                return Err(OpenError::TooManySenders {
+                    key_id,
+                    limit: self.max_senders_per_key,
+                });
+            }
+        }
+        let w = self.windows.entry(k).or_default();
         if !w.check(sequence) {
             return Err(OpenError::Replay {
                 sender_id,
                 sequence,
             });
         }
+        if !w.seen_any {
+            *self.per_key.entry(key_id).or_default() += 1;
+        }
         w.accept(sequence);
+        w.last_us = now_us;
         Ok(())
     }
 }
@@ -263,5 +345,79 @@ mod tests {
         ));
         // Another sender has its own window.
         assert!(g.admit(1, 2, 1, 5_000_000, 5_000_000).is_ok());
+    }
+
+    const NOW: u64 = 1_800_000_000_000_000;
+    const SKEW: u64 = 30_000_000;
+
+    /// One datagram with sequence u64::MAX under a victim's sender id must
+    /// not turn the victim's later datagrams into replays.
+    #[test]
+    fn sequence_poisoning_refused() {
+        let mut g = ReplayGuard::new(SKEW);
+        assert!(matches!(
+            g.admit(1, 7, u64::MAX, NOW, NOW),
+            Err(OpenError::SequenceAhead { .. })
+        ));
+        assert!(matches!(
+            g.admit(1, 7, NOW + SKEW + 1, NOW, NOW),
+            Err(OpenError::SequenceAhead { .. })
+        ));
+        // The victim, whose sequence follows its clock, is unaffected.
+        assert!(g.admit(1, 7, NOW - 5, NOW, NOW).is_ok());
+        assert!(g.admit(1, 7, NOW - 4, NOW + 1, NOW + 1).is_ok());
+        // Up to the skew ahead is still fine (a sender with a faster clock).
+        assert!(g.admit(1, 8, NOW + SKEW, NOW, NOW).is_ok());
+    }
+
+    /// The per-sender map shrinks again: windows idle for twice the skew go.
+    #[test]
+    fn windows_expire_and_are_capped_per_key() {
+        let mut g = ReplayGuard::new(SKEW);
+        for s in 0..100 {
+            g.admit(1, s, NOW, NOW, NOW).unwrap();
+        }
+        assert_eq!(g.senders(), 100);
+        // A replay of an old datagram after its window expired is stale.
+        let later = NOW + 2 * SKEW + 1;
+        g.admit(2, 1, later, later, later).unwrap();
+        assert_eq!(g.senders(), 1, "idle windows were dropped");
+        assert!(matches!(
+            g.admit(1, 3, NOW, NOW, later),
+            Err(OpenError::Stale { .. })
+        ));
+        // The cap per key: key 1 may hold 3 senders, key 2 is unaffected.
+        let mut g = ReplayGuard::new(SKEW);
+        g.max_senders_per_key = 3;
+        for s in 0..3 {
+            g.admit(1, s, NOW, NOW, NOW).unwrap();
+        }
+        assert!(matches!(
+            g.admit(1, 99, NOW, NOW, NOW),
+            Err(OpenError::TooManySenders { key_id: 1, .. })
+        ));
+        assert!(g.admit(1, 0, NOW + 1, NOW, NOW).is_ok(), "known sender");
+        assert!(g.admit(2, 99, NOW, NOW, NOW).is_ok());
+        // Once the old windows expire there is room again.
+        let later = NOW + 2 * SKEW + 1;
+        assert!(g.admit(1, 99, later, later, later).is_ok());
+    }
+
+    /// After a restart the windows are empty: a datagram sealed before the
+    /// receiver started is refused instead of accepted a second time.
+    #[test]
+    fn fresh_start_refuses_datagrams_from_before_the_start() {
+        let sealed_at = NOW - 1_000_000;
+        let mut before = ReplayGuard::new(SKEW);
+        assert!(before.admit(1, 1, sealed_at, sealed_at, sealed_at).is_ok());
+        // The receiver restarts at NOW; the captured datagram comes again.
+        let mut naive = ReplayGuard::new(SKEW);
+        assert!(naive.admit(1, 1, sealed_at, sealed_at, NOW).is_ok());
+        let mut g = ReplayGuard::new(SKEW).with_start(NOW);
+        assert!(matches!(
+            g.admit(1, 1, sealed_at, sealed_at, NOW),
+            Err(OpenError::BeforeStart { .. })
+        ));
+        assert!(g.admit(1, 1, NOW + 1, NOW + 1, NOW + 2).is_ok());
     }
 }

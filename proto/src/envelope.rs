@@ -123,8 +123,11 @@ pub fn open_any<M: Body>(
 /// Stamps outgoing datagrams with one sender's key, id and a strictly
 /// increasing sequence number.
 ///
-/// The sequence starts at the wall clock in microseconds, so a restarted
-/// sender keeps counting above what receivers saw before the restart.
+/// The sequence follows the wall clock in microseconds: it is the larger of
+/// the previous sequence plus one and the clock at sealing. A restarted
+/// sender therefore keeps counting above what receivers saw before the
+/// restart, and the sequence never runs ahead of the clock by more than a
+/// burst (receivers refuse sequences ahead of their clock plus the skew).
 #[derive(Debug, Clone)]
 pub struct Sealer {
     key: Key,
@@ -145,9 +148,25 @@ impl Sealer {
         self.sender_id
     }
 
-    pub fn seal<M: Body>(&mut self, msg: &M, now_us: u64) -> Vec<u8> {
+    /// The key and the header fields of the next datagram (its sequence
+    /// number is used up), for sealing without an intermediate message.
+    pub fn stamp(&mut self, now_us: u64) -> (&Key, Origin) {
         let seq = self.next_seq;
         self.next_seq += 1;
+        (
+            &self.key,
+            Origin {
+                key_id: self.key.id,
+                sender_id: self.sender_id,
+                sequence: seq,
+                timestamp_us: now_us,
+            },
+        )
+    }
+
+    pub fn seal<M: Body>(&mut self, msg: &M, now_us: u64) -> Vec<u8> {
+        let seq = self.next_seq.max(now_us);
+        self.next_seq = seq.saturating_add(1);
         seal_any(
             &self.key,
             Origin {

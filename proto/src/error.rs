@@ -66,6 +66,26 @@ pub enum OpenError {
         "timestamp {skew_ms} ms away from local clock (limit {limit_ms} ms): check NTP on both sides"
     )]
     Stale { skew_ms: i64, limit_ms: u64 },
+    #[error(
+        "sequence number {sequence} from sender {sender_id} is ahead of this side's clock by more than the allowed skew"
+    )]
+    SequenceAhead { sender_id: u32, sequence: u64 },
+    #[error(
+        "datagram from sender {sender_id} was sealed {before_ms} ms before this receiver started (replay across a restart, or the sender's clock lags: check NTP)"
+    )]
+    BeforeStart { sender_id: u32, before_ms: u64 },
+    #[error(
+        "key id {key_id} already has replay state for {limit} senders; refusing a new one until idle ones expire"
+    )]
+    TooManySenders { key_id: u32, limit: usize },
+    #[error(
+        "Replicast datagram from sender {sender_id} has no tag for receiver {receiver}: not addressed to this node"
+    )]
+    NotForMe { sender_id: u32, receiver: u32 },
+    #[error(
+        "no pair key with sender {sender_id} in this node's key file: provision one (`subcast-node keys derive`) or check the sender's id"
+    )]
+    UnknownSender { sender_id: u32 },
 }
 
 impl OpenError {
@@ -77,6 +97,11 @@ impl OpenError {
             OpenError::BadMac { .. } => "bad-mac",
             OpenError::Replay { .. } => "replay",
             OpenError::Stale { .. } => "stale",
+            OpenError::SequenceAhead { .. } => "sequence-ahead",
+            OpenError::BeforeStart { .. } => "before-start",
+            OpenError::TooManySenders { .. } => "too-many-senders",
+            OpenError::NotForMe { .. } => "not-for-me",
+            OpenError::UnknownSender { .. } => "unknown-sender",
         }
     }
 
@@ -84,8 +109,15 @@ impl OpenError {
     pub fn nak_reason(&self) -> crate::NakReason {
         match self {
             OpenError::Malformed(_) => crate::NakReason::Malformed,
-            OpenError::UnknownKey(_) | OpenError::BadMac { .. } => crate::NakReason::BadAuth,
-            OpenError::Replay { .. } | OpenError::Stale { .. } => crate::NakReason::Replay,
+            OpenError::UnknownKey(_)
+            | OpenError::BadMac { .. }
+            | OpenError::NotForMe { .. }
+            | OpenError::UnknownSender { .. } => crate::NakReason::BadAuth,
+            OpenError::Replay { .. }
+            | OpenError::Stale { .. }
+            | OpenError::SequenceAhead { .. }
+            | OpenError::BeforeStart { .. }
+            | OpenError::TooManySenders { .. } => crate::NakReason::Replay,
         }
     }
 }

@@ -6,7 +6,7 @@
 //! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 //! |         Magic (0x5343)        |    Version    |     Type      |
 //! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//! |        Flags (must be 0)      |          Body Length          |
+//! |             Flags             |          Body Length          |
 //! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 //! |                            Key ID                             |
 //! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
@@ -21,7 +21,9 @@
 //! |                                                               |
 //! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 //! ```
-//! The body follows, then a 32-octet keyed BLAKE3 tag over header and body.
+//! The body follows, then a 32-octet keyed BLAKE3 tag over header and body
+//! (push and rendezvous messages: Flags 0), or a tag list (Replicast
+//! messages: Flags = TAG_LIST, see [`crate::replicast::tagged`]).
 
 use crate::error::DecodeError;
 use crate::wire::{Reader, Writer};
@@ -45,10 +47,15 @@ pub struct Header {
 
 impl Header {
     pub(crate) fn emit(&self, w: &mut Writer) {
+        self.emit_with_flags(w, 0);
+    }
+
+    /// Emits the header with `flags` (only the Replicast envelope sets any).
+    pub(crate) fn emit_with_flags(&self, w: &mut Writer, flags: u16) {
         w.u16(MAGIC);
         w.u8(VERSION);
         w.u8(self.msg_type);
-        w.u16(0);
+        w.u16(flags);
         w.u16(self.body_len);
         w.u32(self.key_id);
         w.u32(self.sender_id);
@@ -57,6 +64,23 @@ impl Header {
     }
 
     pub(crate) fn parse(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Self::parse_checked(r, |flags| {
+            if flags != 0 {
+                return Err(DecodeError::Invalid {
+                    field: "flags",
+                    why: "must be zero in version 1",
+                });
+            }
+            Ok(())
+        })
+    }
+
+    /// Parses the header; `check_flags` decides, as soon as the flags are
+    /// read, whether they are acceptable.
+    pub(crate) fn parse_checked(
+        r: &mut Reader<'_>,
+        check_flags: impl FnOnce(u16) -> Result<(), DecodeError>,
+    ) -> Result<Self, DecodeError> {
         let magic = r.u16("magic")?;
         if magic != MAGIC {
             return Err(DecodeError::BadMagic(magic));
@@ -66,13 +90,7 @@ impl Header {
             return Err(DecodeError::UnsupportedVersion(version));
         }
         let msg_type = r.u8("type")?;
-        let flags = r.u16("flags")?;
-        if flags != 0 {
-            return Err(DecodeError::Invalid {
-                field: "flags",
-                why: "must be zero in version 1",
-            });
-        }
+        check_flags(r.u16("flags")?)?;
         Ok(Header {
             msg_type,
             body_len: r.u16("body length")?,

@@ -1,10 +1,11 @@
 //! The message enum, its type codes, and sealing/opening whole datagrams.
 
 use crate::auth::{Key, Keyring, ReplayGuard};
+use crate::batch::{Batch, BatchAck};
 pub use crate::envelope::MAX_DATAGRAM;
 use crate::envelope::{Body, Envelope, Origin, decode_any, open_any, seal_any, verify_envelope};
 use crate::error::{DecodeError, OpenError};
-use crate::push::{Ack, Clear, Heartbeat, Hello, Nak, SetSubset};
+use crate::push::{Ack, Clear, Heartbeat, Hello, HelloAck, Nak, SetSubset};
 use crate::rendezvous::{ReleaseAck, RendezvousGrant, RendezvousRelease, RendezvousRequest};
 use crate::wire::{Reader, Writer};
 use serde::{Deserialize, Serialize};
@@ -13,10 +14,13 @@ use serde::{Deserialize, Serialize};
 pub mod msg_type {
     pub const HELLO: u8 = 0x01;
     pub const HEARTBEAT: u8 = 0x02;
+    pub const HELLO_ACK: u8 = 0x03;
     pub const SET_SUBSET: u8 = 0x10;
     pub const CLEAR: u8 = 0x11;
     pub const ACK: u8 = 0x12;
     pub const NAK: u8 = 0x13;
+    pub const BATCH: u8 = 0x14;
+    pub const BATCH_ACK: u8 = 0x15;
     pub const RENDEZVOUS_REQUEST: u8 = 0x20;
     pub const RENDEZVOUS_GRANT: u8 = 0x21;
     pub const RENDEZVOUS_RELEASE: u8 = 0x22;
@@ -29,10 +33,13 @@ pub mod msg_type {
 pub enum Message {
     Hello(Hello),
     Heartbeat(Heartbeat),
+    HelloAck(HelloAck),
     SetSubset(SetSubset),
     Clear(Clear),
     Ack(Ack),
     Nak(Nak),
+    Batch(Batch),
+    BatchAck(BatchAck),
     RendezvousRequest(RendezvousRequest),
     RendezvousGrant(RendezvousGrant),
     RendezvousRelease(RendezvousRelease),
@@ -45,10 +52,13 @@ impl Message {
         match self {
             Message::Hello(_) => HELLO,
             Message::Heartbeat(_) => HEARTBEAT,
+            Message::HelloAck(_) => HELLO_ACK,
             Message::SetSubset(_) => SET_SUBSET,
             Message::Clear(_) => CLEAR,
             Message::Ack(_) => ACK,
             Message::Nak(_) => NAK,
+            Message::Batch(_) => BATCH,
+            Message::BatchAck(_) => BATCH_ACK,
             Message::RendezvousRequest(_) => RENDEZVOUS_REQUEST,
             Message::RendezvousGrant(_) => RENDEZVOUS_GRANT,
             Message::RendezvousRelease(_) => RENDEZVOUS_RELEASE,
@@ -61,10 +71,13 @@ impl Message {
         match self {
             Message::Hello(_) => "HELLO",
             Message::Heartbeat(_) => "HEARTBEAT",
+            Message::HelloAck(_) => "HELLO_ACK",
             Message::SetSubset(_) => "SET_SUBSET",
             Message::Clear(_) => "CLEAR",
             Message::Ack(_) => "ACK",
             Message::Nak(_) => "NAK",
+            Message::Batch(_) => "BATCH",
+            Message::BatchAck(_) => "BATCH_ACK",
             Message::RendezvousRequest(_) => "RENDEZVOUS_REQUEST",
             Message::RendezvousGrant(_) => "RENDEZVOUS_GRANT",
             Message::RendezvousRelease(_) => "RENDEZVOUS_RELEASE",
@@ -79,11 +92,13 @@ impl Message {
             Message::Clear(m) => Some(m.txid),
             Message::Ack(m) => Some(m.txid),
             Message::Nak(m) => Some(m.txid),
+            Message::Batch(m) => Some(m.txid),
+            Message::BatchAck(m) => Some(m.txid),
             Message::RendezvousRequest(m) => Some(m.request_id),
             Message::RendezvousGrant(m) => Some(m.request_id),
             Message::RendezvousRelease(m) => Some(m.lease_id),
             Message::ReleaseAck(m) => Some(m.lease_id),
-            Message::Hello(_) | Message::Heartbeat(_) => None,
+            Message::Hello(_) | Message::Heartbeat(_) | Message::HelloAck(_) => None,
         }
     }
 }
@@ -97,10 +112,13 @@ impl Body for Message {
         match self {
             Message::Hello(m) => m.emit(w),
             Message::Heartbeat(m) => m.emit(w),
+            Message::HelloAck(m) => m.emit(w),
             Message::SetSubset(m) => m.emit(w),
             Message::Clear(m) => m.emit(w),
             Message::Ack(m) => m.emit(w),
             Message::Nak(m) => m.emit(w),
+            Message::Batch(m) => m.emit(w),
+            Message::BatchAck(m) => m.emit(w),
             Message::RendezvousRequest(m) => m.emit(w),
             Message::RendezvousGrant(m) => m.emit(w),
             Message::RendezvousRelease(m) => m.emit(w),
@@ -113,10 +131,13 @@ impl Body for Message {
         Ok(match msg_type {
             HELLO => Message::Hello(Hello::parse(r)?),
             HEARTBEAT => Message::Heartbeat(Heartbeat::parse(r)?),
+            HELLO_ACK => Message::HelloAck(HelloAck::parse(r)?),
             SET_SUBSET => Message::SetSubset(SetSubset::parse(r)?),
             CLEAR => Message::Clear(Clear::parse(r)?),
             ACK => Message::Ack(Ack::parse(r)?),
             NAK => Message::Nak(Nak::parse(r)?),
+            BATCH => Message::Batch(Batch::parse(r)?),
+            BATCH_ACK => Message::BatchAck(BatchAck::parse(r)?),
             RENDEZVOUS_REQUEST => Message::RendezvousRequest(RendezvousRequest::parse(r)?),
             RENDEZVOUS_GRANT => Message::RendezvousGrant(RendezvousGrant::parse(r)?),
             RENDEZVOUS_RELEASE => Message::RendezvousRelease(RendezvousRelease::parse(r)?),
@@ -156,6 +177,11 @@ impl Opener {
 
     pub fn open(&mut self, bytes: &[u8], now_us: u64) -> Result<Datagram, OpenError> {
         open_any(&self.keyring, &mut self.guard, bytes, now_us)
+    }
+
+    /// Senders with live replay state.
+    pub fn senders(&self) -> usize {
+        self.guard.senders()
     }
 }
 

@@ -39,13 +39,29 @@ impl BackendKind {
     }
 }
 
-/// Agent -> controller, at start and whenever the controller seems new.
+/// Agent -> controller, at start and whenever the controller seems new;
+/// repeated until a [`HelloAck`] for the same `instance` arrives.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
     pub switch_id: u32,
     pub backend: BackendKind,
     pub port_count: u16,
+    /// Subset groups this switch can hold for subcast: the backend's
+    /// table size minus the entries subcast does not own (bridge
+    /// `hash_max`, OVS group table, configured for SNMP). 0: unknown.
+    pub table_capacity: u32,
+    /// Identifies this run of the agent (its start time in microseconds):
+    /// a new instance means every group it held is gone.
+    pub instance: u64,
     pub software_version: String,
+}
+
+/// Controller -> agent: the HELLO of `instance` was received (the
+/// controller re-pushes that switch's live groups after sending it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HelloAck {
+    pub switch_id: u32,
+    pub instance: u64,
 }
 
 /// Agent -> controller, periodically: liveness.
@@ -54,6 +70,8 @@ pub struct Heartbeat {
     pub switch_id: u32,
     pub installed_groups: u32,
     pub uptime_s: u32,
+    /// As in HELLO; it changes when other users of the switch's table do.
+    pub table_capacity: u32,
 }
 
 /// Controller -> agent: set subset group `group` (X) to the ports of
@@ -172,6 +190,8 @@ impl Hello {
         w.u32(self.switch_id);
         w.u8(self.backend as u8);
         w.u16(self.port_count);
+        w.u32(self.table_capacity);
+        w.u64(self.instance);
         w.short_str(&self.software_version);
     }
     pub(crate) fn parse(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
@@ -179,7 +199,22 @@ impl Hello {
             switch_id: r.u32("switch id")?,
             backend: BackendKind::from_u8(r.u8("backend kind")?)?,
             port_count: r.u16("port count")?,
+            table_capacity: r.u32("table capacity")?,
+            instance: r.u64("instance")?,
             software_version: r.short_str("software version", MAX_VERSION_LEN)?,
+        })
+    }
+}
+
+impl HelloAck {
+    pub(crate) fn emit(&self, w: &mut Writer) {
+        w.u32(self.switch_id);
+        w.u64(self.instance);
+    }
+    pub(crate) fn parse(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(HelloAck {
+            switch_id: r.u32("switch id")?,
+            instance: r.u64("instance")?,
         })
     }
 }
@@ -189,12 +224,14 @@ impl Heartbeat {
         w.u32(self.switch_id);
         w.u32(self.installed_groups);
         w.u32(self.uptime_s);
+        w.u32(self.table_capacity);
     }
     pub(crate) fn parse(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         Ok(Heartbeat {
             switch_id: r.u32("switch id")?,
             installed_groups: r.u32("installed groups")?,
             uptime_s: r.u32("uptime")?,
+            table_capacity: r.u32("table capacity")?,
         })
     }
 }

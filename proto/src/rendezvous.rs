@@ -33,10 +33,16 @@ pub enum RefuseReason {
     LifetimeTooLong = 7,
     Unauthorized = 8,
     Internal = 9,
+    /// A switch in scope has no room for another group and nothing it
+    /// holds can be evicted; the detail names the switch. The requester
+    /// falls back to another transport.
+    TableFull = 10,
+    /// The requester's credential holds as many leases as it may.
+    QuotaExceeded = 11,
 }
 
 impl RefuseReason {
-    pub const ALL: [RefuseReason; 9] = [
+    pub const ALL: [RefuseReason; 11] = [
         RefuseReason::UnknownParent,
         RefuseReason::NotAMember,
         RefuseReason::PoolExhausted,
@@ -46,6 +52,8 @@ impl RefuseReason {
         RefuseReason::LifetimeTooLong,
         RefuseReason::Unauthorized,
         RefuseReason::Internal,
+        RefuseReason::TableFull,
+        RefuseReason::QuotaExceeded,
     ];
 
     pub fn name(self) -> &'static str {
@@ -59,6 +67,8 @@ impl RefuseReason {
             RefuseReason::LifetimeTooLong => "lifetime-too-long",
             RefuseReason::Unauthorized => "unauthorized",
             RefuseReason::Internal => "internal",
+            RefuseReason::TableFull => "table-full",
+            RefuseReason::QuotaExceeded => "quota-exceeded",
         }
     }
 }
@@ -79,6 +89,9 @@ pub enum GrantOutcome {
         lease_id: u64,
         /// Unix time in milliseconds.
         expires_at_ms: u64,
+        /// The group was already installed for this target set: the grant
+        /// needed no switch update.
+        reused: bool,
     },
     Refused {
         reason: RefuseReason,
@@ -119,6 +132,9 @@ impl RendezvousRequest {
     }
 }
 
+/// RENDEZVOUS_GRANT flag: the group was already installed (a hit).
+const GRANT_FLAG_REUSED: u8 = 0x01;
+
 impl RendezvousGrant {
     pub(crate) fn emit(&self, w: &mut Writer) {
         w.u64(self.request_id);
@@ -127,11 +143,13 @@ impl RendezvousGrant {
                 group,
                 lease_id,
                 expires_at_ms,
+                reused,
             } => {
                 w.u8(0);
                 w.ipv6(group);
                 w.u64(*lease_id);
                 w.u64(*expires_at_ms);
+                w.u8(u8::from(*reused) * GRANT_FLAG_REUSED);
                 w.short_str("");
             }
             GrantOutcome::Refused { reason, detail } => {
@@ -139,6 +157,7 @@ impl RendezvousGrant {
                 w.ipv6(&Ipv6Addr::UNSPECIFIED);
                 w.u64(0);
                 w.u64(0);
+                w.u8(0);
                 w.short_str(detail);
             }
         }
@@ -149,12 +168,20 @@ impl RendezvousGrant {
         let group = r.ipv6("group")?;
         let lease_id = r.u64("lease id")?;
         let expires_at_ms = r.u64("expiry")?;
+        let flags = r.u8("flags")?;
+        if flags & !GRANT_FLAG_REUSED != 0 {
+            return Err(DecodeError::Invalid {
+                field: "flags",
+                why: "unknown flag bits set",
+            });
+        }
         let detail = r.short_str("detail", 255)?;
         let outcome = if status == 0 {
             GrantOutcome::Granted {
                 group: check_multicast(group, "group")?,
                 lease_id,
                 expires_at_ms,
+                reused: flags & GRANT_FLAG_REUSED != 0,
             }
         } else {
             let reason = RefuseReason::ALL

@@ -34,6 +34,27 @@ fn members() -> impl Strategy<Value = Members> {
     ]
 }
 
+fn batch_item() -> impl Strategy<Value = BatchItem> {
+    prop_oneof![
+        (
+            0u16..=4094,
+            multicast(),
+            multicast(),
+            1u32..,
+            prop::collection::vec(member(), 1..4).prop_map(Members::List)
+        )
+            .prop_filter("X differs from Y", |t| t.1 != t.2)
+            .prop_map(|(v, p, g, l, m)| BatchItem::Set {
+                vlan: v,
+                parent: p,
+                group: g,
+                lifetime_ms: l,
+                members: m,
+            }),
+        multicast().prop_map(|g| BatchItem::Clear { group: g }),
+    ]
+}
+
 fn text() -> impl Strategy<Value = String> {
     "[a-zA-Z0-9 .:/_-]{0,60}"
 }
@@ -45,21 +66,53 @@ fn message() -> impl Strategy<Value = Message> {
         Just(BackendKind::Snmp)
     ];
     prop_oneof![
-        (any::<u32>(), backend, any::<u16>(), text()).prop_map(|(s, b, p, v)| Message::Hello(
-            Hello {
+        (
+            any::<u32>(),
+            backend,
+            any::<u16>(),
+            any::<u32>(),
+            any::<u64>(),
+            text()
+        )
+            .prop_map(|(s, b, p, c, i, v)| Message::Hello(Hello {
                 switch_id: s,
                 backend: b,
                 port_count: p,
+                table_capacity: c,
+                instance: i,
                 software_version: v,
-            }
-        )),
-        (any::<u32>(), any::<u32>(), any::<u32>()).prop_map(|(a, b, c)| Message::Heartbeat(
-            Heartbeat {
+            })),
+        (any::<u32>(), any::<u64>()).prop_map(|(s, i)| Message::HelloAck(HelloAck {
+            switch_id: s,
+            instance: i
+        })),
+        (any::<u32>(), any::<u32>(), any::<u32>(), any::<u32>()).prop_map(|(a, b, c, d)| {
+            Message::Heartbeat(Heartbeat {
                 switch_id: a,
                 installed_groups: b,
                 uptime_s: c,
-            }
-        )),
+                table_capacity: d,
+            })
+        }),
+        (any::<u64>(), prop::collection::vec(batch_item(), 1..30)).prop_map(|(t, items)| {
+            // Groups are unique within a batch.
+            let mut seen = std::collections::HashSet::new();
+            let items = items
+                .into_iter()
+                .filter(|i| seen.insert(i.group()))
+                .collect();
+            Message::Batch(Batch { txid: t, items })
+        }),
+        (
+            any::<u64>(),
+            any::<u32>(),
+            prop::collection::vec(any::<u16>(), 1..=MAX_BATCH_ITEMS)
+        )
+            .prop_map(|(t, s, p)| Message::BatchAck(BatchAck {
+                txid: t,
+                switch_id: s,
+                port_counts: p,
+            })),
         (
             any::<u64>(),
             0u16..=4094,
@@ -111,16 +164,24 @@ fn message() -> impl Strategy<Value = Message> {
                     targets: t,
                 })
             ),
-        (any::<u64>(), multicast(), any::<u64>(), any::<u64>()).prop_map(|(r, g, l, e)| {
-            Message::RendezvousGrant(RendezvousGrant {
-                request_id: r,
-                outcome: GrantOutcome::Granted {
-                    group: g,
-                    lease_id: l,
-                    expires_at_ms: e,
-                },
-            })
-        }),
+        (
+            any::<u64>(),
+            multicast(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<bool>()
+        )
+            .prop_map(|(r, g, l, e, h)| {
+                Message::RendezvousGrant(RendezvousGrant {
+                    request_id: r,
+                    outcome: GrantOutcome::Granted {
+                        group: g,
+                        lease_id: l,
+                        expires_at_ms: e,
+                        reused: h,
+                    },
+                })
+            }),
         (
             any::<u64>(),
             prop::sample::select(RefuseReason::ALL.to_vec()),
@@ -143,7 +204,9 @@ proptest! {
 
     #[test]
     fn seal_decode_open_roundtrip(msg in message(), key in any::<[u8; 32]>(), kid in any::<u32>(),
-                                  sender in any::<u32>(), seq in any::<u64>()) {
+                                  sender in any::<u32>(), seq in 0u64..=1_790_000_000_000_000) {
+        // Sequences follow the sender's clock; one ahead of the receiver's
+        // clock plus the skew is refused (`sequence_poisoning_refused`).
         let key = Key::new(kid, key);
         let now = 1_790_000_000_000_000u64;
         let origin = Origin { key_id: kid, sender_id: sender, sequence: seq, timestamp_us: now };
@@ -222,6 +285,7 @@ fn sealer_sequences_increase_across_restart() {
             switch_id: 5,
             installed_groups: 0,
             uptime_s: 0,
+            table_capacity: 0,
         }),
         1000,
     ))
@@ -232,9 +296,85 @@ fn sealer_sequences_increase_across_restart() {
             switch_id: 5,
             installed_groups: 0,
             uptime_s: 0,
+            table_capacity: 0,
         }),
         2000,
     ))
     .unwrap();
     assert!(b.header.sequence > a.header.sequence);
+}
+
+fn sealed(msg: &Message) -> Vec<u8> {
+    seal(
+        &Key::new(1, [1; 32]),
+        Origin {
+            key_id: 1,
+            sender_id: 1,
+            sequence: 1,
+            timestamp_us: 1,
+        },
+        msg,
+    )
+}
+
+fn set_item(group: &str, members: usize) -> BatchItem {
+    BatchItem::Set {
+        vlan: 0,
+        parent: "ff3e::5c:1".parse().unwrap(),
+        group: group.parse().unwrap(),
+        lifetime_ms: 5000,
+        members: Members::List(
+            (0..members)
+                .map(|i| Member::Mac(MacAddr([2, 0x5c, 0, 0, 0, i as u8])))
+                .collect(),
+        ),
+    }
+}
+
+#[test]
+fn batch_limits() {
+    // The largest batch of typical items (three MAC members) fits a datagram.
+    let items: Vec<BatchItem> = (0..MAX_BATCH_ITEMS)
+        .map(|i| set_item(&format!("ff05::5c:2:{i:x}"), 3))
+        .collect();
+    let b = Batch { txid: 7, items };
+    let bytes = sealed(&Message::Batch(b.clone()));
+    assert!(bytes.len() <= MAX_DATAGRAM, "{} octets", bytes.len());
+    assert_eq!(b.body_len() + 64, bytes.len());
+    assert_eq!(decode(&bytes).unwrap().message, Message::Batch(b.clone()));
+
+    // One more item than allowed is refused before anything is read.
+    let mut over = b.clone();
+    over.items.truncate(3);
+    let mut bytes = sealed(&Message::Batch(over));
+    let count_at = 32 + 8;
+    bytes[count_at..count_at + 2].copy_from_slice(&((MAX_BATCH_ITEMS + 1) as u16).to_be_bytes());
+    assert_eq!(decode(&bytes).unwrap_err().kind(), "invalid-field");
+
+    // An empty batch and a group named twice are refused.
+    let empty = sealed(&Message::Batch(Batch {
+        txid: 1,
+        items: vec![],
+    }));
+    assert_eq!(decode(&empty).unwrap_err().kind(), "invalid-field");
+    let twice = sealed(&Message::Batch(Batch {
+        txid: 1,
+        items: vec![
+            set_item("ff05::5c:2:1", 3),
+            BatchItem::Clear {
+                group: "ff05::5c:2:1".parse().unwrap(),
+            },
+        ],
+    }));
+    assert_eq!(decode(&twice).unwrap_err().kind(), "invalid-field");
+}
+
+#[test]
+fn batch_item_is_the_single_message() {
+    let item = set_item("ff05::5c:2:9", 2);
+    let Message::SetSubset(s) = item.to_single(77) else {
+        panic!("set item is a SET_SUBSET")
+    };
+    assert_eq!(s.txid, 77);
+    assert_eq!(BatchItem::from_set(&s), item);
 }

@@ -20,7 +20,11 @@ enum Vector {
     Replicast {
         name: String,
         key_id: u32,
-        key: String,
+        secret: String,
+        #[serde(default)]
+        shared: bool,
+        receivers: Vec<u32>,
+        pair_keys: std::collections::BTreeMap<String, String>,
         origin: Origin,
         message: ReplicastMessage,
         bytes: String,
@@ -33,10 +37,19 @@ enum Vector {
         key: String,
         now_us: u64,
         #[serde(default)]
+        receiver: Option<u32>,
+        #[serde(default)]
         preceded_by: Vec<String>,
         bytes: String,
         error: String,
     },
+}
+
+fn key32(hex_text: &str) -> [u8; 32] {
+    hex::decode(hex_text)
+        .expect("hex")
+        .try_into()
+        .expect("32 octets")
 }
 
 fn load() -> Vec<(PathBuf, Vector)> {
@@ -95,28 +108,71 @@ fn every_vector_round_trips() {
             Vector::Replicast {
                 name,
                 key_id,
-                key,
+                secret,
+                shared,
+                receivers,
+                pair_keys,
                 origin,
                 message,
                 bytes,
             } => {
-                let key = Key::from_hex(key_id, &key).expect("key");
+                let secret = key32(&secret);
+                let sender = if shared {
+                    PairKeys::shared(key_id, origin.sender_id, &secret)
+                } else {
+                    // The listed pair keys are the derivation's.
+                    for (r, k) in &pair_keys {
+                        assert_eq!(
+                            hex::encode(subcast_proto::pairkeys::derive_pair_key(
+                                &secret,
+                                origin.sender_id,
+                                r.parse().expect("decimal id")
+                            )),
+                            *k,
+                            "{name}: pair key of {r}"
+                        );
+                    }
+                    PairKeys::provision(key_id, &secret, origin.sender_id, receivers.clone())
+                        .expect("ids")
+                };
                 assert_eq!(
-                    hex::encode(replicast::encode(&key, origin, &message)),
+                    hex::encode(
+                        replicast::seal(
+                            &sender,
+                            origin.sequence,
+                            origin.timestamp_us,
+                            &receivers,
+                            &message
+                        )
+                        .expect("sealed")
+                    ),
                     bytes,
                     "{name}: encoding differs from {}",
                     path.display()
                 );
-                let mut guard = ReplayGuard::default();
-                let dg = replicast::open(
-                    &Keyring::new([key]),
-                    &mut guard,
-                    &hex::decode(&bytes).expect("hex"),
-                    origin.timestamp_us,
-                )
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
-                assert_eq!(dg.message, message, "{name}");
-                seen_types.insert(dg.header.msg_type);
+                // Every receiver opens it with the one key it shares with
+                // the sender, and nothing else.
+                for r in &receivers {
+                    let keys = if shared {
+                        PairKeys::shared(key_id, 4242, &secret)
+                    } else {
+                        PairKeys::from_pairs(
+                            key_id,
+                            *r,
+                            [(origin.sender_id, key32(&pair_keys[&r.to_string()]))],
+                        )
+                        .expect("ids")
+                    };
+                    let dg = replicast::open(
+                        &keys,
+                        &mut ReplayGuard::default(),
+                        &hex::decode(&bytes).expect("hex"),
+                        origin.timestamp_us,
+                    )
+                    .unwrap_or_else(|e| panic!("{name}: receiver {r}: {e}"));
+                    assert_eq!(dg.message, message, "{name}");
+                    seen_types.insert(dg.header.msg_type);
+                }
             }
             Vector::Invalid {
                 family: Some(f),
@@ -124,13 +180,22 @@ fn every_vector_round_trips() {
                 key_id,
                 key,
                 now_us,
+                receiver,
                 bytes,
                 error,
                 ..
             } if f == "replicast" => {
-                let key = Key::from_hex(key_id, &key).expect("key");
+                let bytes_raw = hex::decode(&bytes).expect("hex");
+                // The sender as the header claims it.
+                let sender = u32::from_be_bytes(bytes_raw[12..16].try_into().expect("4"));
+                let keys = PairKeys::from_pairs(
+                    key_id,
+                    receiver.expect("a Replicast refusal names its receiver"),
+                    [(sender, key32(&key))],
+                )
+                .expect("ids");
                 let got = replicast::open(
-                    &Keyring::new([key]),
+                    &keys,
                     &mut ReplayGuard::default(),
                     &hex::decode(&bytes).expect("hex"),
                     now_us,

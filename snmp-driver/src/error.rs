@@ -137,6 +137,18 @@ impl SnmpError {
         }
     }
 
+    /// The dotted OID the switch's error status points at, if any.
+    pub fn oid(&self) -> Option<&str> {
+        match self {
+            SnmpError::NoSuchObject { oid, .. }
+            | SnmpError::NotWritable { oid, .. }
+            | SnmpError::BadValue { oid, .. }
+            | SnmpError::TooBig { oid }
+            | SnmpError::AgentFailed { oid, .. } => Some(oid),
+            _ => None,
+        }
+    }
+
     /// True if the failure may go away by itself (worth retrying later).
     pub fn is_transient(&self) -> bool {
         matches!(

@@ -3,8 +3,8 @@
 use crate::config::SnmpConfig;
 use crate::error::SnmpError;
 use crate::mib::{
-    self, DOT1D_BASE_PORT_IFINDEX, DOT1Q_STATIC_MCAST_ENTRY, DOT1Q_TP_FDB_ENTRY, MacAddr,
-    MacSubIds, PortSet, StaticMcastIndex, decode_port_list, encode_port_list, format_oid, status,
+    self, DOT1D_BASE_PORT_IFINDEX, DOT1Q_TP_FDB_ENTRY, MacAddr, MacSubIds, PortSet,
+    StaticMcastIndex, decode_port_list, encode_port_list, format_oid, status,
 };
 use crate::session::{Req, Transport, Val, Varbinds};
 use std::collections::{BTreeMap, HashMap};
@@ -56,7 +56,7 @@ pub struct SnmpSwitch {
     transport: tokio::sync::Mutex<Transport>,
     fdb: std::sync::Mutex<FdbCache>,
     port_list_len: std::sync::atomic::AtomicUsize,
-    address: String,
+    pub(crate) address: String,
     vlan: u16,
 }
 
@@ -90,7 +90,7 @@ impl SnmpSwitch {
         self.vlan
     }
 
-    async fn request(&self, req: &Req) -> Result<Varbinds, SnmpError> {
+    pub(crate) async fn request(&self, req: &Req) -> Result<Varbinds, SnmpError> {
         self.transport.lock().await.request(req).await
     }
 
@@ -236,48 +236,18 @@ impl SnmpSwitch {
             .collect())
     }
 
-    fn note_width(&self, bytes: &[u8]) {
+    /// PortList width to write: the widest one the switch has served (octets).
+    pub(crate) fn port_list_width(&self) -> usize {
+        self.port_list_len
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn note_width(&self, bytes: &[u8]) {
         self.port_list_len
             .fetch_max(bytes.len(), std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Every static multicast row of every VLAN (for cleanup at start).
-    pub async fn static_multicast_rows(&self) -> Result<Vec<StaticMulticastRow>, SnmpError> {
-        let mut egress_root = DOT1Q_STATIC_MCAST_ENTRY.to_vec();
-        egress_root.push(mib::SM_COL_EGRESS);
-        let mut status_root = DOT1Q_STATIC_MCAST_ENTRY.to_vec();
-        status_root.push(mib::SM_COL_STATUS);
-        let statuses: HashMap<Vec<u32>, i64> = self
-            .walk(&status_root)
-            .await?
-            .into_iter()
-            .filter_map(|(o, v)| match v {
-                Val::Integer(n) => Some((o[status_root.len()..].to_vec(), n)),
-                _ => None,
-            })
-            .collect();
-        let mut rows = Vec::new();
-        for (oid, v) in self.walk(&egress_root).await? {
-            let idx = &oid[egress_root.len()..];
-            let (Some(index), Val::Octets(bytes)) = (StaticMcastIndex::from_sub_ids(idx), &v)
-            else {
-                continue;
-            };
-            self.note_width(bytes);
-            let egress = decode_port_list(bytes).map_err(|e| SnmpError::Protocol {
-                address: self.address.clone(),
-                detail: e.to_string(),
-            })?;
-            rows.push(StaticMulticastRow {
-                index,
-                egress,
-                status: statuses.get(idx).copied(),
-            });
-        }
-        Ok(rows)
-    }
-
-    fn index(vlan: u16, mac: MacAddr) -> StaticMcastIndex {
+    pub(crate) fn index(vlan: u16, mac: MacAddr) -> StaticMcastIndex {
         StaticMcastIndex {
             vlan,
             mac,
@@ -345,17 +315,9 @@ impl SnmpSwitch {
         mac: MacAddr,
         ports: &PortSet,
     ) -> Result<(), SnmpError> {
-        if let Some(p) = ports.iter().find(|p| !(1..=mib::MAX_PORT).contains(*p)) {
-            return Err(SnmpError::InvalidRequest(format!(
-                "port {p} cannot be written in a PortList (1..={})",
-                mib::MAX_PORT
-            )));
-        }
+        check_ports(ports)?;
         let idx = Self::index(vlan, mac);
-        let width = self
-            .port_list_len
-            .load(std::sync::atomic::Ordering::Relaxed);
-        let list = encode_port_list(ports, width);
+        let list = encode_port_list(ports, self.port_list_width());
         self.request(&Req::Set(vec![
             (idx.column_oid(mib::SM_COL_EGRESS), Val::Octets(list)),
             (
@@ -398,5 +360,16 @@ impl SnmpSwitch {
     pub async fn remove(&self, group: Ipv6Addr) -> Result<(), SnmpError> {
         self.remove_mac(self.vlan, MacAddr::ipv6_multicast(group))
             .await
+    }
+}
+
+/// Refuses ports a PortList cannot carry.
+pub(crate) fn check_ports(ports: &PortSet) -> Result<(), SnmpError> {
+    match ports.iter().find(|p| !(1..=mib::MAX_PORT).contains(*p)) {
+        Some(p) => Err(SnmpError::InvalidRequest(format!(
+            "port {p} cannot be written in a PortList (1..={})",
+            mib::MAX_PORT
+        ))),
+        None => Ok(()),
     }
 }

@@ -33,6 +33,8 @@ pub enum Command {
     Serve,
     /// Check the configuration file and exit.
     CheckConfig,
+    /// Print a commented default configuration (a starting point).
+    DefaultConfig,
     /// Store FILE as a new version of an object.
     Put {
         file: PathBuf,
@@ -66,6 +68,42 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Time N durable puts of random objects from this one process, then
+    /// read each back and compare (not timed).
+    Bench {
+        /// Bytes per object.
+        #[arg(long, default_value_t = 262_144)]
+        object_size: usize,
+        /// Number of puts.
+        #[arg(long, default_value_t = 200)]
+        puts: usize,
+        #[arg(long, value_enum)]
+        transport: Option<Mode>,
+        /// Copies of every chunk (default: config `replicas`).
+        #[arg(long)]
+        replicas: Option<usize>,
+        /// Chunk size in bytes (default: config `chunk_size`).
+        #[arg(long)]
+        chunk_size: Option<usize>,
+        /// Object names are PREFIX<run id>-<n>.
+        #[arg(long, default_value = "bench/")]
+        name_prefix: String,
+        /// Read every object back and compare (the default).
+        #[arg(long, overrides_with = "no_verify")]
+        verify: bool,
+        /// Skip the read-back.
+        #[arg(long)]
+        no_verify: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Provisioning: cluster secrets and per-node key files (no config
+    /// needed).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Show an object's versions and newest manifest.
     Stat {
         name: String,
@@ -73,5 +111,35 @@ pub enum Command {
         version: Option<u64>,
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Write a new random cluster secret (64 hex digits, mode 0600). Keep it
+    /// with provisioning only: nodes get key files, never the secret.
+    Secret {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write node N's key file: its pair keys with each peer, derived from
+    /// the cluster secret (which the file does not contain).
+    Derive {
+        /// The cluster secret file.
+        #[arg(long)]
+        secret: PathBuf,
+        /// The node (or client) the key file is for.
+        #[arg(long)]
+        node: u32,
+        /// Peers: ids, ranges and id=address, e.g. `1-5,100=fd00:5c::64`.
+        /// A peer with an address is accepted only from it.
+        #[arg(long)]
+        peers: String,
+        /// Generation of the secret (the header's Key ID).
+        #[arg(long, default_value_t = 1)]
+        key_id: u32,
+        /// Where to write it (mode 0600); default: standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }

@@ -3,16 +3,19 @@
 
 use crate::config::Config;
 use crate::get::{GetError, GetEvent, GetMachine, ManifestLookup};
-use crate::outgoing::{Pacer, Transmit};
+use crate::groups::{ControllerOut, GroupAnswer, GroupCache, GroupParams};
+use crate::keys::Addresses;
+use crate::members::Membership;
+use crate::outgoing::{Outbound, Pacer, To};
 use crate::put::{PutError, PutEvent, PutMachine, PutOutcome};
 use crate::transport::{IP_UDP_OVERHEAD, ifindex, udp_socket};
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::net::{Ipv6Addr, SocketAddr};
+use crate::udp::{RecvBatch, SendBatch};
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use subcast_proto::replicast::{self, Hash32, ReplicastMessage, ReplicastSealer};
 use subcast_proto::{
-    GrantOutcome, Keyring, Member, Message, Opener, RendezvousRelease, RendezvousRequest,
-    ReplayGuard, Sealer, now_us,
+    Keyring, Message, Opener, PairKeys, RendezvousRelease, ReplayGuard, Sealer, now_us,
 };
 use tokio::net::UdpSocket;
 
@@ -46,11 +49,11 @@ impl Task {
             Task::Lookup(m) => m.handle_timeout(now),
         }
     }
-    fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+    fn poll_transmit(&mut self, now: Instant) -> Option<Outbound> {
         match self {
             Task::Put(m) => m.poll_transmit(now),
-            Task::Get(m) => m.poll_transmit(),
-            Task::Lookup(m) => m.poll_transmit(),
+            Task::Get(m) => m.poll_transmit().map(Outbound::Control),
+            Task::Lookup(m) => m.poll_transmit().map(Outbound::Control),
         }
     }
     fn handle(&mut self, from: SocketAddr, sender: u32, msg: &ReplicastMessage, now: Instant) {
@@ -60,6 +63,16 @@ impl Task {
             Task::Lookup(m) => m.handle(sender, msg, now),
         }
     }
+}
+
+/// What [`Client::run_steps`] runs next.
+#[derive(Debug)]
+pub enum Next {
+    Task(Task),
+    /// Nothing yet: ask again when a task has finished.
+    Later,
+    /// Nothing more.
+    Done,
 }
 
 /// How a task ended.
@@ -83,29 +96,39 @@ pub struct ClientStats {
     /// (node, chunk id hex) of copies reported or found corrupt.
     pub corrupt_reports: Vec<(u32, String)>,
     pub rendezvous_granted: u64,
+    /// Chunks sent by the fallback transport after a table-full refusal.
+    pub fallbacks: u64,
 }
 
 struct CtlLink {
     sock: UdpSocket,
     addr: SocketAddr,
-    vlan: u16,
-    lifetime_ms: u32,
     sealer: Sealer,
     opener: Opener,
-    /// request id -> (txid, request, next retransmit, tries)
-    pending: HashMap<u64, (u64, RendezvousRequest, Instant, u32)>,
-    leases: HashMap<u64, u64>,
+    groups: GroupCache,
 }
+
+/// Datagrams the client sends at most before it reads answers again.
+const TRANSMIT_BUDGET: usize = 64;
 
 /// The client side: one socket, many concurrent tasks.
 pub struct Client {
     pub cfg: Config,
     sock: UdpSocket,
+    batch: SendBatch,
+    /// Always present between calls (taken while draining).
+    recv: Option<RecvBatch>,
     sealer: ReplicastSealer,
-    keyring: Keyring,
+    keys: std::sync::Arc<PairKeys>,
+    /// Known addresses of the nodes (from the key file).
+    addresses: Addresses,
+    /// Tag-list audience of each negotiating group.
+    audience: HashMap<std::net::Ipv6Addr, Vec<u32>>,
     guard: ReplayGuard,
     pacer: Pacer,
     ctl: Option<CtlLink>,
+    /// Known members of each negotiating group (rounds end on them).
+    pub members: Membership,
     pub stats: ClientStats,
 }
 
@@ -119,10 +142,16 @@ impl std::fmt::Debug for Client {
 
 impl Client {
     pub async fn new(cfg: Config) -> anyhow::Result<Client> {
-        let key = cfg.key.load(&cfg.base_dir)?;
+        let id = cfg.identity()?;
+        let keys = id.keys.clone();
         let ifx = ifindex(cfg.interface.as_deref())?;
         let sock = udp_socket(0, ifx, cfg.hops, &[])?;
-        let sender_id = rand::random::<u32>() | 0x8000_0000;
+        let sender_id = keys.own_id();
+        let audience = cfg
+            .negotiating_groups
+            .iter()
+            .map(|g| (*g, cfg.audience(g, &keys)))
+            .collect();
         let ctl = match &cfg.controller {
             Some(c) => {
                 let k = c.key.load(&cfg.base_dir)?;
@@ -130,77 +159,129 @@ impl Client {
                 Some(CtlLink {
                     sock: s,
                     addr: c.address,
-                    vlan: c.vlan,
-                    lifetime_ms: c.lifetime_ms,
                     sealer: Sealer::new(k.clone(), sender_id, now_us()),
                     opener: Opener::new(Keyring::new([k]), ReplayGuard::default()),
-                    pending: HashMap::new(),
-                    leases: HashMap::new(),
+                    groups: GroupCache::new(GroupParams {
+                        vlan: c.vlan,
+                        lifetime: Duration::from_millis(u64::from(c.lifetime_ms)),
+                        retry: Duration::from_millis(300),
+                        max_tries: 5,
+                    }),
                 })
             }
             None => None,
         };
+        let batch = SendBatch::new(&sock, cfg.udp_gso)?;
+        let recv = Some(RecvBatch::new(&sock)?);
         Ok(Client {
-            sealer: ReplicastSealer::new(key.clone(), sender_id, now_us()),
-            keyring: Keyring::new([key]),
-            guard: ReplayGuard::default(),
+            batch,
+            recv,
+            sealer: ReplicastSealer::new(keys.clone(), now_us()),
+            keys,
+            addresses: id.addresses,
+            audience,
+            guard: ReplayGuard::new(crate::daemon::MAX_SKEW_US).with_start(now_us()),
             pacer: Pacer::new(cfg.rate_bytes_per_s(), cfg.pacer_burst(), Instant::now()),
             sock,
             ctl,
+            members: Membership::new(cfg.members.clone()),
             cfg,
             stats: ClientStats::default(),
         })
+    }
+
+    /// This client's node id (the writer of the versions it puts).
+    pub fn node_id(&self) -> u32 {
+        self.keys.own_id()
     }
 
     pub fn has_controller(&self) -> bool {
         self.ctl.is_some()
     }
 
-    async fn send(&mut self, t: Transmit) {
-        let is_data = matches!(t.msg, ReplicastMessage::Data(_));
-        let bytes = self.sealer.seal(&t.msg, now_us());
-        let wire = (bytes.len() + IP_UDP_OVERHEAD) as u64;
-        self.pacer.consume(bytes.len() + IP_UDP_OVERHEAD);
+    /// Seals and sends (DATA joins a GSO batch; see [`Self::flush`]).
+    async fn send(&mut self, o: Outbound) {
         self.stats.datagrams_sent += 1;
-        self.stats.wire_bytes_sent += wire;
-        if is_data {
-            self.stats.data_wire_bytes_sent += wire;
-        }
-        if let Err(e) = self.sock.send_to(&bytes, t.dest).await {
-            tracing::warn!(dest = %t.dest, error = %e, "send failed");
-        }
-    }
-
-    async fn request_rendezvous(&mut self, txid: u64, parent: Ipv6Addr, targets: Vec<Ipv6Addr>) {
-        let Some(ctl) = &mut self.ctl else { return };
-        let req = RendezvousRequest {
-            request_id: rand::random(),
-            vlan: ctl.vlan,
-            parent,
-            lifetime_ms: ctl.lifetime_ms,
-            targets: targets.into_iter().map(Member::Ipv6).collect(),
+        let wire = match o {
+            Outbound::Data(d) => {
+                let w = self
+                    .batch
+                    .push(&self.sock, &mut self.sealer, now_us(), &d)
+                    .await as u64;
+                self.stats.data_wire_bytes_sent += w;
+                w
+            }
+            Outbound::Control(t) => {
+                let one;
+                let to: &[u32] = match &t.to {
+                    To::Node(n) => {
+                        one = [*n];
+                        &one
+                    }
+                    To::Members(g) => self.audience.get(g).map_or(&[], |v| v.as_slice()),
+                    To::Nodes(v) => v,
+                };
+                match self.sealer.seal(&t.msg, to, now_us()) {
+                    Ok(bytes) => {
+                        self.batch.push_bytes(&self.sock, &bytes, t.dest).await;
+                        (bytes.len() + IP_UDP_OVERHEAD) as u64
+                    }
+                    Err(e) => {
+                        tracing::warn!(dest = %t.dest, error = %e, "not sent");
+                        0
+                    }
+                }
+            }
         };
-        let bytes = ctl
-            .sealer
-            .seal(&Message::RendezvousRequest(req.clone()), now_us());
-        if let Err(e) = ctl.sock.send_to(&bytes, ctl.addr).await {
-            tracing::warn!(error = %e, "sending to the controller failed");
-        }
-        ctl.pending.insert(
-            req.request_id,
-            (txid, req, Instant::now() + Duration::from_millis(300), 1),
-        );
+        self.pacer.consume(wire as usize);
+        self.stats.wire_bytes_sent += wire;
     }
 
-    async fn release(&mut self, txid: u64) {
+    /// Sends what the group cache wants sent to the controller.
+    async fn flush_controller(&mut self) {
         let Some(ctl) = &mut self.ctl else { return };
-        if let Some(lease_id) = ctl.leases.remove(&txid) {
-            let bytes = ctl.sealer.seal(
-                &Message::RendezvousRelease(RendezvousRelease { lease_id }),
-                now_us(),
-            );
-            let _ = ctl.sock.send_to(&bytes, ctl.addr).await;
+        while let Some(o) = ctl.groups.poll_out() {
+            let msg = match o {
+                ControllerOut::Request(r) => Message::RendezvousRequest(r),
+                ControllerOut::Release(lease_id) => {
+                    Message::RendezvousRelease(RendezvousRelease { lease_id })
+                }
+            };
+            let bytes = ctl.sealer.seal(&msg, now_us());
+            if let Err(e) = ctl.sock.send_to(&bytes, ctl.addr).await {
+                tracing::warn!(error = %e, "sending to the controller failed");
+            }
         }
+    }
+
+    /// Hands the group cache's answers to the puts waiting for them.
+    fn deliver_groups(&mut self, tasks: &mut HashMap<u64, Task>) {
+        let Some(ctl) = &mut self.ctl else { return };
+        while let Some((txid, answer)) = ctl.groups.poll_answer() {
+            match &answer {
+                GroupAnswer::Group(_) => self.stats.rendezvous_granted += 1,
+                GroupAnswer::Fallback(_) => self.stats.fallbacks += 1,
+                GroupAnswer::Failed(_) => {}
+            }
+            if let Some(Task::Put(m)) = tasks.get_mut(&txid) {
+                m.on_group(answer, Instant::now());
+            }
+        }
+    }
+
+    /// Rendezvous groups requested (first tries) and served from the cache.
+    pub fn group_requests(&self) -> (u64, u64) {
+        self.ctl
+            .as_ref()
+            .map_or((0, 0), |c| (c.groups.requests, c.groups.reused))
+    }
+
+    /// Gives back every rendezvous group still held (call before exit).
+    pub async fn close(&mut self) {
+        if let Some(ctl) = &mut self.ctl {
+            ctl.groups.release_all();
+        }
+        self.flush_controller().await;
     }
 
     /// Runs tasks from `next` (at most `parallel` at once) until `next` is
@@ -209,45 +290,88 @@ impl Client {
         &mut self,
         parallel: usize,
         mut next: impl FnMut(Instant) -> Option<Task>,
+        done: impl FnMut(&mut ClientStats, Finished) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        self.run_steps(
+            parallel,
+            |now| next(now).map_or(Next::Done, Next::Task),
+            done,
+        )
+        .await
+    }
+
+    /// As [`Self::run`], with a `next` that may say "later": it is asked
+    /// again whenever a task finished (and so may wait for a result, while
+    /// some task runs).
+    pub async fn run_steps(
+        &mut self,
+        parallel: usize,
+        mut next: impl FnMut(Instant) -> Next,
         mut done: impl FnMut(&mut ClientStats, Finished) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         let mut tasks: HashMap<u64, Task> = HashMap::new();
         let mut order: VecDeque<u64> = VecDeque::new();
         let mut exhausted = false;
-        let mut buf = vec![0u8; 65536];
         let mut cbuf = vec![0u8; 9216];
+        let sleep = tokio::time::sleep_until(Instant::now().into());
+        tokio::pin!(sleep);
         loop {
             while !exhausted && tasks.len() < parallel.max(1) {
                 match next(Instant::now()) {
-                    Some(t) => {
+                    Next::Later if tasks.is_empty() => {
+                        anyhow::bail!("internal error: a put waits for a result no task computes")
+                    }
+                    Next::Later => break,
+                    Next::Task(mut t) => {
                         tracing::debug!(txid = t.txid(), "task started");
+                        match &mut t {
+                            Task::Put(m) => m.set_members(self.members.known(m.group())),
+                            Task::Lookup(m) => m.set_members(self.members.known(m.group())),
+                            Task::Get(_) => {}
+                        }
                         order.push_back(t.txid());
                         tasks.insert(t.txid(), t);
                     }
-                    None => exhausted = true,
+                    Next::Done => exhausted = true,
                 }
             }
             if exhausted && tasks.is_empty() {
                 return Ok(());
             }
-            // Transmit, round robin, as the pacer allows.
+            // Transmit, round robin, as the pacer allows: up to a batch
+            // from one task before the next; the batch goes out in as few
+            // system calls as it can (see `udp.rs`).
+            // At most TRANSMIT_BUDGET datagrams before answers are read
+            // again: a long pass must not keep other chunks' bids, READYs
+            // and ACKs (and so their next steps) waiting until it is over.
             let mut idle_rounds = 0;
-            while idle_rounds < order.len() && self.pacer.ready(Instant::now()) {
+            let mut budget = TRANSMIT_BUDGET;
+            let per_turn = self.batch.max_segments();
+            while idle_rounds < order.len() && budget > 0 && self.pacer.ready(Instant::now()) {
                 let Some(id) = order.pop_front() else { break };
                 order.push_back(id);
                 let Some(t) = tasks.get_mut(&id) else {
                     continue;
                 };
-                match t.poll_transmit(Instant::now()) {
-                    Some(tx) => {
-                        idle_rounds = 0;
-                        self.send(tx).await;
-                    }
-                    None => idle_rounds += 1,
+                let mut sent = 0;
+                while sent < per_turn.min(budget) && self.pacer.ready(Instant::now()) {
+                    let Some(tx) = t.poll_transmit(Instant::now()) else {
+                        break;
+                    };
+                    sent += 1;
+                    self.send(tx).await;
+                }
+                budget -= sent;
+                if sent == 0 {
+                    idle_rounds += 1;
+                } else {
+                    idle_rounds = 0;
                 }
             }
+            self.batch.flush(&self.sock).await;
             // Events and finished tasks.
             let ids: Vec<u64> = order.iter().copied().collect();
+            let mut any_finished = false;
             for id in ids {
                 let mut finished = None;
                 let mut rendezvous = None;
@@ -284,24 +408,40 @@ impl Client {
                     finished = Some(Finished::Lookup(m));
                 }
                 if let Some((parent, targets)) = rendezvous {
-                    if self.ctl.is_some() {
-                        self.request_rendezvous(id, parent, targets).await;
+                    if let Some(ctl) = &mut self.ctl {
+                        ctl.groups.need(id, parent, targets, Instant::now());
+                        self.flush_controller().await;
+                        self.deliver_groups(&mut tasks);
                     } else if let Some(Task::Put(m)) = tasks.get_mut(&id) {
-                        m.on_rendezvous(
-                            Err("no `controller:` section in the config".into()),
+                        m.on_group(
+                            GroupAnswer::Failed("no `controller:` section in the config".into()),
                             Instant::now(),
                         );
                     }
                 }
                 if let Some(f) = finished {
                     tracing::debug!(txid = id, "task finished");
+                    match (&f, tasks.get(&id)) {
+                        (Finished::Lookup(m), _) => {
+                            let (answered, silent) = m.round_report();
+                            self.members.settle(m.group(), &answered, &silent);
+                        }
+                        (_, Some(Task::Put(m))) => {
+                            let (answered, silent) = m.round_report();
+                            self.members.settle(m.group(), &answered, &silent);
+                        }
+                        _ => {}
+                    }
                     tasks.remove(&id);
                     order.retain(|x| *x != id);
-                    self.release(id).await;
                     done(&mut self.stats, f)?;
+                    any_finished = true;
                 }
             }
-            if tasks.is_empty()
+            // A finished task frees a slot and may be what `next` waits
+            // for: ask it again before sleeping.
+            if any_finished
+                || tasks.is_empty()
                 || order.iter().any(|id| {
                     tasks.get(id).is_some_and(|t| match t {
                         Task::Put(m) => m.is_finished(),
@@ -319,38 +459,57 @@ impl Client {
                     wake = wake.min(x);
                 }
             }
+            // Something became sendable while handling events (an ACCEPT
+            // once a cached group was handed out, a next chunk's
+            // PROPOSAL): send it now, not at the next timer tick.
+            let now = Instant::now();
             let wants = tasks.values().any(|t| match t {
-                Task::Put(m) => m.wants_to_send(),
-                _ => false,
+                Task::Put(m) => m.wants_to_send(now),
+                Task::Get(m) => m.wants_to_send(),
+                Task::Lookup(m) => m.wants_to_send(),
             });
+            let send_now = wants && self.pacer.ready(now);
             if wants {
                 wake = wake.min(self.pacer.next_ready());
             }
-            if let Some(ctl) = &self.ctl {
-                for (_, _, at, _) in ctl.pending.values() {
-                    wake = wake.min(*at);
-                }
+            if let Some(t) = self.ctl.as_ref().and_then(|c| c.groups.poll_timeout()) {
+                wake = wake.min(t);
             }
             let ctl_sock = self.ctl.as_ref().map(|c| &c.sock);
-            tokio::select! {
-                r = self.sock.recv_from(&mut buf) => {
-                    let (len, from) = r?;
-                    self.on_datagram(&buf[..len], from, &mut tasks);
-                    let mut n = 0;
-                    while n < 256 {
-                        match self.sock.try_recv_from(&mut buf) {
-                            Ok((len, from)) => self.on_datagram(&buf[..len], from, &mut tasks),
-                            Err(_) => break,
+            if send_now {
+                // More to send right away: take what arrived meanwhile
+                // without waiting, then go on sending.
+                self.drain_now(&mut tasks, &mut cbuf);
+            } else {
+                if sleep.deadline() != wake.into() {
+                    sleep.as_mut().reset(wake.into());
+                }
+                tokio::select! {
+                    r = self.sock.readable() => {
+                        r?;
+                        // Many datagrams per call (GRO trains are split).
+                        let mut recv = self.recv.take().expect("present");
+                        let mut n = 0;
+                        while n < 1024 {
+                            let (stats, keys, addresses, guard) =
+                                (&mut self.stats, &self.keys, &self.addresses, &mut self.guard);
+                            let got = recv.drain(&self.sock, |bytes, from| {
+                                on_datagram(stats, keys, addresses, guard, bytes, from, &mut tasks)
+                            });
+                            match got {
+                                Ok(0) | Err(_) => break,
+                                Ok(k) => n += k,
+                            }
                         }
-                        n += 1;
+                        self.recv = Some(recv);
                     }
-                }
-                r = async { ctl_sock.expect("guarded").recv_from(&mut cbuf).await }, if ctl_sock.is_some() => {
-                    if let Ok((len, _)) = r {
-                        self.on_controller(&cbuf[..len], &mut tasks);
+                    r = async { ctl_sock.expect("guarded").recv_from(&mut cbuf).await }, if ctl_sock.is_some() => {
+                        if let Ok((len, _)) = r {
+                            self.on_controller(&cbuf[..len], &mut tasks);
+                        }
                     }
+                    _ = &mut sleep => {}
                 }
-                _ = tokio::time::sleep_until(wake.into()) => {}
             }
             let now = Instant::now();
             for t in tasks.values_mut() {
@@ -360,17 +519,31 @@ impl Client {
         }
     }
 
-    fn on_datagram(&mut self, bytes: &[u8], from: SocketAddr, tasks: &mut HashMap<u64, Task>) {
-        self.stats.datagrams_received += 1;
-        match replicast::open(&self.keyring, &mut self.guard, bytes, now_us()) {
-            Ok(dg) => {
-                if let Some(t) = tasks.get_mut(&dg.message.txid()) {
-                    t.handle(from, dg.header.sender_id, &dg.message, Instant::now());
-                }
+    /// Reads what both sockets hold, without waiting (and without tokio's
+    /// readiness, which only a wait would refresh).
+    fn drain_now(&mut self, tasks: &mut HashMap<u64, Task>, cbuf: &mut [u8]) {
+        let mut recv = self.recv.take().expect("present");
+        let mut n = 0;
+        while n < 1024 {
+            let (stats, keys, addresses, guard) = (
+                &mut self.stats,
+                &self.keys,
+                &self.addresses,
+                &mut self.guard,
+            );
+            let got = recv.drain_now(&self.sock, |bytes, from| {
+                on_datagram(stats, keys, addresses, guard, bytes, from, tasks)
+            });
+            match got {
+                Ok(0) | Err(_) => break,
+                Ok(k) => n += k,
             }
-            Err(e) => {
-                self.stats.refused_datagrams += 1;
-                tracing::debug!(%from, error = %e, "datagram refused");
+        }
+        self.recv = Some(recv);
+        while let Some(ctl) = &self.ctl {
+            match rustix::net::recv(&ctl.sock, &mut *cbuf, rustix::net::RecvFlags::DONTWAIT) {
+                Ok((len, _)) => self.on_controller(&cbuf[..len], tasks),
+                Err(_) => break,
             }
         }
     }
@@ -387,57 +560,48 @@ impl Client {
         let Message::RendezvousGrant(g) = dg.message else {
             return;
         };
-        let Some((txid, ..)) = ctl.pending.remove(&g.request_id) else {
-            return;
-        };
-        let result = match g.outcome {
-            GrantOutcome::Granted {
-                group, lease_id, ..
-            } => {
-                ctl.leases.insert(txid, lease_id);
-                self.stats.rendezvous_granted += 1;
-                Ok(group)
-            }
-            GrantOutcome::Refused { reason, detail } => Err(format!("{}: {detail}", reason.name())),
-        };
-        if let Some(Task::Put(m)) = tasks.get_mut(&txid) {
-            m.on_rendezvous(result, Instant::now());
-        }
+        ctl.groups.on_grant(g.request_id, g.outcome, Instant::now());
+        self.deliver_groups(tasks);
     }
 
     async fn retransmit_requests(&mut self, tasks: &mut HashMap<u64, Task>) {
         let Some(ctl) = &mut self.ctl else { return };
-        let now = Instant::now();
-        let due: Vec<u64> = ctl
-            .pending
-            .iter()
-            .filter(|(_, (_, _, at, _))| *at <= now)
-            .map(|(k, _)| *k)
-            .collect();
-        for rid in due {
-            let Some((txid, req, at, tries)) = ctl.pending.get_mut(&rid) else {
-                continue;
-            };
-            if *tries >= 5 {
-                let txid = *txid;
-                ctl.pending.remove(&rid);
-                if let Some(Task::Put(m)) = tasks.get_mut(&txid) {
-                    m.on_rendezvous(Err(format!("controller {} did not answer", ctl.addr)), now);
-                }
-                continue;
+        let addr = ctl.addr.to_string();
+        ctl.groups.handle_timeout(Instant::now(), &addr);
+        self.flush_controller().await;
+        self.deliver_groups(tasks);
+    }
+}
+
+/// A datagram for one of the client's tasks.
+fn on_datagram(
+    stats: &mut ClientStats,
+    keys: &PairKeys,
+    addresses: &Addresses,
+    guard: &mut ReplayGuard,
+    bytes: &[u8],
+    from: SocketAddr,
+    tasks: &mut HashMap<u64, Task>,
+) {
+    stats.datagrams_received += 1;
+    match replicast::open(keys, guard, bytes, now_us()) {
+        Ok(dg) if !addresses.allows(dg.header.sender_id, from) => {
+            stats.refused_datagrams += 1;
+            tracing::debug!(%from, sender = dg.header.sender_id, "datagram from a known node at another address refused");
+        }
+        Ok(dg) => {
+            if let Some(t) = tasks.get_mut(&dg.message.txid()) {
+                t.handle(from, dg.header.sender_id, &dg.message, Instant::now());
             }
-            *tries += 1;
-            *at = now + Duration::from_millis(300);
-            let bytes = ctl
-                .sealer
-                .seal(&Message::RendezvousRequest(req.clone()), now_us());
-            let _ = ctl.sock.send_to(&bytes, ctl.addr).await;
+        }
+        Err(e) => {
+            stats.refused_datagrams += 1;
+            tracing::debug!(%from, error = %e, "datagram refused");
         }
     }
 }
 
-/// Versions found by a lookup, newest last.
-pub type Versions = BTreeMap<u64, crate::get::FoundVersion>;
+pub use crate::versions::Versions;
 
 /// A random transaction id.
 pub fn new_txid() -> u64 {

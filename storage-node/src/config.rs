@@ -9,7 +9,14 @@ use serde::Deserialize;
 use std::net::{Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use subcast_proto::Key;
-use subcast_proto::replicast::{DATA_OVERHEAD, MAX_DATAGRAM_PAYLOAD};
+use subcast_proto::replicast::{MAX_DATAGRAM_PAYLOAD, MAX_TARGETS, data_overhead};
+
+/// Who a process is (see [`Config::identity`]).
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub keys: std::sync::Arc<subcast_proto::PairKeys>,
+    pub addresses: crate::keys::Addresses,
+}
 
 /// Default UDP port of storage nodes.
 pub const DEFAULT_NODE_PORT: u16 = 7412;
@@ -58,26 +65,130 @@ fn default_lifetime() -> u32 {
     5000
 }
 
+/// Where this node's pair keys are (`keys:`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysConfig {
+    /// A key file written by `subcast-node keys derive` (see [`crate::keys`]).
+    pub file: PathBuf,
+}
+
 /// The `node:` section, needed by `serve`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeSection {
-    /// Unique node id (the header's sender id); not 0.
-    pub id: u32,
+    /// Unique node id (the header's sender id); not 0. With `keys:` it is
+    /// the key file's `node` (give it here only to cross-check); with the
+    /// insecure `key:` it is required.
+    #[serde(default)]
+    pub id: Option<u32>,
     /// Chunk store directory.
     pub store: PathBuf,
+    /// Prometheus `/metrics` address (e.g. `"[::]:9412"`); absent = no
+    /// metrics server.
+    #[serde(default)]
+    pub metrics: Option<std::net::SocketAddr>,
     /// Indices into `negotiating_groups` this node serves (default: all).
     #[serde(default)]
     pub member_of: Option<Vec<usize>>,
-    /// Receives in progress at most; beyond, bids say "not now (busy)".
+    /// Receives in progress at most; beyond, bids say "not now (busy)"
+    /// and a PUT_ACCEPT is refused with PUT_ACK "busy".
     #[serde(default = "default_max_concurrent")]
     pub max_concurrent: usize,
-    /// Largest chunk accepted.
+    /// Largest chunk accepted ("too large" beyond).
     #[serde(default = "default_max_chunk")]
     pub max_chunk_size: usize,
-    /// Bytes of disk kept free; beyond, bids say "not now (full)".
+    /// Bytes of disk kept free; beyond, bids say "not now (full)" and a
+    /// PUT_ACCEPT is refused with PUT_ACK "full".
     #[serde(default = "default_reserve")]
     pub reserve_bytes: u64,
+    /// Octets of chunk buffers held for receives at most ("busy" beyond).
+    #[serde(default = "default_max_receive_bytes")]
+    pub max_receive_bytes: u64,
+    /// Receives from one sender at once at most ("busy" beyond).
+    #[serde(default = "default_max_receives_per_peer")]
+    pub max_receives_per_peer: usize,
+    /// Fetches served at once at most (further GET_FETCHes unanswered).
+    #[serde(default = "default_max_serves")]
+    pub max_serves: usize,
+    /// Fetches served to one requester at once at most.
+    #[serde(default = "default_max_serves_per_peer")]
+    pub max_serves_per_peer: usize,
+    /// Disk reads in flight (offers, fetches) at most.
+    #[serde(default = "default_max_reads")]
+    pub max_reads: usize,
+    /// Smallest payload per DATA datagram a GET_FETCH may ask for.
+    #[serde(default = "default_min_fetch_payload")]
+    pub min_fetch_payload: usize,
+    /// Answers queued for sending at most (further ones are dropped).
+    #[serde(default = "default_max_queue")]
+    pub max_queue: usize,
+    /// Background verification: MiB read per second (0 turns it off).
+    #[serde(default = "default_scrub_rate")]
+    pub scrub_rate_mib_s: f64,
+    /// A scrub pass over every chunk this often, in seconds (the first
+    /// right after start).
+    #[serde(default = "default_scrub_interval")]
+    pub scrub_interval_s: u64,
+    /// Lost copies (corrupt or missing) fetched back at once at most.
+    #[serde(default = "default_max_repairs")]
+    pub max_repairs: usize,
+}
+
+fn default_scrub_rate() -> f64 {
+    16.0
+}
+fn default_scrub_interval() -> u64 {
+    24 * 3600
+}
+fn default_max_repairs() -> usize {
+    4
+}
+
+impl NodeSection {
+    pub fn scrub_params(&self) -> crate::node::scrub::ScrubParams {
+        crate::node::scrub::ScrubParams {
+            rate_bytes_per_s: (self.scrub_rate_mib_s * f64::from(1 << 20)) as u64,
+            pass_interval: std::time::Duration::from_secs(self.scrub_interval_s.max(1)),
+        }
+    }
+
+    pub fn limits(&self) -> crate::node::limits::Limits {
+        crate::node::limits::Limits {
+            max_concurrent: self.max_concurrent,
+            max_receive_bytes: self.max_receive_bytes,
+            max_receives_per_peer: self.max_receives_per_peer,
+            max_chunk_size: self.max_chunk_size,
+            reserve_bytes: self.reserve_bytes,
+            max_serves: self.max_serves,
+            max_serves_per_peer: self.max_serves_per_peer,
+            max_reads: self.max_reads,
+            min_fetch_payload: self.min_fetch_payload,
+            max_queue: self.max_queue,
+        }
+    }
+}
+
+fn default_max_receive_bytes() -> u64 {
+    crate::node::limits::Limits::default().max_receive_bytes
+}
+fn default_max_receives_per_peer() -> usize {
+    crate::node::limits::Limits::default().max_receives_per_peer
+}
+fn default_max_serves() -> usize {
+    crate::node::limits::Limits::default().max_serves
+}
+fn default_max_serves_per_peer() -> usize {
+    crate::node::limits::Limits::default().max_serves_per_peer
+}
+fn default_max_reads() -> usize {
+    crate::node::limits::Limits::default().max_reads
+}
+fn default_min_fetch_payload() -> usize {
+    crate::node::limits::Limits::default().min_fetch_payload
+}
+fn default_max_queue() -> usize {
+    crate::node::limits::Limits::default().max_queue
 }
 
 fn default_max_concurrent() -> usize {
@@ -135,13 +246,39 @@ pub struct Config {
     pub replicas: usize,
     #[serde(default = "default_chunk_size")]
     pub chunk_size: usize,
+    /// Send DATA in UDP GSO batches (one send call per up to 64
+    /// datagrams to one destination, segmented by the kernel or the NIC).
+    /// Off by default: on veth the batches cross the bridge unsegmented,
+    /// so packet captures count a batch as one packet. Without it DATA
+    /// still goes up to 64 datagrams per call (`sendmmsg`).
+    #[serde(default)]
+    pub udp_gso: bool,
     /// Chunks in flight at once per put / get.
     #[serde(default = "default_parallel")]
     pub parallel: usize,
     /// Default transport for puts.
     #[serde(default)]
     pub transport: Mode,
-    pub key: KeyConfig,
+    /// Rendezvous puts whose group the controller refuses for a full
+    /// switch table go by this transport instead (ng-multicast or unicast).
+    #[serde(default)]
+    pub fallback_transport: Mode,
+    /// This node's or client's pair keys (secure mode; see
+    /// [`crate::keys`]). Exactly one of `keys` and `key`.
+    #[serde(default)]
+    pub keys: Option<KeysConfig>,
+    /// INSECURE single-key mode (labs): every node and client holds this
+    /// one cluster key and may claim any node id. Exactly one of `keys`
+    /// and `key`.
+    #[serde(default)]
+    pub key: Option<KeyConfig>,
+    /// Node ids of each negotiating group's members (optional): a bid
+    /// round or lookup then ends exactly when all of them answered, and
+    /// datagrams to the group are tagged for exactly them (without it: for
+    /// every peer in the key file). Without it a client learns members
+    /// from their answers.
+    #[serde(default)]
+    pub members: std::collections::HashMap<Ipv6Addr, Vec<u32>>,
     #[serde(default)]
     pub controller: Option<ControllerConfig>,
     #[serde(default)]
@@ -150,6 +287,10 @@ pub struct Config {
     #[serde(skip)]
     pub base_dir: PathBuf,
 }
+
+/// The commented default configuration `subcast-node default-config`
+/// prints (the same as `examples/node.yaml`; it validates as written).
+pub const DEFAULT_CONFIG: &str = include_str!("../examples/node.yaml");
 
 impl Config {
     pub fn load(path: &Path) -> anyhow::Result<Config> {
@@ -178,20 +319,69 @@ impl Config {
                 "negotiating_groups: {g} is not an IPv6 multicast address (ff00::/8)"
             );
         }
+        for g in self.members.keys() {
+            anyhow::ensure!(
+                self.negotiating_groups.contains(g),
+                "members: {g} is not one of negotiating_groups"
+            );
+        }
+        anyhow::ensure!(
+            self.fallback_transport != Mode::Rendezvous,
+            "fallback_transport must be ng-multicast or unicast"
+        );
         anyhow::ensure!(self.replicas >= 1, "replicas must be at least 1");
         anyhow::ensure!(
             self.chunk_size >= 1 && self.chunk_size <= 16 << 20,
             "chunk_size must be 1 byte to 16 MiB"
         );
+        let least = 48 + data_overhead(MAX_TARGETS) + 64;
         anyhow::ensure!(
-            self.mtu >= 48 + DATA_OVERHEAD + 64,
-            "mtu {} is too small (at least {})",
-            self.mtu,
-            48 + DATA_OVERHEAD + 64
+            self.mtu >= least,
+            "mtu {} is too small (at least {least})",
+            self.mtu
         );
         anyhow::ensure!(self.rate_mbps >= 1, "rate_mbps must be at least 1");
+        match (&self.keys, &self.key) {
+            (Some(_), Some(_)) => anyhow::bail!(
+                "give `keys:` (pair keys, secure) or `key:` (one shared key, insecure lab mode), not both"
+            ),
+            (None, None) => anyhow::bail!(
+                "no keys: add `keys: {{file: NODE.keys}}` (write it with `subcast-node keys derive`), or `key:` for the insecure single-key lab mode"
+            ),
+            _ => {}
+        }
+        for (g, m) in &self.members {
+            anyhow::ensure!(
+                m.iter().all(|id| *id != 0),
+                "members: {g} lists node id 0 (reserved)"
+            );
+        }
         if let Some(n) = &self.node {
-            anyhow::ensure!(n.id != 0, "node.id must not be 0");
+            anyhow::ensure!(n.id != Some(0), "node.id must not be 0");
+            anyhow::ensure!(
+                n.id.is_some() || self.keys.is_some(),
+                "node.id is required with the single-key `key:` (with `keys:` the key file names the node)"
+            );
+            anyhow::ensure!(
+                n.max_concurrent >= 1 && n.max_receives_per_peer >= 1,
+                "node.max_concurrent and node.max_receives_per_peer must be at least 1"
+            );
+            anyhow::ensure!(
+                n.max_receive_bytes >= n.max_chunk_size as u64,
+                "node.max_receive_bytes ({}) must hold at least one chunk of node.max_chunk_size ({})",
+                n.max_receive_bytes,
+                n.max_chunk_size
+            );
+            anyhow::ensure!(
+                n.max_serves >= 1 && n.max_serves_per_peer >= 1 && n.max_reads >= 1,
+                "node.max_serves, max_serves_per_peer and max_reads must be at least 1"
+            );
+            anyhow::ensure!(n.max_queue >= 16, "node.max_queue must be at least 16");
+            anyhow::ensure!(
+                n.scrub_rate_mib_s >= 0.0 && n.scrub_rate_mib_s.is_finite(),
+                "node.scrub_rate_mib_s must be 0 (off) or more"
+            );
+            anyhow::ensure!(n.max_repairs >= 1, "node.max_repairs must be at least 1");
             for i in n.member_of.iter().flatten() {
                 anyhow::ensure!(
                     *i < self.negotiating_groups.len(),
@@ -203,10 +393,76 @@ impl Config {
         Ok(())
     }
 
-    /// Payload octets per DATA datagram for this MTU (IPv6 + UDP headers
-    /// and the Replicast header and tag subtracted).
-    pub fn datagram_payload(&self) -> usize {
-        (self.mtu - 48 - DATA_OVERHEAD).min(MAX_DATAGRAM_PAYLOAD)
+    /// Payload octets per DATA datagram for this MTU when it is tagged for
+    /// `receivers` (IPv6 + UDP headers, the Replicast header and the tag
+    /// list subtracted; the single-key mode always has one entry).
+    pub fn datagram_payload(&self, receivers: usize) -> usize {
+        let entries = if self.keys.is_some() {
+            receivers.clamp(1, MAX_TARGETS)
+        } else {
+            1
+        };
+        (self.mtu - 48 - data_overhead(entries)).min(MAX_DATAGRAM_PAYLOAD)
+    }
+
+    /// Who this process is: its pair keys and its peers' known addresses.
+    /// `serve` uses the node's id; a client in the insecure single-key
+    /// mode picks a random id.
+    pub fn identity(&self) -> anyhow::Result<Identity> {
+        if let Some(k) = &self.keys {
+            let path = self.base_dir.join(&k.file);
+            let file = crate::keys::KeyFile::load(&path)?;
+            if let Some(id) = self.node.as_ref().and_then(|n| n.id) {
+                anyhow::ensure!(
+                    id == file.node,
+                    "node.id {id} but key file {} belongs to node {}",
+                    path.display(),
+                    file.node
+                );
+            }
+            let keys = file.pair_keys()?;
+            for (g, m) in &self.members {
+                for id in m {
+                    anyhow::ensure!(
+                        *id == file.node || keys.knows(*id),
+                        "members: node {id} of {g} has no pair key in {}; derive the key file again with it among --peers",
+                        path.display()
+                    );
+                }
+            }
+            return Ok(Identity {
+                keys: std::sync::Arc::new(keys),
+                addresses: file.addresses(),
+            });
+        }
+        let Some(k) = &self.key else {
+            anyhow::bail!("no keys configured");
+        };
+        let secret = k.load(&self.base_dir)?;
+        let id = match self.node.as_ref().and_then(|n| n.id) {
+            Some(id) => id,
+            None => rand::random::<u32>() | 0x8000_0000,
+        };
+        let bytes: [u8; 32] = hex::decode(secret.to_hex())?
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("key is not 32 bytes"))?;
+        Ok(Identity {
+            keys: std::sync::Arc::new(subcast_proto::PairKeys::shared(secret.id, id, &bytes)),
+            addresses: crate::keys::Addresses::default(),
+        })
+    }
+
+    /// Node ids a datagram to negotiating group `g` is tagged for: the
+    /// configured members, else every peer of the key file.
+    pub fn audience(&self, g: &Ipv6Addr, keys: &subcast_proto::PairKeys) -> Vec<u32> {
+        match self.members.get(g).filter(|m| !m.is_empty()) {
+            Some(m) => m
+                .iter()
+                .copied()
+                .filter(|id| *id != keys.own_id())
+                .collect(),
+            None => keys.peers(),
+        }
     }
 
     pub fn node(&self) -> anyhow::Result<&NodeSection> {
@@ -243,7 +499,10 @@ mod tests {
         let text = include_str!("../examples/node.yaml");
         let c = Config::parse(text).unwrap();
         assert_eq!(c.port, DEFAULT_NODE_PORT);
-        assert_eq!(c.datagram_payload(), 1500 - 48 - DATA_OVERHEAD);
+        // Secure mode: DATA to 3 targets carries 3 tag entries.
+        assert_eq!(c.datagram_payload(3), 1500 - 48 - data_overhead(3));
+        assert_eq!(c.datagram_payload(1), 1500 - 48 - data_overhead(1));
+        assert!(c.keys.is_some() && c.key.is_none());
         assert!(c.node().is_ok());
         let k = KeyConfig {
             id: 1,
@@ -263,5 +522,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("bogus"), "{e}");
+        let e = Config::parse("negotiating_groups: [ff15::1]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("keys derive"), "{e}");
+        let e = Config::parse(
+            "negotiating_groups: [ff15::1]\nkey: {id: 1, hex: '00'}\nkeys: {file: a.keys}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("not both"), "{e}");
+        let e = Config::parse(
+            "negotiating_groups: [ff15::1]\nkey: {id: 1, hex: '00'}\nnode: {store: /tmp/x}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("node.id is required"), "{e}");
     }
 }

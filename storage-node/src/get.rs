@@ -2,9 +2,10 @@
 //! manifests ([`ManifestLookup`]) and fetching one verified chunk from any
 //! holder ([`GetMachine`]).
 
-use crate::outgoing::Transmit;
+use crate::members::Round;
+use crate::outgoing::{To, Transmit};
 use crate::receive::{NACK_RANGES, Reassembly};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::time::{Duration, Instant};
 use subcast_proto::replicast::{
@@ -22,7 +23,8 @@ pub struct GetTimers {
     pub fetch_idle: Duration,
     /// FETCHes without progress before trying another holder.
     pub max_fetches: u32,
-    /// Lookups: once `expect` nodes answered, wait this much more.
+    /// Lookups with no member known: once `expect` nodes answered, wait
+    /// this much more.
     pub lookup_grace: Duration,
 }
 
@@ -33,7 +35,7 @@ impl Default for GetTimers {
             max_queries: 4,
             fetch_idle: Duration::from_millis(60),
             max_fetches: 6,
-            lookup_grace: Duration::from_millis(20),
+            lookup_grace: Duration::from_millis(5),
         }
     }
 }
@@ -143,6 +145,7 @@ impl GetMachine {
     fn query(&mut self) {
         self.control.push_back(Transmit {
             dest: SocketAddr::V6(SocketAddrV6::new(self.group, self.port, 0, 0)),
+            to: To::Members(self.group),
             msg: ReplicastMessage::GetRequest(GetRequest {
                 txid: self.txid,
                 chunk_id: self.chunk_id,
@@ -191,7 +194,7 @@ impl GetMachine {
         };
         let o = &mut self.offers[i];
         o.tried = true;
-        let (addr, size) = (o.addr, o.size as usize);
+        let (addr, node, size) = (o.addr, o.node, o.size as usize);
         self.state = State::Fetching {
             holder: i,
             rx: Reassembly::new(size, self.per),
@@ -200,6 +203,7 @@ impl GetMachine {
         };
         self.control.push_back(Transmit {
             dest: addr,
+            to: To::Node(node),
             msg: ReplicastMessage::GetFetch(GetFetch {
                 txid: self.txid,
                 chunk_id: self.chunk_id,
@@ -298,9 +302,10 @@ impl GetMachine {
                 *fetches += 1;
                 *deadline = now + self.t.fetch_idle;
                 let ranges = rx.missing(NACK_RANGES);
-                let dest = self.offers[*holder].addr;
+                let (dest, node) = (self.offers[*holder].addr, self.offers[*holder].node);
                 self.control.push_back(Transmit {
                     dest,
+                    to: To::Node(node),
                     msg: ReplicastMessage::GetFetch(GetFetch {
                         txid: self.txid,
                         chunk_id: self.chunk_id,
@@ -320,6 +325,11 @@ impl GetMachine {
         }
     }
 
+    /// Whether [`Self::poll_transmit`] has something.
+    pub fn wants_to_send(&self) -> bool {
+        !self.control.is_empty()
+    }
+
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.control.pop_front()
     }
@@ -333,13 +343,8 @@ impl GetMachine {
     }
 }
 
-/// One version found by a lookup.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FoundVersion {
-    pub manifest_id: Hash32,
-    pub size: u32,
-    pub holders: Vec<u32>,
-}
+pub use crate::versions::FoundVersion;
+use crate::versions::{VersionKey, Versions};
 
 /// Asking a name's negotiating group which versions exist.
 #[derive(Debug)]
@@ -352,16 +357,18 @@ pub struct ManifestLookup {
     expect: usize,
     t: GetTimers,
     deadline: Instant,
-    round: u32,
-    responders: Vec<u32>,
-    pub versions: BTreeMap<u64, FoundVersion>,
+    round_no: u32,
+    round: Round,
+    silent: Vec<u32>,
+    /// Every version any member offered (all answers, not the first).
+    pub versions: Versions,
     control: VecDeque<Transmit>,
     finished: bool,
 }
 
 impl ManifestLookup {
     /// `version` 0 = the newest versions; `expect` = answers that end the
-    /// wait early (R).
+    /// wait early (R) while no member is known (see [`Self::set_members`]).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         txid: u64,
@@ -382,9 +389,10 @@ impl ManifestLookup {
             expect: expect.max(1),
             t,
             deadline: now + t.offer_timeout,
-            round: 1,
-            responders: Vec::new(),
-            versions: BTreeMap::new(),
+            round_no: 1,
+            round: Round::default(),
+            silent: Vec::new(),
+            versions: Versions::new(),
             control: VecDeque::new(),
             finished: false,
         };
@@ -395,6 +403,7 @@ impl ManifestLookup {
     fn query(&mut self) {
         self.control.push_back(Transmit {
             dest: SocketAddr::V6(SocketAddrV6::new(self.group, self.port, 0, 0)),
+            to: To::Members(self.group),
             msg: ReplicastMessage::ManifestQuery(ManifestQuery {
                 txid: self.txid,
                 name_hash: self.name_hash,
@@ -403,25 +412,44 @@ impl ManifestLookup {
         });
     }
 
+    /// The group's members known to the owner: the lookup ends once all
+    /// of them answered (every member answers, with no versions if it
+    /// holds none).
+    pub fn set_members(&mut self, members: Vec<u32>) {
+        self.round.set_expected(members);
+    }
+
+    pub fn group(&self) -> Ipv6Addr {
+        self.group
+    }
+
+    /// Who answered, and which known members stayed silent until the timeout.
+    pub fn round_report(&self) -> (Vec<u32>, Vec<u32>) {
+        (self.round.answered().to_vec(), self.silent.clone())
+    }
+
     pub fn handle(&mut self, sender: u32, msg: &ReplicastMessage, now: Instant) {
         let ReplicastMessage::ManifestOffer(o) = msg else {
             return;
         };
-        if o.name_hash != self.name_hash || self.finished || self.responders.contains(&sender) {
+        if o.name_hash != self.name_hash || self.finished || !self.round.answer(sender) {
             return;
         }
-        self.responders.push(sender);
         for v in &o.versions {
-            let e = self.versions.entry(v.version).or_insert(FoundVersion {
+            let key = VersionKey {
+                version: v.version,
+                writer: v.writer,
                 manifest_id: v.manifest_id,
+            };
+            let e = self.versions.entry(key).or_insert(FoundVersion {
                 size: v.size,
                 holders: Vec::new(),
             });
-            if e.manifest_id == v.manifest_id {
-                e.holders.push(sender);
-            }
+            e.holders.push(sender);
         }
-        if self.responders.len() >= self.expect {
+        if self.round.complete() {
+            self.finished = true;
+        } else if !self.round.informed() && self.round.answered().len() >= self.expect {
             self.deadline = self.deadline.min(now + self.t.lookup_grace);
         }
     }
@@ -430,17 +458,23 @@ impl ManifestLookup {
         if self.finished || now < self.deadline {
             return;
         }
-        if self.responders.is_empty() && self.round < self.t.max_queries.min(2) {
-            self.round += 1;
+        if self.round.answered().is_empty() && self.round_no < self.t.max_queries.min(2) {
+            self.round_no += 1;
             self.deadline = now + self.t.offer_timeout;
             self.query();
             return;
         }
+        self.silent = self.round.silent();
         self.finished = true;
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
         (!self.finished).then_some(self.deadline)
+    }
+
+    /// Whether [`Self::poll_transmit`] has something.
+    pub fn wants_to_send(&self) -> bool {
+        !self.control.is_empty()
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -453,6 +487,11 @@ impl ManifestLookup {
 
     /// Nodes that answered.
     pub fn responders(&self) -> &[u32] {
-        &self.responders
+        self.round.answered()
+    }
+
+    /// Members the lookup waited for (0: none known).
+    pub fn known_members(&self) -> usize {
+        self.round.expected_len()
     }
 }

@@ -10,8 +10,9 @@
 //!   earliest start, queue depth, free space -> rendezvous mode: the client
 //!   asks the controller (RENDEZVOUS_REQUEST) -> PUT_ACCEPT to the group
 //!   (targets, delivery group) -> targets join a rendezvous group and send
-//!   PUT_READY -> DATA, paced -> PUT_ACK (stored after verify, fsync,
-//!   rename) or NACK ranges (repeated unicast). Silent targets are polled
+//!   PUT_READY (unicast and negotiating-group DATA does not wait for it) ->
+//!   DATA, paced -> PUT_ACK (stored after verify, write, rename, fsync) or
+//!   NACK ranges (repeated unicast). Silent targets are polled
 //!   with a unicast PUT_ACCEPT and replaced by spare bidders.
 //! - Get ([`get::GetMachine`]): GET_REQUEST to the group -> GET_OFFER (have
 //!   / corrupt) -> GET_FETCH to one holder (all, or missing ranges) -> DATA
@@ -26,21 +27,34 @@
 //! daemon ([`daemon`]) and the client driver ([`client`]) own sockets,
 //! pacing and timers.
 
+pub mod bench;
+pub mod bids;
 pub mod chunking;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod disk;
 pub mod get;
+pub mod groups;
+pub mod index;
+pub mod keys;
+pub mod latency;
 pub mod manifest;
+pub mod members;
+pub mod metrics;
 pub mod node;
 pub mod objects;
 pub mod outgoing;
 pub mod placement;
 pub mod put;
+pub mod put_params;
+pub mod put_phases;
 pub mod receive;
 pub mod store;
 pub mod transport;
+pub mod udp;
+pub mod versions;
 
 #[cfg(test)]
 mod sim;

@@ -1,36 +1,60 @@
 use anyhow::Context;
 use clap::Parser;
-use subcast_node::cli::{Cli, Command};
+use subcast_node::cli::{Cli, Command, KeysCommand};
 use subcast_node::client::Client;
 use subcast_node::config::Config;
 use subcast_node::objects::{self, PutOptions};
 
-#[tokio::main]
+// One thread: the loops of `serve` and of the client wait on their own
+// sockets (a worker thread polling for them would have to wake this one,
+// a context switch on every datagram); the disk has its own threads.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
         .with_writer(std::io::stderr)
         .init();
+    if let Command::Keys { command } = cli.command {
+        return keys_command(command);
+    }
+    if let Command::DefaultConfig = cli.command {
+        print!("{}", subcast_node::config::DEFAULT_CONFIG);
+        return Ok(());
+    }
     let cfg = Config::load(&cli.config)?;
     match cli.command {
+        Command::Keys { .. } | Command::DefaultConfig => unreachable!("handled above"),
         Command::Serve => subcast_node::daemon::serve(cfg).await,
         Command::CheckConfig => {
-            cfg.key.load(&cfg.base_dir)?;
+            let id = cfg.identity()?;
             if let Some(c) = &cfg.controller {
                 c.key.load(&cfg.base_dir)?;
             }
             subcast_node::transport::ifindex(cfg.interface.as_deref())?;
+            let mode = if id.keys.is_shared() {
+                "INSECURE single-key mode (any key holder can claim any node id)".to_owned()
+            } else {
+                format!(
+                    "pair keys with {} peers, {} known addresses",
+                    id.keys.peers().len(),
+                    id.addresses.len()
+                )
+            };
             println!(
-                "{}: ok ({} negotiating groups, R={}, transport {}{})",
+                "{}: ok ({} negotiating groups, R={}, transport {}, {mode}{})",
                 cli.config.display(),
                 cfg.negotiating_groups.len(),
                 cfg.replicas,
                 cfg.transport.name(),
                 cfg.node
                     .as_ref()
-                    .map(|n| format!(", node {} storing in {}", n.id, n.store.display()))
-                    .unwrap_or_default()
+                    .map(|n| format!(
+                        ", node {} storing in {}",
+                        id.keys.own_id(),
+                        n.store.display()
+                    ))
+                    .unwrap_or_else(|| format!(", client id {}", id.keys.own_id()))
             );
             Ok(())
         }
@@ -54,10 +78,11 @@ async fn main() -> anyhow::Result<()> {
                 (1..=16 << 20).contains(&o.chunk_size),
                 "--chunk-size must be 1 byte to 16 MiB"
             );
+            let cfg_fallback = cfg.fallback_transport.name();
             let mut c = Client::new(cfg).await?;
-            let r = objects::put_object(&mut c, &file, &name, &o)
-                .await
-                .with_context(|| format!("put of {} as {name:?} failed", file.display()))?;
+            let r = objects::put_object(&mut c, &file, &name, &o).await;
+            c.close().await;
+            let r = r.with_context(|| format!("put of {} as {name:?} failed", file.display()))?;
             if json {
                 println!("{}", serde_json::to_string(&r)?);
             } else if !quiet {
@@ -73,6 +98,14 @@ async fn main() -> anyhow::Result<()> {
                     r.mib_per_s,
                     r.wire_bytes_per_payload_byte
                 );
+                if r.fallbacks > 0 {
+                    println!(
+                        "fallback: {} chunks by {} ({})",
+                        r.fallbacks,
+                        cfg_fallback,
+                        r.fallback_reasons.join("; ")
+                    );
+                }
             }
             Ok(())
         }
@@ -107,6 +140,56 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Bench {
+            object_size,
+            puts,
+            transport,
+            replicas,
+            chunk_size,
+            name_prefix,
+            verify: _,
+            no_verify,
+            json,
+        } => {
+            let o = subcast_node::bench::BenchOptions {
+                object_size,
+                puts,
+                put: PutOptions {
+                    mode: transport.unwrap_or(cfg.transport),
+                    replicas: replicas.unwrap_or(cfg.replicas),
+                    chunk_size: chunk_size.unwrap_or(cfg.chunk_size),
+                    quiet: true,
+                },
+                name_prefix,
+                verify: !no_verify,
+            };
+            let mut c = Client::new(cfg).await?;
+            let r = subcast_node::bench::run(&mut c, &o).await?;
+            c.close().await;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "{} puts of {} bytes, {}: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms, {:.1} MiB/s, {:.3} wire bytes per byte, {} verified, {} fallbacks",
+                    r.puts,
+                    r.object_size,
+                    r.transport,
+                    r.put_ms.p50,
+                    r.put_ms.p90,
+                    r.put_ms.p99,
+                    r.put_ms.max,
+                    r.throughput_mib_s,
+                    r.wire_bytes_per_payload_byte,
+                    r.verified,
+                    r.fallbacks
+                );
+                for e in &r.errors {
+                    eprintln!("error: {e}");
+                }
+            }
+            anyhow::ensure!(r.ok, "bench failed: {} errors", r.errors.len());
+            Ok(())
+        }
         Command::Stat {
             name,
             version,
@@ -119,12 +202,12 @@ async fn main() -> anyhow::Result<()> {
             if json {
                 let v: Vec<_> = versions
                     .iter()
-                    .map(|(v, f)| serde_json::json!({"version": v, "manifest": hex::encode(f.manifest_id), "holders": f.holders}))
+                    .map(|(k, f)| serde_json::json!({"version": k.version, "writer": k.writer, "manifest": hex::encode(k.manifest_id), "holders": f.holders}))
                     .collect();
                 println!(
                     "{}",
                     serde_json::json!({
-                        "name": m.name, "version": m.version, "size": m.size,
+                        "name": m.name, "version": m.version, "writer": m.writer, "size": m.size,
                         "chunk_size": m.chunk_size, "object_hash": hex::encode(m.object_hash),
                         "chunks": m.chunks.iter().map(hex::encode).collect::<Vec<_>>(),
                         "versions": v,
@@ -134,23 +217,67 @@ async fn main() -> anyhow::Result<()> {
                 println!(
                     "{}: versions {:?}",
                     name,
-                    versions.keys().collect::<Vec<_>>()
+                    versions.keys().map(|k| k.version).collect::<Vec<_>>()
                 );
-                for (v, f) in &versions {
+                for (k, f) in &versions {
                     println!(
-                        "  version {v}: manifest {} on nodes {:?}",
-                        hex::encode(f.manifest_id),
+                        "  version {} by writer {}: manifest {} on nodes {:?}",
+                        k.version,
+                        k.writer,
+                        hex::encode(k.manifest_id),
                         f.holders
                     );
                 }
                 println!(
-                    "version {}: {} bytes, {} chunks of {} bytes, BLAKE3 {}",
+                    "version {} by writer {}: {} bytes, {} chunks of {} bytes, BLAKE3 {}",
                     m.version,
+                    m.writer,
                     m.size,
                     m.chunks.len(),
                     m.chunk_size,
                     hex::encode(m.object_hash)
                 );
+            }
+            Ok(())
+        }
+    }
+}
+
+fn keys_command(c: KeysCommand) -> anyhow::Result<()> {
+    use subcast_node::keys::{KeyFile, parse_peers, read_secret, write_private};
+    match c {
+        KeysCommand::Secret { out } => {
+            anyhow::ensure!(
+                !out.exists(),
+                "{} exists: a new secret would orphan every key file derived from it",
+                out.display()
+            );
+            let s: [u8; 32] = rand::random();
+            write_private(&out, &(hex::encode(s) + "\n"))?;
+            println!("wrote a new cluster secret to {}", out.display());
+            Ok(())
+        }
+        KeysCommand::Derive {
+            secret,
+            node,
+            peers,
+            key_id,
+            out,
+        } => {
+            let s = read_secret(&secret)?;
+            let peers = parse_peers(&peers)?;
+            let f = KeyFile::derive(&s, key_id, node, &peers)?;
+            let text = f.to_yaml();
+            match out {
+                Some(p) => {
+                    write_private(&p, &text)?;
+                    eprintln!(
+                        "wrote the key file of node {node} ({} peers) to {}",
+                        f.peers.len(),
+                        p.display()
+                    );
+                }
+                None => print!("{text}"),
             }
             Ok(())
         }

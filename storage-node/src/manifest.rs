@@ -4,16 +4,20 @@
 //! placed in the negotiating group of BLAKE3(name). Encoding (big-endian):
 //!
 //! ```text
-//! magic "SCMF" | format 1:1 | name_len:2 name | version:8 | size:8
+//! magic "SCMF" | format 2:1 | name_len:2 name | version:8 | writer:4 | size:8
 //! | chunk_size:4 | object_hash:32 | created_us:8 | count:4 | chunk id:32 * count
 //! ```
+//!
+//! Format 1 (written before versions had writers) has no `writer` field
+//! and decodes with writer 0. How versions are numbered and ordered:
+//! [`crate::versions`].
 
 use subcast_proto::DecodeError;
 use subcast_proto::replicast::Hash32;
 use subcast_proto::wire::{Reader, Writer};
 
 const MAGIC: &[u8; 4] = b"SCMF";
-const FORMAT: u8 = 1;
+const FORMAT: u8 = 2;
 /// Longest object name, in bytes.
 pub const MAX_NAME: usize = 1024;
 
@@ -22,6 +26,9 @@ pub const MAX_NAME: usize = 1024;
 pub struct Manifest {
     pub name: String,
     pub version: u64,
+    /// Node id of the client that wrote this version (ties of `version`
+    /// are broken by it).
+    pub writer: u32,
     pub size: u64,
     pub chunk_size: u32,
     /// BLAKE3 of the whole object.
@@ -39,6 +46,7 @@ impl Manifest {
         w.u16(name.len() as u16);
         w.bytes(name);
         w.u64(self.version);
+        w.u32(self.writer);
         w.u64(self.size);
         w.u32(self.chunk_size);
         w.bytes(&self.object_hash);
@@ -59,10 +67,11 @@ impl Manifest {
                 why: "not a version manifest",
             });
         }
-        if r.u8("manifest format")? != FORMAT {
+        let format = r.u8("manifest format")?;
+        if format != 1 && format != FORMAT {
             return Err(DecodeError::Invalid {
                 field: "manifest format",
-                why: "unsupported manifest format",
+                why: "unsupported manifest format (1 or 2)",
             });
         }
         let name_len = usize::from(r.u16("name length")?);
@@ -79,6 +88,7 @@ impl Manifest {
             })?
             .to_owned();
         let version = r.u64("version")?;
+        let writer = if format >= 2 { r.u32("writer")? } else { 0 };
         let size = r.u64("size")?;
         let chunk_size = r.u32("chunk size")?;
         let object_hash = r.array("object hash")?;
@@ -106,6 +116,7 @@ impl Manifest {
         Ok(Manifest {
             name,
             version,
+            writer,
             size,
             chunk_size,
             object_hash,
@@ -130,6 +141,7 @@ mod tests {
         Manifest {
             name: "bucket/obj".into(),
             version: 3,
+            writer: 100,
             size: 25,
             chunk_size: 10,
             object_hash: [7; 32],
@@ -153,5 +165,17 @@ mod tests {
         let mut wrong = sample();
         wrong.chunks.pop();
         assert!(Manifest::decode(&wrong.encode()).is_err());
+    }
+
+    /// A manifest written before writers (format 1) still reads, as writer 0.
+    #[test]
+    fn format_1_decodes_with_writer_0() {
+        let m = sample();
+        let mut b = m.encode();
+        b[4] = 1;
+        let name_end = 4 + 1 + 2 + m.name.len();
+        b.drain(name_end + 8..name_end + 12);
+        let old = Manifest::decode(&b).unwrap();
+        assert_eq!(old, Manifest { writer: 0, ..m });
     }
 }

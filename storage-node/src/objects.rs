@@ -2,17 +2,20 @@
 //! a given version, verified, written atomically), stat.
 
 use crate::chunking::{chunk_id, name_hash, short};
-use crate::client::{Client, Finished, Task, Versions, new_txid};
+use crate::client::{Client, Finished, Next, Task, Versions, new_txid};
 use crate::get::{GetMachine, GetTimers, ManifestLookup};
 use crate::manifest::Manifest;
 use crate::placement::ng_index;
-use crate::put::{PutMachine, PutParams, PutTimers};
+use crate::put::{PutMachine, PutParams, PutPhases, PutTimers};
 use crate::transport::Mode;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::io::Read;
 use std::net::Ipv6Addr;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use subcast_proto::replicast::{ChunkKind, Hash32};
 
@@ -30,6 +33,8 @@ pub struct PutOptions {
 pub struct PutReport {
     pub name: String,
     pub version: u64,
+    /// This client's node id: versions are ordered by (version, writer).
+    pub writer: u32,
     pub size: u64,
     pub chunks: usize,
     pub transport: &'static str,
@@ -41,9 +46,33 @@ pub struct PutReport {
     pub data_wire_bytes: u64,
     pub chunks_deduplicated: usize,
     pub targets_replaced: u32,
+    /// Chunks (data and manifest) sent by the fallback transport because
+    /// the controller had no room for a rendezvous group.
+    pub fallbacks: u64,
+    /// Why, once per distinct reason (names the switch).
+    pub fallback_reasons: Vec<String>,
     /// Node ids holding each chunk (data chunks in order, then the manifest).
     pub placement: Vec<Vec<u32>>,
     pub object_hash: String,
+    /// Where the put's time went.
+    pub phases: ObjectPhases,
+}
+
+/// Where the time of an object's put went, in milliseconds.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ObjectPhases {
+    /// The version lookup (one MANIFEST_QUERY round).
+    pub lookup: f64,
+    /// From the start of the put to the last data chunk's last ACK (the
+    /// lookup runs meanwhile).
+    pub data: f64,
+    /// From there to the manifest's last ACK (its bids and group were
+    /// had meanwhile; its DATA waited for the data chunks).
+    pub manifest: f64,
+    /// Each phase of a data chunk's put (mean over the chunks).
+    pub data_chunk: PutPhases,
+    /// Each phase of the manifest's put.
+    pub manifest_chunk: PutPhases,
 }
 
 /// What a get did.
@@ -82,6 +111,15 @@ fn show_after_a_second(pb: &ProgressBar, start: Instant, quiet: bool) {
 
 /// Looks up the versions of `name` (version 0 = the newest ones).
 pub async fn lookup(client: &mut Client, name: &str, version: u64) -> anyhow::Result<Versions> {
+    Ok(lookup_answers(client, name, version).await?.0)
+}
+
+/// [`lookup`], with how many members answered and how many were known.
+pub async fn lookup_answers(
+    client: &mut Client,
+    name: &str,
+    version: u64,
+) -> anyhow::Result<(Versions, usize, usize)> {
     let nh = name_hash(name);
     let group = group_of(&client.cfg, &nh);
     let (port, expect) = (client.cfg.port, client.cfg.replicas);
@@ -98,14 +136,15 @@ pub async fn lookup(client: &mut Client, name: &str, version: u64) -> anyhow::Re
         },
         Instant::now(),
     ))));
-    let mut out = Versions::new();
+    let mut out = (Versions::new(), 0, 0);
     client
         .run(
             1,
             |_| task.take(),
             |_, f| {
                 if let Finished::Lookup(m) = f {
-                    out = m.versions;
+                    let (answered, known) = (m.responders().len(), m.known_members());
+                    out = (m.versions, answered, known);
                 }
                 Ok(())
             },
@@ -121,7 +160,7 @@ async fn get_chunk(
     group: Ipv6Addr,
     expect: Option<usize>,
 ) -> anyhow::Result<Vec<u8>> {
-    let (port, per) = (client.cfg.port, client.cfg.datagram_payload());
+    let (port, per) = (client.cfg.port, client.cfg.datagram_payload(1));
     let mut task = Some(Task::Get(Box::new(GetMachine::new(
         new_txid(),
         id,
@@ -149,34 +188,41 @@ async fn get_chunk(
     out.ok_or_else(|| anyhow::anyhow!("chunk {} not received", short(&id)))
 }
 
-fn put_task(
-    client: &Client,
-    payload: Vec<u8>,
-    kind: ChunkKind,
-    group: Ipv6Addr,
-    o: &PutOptions,
-) -> Task {
-    let p = PutParams {
-        replicas: o.replicas,
-        mode: o.mode,
-        group,
-        port: client.cfg.port,
-        datagram_payload: client.cfg.datagram_payload(),
-        kind,
-        timers: PutTimers::default(),
-    };
-    Task::Put(Box::new(PutMachine::new(
-        new_txid(),
-        Arc::new(payload),
-        p,
-        Instant::now(),
-    )))
-}
-
 /// Puts `file` as a new version of `name`.
 pub async fn put_object(
     client: &mut Client,
     file: &Path,
+    name: &str,
+    o: &PutOptions,
+) -> anyhow::Result<PutReport> {
+    let f = std::fs::File::open(file)
+        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", file.display()))?;
+    let size = f.metadata()?.len();
+    put_reader(client, f, size, name, o)
+        .await
+        .map_err(|e| match e.downcast::<ReadError>() {
+            Ok(ReadError(e)) => anyhow::anyhow!("reading {}: {e}", file.display()),
+            Err(e) => e,
+        })
+}
+
+/// Reading the object's bytes failed.
+#[derive(Debug, thiserror::Error)]
+#[error("reading the object: {0}")]
+struct ReadError(std::io::Error);
+
+/// Puts the `size` bytes read from `f` as a new version of `name`.
+///
+/// One run of the client: the version lookup and the data chunks go at
+/// once (chunks are named by content; only the manifest needs the
+/// version); once the lookup answered and every chunk was read, the
+/// manifest's put starts (bids, group, ACCEPT) with its DATA held back
+/// until every data chunk was acknowledged, so a manifest is never stored
+/// before the chunks it names.
+pub async fn put_reader(
+    client: &mut Client,
+    mut f: impl Read,
+    size: u64,
     name: &str,
     o: &PutOptions,
 ) -> anyhow::Result<PutReport> {
@@ -190,119 +236,194 @@ pub async fn put_object(
         );
     }
     let start = Instant::now();
-    let versions = lookup(client, name, 0).await?;
-    let version = versions.keys().next_back().copied().unwrap_or(0) + 1;
-    let mut f = std::fs::File::open(file)
-        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", file.display()))?;
-    let size = f.metadata()?.len();
+    let writer = client.node_id();
     let n = crate::chunking::chunk_count(size, o.chunk_size) as usize;
     let pb = progress(size, o.quiet);
-    let mut hasher = blake3::Hasher::new();
-    let mut ids: Vec<Hash32> = Vec::with_capacity(n);
-    let mut read_err: Option<std::io::Error> = None;
-    let mut holders_of: std::collections::HashMap<Hash32, Vec<u32>> = Default::default();
-    let (mut dedup, mut replaced) = (0usize, 0u32);
     let cfg = client.cfg.clone();
     let chunk_size = o.chunk_size;
     let stats_before = client.stats.data_wire_bytes_sent;
     let wire_before = client.stats.wire_bytes_sent;
-    {
-        let mut produced = 0usize;
-        let mut next = |_: Instant| -> Option<Task> {
-            if produced >= n || read_err.is_some() {
-                return None;
+    let nh = name_hash(name);
+    let mgroup = group_of(&cfg, &nh);
+    let mut lookup = Some(Task::Lookup(Box::new(ManifestLookup::new(
+        new_txid(),
+        nh,
+        0,
+        mgroup,
+        cfg.port,
+        cfg.replicas,
+        GetTimers {
+            offer_timeout: Duration::from_millis(150),
+            ..GetTimers::default()
+        },
+        start,
+    ))));
+    let gate = Arc::new(AtomicBool::new(false));
+    let params = |kind, group| PutParams {
+        replicas: o.replicas,
+        mode: o.mode,
+        group,
+        port: cfg.port,
+        datagram_payload: cfg.datagram_payload(o.replicas),
+        kind,
+        timers: PutTimers::default(),
+        fallback: cfg.fallback_transport,
+    };
+    // Shared by `next` (makes tasks) and `done` (takes results).
+    let st = RefCell::new(PutProgress {
+        hasher: blake3::Hasher::new(),
+        ids: Vec::with_capacity(n),
+        produced: 0,
+        data_done: 0,
+        read_err: None,
+        version: None,
+        manifest: None,
+        holders_of: HashMap::new(),
+        manifest_holders: None,
+        dedup: 0,
+        replaced: 0,
+        fallbacks: 0,
+        fallback_reasons: Vec::new(),
+        phases: ObjectPhases::default(),
+        chunk_phases: Vec::new(),
+        data_end: None,
+    });
+    let next = |now: Instant| -> Next {
+        if let Some(t) = lookup.take() {
+            return Next::Task(t);
+        }
+        let mut s = st.borrow_mut();
+        if s.read_err.is_some() {
+            return Next::Done;
+        }
+        if s.produced < n {
+            if s.produced - s.data_done >= cfg.parallel.max(1) {
+                return Next::Later;
             }
             let len =
-                (size - (produced as u64) * chunk_size as u64).min(chunk_size as u64) as usize;
+                (size - (s.produced as u64) * chunk_size as u64).min(chunk_size as u64) as usize;
             let mut buf = vec![0u8; len];
             if let Err(e) = f.read_exact(&mut buf) {
-                read_err = Some(e);
-                return None;
+                s.read_err = Some(e);
+                return Next::Done;
             }
-            hasher.update(&buf);
+            s.hasher.update(&buf);
             let id = chunk_id(&buf);
-            ids.push(id);
-            produced += 1;
-            let group = group_of(&cfg, &id);
-            let p = PutParams {
-                replicas: o.replicas,
-                mode: o.mode,
-                group,
-                port: cfg.port,
-                datagram_payload: cfg.datagram_payload(),
-                kind: ChunkKind::Data,
-                timers: PutTimers::default(),
-            };
-            Some(Task::Put(Box::new(PutMachine::new(
+            s.ids.push(id);
+            s.produced += 1;
+            let p = params(ChunkKind::Data, group_of(&cfg, &id));
+            return Next::Task(Task::Put(Box::new(PutMachine::new(
                 new_txid(),
                 Arc::new(buf),
                 p,
-                Instant::now(),
-            ))))
+                now,
+            ))));
+        }
+        if s.manifest.is_some() {
+            return Next::Done;
+        }
+        let Some(version) = s.version else {
+            return Next::Later;
         };
-        client
-            .run(cfg.parallel, &mut next, |_, fin| {
-                if let Finished::Put(r) = fin {
-                    let out = r?;
-                    if out.stored_on.is_empty() {
-                        dedup += 1;
-                    }
-                    replaced += out.replaced;
-                    let mut holders = out.stored_on.clone();
-                    holders.extend(&out.already);
-                    holders.sort_unstable();
-                    holders_of.insert(out.chunk_id, holders);
-                    pb.inc(out.size as u64);
-                    show_after_a_second(&pb, start, o.quiet);
-                }
-                Ok(())
-            })
-            .await?;
-    }
-    if let Some(e) = read_err {
-        anyhow::bail!("reading {}: {e}", file.display());
-    }
-    let mut placement: Vec<Vec<u32>> = ids
-        .iter()
-        .map(|id| holders_of.get(id).cloned().unwrap_or_default())
-        .collect();
-    let m = Manifest {
-        name: name.to_owned(),
-        version,
-        size,
-        chunk_size: chunk_size as u32,
-        object_hash: *hasher.finalize().as_bytes(),
-        created_us: subcast_proto::now_us(),
-        chunks: ids,
+        let m = Manifest {
+            name: name.to_owned(),
+            version,
+            writer,
+            size,
+            chunk_size: chunk_size as u32,
+            object_hash: *s.hasher.finalize().as_bytes(),
+            created_us: subcast_proto::now_us(),
+            chunks: s.ids.clone(),
+        };
+        let enc = m.encode();
+        if enc.len() > 16 << 20 {
+            s.read_err = Some(std::io::Error::other(
+                "object has too many chunks for one manifest: raise --chunk-size",
+            ));
+            return Next::Done;
+        }
+        let p = params(ChunkKind::Manifest, mgroup);
+        let t = PutMachine::new(new_txid(), Arc::new(enc), p, now).with_gate(gate.clone());
+        s.manifest = Some((*t.chunk_id(), m));
+        if s.data_done == n {
+            gate.store(true, Ordering::Release);
+        }
+        Next::Task(Task::Put(Box::new(t)))
     };
-    let enc = m.encode();
-    anyhow::ensure!(
-        enc.len() <= 16 << 20,
-        "object has too many chunks for one manifest: raise --chunk-size"
-    );
-    let mgroup = group_of(&client.cfg, &name_hash(name));
-    let mut task = Some(put_task(client, enc, ChunkKind::Manifest, mgroup, o));
-    client
-        .run(
-            1,
-            |_| task.take(),
-            |_, fin| {
-                if let Finished::Put(r) = fin {
-                    let out = r?;
-                    let mut h = out.stored_on.clone();
-                    h.extend(&out.already);
-                    h.sort_unstable();
-                    placement.push(h);
+    let done = |_: &mut crate::client::ClientStats, fin: Finished| -> anyhow::Result<()> {
+        let mut s = st.borrow_mut();
+        match fin {
+            Finished::Lookup(m) => {
+                s.phases.lookup = ms_since(start);
+                let (answered, known) = (m.responders().len(), m.known_members());
+                let v = crate::versions::next_version(&m.versions, answered, known, o.replicas)
+                    .map_err(|e| anyhow::anyhow!("put of {name:?}: {e}"))?;
+                s.version = Some(v);
+            }
+            Finished::Put(r) => {
+                let out = r?;
+                if let Some(why) = &out.fallback {
+                    s.fallbacks += 1;
+                    if !s.fallback_reasons.contains(why) {
+                        s.fallback_reasons.push(why.clone());
+                    }
                 }
-                Ok(())
-            },
-        )
+                let mut holders = out.stored_on.clone();
+                holders.extend(&out.already);
+                holders.sort_unstable();
+                if s.manifest.as_ref().is_some_and(|m| m.0 == out.chunk_id) {
+                    s.manifest_holders = Some(holders);
+                    s.phases.manifest_chunk = out.phases;
+                    return Ok(());
+                }
+                if out.stored_on.is_empty() {
+                    s.dedup += 1;
+                }
+                s.replaced += out.replaced;
+                s.chunk_phases.push(out.phases);
+                s.holders_of.insert(out.chunk_id, holders);
+                s.data_done += 1;
+                if s.data_done == n {
+                    // Every data chunk is durable on R nodes: the
+                    // manifest may go.
+                    s.data_end = Some(Instant::now());
+                    gate.store(true, Ordering::Release);
+                }
+                pb.inc(out.size as u64);
+                show_after_a_second(&pb, start, o.quiet);
+            }
+            Finished::Get(_) => {}
+        }
+        Ok(())
+    };
+    // Room for the lookup and the manifest beside `parallel` data chunks.
+    client
+        .run_steps(cfg.parallel.max(1) + 2, next, done)
         .await?;
+    let s = st.into_inner();
+    if let Some(e) = s.read_err {
+        return Err(ReadError(e).into());
+    }
+    let (Some((_, m)), Some(mholders)) = (s.manifest, s.manifest_holders) else {
+        anyhow::bail!("put of {name:?}: the version manifest was not stored");
+    };
+    let mut phases = s.phases;
+    let data_end = s.data_end.unwrap_or(start);
+    phases.data = data_end.saturating_duration_since(start).as_secs_f64() * 1000.0;
+    phases.manifest = ms_since(data_end);
+    phases.data_chunk = PutPhases::mean(&s.chunk_phases);
+    let mut placement: Vec<Vec<u32>> = s
+        .ids
+        .iter()
+        .map(|id| s.holders_of.get(id).cloned().unwrap_or_default())
+        .collect();
+    placement.push(mholders);
     pb.finish_and_clear();
     let secs = start.elapsed().as_secs_f64();
     Ok(PutReport {
         name: name.to_owned(),
-        version,
+        version: m.version,
+        writer,
         size,
         chunks: n,
         transport: o.mode.name(),
@@ -312,11 +433,42 @@ pub async fn put_object(
         wire_bytes_per_payload_byte: (client.stats.wire_bytes_sent - wire_before) as f64
             / (size.max(1)) as f64,
         data_wire_bytes: client.stats.data_wire_bytes_sent - stats_before,
-        chunks_deduplicated: dedup,
-        targets_replaced: replaced,
+        chunks_deduplicated: s.dedup,
+        targets_replaced: s.replaced,
+        fallbacks: s.fallbacks,
+        fallback_reasons: s.fallback_reasons,
         placement,
         object_hash: hex::encode(m.object_hash),
+        phases,
     })
+}
+
+/// What a put has done so far (see [`put_reader`]).
+struct PutProgress {
+    hasher: blake3::Hasher,
+    ids: Vec<Hash32>,
+    /// Data chunks read and handed out; acknowledged.
+    produced: usize,
+    data_done: usize,
+    read_err: Option<std::io::Error>,
+    /// The version to write, once the lookup answered.
+    version: Option<u64>,
+    /// The manifest's chunk id and content, once made.
+    manifest: Option<(Hash32, Manifest)>,
+    holders_of: HashMap<Hash32, Vec<u32>>,
+    manifest_holders: Option<Vec<u32>>,
+    dedup: usize,
+    replaced: u32,
+    fallbacks: u64,
+    fallback_reasons: Vec<String>,
+    phases: ObjectPhases,
+    chunk_phases: Vec<PutPhases>,
+    /// When the last data chunk was acknowledged.
+    data_end: Option<Instant>,
+}
+
+fn ms_since(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1000.0
 }
 
 /// Fetches and decodes the manifest of `name` (newest, or `version`).
@@ -326,35 +478,29 @@ pub async fn manifest(
     version: Option<u64>,
 ) -> anyhow::Result<Manifest> {
     let versions = lookup(client, name, version.unwrap_or(0)).await?;
-    let (v, found) = match version {
-        Some(v) => (
-            v,
-            versions.get(&v).cloned().ok_or_else(|| {
-                anyhow::anyhow!(
-                    "object {name:?} has no version {v} (known: {:?})",
-                    versions.keys().collect::<Vec<_>>()
-                )
-            })?,
-        ),
-        None => versions
-            .iter()
-            .next_back()
-            .map(|(v, f)| (*v, f.clone()))
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "object {name:?} not found: no node of its negotiating group holds a manifest"
-                )
-            })?,
-    };
+    // The newest among every member's answers (of that number, if given).
+    let (key, found) =
+        crate::versions::newest(&versions, version).ok_or_else(|| match version {
+            Some(v) => anyhow::anyhow!(
+                "object {name:?} has no version {v} (known: {:?})",
+                versions.keys().map(|k| k.version).collect::<Vec<_>>()
+            ),
+            None => anyhow::anyhow!(
+                "object {name:?} not found: no node of its negotiating group holds a manifest"
+            ),
+        })?;
+    let (v, size) = (key.version, found.size);
     let mgroup = group_of(&client.cfg, &name_hash(name));
-    let bytes = get_chunk(client, found.manifest_id, mgroup, Some(found.size as usize)).await?;
+    let bytes = get_chunk(client, key.manifest_id, mgroup, Some(size as usize)).await?;
     let m = Manifest::decode(&bytes)
         .map_err(|e| anyhow::anyhow!("manifest of {name:?} version {v} does not decode: {e}"))?;
     anyhow::ensure!(
-        m.name == name && m.version == v,
-        "manifest names {:?} version {}, expected {name:?} version {v}",
+        m.name == name && m.version == v && m.writer == key.writer,
+        "manifest names {:?} version {} by {}, expected {name:?} version {v} by {}",
         m.name,
-        m.version
+        m.version,
+        m.writer,
+        key.writer
     );
     Ok(m)
 }
@@ -411,7 +557,7 @@ pub async fn get_object(
                 id,
                 group_of(&cfg, &id),
                 cfg.port,
-                cfg.datagram_payload(),
+                cfg.datagram_payload(1),
                 16 << 20,
                 Some(m2.chunk_len(i) as usize),
                 GetTimers::default(),

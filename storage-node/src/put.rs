@@ -8,60 +8,22 @@
 //! asked; a silent target is polled with a unicast PUT_ACCEPT, and after
 //! `max_polls` it is replaced by the next bidder.
 
-use crate::outgoing::{Outgoing, Transmit};
+use crate::bids::Bidder;
+use crate::groups::GroupAnswer;
+use crate::members::Round;
+use crate::outgoing::{Outbound, Outgoing, To, Transmit};
+pub use crate::put_params::{PutParams, PutTimers};
+pub use crate::put_phases::PutPhases;
+use crate::put_phases::Timeline;
 use crate::transport::Mode;
 use std::collections::VecDeque;
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use subcast_proto::replicast::{
-    AckStatus, BidStatus, ChunkKind, Hash32, PutAccept, PutBid, PutProposal, ReplicastMessage,
+    AckStatus, BidStatus, Hash32, PutAccept, PutProposal, ReplicastMessage,
 };
-
-/// Timing of a put.
-#[derive(Debug, Clone, Copy)]
-pub struct PutTimers {
-    /// Longest wait for bids in one round.
-    pub bid_timeout: Duration,
-    /// Once R usable bids are in, wait this much longer for better ones.
-    pub bid_grace: Duration,
-    /// Proposal rounds before giving up.
-    pub max_rounds: u32,
-    /// Silence from a target before it is polled.
-    pub poll_interval: Duration,
-    /// Unanswered polls before a target is replaced.
-    pub max_polls: u32,
-    /// Rendezvous: longest wait between PUT_ACCEPT and the first DATA for
-    /// the targets' PUT_READY (joined the rendezvous group).
-    pub join_lead: Duration,
-}
-
-impl Default for PutTimers {
-    fn default() -> Self {
-        PutTimers {
-            bid_timeout: Duration::from_millis(200),
-            bid_grace: Duration::from_millis(3),
-            max_rounds: 5,
-            poll_interval: Duration::from_millis(250),
-            max_polls: 6,
-            join_lead: Duration::from_millis(100),
-        }
-    }
-}
-
-/// What a put needs to know.
-#[derive(Debug, Clone)]
-pub struct PutParams {
-    pub replicas: usize,
-    pub mode: Mode,
-    /// The chunk's negotiating group.
-    pub group: Ipv6Addr,
-    /// The nodes' UDP port.
-    pub port: u16,
-    pub datagram_payload: usize,
-    pub kind: ChunkKind,
-    pub timers: PutTimers,
-}
 
 /// Why a put failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -83,7 +45,7 @@ pub enum PutError {
 }
 
 /// Result of a successful put.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PutOutcome {
     pub chunk_id: Hash32,
     pub size: usize,
@@ -95,26 +57,23 @@ pub struct PutOutcome {
     pub replaced: u32,
     pub datagrams_sent: u64,
     pub payload_bytes_sent: u64,
+    /// Why the fallback transport was used, if it was.
+    pub fallback: Option<String>,
+    /// How long each phase took.
+    pub phases: PutPhases,
 }
 
 /// What the owner must do besides transmitting.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum PutEvent {
     /// Ask the controller for a rendezvous group of `parent` reaching
-    /// `targets`, then call [`PutMachine::on_rendezvous`].
+    /// `targets`, then call [`PutMachine::on_group`].
     NeedRendezvous {
         parent: Ipv6Addr,
         targets: Vec<Ipv6Addr>,
     },
     Done(PutOutcome),
     Failed(PutError),
-}
-
-#[derive(Debug, Clone)]
-struct Bidder {
-    node: u32,
-    addr: SocketAddr,
-    bid: PutBid,
 }
 
 #[derive(Debug)]
@@ -126,7 +85,18 @@ struct Target {
     mismatches: u32,
     next_poll: Option<Instant>,
     ready: bool,
+    /// Poll it when the pass in flight is over: everything it asked for
+    /// (or the first pass) has been sent since its last poll.
+    poll_after_pass: bool,
+    /// Polls answered with PUT_READY after the transfer began: the target
+    /// has the chunk and is still writing it. Each one restarts its silence
+    /// count, at most `MAX_WRITING_ANSWERS` times.
+    writing_answers: u32,
 }
+
+/// A target that keeps saying "writing" for this many polls (10 s at the
+/// default 25 ms interval) is replaced like a silent one.
+const MAX_WRITING_ANSWERS: u32 = 400;
 
 #[derive(Debug)]
 enum State {
@@ -161,6 +131,21 @@ pub struct PutMachine {
     replaced: u32,
     data_not_before: Option<Instant>,
     lead_pending: bool,
+    /// When unready targets get their ACCEPT again.
+    ready_retry_at: Option<Instant>,
+    /// DATA went out since the last pass ended.
+    pass_sent: bool,
+    /// Answers to the current proposal round against the known members.
+    round: Round,
+    /// Known members that left a round unanswered until its timeout.
+    silent: Vec<u32>,
+    /// The next round's proposal waits for the "not now" retry time.
+    repropose_at: Option<Instant>,
+    /// Why the fallback transport is used, if it is.
+    fallback: Option<String>,
+    tl: Timeline,
+    /// DATA goes only once this is true (see [`Self::with_gate`]).
+    gate: Option<Arc<AtomicBool>>,
 }
 
 impl PutMachine {
@@ -189,6 +174,17 @@ impl PutMachine {
             replaced: 0,
             data_not_before: None,
             lead_pending: false,
+            ready_retry_at: None,
+            pass_sent: false,
+            round: Round::default(),
+            silent: Vec::new(),
+            repropose_at: None,
+            fallback: None,
+            tl: Timeline {
+                start: Some(now),
+                ..Timeline::default()
+            },
+            gate: None,
         };
         m.propose();
         m
@@ -198,6 +194,39 @@ impl PutMachine {
         &self.chunk_id
     }
 
+    /// Negotiates (bids, group, ACCEPT, READY) at once but sends DATA only
+    /// after `gate` turned true: a version manifest is placed while its
+    /// object's data chunks are being acknowledged, and stored only after
+    /// they were (a manifest must never name chunks that are not stored).
+    /// The owner calls [`Self::wants_to_send`] again after opening it.
+    pub fn with_gate(mut self, gate: Arc<AtomicBool>) -> Self {
+        self.gate = Some(gate);
+        self
+    }
+
+    fn gated(&self) -> bool {
+        self.gate
+            .as_ref()
+            .is_some_and(|g| !g.load(Ordering::Acquire))
+    }
+
+    /// The chunk's negotiating group.
+    pub fn group(&self) -> Ipv6Addr {
+        self.p.group
+    }
+
+    /// The members of the negotiating group known to the owner: a round
+    /// ends as soon as all of them answered (see [`crate::members`]).
+    pub fn set_members(&mut self, members: Vec<u32>) {
+        self.round.set_expected(members);
+    }
+
+    /// Who answered the proposal, and which known members stayed silent
+    /// until a round's timeout (for [`crate::members::Membership::settle`]).
+    pub fn round_report(&self) -> (Vec<u32>, Vec<u32>) {
+        (self.round.answered().to_vec(), self.silent.clone())
+    }
+
     fn ng(&self) -> SocketAddr {
         SocketAddr::V6(SocketAddrV6::new(self.p.group, self.p.port, 0, 0))
     }
@@ -205,6 +234,7 @@ impl PutMachine {
     fn propose(&mut self) {
         self.control.push_back(Transmit {
             dest: self.ng(),
+            to: To::Members(self.p.group),
             msg: ReplicastMessage::PutProposal(PutProposal {
                 txid: self.txid,
                 chunk_id: self.chunk_id,
@@ -266,10 +296,16 @@ impl PutMachine {
                             .max(Duration::from_millis(u64::from(b.retry_after_ms)));
                     }
                 }
-                if let State::Proposing { grace, .. } = &mut self.state
+                self.round.answer(sender);
+                if self.round.complete() {
+                    // Every known member answered: nothing more to wait for.
+                    self.choose(now);
+                } else if let State::Proposing { grace, .. } = &mut self.state
+                    && !self.round.informed()
                     && grace.is_none()
                     && self.bidders.len() + self.already.len() >= self.p.replicas
                 {
+                    // No member known: R usable answers and a short grace.
                     *grace = Some(now + self.p.timers.bid_grace);
                 }
             }
@@ -296,16 +332,38 @@ impl PutMachine {
                             }
                         }
                     }
-                    AckStatus::StoreFailed => self.replace(i, now),
+                    // Failed or refused (busy, full, too large): another
+                    // bidder takes its place.
+                    AckStatus::StoreFailed
+                    | AckStatus::Busy
+                    | AckStatus::Full
+                    | AckStatus::TooLarge => self.replace(i, now),
                 }
-                self.check_done();
+                self.check_done(now);
             }
             ReplicastMessage::PutReady(r) if r.chunk_id == self.chunk_id => {
                 if let Some(t) = self.targets.iter_mut().find(|t| t.node == sender) {
+                    // A READY to a poll once DATA went out: the target is
+                    // alive (writing, or still waiting for its first DATA,
+                    // which its own NACK timer asks for): not silent.
+                    if t.ready
+                        && t.polls > 0
+                        && matches!(self.state, State::Sending)
+                        && t.writing_answers < MAX_WRITING_ANSWERS
+                    {
+                        t.writing_answers += 1;
+                        t.polls = 0;
+                    }
                     t.ready = true;
                 }
-                if self.targets.iter().all(|t| t.ready) && !self.lead_pending {
-                    self.data_not_before = None;
+                if self.targets.iter().all(|t| t.ready) {
+                    if self.tl.ready.is_none() && matches!(self.state, State::Sending) {
+                        self.tl.ready = Some(now);
+                    }
+                    if !self.lead_pending {
+                        self.data_not_before = None;
+                        self.ready_retry_at = None;
+                    }
                 }
             }
             ReplicastMessage::Nack(n) => {
@@ -323,6 +381,7 @@ impl PutMachine {
                 );
                 t.polls = 0;
                 t.next_poll = Some(now + self.p.timers.poll_interval);
+                t.poll_after_pass = true;
                 let addr = t.addr;
                 if let Some(o) = &mut self.outgoing {
                     o.request(addr, &n.ranges);
@@ -332,14 +391,24 @@ impl PutMachine {
         }
     }
 
-    /// The controller's answer: a rendezvous group, or why not.
-    pub fn on_rendezvous(&mut self, result: Result<Ipv6Addr, String>, now: Instant) {
+    /// The answer to [`PutEvent::NeedRendezvous`]: a rendezvous group, the
+    /// fallback transport (no room for a group), or why not.
+    pub fn on_group(&mut self, answer: GroupAnswer, now: Instant) {
         if !matches!(self.state, State::AwaitRendezvous) {
             return;
         }
-        match result {
-            Ok(group) => self.start_sending(group, now),
-            Err(why) => self.fail(PutError::Rendezvous {
+        match answer {
+            GroupAnswer::Group(group) => self.start_sending(group, now),
+            GroupAnswer::Fallback(why) => {
+                tracing::info!(txid = self.txid, fallback = self.p.fallback.name(), %why, "no rendezvous group; falling back");
+                self.fallback = Some(why);
+                let delivery = match self.p.fallback {
+                    Mode::Unicast => Ipv6Addr::UNSPECIFIED,
+                    _ => self.p.group,
+                };
+                self.start_sending(delivery, now);
+            }
+            GroupAnswer::Failed(why) => self.fail(PutError::Rendezvous {
                 chunk: crate::chunking::short(&self.chunk_id),
                 why,
             }),
@@ -358,20 +427,27 @@ impl PutMachine {
         };
         if self.already.len() >= self.p.replicas {
             self.state = State::Finished;
+            self.tl.done = Some(now);
             self.events.push_back(PutEvent::Done(self.outcome()));
             return;
         }
         let need = self.needed();
         if self.bidders.len() < need {
             if round < self.p.timers.max_rounds {
-                let wait = self.p.timers.bid_timeout.max(self.retry_after);
+                // Members that said "not now" named when to ask again.
+                let backoff = self.retry_after;
                 self.state = State::Proposing {
                     round: round + 1,
-                    deadline: now + wait,
+                    deadline: now + backoff + self.p.timers.bid_timeout,
                     grace: None,
                 };
                 self.retry_after = Duration::ZERO;
-                self.propose();
+                self.round.restart();
+                if backoff.is_zero() {
+                    self.propose();
+                } else {
+                    self.repropose_at = Some(now + backoff);
+                }
                 return;
             }
             let e = PutError::NotEnoughTargets {
@@ -384,18 +460,9 @@ impl PutMachine {
             self.fail(e);
             return;
         }
+        self.tl.chosen = Some(now);
         let mut sorted = std::mem::take(&mut self.bidders);
-        // Starts within the same millisecond count as equal; then the
-        // shorter queue, the emptier disk, and a random tie-break.
-        let salt = self.txid;
-        sorted.sort_by_key(|b| {
-            (
-                b.bid.earliest_start_us / 1000,
-                b.bid.queue_depth,
-                std::cmp::Reverse(b.bid.free_bytes >> 30),
-                (u64::from(b.node) ^ salt).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32,
-            )
-        });
+        crate::bids::rank(&mut sorted, self.txid);
         let spares = sorted.split_off(need);
         self.spares = spares.into();
         self.targets = sorted
@@ -408,6 +475,8 @@ impl PutMachine {
                 mismatches: 0,
                 next_poll: None,
                 ready: false,
+                poll_after_pass: true,
+                writing_answers: 0,
             })
             .collect();
         match self.p.mode {
@@ -434,12 +503,23 @@ impl PutMachine {
     fn start_sending(&mut self, delivery: Ipv6Addr, now: Instant) {
         tracing::debug!(txid = self.txid, targets = ?self.targets.iter().map(|t| t.node).collect::<Vec<_>>(), %delivery, "PUT_ACCEPT");
         self.delivery = delivery;
-        if self.p.mode == Mode::Rendezvous {
-            // Counted from when the ACCEPT actually leaves (poll_transmit).
+        self.tl.accept = Some(now);
+        self.state = State::Sending;
+        if delivery.is_unspecified() || delivery == self.p.group {
+            // Unicast, or the negotiating group the targets are members
+            // of: nobody has a group to join. The ACCEPT leaves first and
+            // travels the same path, so every target knows the transfer
+            // when its DATA arrives; DATA follows at once. (A target whose
+            // ACCEPT was lost is found by the poll after the pass.)
+            self.data_not_before = None;
+            self.lead_pending = false;
+        } else {
+            // DATA waits for every target's PUT_READY (it joined the
+            // rendezvous group), counted from when the ACCEPT actually
+            // leaves (poll_transmit).
             self.data_not_before = Some(now + Duration::from_secs(3600));
             self.lead_pending = true;
         }
-        self.state = State::Sending;
         let dests = if delivery.is_unspecified() {
             self.targets.iter().map(|t| t.addr).collect()
         } else {
@@ -450,14 +530,24 @@ impl PutMachine {
                 0,
             ))]
         };
-        self.outgoing = Some(Outgoing::new(
+        let mut o = Outgoing::new(
             self.txid,
             self.payload.clone(),
             self.p.datagram_payload,
-            dests,
-        ));
+            dests.clone(),
+        );
+        if !delivery.is_unspecified() {
+            o = o
+                .with_group(dests[0], self.targets.iter().map(|t| t.addr).collect())
+                .with_receivers(dests[0], self.targets.iter().map(|t| t.node).collect());
+        }
+        for t in &self.targets {
+            o.set_receivers(t.addr, vec![t.node]);
+        }
+        self.outgoing = Some(o);
         self.control.push_back(Transmit {
             dest: self.ng(),
+            to: To::Members(self.p.group),
             msg: self.accept_msg(),
         });
     }
@@ -486,14 +576,18 @@ impl PutMachine {
             mismatches: 0,
             next_poll: Some(now + self.p.timers.poll_interval),
             ready: true,
+            poll_after_pass: true,
+            writing_answers: 0,
         });
         // Everyone learns the new target list; the new target gets every
         // datagram unicast (it is not on the rendezvous group).
         self.control.push_back(Transmit {
             dest: self.ng(),
+            to: To::Members(self.p.group),
             msg: self.accept_msg(),
         });
         if let Some(o) = &mut self.outgoing {
+            o.set_receivers(s.addr, vec![s.node]);
             o.request_all(s.addr);
         }
     }
@@ -507,12 +601,15 @@ impl PutMachine {
             replaced: self.replaced,
             datagrams_sent: self.outgoing.as_ref().map_or(0, |o| o.sent_datagrams),
             payload_bytes_sent: self.outgoing.as_ref().map_or(0, |o| o.sent_payload_bytes),
+            fallback: self.fallback.clone(),
+            phases: self.tl.phases(),
         }
     }
 
-    fn check_done(&mut self) {
+    fn check_done(&mut self, now: Instant) {
         if matches!(self.state, State::Sending) && self.targets.iter().all(|t| t.acked) {
             self.state = State::Finished;
+            self.tl.done = Some(now);
             self.events.push_back(PutEvent::Done(self.outcome()));
             self.outgoing = None;
         }
@@ -523,13 +620,40 @@ impl PutMachine {
             State::Proposing {
                 deadline, grace, ..
             } => {
-                if now >= deadline || grace.is_some_and(|g| now >= g) {
+                if self.repropose_at.is_some_and(|t| now >= t) {
+                    self.repropose_at = None;
+                    self.propose();
+                }
+                if now >= deadline {
+                    self.silent = self.round.silent();
+                    self.choose(now);
+                } else if grace.is_some_and(|g| now >= g) {
                     self.choose(now);
                 }
             }
             State::Sending => {
+                if self.ready_retry_at.is_some_and(|t| now >= t) {
+                    // Some ACCEPT or READY was lost: ask the unready again.
+                    let msg = self.accept_msg();
+                    for t in self.targets.iter().filter(|t| !t.ready) {
+                        self.control.push_back(Transmit {
+                            dest: t.addr,
+                            to: To::Node(t.node),
+                            msg: msg.clone(),
+                        });
+                    }
+                    self.ready_retry_at = Some(now + self.p.timers.ready_retry);
+                }
+                // Silence counts from the end of the last pass: while DATA
+                // is still going out (the pacer or other transfers hold it
+                // back) a target has nothing to answer yet.
+                let sending = self.outgoing.as_ref().is_some_and(|o| !o.idle());
                 let mut failed = None;
                 for (i, t) in self.targets.iter_mut().enumerate() {
+                    if sending && t.next_poll.is_some_and(|p| now >= p) {
+                        t.next_poll = Some(now + self.p.timers.poll_interval);
+                        continue;
+                    }
                     if t.acked || t.next_poll.is_none_or(|p| now < p) {
                         continue;
                     }
@@ -548,6 +672,7 @@ impl PutMachine {
                     let dest = t.addr;
                     self.control.push_back(Transmit {
                         dest,
+                        to: To::Node(t.node),
                         msg: ReplicastMessage::PutAccept(PutAccept {
                             txid: self.txid,
                             chunk_id: self.chunk_id,
@@ -580,53 +705,76 @@ impl PutMachine {
         match self.state {
             State::Proposing {
                 deadline, grace, ..
-            } => Some(grace.map_or(deadline, |g| g.min(deadline))),
+            } => Some(
+                grace
+                    .map_or(deadline, |g| g.min(deadline))
+                    .min(self.repropose_at.unwrap_or(deadline)),
+            ),
             State::Sending => self
                 .targets
                 .iter()
                 .filter(|t| !t.acked)
                 .filter_map(|t| t.next_poll)
                 .chain(self.data_not_before)
+                .chain(self.ready_retry_at)
                 .min(),
             _ => None,
         }
     }
 
     /// Control datagrams first, then DATA as the owner's pacer allows.
-    pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Outbound> {
         if let Some(t) = self.control.pop_front() {
             if self.lead_pending && matches!(t.msg, ReplicastMessage::PutAccept(_)) {
                 self.lead_pending = false;
                 if !self.targets.iter().all(|t| t.ready) {
                     self.data_not_before = Some(now + self.p.timers.join_lead);
+                    self.ready_retry_at = Some(now + self.p.timers.ready_retry);
                 } else {
                     self.data_not_before = None;
                 }
             }
-            return Some(t);
+            return Some(Outbound::Control(t));
         }
         if let Some(t) = self.data_not_before {
             if now < t {
                 return None;
             }
             self.data_not_before = None;
+            self.ready_retry_at = None;
+        }
+        if self.gated() {
+            return None;
         }
         let o = self.outgoing.as_mut()?;
-        let t = o.next_datagram();
-        if t.is_none() || o.idle() {
-            if self
-                .targets
-                .iter()
-                .any(|t| !t.acked && t.next_poll.is_none())
-            {
-                tracing::debug!(txid = self.txid, "first pass sent");
+        let t = o.next_datagram().map(Outbound::Data);
+        self.pass_sent |= t.is_some();
+        if t.is_some() && self.tl.first_data.is_none() {
+            self.tl.first_data = Some(now);
+        }
+        if o.idle() && self.pass_sent {
+            if self.tl.pass_done.is_none() {
+                self.tl.pass_done = Some(now);
             }
-            // First pass (or a batch of repeats) over: start the poll clocks.
+            // A pass (the first, or a batch of repeats) is over: ask every
+            // target that has not acknowledged what it misses, right away.
+            // Paths keep their order, so the poll arrives after the pass.
+            self.pass_sent = false;
+            tracing::debug!(txid = self.txid, "pass sent");
+            let msg = self.accept_msg();
             let poll = now + self.p.timers.poll_interval;
-            for tg in self.targets.iter_mut().filter(|t| !t.acked) {
-                if tg.next_poll.is_none() {
-                    tg.next_poll = Some(poll);
-                }
+            for tg in self
+                .targets
+                .iter_mut()
+                .filter(|t| !t.acked && t.poll_after_pass)
+            {
+                tg.poll_after_pass = false;
+                tg.next_poll = Some(poll);
+                self.control.push_back(Transmit {
+                    dest: tg.addr,
+                    to: To::Node(tg.node),
+                    msg: msg.clone(),
+                });
             }
         }
         t
@@ -640,8 +788,13 @@ impl PutMachine {
         matches!(self.state, State::Finished)
     }
 
-    /// Whether DATA is waiting for the pacer.
-    pub fn wants_to_send(&self) -> bool {
-        !self.control.is_empty() || self.outgoing.as_ref().is_some_and(|o| !o.idle())
+    /// Whether [`Self::poll_transmit`] has something at `now` (the owner
+    /// transmits at once, or when its pacer allows; DATA held for the
+    /// targets' PUT_READY is not, and [`Self::poll_timeout`] says when).
+    pub fn wants_to_send(&self, now: Instant) -> bool {
+        !self.control.is_empty()
+            || (self.data_not_before.is_none_or(|t| now >= t)
+                && !self.gated()
+                && self.outgoing.as_ref().is_some_and(|o| !o.idle()))
     }
 }

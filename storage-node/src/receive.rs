@@ -48,6 +48,11 @@ impl Reassembly {
         self.total
     }
 
+    /// Octets of the chunk (the buffer this reassembly holds).
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
     pub fn received(&self) -> u32 {
         self.received
     }
@@ -58,15 +63,28 @@ impl Reassembly {
 
     /// Takes one datagram; `Ok(true)` if it was new.
     pub fn insert(&mut self, d: &Data) -> Result<bool, DataError> {
-        if d.total != self.total {
+        self.insert_parts(d.index, d.total, &d.payload)
+    }
+
+    /// Takes one datagram's fields (e.g. a [`DataView`] over received
+    /// bytes): the payload is copied once, into the chunk buffer.
+    ///
+    /// [`DataView`]: subcast_proto::replicast::DataView
+    pub fn insert_parts(
+        &mut self,
+        index: u32,
+        total: u32,
+        payload: &[u8],
+    ) -> Result<bool, DataError> {
+        if total != self.total {
             return Err(DataError::WrongTotal);
         }
-        let Some(slot) = self.have.get_mut(d.index as usize) else {
+        let Some(slot) = self.have.get_mut(index as usize) else {
             return Err(DataError::BadIndex);
         };
-        let r = datagram_range(self.size, self.per, d.index);
+        let r = datagram_range(self.size, self.per, index);
         let expect = if self.size == 0 { 1 } else { r.len() };
-        if d.payload.len() != expect {
+        if payload.len() != expect {
             return Err(DataError::WrongLength);
         }
         if *slot {
@@ -76,7 +94,7 @@ impl Reassembly {
         *slot = true;
         self.received += 1;
         if !r.is_empty() {
-            self.buf[r].copy_from_slice(&d.payload);
+            self.buf[r].copy_from_slice(payload);
         }
         Ok(true)
     }
@@ -120,7 +138,7 @@ pub struct ReceiveTimers {
 impl Default for ReceiveTimers {
     fn default() -> Self {
         ReceiveTimers {
-            nack_delay: Duration::from_millis(40),
+            nack_delay: Duration::from_millis(100),
             max_nacks: 12,
         }
     }
@@ -148,9 +166,13 @@ pub struct Receive {
     pub kind: ChunkKind,
     /// Where the sender's datagrams come from (NACKs and ACKs go there).
     pub sender: SocketAddr,
+    /// The sender's node id (NACKs and ACKs are tagged for it).
+    pub sender_id: u32,
     /// The delivery group joined for this transfer, if any.
     pub group: Option<std::net::Ipv6Addr>,
     pub data: Reassembly,
+    /// When the transfer was accepted.
+    pub started: Instant,
     timers: ReceiveTimers,
     deadline: Instant,
     nacks_without_progress: u32,
@@ -165,6 +187,7 @@ impl Receive {
         size: usize,
         per: usize,
         sender: SocketAddr,
+        sender_id: u32,
         group: Option<std::net::Ipv6Addr>,
         timers: ReceiveTimers,
         now: Instant,
@@ -174,8 +197,10 @@ impl Receive {
             chunk_id,
             kind,
             sender,
+            sender_id,
             group,
             data: Reassembly::new(size, per),
+            started: now,
             timers,
             // The first datagrams may still be queued behind other chunks.
             deadline: now + timers.nack_delay * 2,
@@ -189,22 +214,37 @@ impl Receive {
 
     /// A DATA datagram for this transfer.
     pub fn on_data(&mut self, d: &Data, now: Instant) -> Result<Option<ReceiveEvent>, DataError> {
-        if self.data.insert(d)? {
+        self.on_data_parts(d.index, d.total, &d.payload, now)
+    }
+
+    /// [`Self::on_data`] over borrowed fields.
+    pub fn on_data_parts(
+        &mut self,
+        index: u32,
+        total: u32,
+        payload: &[u8],
+        now: Instant,
+    ) -> Result<Option<ReceiveEvent>, DataError> {
+        if self.data.insert_parts(index, total, payload)? {
             self.nacks_without_progress = 0;
             self.deadline = now + self.timers.nack_delay;
         }
         Ok(self.data.complete().then_some(ReceiveEvent::Complete))
     }
 
-    /// The sender polls (repeated ACCEPT): answer at once with what is missing.
+    fn nack_ranges(&self) -> Vec<Range> {
+        self.data.missing(NACK_RANGES.min(MAX_RANGES))
+    }
+
+    /// The sender polls (repeated ACCEPT; it sends one when a pass is
+    /// over): answer at once with what is missing.
     pub fn on_poll(&mut self, now: Instant) -> Option<ReceiveEvent> {
         if self.data.complete() {
             return Some(ReceiveEvent::Complete);
         }
+
         self.deadline = now + self.timers.nack_delay;
-        Some(ReceiveEvent::Nack(
-            self.data.missing(NACK_RANGES.min(MAX_RANGES)),
-        ))
+        Some(ReceiveEvent::Nack(self.nack_ranges()))
     }
 
     pub fn on_timeout(&mut self, now: Instant) -> Option<ReceiveEvent> {
@@ -220,7 +260,7 @@ impl Receive {
         self.nacks_without_progress += 1;
         // Back off a little on repeated silence.
         self.deadline = now + self.timers.nack_delay * (1 + self.nacks_without_progress / 3);
-        Some(ReceiveEvent::Nack(self.data.missing(NACK_RANGES)))
+        Some(ReceiveEvent::Nack(self.nack_ranges()))
     }
 }
 
@@ -280,6 +320,7 @@ mod tests {
             30,
             10,
             sender,
+            9,
             None,
             timers,
             t0,

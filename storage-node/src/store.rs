@@ -6,17 +6,20 @@
 //! - `tmp/`: writes in progress (emptied at open);
 //! - `quarantine/`: chunks that failed verification, never served.
 //!
-//! A chunk is written to `tmp/`, fsynced, renamed into place and its
-//! directory fsynced before [`Store::put`] returns (and so before any ACK).
+//! A chunk is written to `tmp/`, renamed into place, and then the file and
+//! its directory are fsynced (at the same time) before [`Store::put`]
+//! returns (and so before any ACK). A crash before that may leave a torn
+//! file under a chunk's name; files are held only once verified.
 //! Every [`Store::get`] verifies BLAKE3(payload) == id.
 
 use crate::chunking::chunk_id;
 use crate::manifest::Manifest;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use subcast_proto::replicast::{ChunkKind, Hash32, VersionEntry};
+use std::sync::{Arc, Mutex};
+use subcast_proto::replicast::{ChunkKind, Hash32};
 
 /// Errors of the chunk store.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +40,20 @@ pub enum StoreError {
     Corrupt { id: String, quarantined: PathBuf },
 }
 
+impl StoreError {
+    /// Whether the file system is out of space (ENOSPC, EDQUOT).
+    pub fn is_no_space(&self) -> bool {
+        match self {
+            // ENOSPC 28, EDQUOT 122.
+            StoreError::Io { source, .. } => {
+                matches!(source.raw_os_error(), Some(28 | 122))
+                    || source.kind() == io::ErrorKind::StorageFull
+            }
+            _ => false,
+        }
+    }
+}
+
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {
         path: path.to_owned(),
@@ -51,15 +68,41 @@ pub struct StoreCounters {
     pub bytes_written: u64,
     pub chunks_read: u64,
     pub corrupt_detected: u64,
+    /// Corrupt files found where a verified chunk was being written.
+    pub corrupt_replaced: u64,
+    /// Corrupt chunks that could not be moved to quarantine/.
+    pub quarantine_failures: u64,
+    /// A chunk's store: verify, write, rename, fsync.
+    pub write_latency: crate::latency::Histogram,
+    /// A disk job's wait in the queue before a disk thread took it.
+    pub queue_latency: crate::latency::Histogram,
+}
+
+impl StoreCounters {
+    /// Adds `o` (another disk thread's counters) to these.
+    pub fn merge(&mut self, o: &StoreCounters) {
+        self.chunks_written += o.chunks_written;
+        self.bytes_written += o.bytes_written;
+        self.chunks_read += o.chunks_read;
+        self.corrupt_detected += o.corrupt_detected;
+        self.corrupt_replaced += o.corrupt_replaced;
+        self.quarantine_failures += o.quarantine_failures;
+        self.write_latency.merge(&o.write_latency);
+        self.queue_latency.merge(&o.queue_latency);
+    }
 }
 
 /// A content-addressed chunk store in one directory.
 #[derive(Debug)]
 pub struct Store {
     root: PathBuf,
-    /// name hash -> version -> (manifest id, manifest size).
-    manifests: HashMap<Hash32, BTreeMap<u64, (Hash32, u32)>>,
+    /// Tells this handle's temporary files from other handles' (disk
+    /// threads each have one).
+    tmp_tag: usize,
     tmp_counter: u64,
+    /// Corrupt chunks that could be neither quarantined nor deleted
+    /// (shared by every handle of the store).
+    bad: Arc<Mutex<HashSet<Hash32>>>,
     pub counters: StoreCounters,
 }
 
@@ -75,25 +118,30 @@ impl Store {
         for e in fs::read_dir(&tmp).map_err(io_err(&tmp))?.flatten() {
             let _ = fs::remove_file(e.path());
         }
-        let mut s = Store {
+        Ok(Store {
             root,
-            manifests: HashMap::new(),
+            tmp_tag: 0,
             tmp_counter: 0,
+            bad: Default::default(),
             counters: StoreCounters::default(),
-        };
-        let mdir = s.root.join("manifests");
-        let ids: Vec<Hash32> = fs::read_dir(&mdir)
-            .map_err(io_err(&mdir))?
-            .flatten()
-            .filter_map(|e| parse_hex_id(&e.file_name().to_string_lossy()))
-            .collect();
-        for id in ids {
-            match s.get(&id) {
-                Ok(bytes) => s.index_manifest(&id, &bytes),
-                Err(e) => tracing::warn!(error = %e, "manifest not indexed"),
-            }
+        })
+    }
+
+    /// Another handle on the same store, for disk thread `n` (its own
+    /// temporary names and counters). Two handles must not work on the
+    /// same chunk at once: the disk threads share chunks out by id.
+    pub fn handle(&self, n: usize) -> Store {
+        Store {
+            root: self.root.clone(),
+            tmp_tag: n,
+            tmp_counter: 0,
+            bad: self.bad.clone(),
+            counters: StoreCounters::default(),
         }
-        Ok(s)
+    }
+
+    fn is_bad(&self, id: &Hash32) -> bool {
+        self.bad.lock().is_ok_and(|b| b.contains(id))
     }
 
     pub fn root(&self) -> &Path {
@@ -110,6 +158,9 @@ impl Store {
     }
 
     fn find(&self, id: &Hash32) -> Option<PathBuf> {
+        if self.is_bad(id) {
+            return None;
+        }
         [ChunkKind::Data, ChunkKind::Manifest]
             .into_iter()
             .map(|k| self.path_of(k, id))
@@ -123,55 +174,86 @@ impl Store {
 
     /// Verifies and durably stores a chunk. Idempotent.
     pub fn put(&mut self, kind: ChunkKind, id: &Hash32, payload: &[u8]) -> Result<(), StoreError> {
+        let t0 = std::time::Instant::now();
+        let r = self.put_timed(kind, id, payload);
+        self.counters.write_latency.record(t0.elapsed());
+        r
+    }
+
+    fn put_timed(
+        &mut self,
+        kind: ChunkKind,
+        id: &Hash32,
+        payload: &[u8],
+    ) -> Result<(), StoreError> {
         if chunk_id(payload) != *id {
             return Err(StoreError::HashMismatch(hex::encode(id)));
         }
-        let manifest = if kind == ChunkKind::Manifest {
-            match Manifest::decode(payload) {
-                Ok(m) => Some(m),
-                Err(_) => {
-                    return Err(StoreError::Io {
-                        path: self.path_of(kind, id),
-                        source: io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            "chunk proposed as a manifest does not decode as one",
-                        ),
-                    });
-                }
-            }
-        } else {
-            None
-        };
+        if kind == ChunkKind::Manifest && Manifest::decode(payload).is_err() {
+            return Err(StoreError::Io {
+                path: self.path_of(kind, id),
+                source: io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "chunk proposed as a manifest does not decode as one",
+                ),
+            });
+        }
         let dest = self.path_of(kind, id);
-        if !dest.is_file() {
-            let dir = dest.parent().unwrap_or(&self.root).to_owned();
+        // A file already there counts only if its content is right: a
+        // corrupt or truncated copy is replaced (atomically, by rename).
+        let present_and_good = dest.is_file()
+            && fs::read(&dest).is_ok_and(|b| {
+                let good = chunk_id(&b) == *id;
+                if !good {
+                    self.counters.corrupt_replaced += 1;
+                    tracing::warn!(chunk = %hex::encode(id), "a corrupt copy was on disk; replacing it with the verified payload");
+                }
+                good
+            });
+        let dir = dest.parent().unwrap_or(&self.root).to_owned();
+        if present_and_good {
+            // Right, but perhaps not yet on disk (a process that died
+            // between its rename and its fsync left it): make sure.
+            let f = File::open(&dest).map_err(io_err(&dest))?;
+            sync_file_and_dir(&f, &dest, &dir)?;
+        } else {
             fs::create_dir_all(&dir).map_err(io_err(&dir))?;
             self.tmp_counter += 1;
             let tmp = self.root.join("tmp").join(format!(
-                "{}.{}.{}",
+                "{}.{}.{}.{}",
                 hex::encode(&id[..8]),
                 std::process::id(),
+                self.tmp_tag,
                 self.tmp_counter
             ));
-            let write = |tmp: &Path| -> io::Result<()> {
+            // Written whole under a temporary name, renamed into place,
+            // then the file and its directory fsynced at the same time:
+            // on a journaling file system one commit carries the data and
+            // the rename (an fsync before the rename, or the directory's
+            // after the file's, would each cost a commit or a cache flush
+            // of their own). Until the ACK nothing is promised: a crash
+            // before the fsyncs may leave a torn file under the final
+            // name, which is never counted as held before a read verified
+            // it.
+            let write = |tmp: &Path| -> io::Result<File> {
                 let mut f = File::create(tmp)?;
                 f.write_all(payload)?;
-                f.sync_all()?;
-                Ok(())
+                Ok(f)
             };
-            if let Err(e) = write(&tmp) {
+            let f = match write(&tmp) {
+                Ok(f) => f,
+                Err(e) => {
+                    let _ = fs::remove_file(&tmp);
+                    return Err(io_err(&tmp)(e));
+                }
+            };
+            if let Err(e) = fs::rename(&tmp, &dest) {
                 let _ = fs::remove_file(&tmp);
-                return Err(io_err(&tmp)(e));
+                return Err(io_err(&dest)(e));
             }
-            fs::rename(&tmp, &dest).map_err(io_err(&dest))?;
-            File::open(&dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io_err(&dir))?;
+            sync_file_and_dir(&f, &dest, &dir)?;
             self.counters.chunks_written += 1;
             self.counters.bytes_written += payload.len() as u64;
-        }
-        if let Some(m) = manifest {
-            self.insert_manifest(&m, id, payload.len());
         }
         Ok(())
     }
@@ -185,12 +267,7 @@ impl Store {
         let bytes = fs::read(&path).map_err(io_err(&path))?;
         if chunk_id(&bytes) != *id {
             self.counters.corrupt_detected += 1;
-            let q = self.root.join("quarantine").join(hex::encode(id));
-            let _ = fs::rename(&path, &q);
-            for v in self.manifests.values_mut() {
-                v.retain(|_, (m, _)| m != id);
-            }
-            tracing::error!(chunk = %hex::encode(id), file = %q.display(), "corrupt chunk detected on read; quarantined");
+            let q = self.quarantine(id, &path);
             return Err(StoreError::Corrupt {
                 id: hex::encode(id),
                 quarantined: q,
@@ -200,40 +277,44 @@ impl Store {
         Ok(bytes)
     }
 
-    fn index_manifest(&mut self, id: &Hash32, bytes: &[u8]) {
-        if let Ok(m) = Manifest::decode(bytes) {
-            self.insert_manifest(&m, id, bytes.len());
-        }
-    }
-
-    fn insert_manifest(&mut self, m: &Manifest, id: &Hash32, len: usize) {
-        let nh = crate::chunking::name_hash(&m.name);
-        self.manifests
-            .entry(nh)
-            .or_default()
-            .insert(m.version, (*id, len as u32));
-    }
-
-    /// Versions of a name held here, newest first; `version` 0 = the newest
-    /// `max`, otherwise just that version.
-    pub fn versions(&self, name_hash: &Hash32, version: u64, max: usize) -> Vec<VersionEntry> {
-        let Some(vs) = self.manifests.get(name_hash) else {
-            return Vec::new();
-        };
-        let e = |(v, (id, size)): (&u64, &(Hash32, u32))| VersionEntry {
-            version: *v,
-            manifest_id: *id,
-            size: *size,
-        };
-        if version == 0 {
-            vs.iter().rev().take(max).map(e).collect()
-        } else {
-            vs.get_key_value(&version).map(e).into_iter().collect()
+    /// Moves a corrupt chunk file out of the store: to `quarantine/`, or,
+    /// if that fails, deletes it; if both fail the id is remembered as bad
+    /// (never found, listed or served by this process) and the failure
+    /// logged: a corrupt copy is never counted as held. Returns where it
+    /// went.
+    fn quarantine(&mut self, id: &Hash32, path: &Path) -> PathBuf {
+        let q = self.root.join("quarantine").join(hex::encode(id));
+        match fs::rename(path, &q) {
+            Ok(()) => {
+                tracing::error!(chunk = %hex::encode(id), file = %q.display(), "corrupt chunk detected; quarantined");
+                q
+            }
+            Err(e) => {
+                self.counters.quarantine_failures += 1;
+                match fs::remove_file(path) {
+                    Ok(()) => {
+                        tracing::error!(chunk = %hex::encode(id), error = %e, "corrupt chunk detected; quarantine failed, deleted it");
+                    }
+                    Err(e2) => {
+                        tracing::error!(chunk = %hex::encode(id), error = %e, delete_error = %e2, "corrupt chunk detected; could neither quarantine nor delete it: ignored by this process, remove {} by hand", path.display());
+                        if let Ok(mut b) = self.bad.lock() {
+                            b.insert(*id);
+                        }
+                    }
+                }
+                path.to_owned()
+            }
         }
     }
 
     /// Ids of all data chunks present (not verified).
     pub fn list_data(&self) -> Vec<Hash32> {
+        let mut v = self.list_data_files();
+        v.retain(|id| !self.is_bad(id));
+        v
+    }
+
+    fn list_data_files(&self) -> Vec<Hash32> {
         let mut out = Vec::new();
         let data = self.root.join("data");
         for d in fs::read_dir(data).into_iter().flatten().flatten() {
@@ -246,12 +327,62 @@ impl Store {
         out
     }
 
+    /// What the store holds, for the core's in-memory index (manifests
+    /// are read and decoded; data chunks are listed, not verified).
+    pub fn index(&mut self) -> crate::index::StoreIndex {
+        let mut ix = crate::index::StoreIndex::default();
+        // Data chunks are listed, not read: unverified until scrubbed.
+        for id in self.list_data() {
+            let p = self.path_of(ChunkKind::Data, &id);
+            if let Ok(m) = fs::metadata(&p) {
+                ix.insert_as(id, m.len() as usize, None, false);
+            }
+        }
+        let mdir = self.root.join("manifests");
+        let ids: Vec<Hash32> = fs::read_dir(&mdir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| parse_hex_id(&e.file_name().to_string_lossy()))
+            .collect();
+        for id in ids {
+            match self.get(&id) {
+                Ok(bytes) => ix.insert(id, bytes.len(), Manifest::decode(&bytes).ok().as_ref()),
+                Err(e) => tracing::warn!(error = %e, "manifest not indexed"),
+            }
+        }
+        ix.free_bytes = self.free_bytes();
+        ix
+    }
+
     /// Free bytes of the file system holding the store.
     pub fn free_bytes(&self) -> u64 {
-        rustix::fs::statvfs(&self.root)
-            .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
-            .unwrap_or(0)
+        free_bytes_of(&self.root)
     }
+}
+
+/// Makes `file` (at `path`) and its entry in `dir` durable: both fsyncs at
+/// once (the directory's on a scoped thread), returning when both are
+/// done. Each guarantees what was done before it was called, and the
+/// rename was; so both returning means data and name are on disk.
+fn sync_file_and_dir(file: &File, path: &Path, dir: &Path) -> Result<(), StoreError> {
+    std::thread::scope(|s| {
+        let d = s.spawn(|| File::open(dir).and_then(|d| d.sync_all()));
+        let f = file.sync_all().map_err(io_err(path));
+        let d = d
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("directory fsync thread panicked")))
+            .map_err(io_err(dir));
+        f.and(d)
+    })
+}
+
+/// Free bytes (for unprivileged users) of the file system holding `path`;
+/// 0 if it cannot be read.
+pub fn free_bytes_of(path: &Path) -> u64 {
+    rustix::fs::statvfs(path)
+        .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
+        .unwrap_or(0)
 }
 
 /// Parses a 64-hex-digit file name.
@@ -323,12 +454,58 @@ mod tests {
         assert_eq!(s.get(&id).unwrap(), payload);
     }
 
+    /// A put over a corrupt file of the same id replaces it; before, the
+    /// file's existence alone made the put succeed.
+    #[test]
+    fn put_replaces_a_corrupt_file_of_the_same_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        let payload = vec![9u8; 5000];
+        let id = chunk_id(&payload);
+        s.put(ChunkKind::Data, &id, &payload).unwrap();
+        let path = s.path_of(ChunkKind::Data, &id);
+        fs::write(&path, b"truncated").unwrap();
+        s.put(ChunkKind::Data, &id, &payload).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), payload);
+        assert_eq!(s.counters.corrupt_replaced, 1);
+        // A good copy is left alone (not written again).
+        s.put(ChunkKind::Data, &id, &payload).unwrap();
+        assert_eq!(s.counters.chunks_written, 2);
+    }
+
+    /// A corrupt copy whose quarantine fails is deleted, so that neither
+    /// this process nor the next start counts it.
+    #[test]
+    fn failed_quarantine_leaves_no_corrupt_copy_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        let payload = vec![3u8; 4096];
+        let id = chunk_id(&payload);
+        s.put(ChunkKind::Data, &id, &payload).unwrap();
+        let path = s.path_of(ChunkKind::Data, &id);
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[0] ^= 1;
+        fs::write(&path, &bytes).unwrap();
+        // quarantine/ is not a directory: the rename into it fails.
+        let q = dir.path().join("quarantine");
+        fs::remove_dir(&q).unwrap();
+        fs::write(&q, b"in the way").unwrap();
+        assert!(matches!(s.get(&id), Err(StoreError::Corrupt { .. })));
+        assert_eq!(s.counters.quarantine_failures, 1);
+        assert!(!s.contains(&id));
+        assert!(!path.exists(), "deleted instead");
+        fs::remove_file(&q).unwrap();
+        let mut again = Store::open(dir.path()).unwrap();
+        assert!(!again.index().has_file(&id));
+    }
+
     #[test]
     fn leftover_tmp_cleaned_and_manifests_reindexed() {
         let dir = tempfile::tempdir().unwrap();
         let m = Manifest {
             name: "b/o".into(),
             version: 2,
+            writer: 7,
             size: 0,
             chunk_size: 1024,
             object_hash: chunk_id(b""),
@@ -345,13 +522,14 @@ mod tests {
             assert!(s.put(ChunkKind::Manifest, &chunk_id(&junk), &junk).is_err());
         }
         fs::write(dir.path().join("tmp").join("partial"), b"x").unwrap();
-        let s = Store::open(dir.path()).unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
         assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
         let nh = crate::chunking::name_hash("b/o");
-        let v = s.versions(&nh, 0, 16);
+        let ix = s.index();
+        let v = ix.versions(&nh, 0, 16);
         assert_eq!(v.len(), 1);
         assert_eq!(v[0].version, 2);
         assert_eq!(v[0].manifest_id, mid);
-        assert!(s.versions(&nh, 3, 16).is_empty());
+        assert!(ix.versions(&nh, 3, 16).is_empty());
     }
 }

@@ -55,8 +55,12 @@ pub fn udp_socket(
     let s = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))?;
     s.set_only_v6(true)?;
     s.set_reuse_address(true)?;
-    // Best effort: the kernel caps these at net.core.[rw]mem_max.
-    let _ = s.set_recv_buffer_size(32 << 20);
+    // Best effort: the kernel caps these at net.core.[rw]mem_max, unless
+    // we may force them (root; CAP_NET_ADMIN). A deep receive buffer rides
+    // out bursts while the loop is busy.
+    if rustix::net::sockopt::set_socket_recv_buffer_size_force(&s, 32 << 20).is_err() {
+        let _ = s.set_recv_buffer_size(32 << 20);
+    }
     let _ = s.set_send_buffer_size(8 << 20);
     s.bind(&SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, port, 0, 0)).into())?;
     s.set_multicast_if_v6(ifindex)?;

@@ -126,6 +126,22 @@ fn baselines_put_get_versions_kill_and_corrupt() {
         "{err}"
     );
     assert!(lab.store(holder).join("quarantine").join(&first).exists());
+    // The holder fetches its copy back from another holder: the file is
+    // there again, with the right content (waited for, not slept on).
+    let t0 = std::time::Instant::now();
+    loop {
+        let back = std::fs::read(&path).unwrap_or_default();
+        if blake3::hash(&back).to_hex().as_str() == first {
+            break;
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(20),
+            "node {holder} did not restore chunk {first}: {}",
+            lab.log(holder)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_placement(&lab, "b/o", 3);
 
     // One node killed after the put: get still works.
     let victim = lab.placement()[stat["chunks"][1].as_str().unwrap()][0];
@@ -176,30 +192,36 @@ fn too_few_nodes_is_a_clear_error() {
     assert!(err.contains("only 2 of 3 targets"), "{err}");
 
     // Bad input: garbage, a truncated header, a datagram under a foreign
-    // key, an oversized length. Refused, counted, the node keeps serving.
-    let key = subcast_proto::Key::new(1, [0x77; 32]);
-    let foreign = subcast_proto::replicast::encode(
-        &key,
-        subcast_proto::Origin {
-            key_id: 1,
-            sender_id: 9,
-            sequence: 1,
-            timestamp_us: subcast_proto::now_us(),
+    // secret, an oversized length, and the client (a key holder: it has
+    // K(100, 1)) claiming to be node 2. Refused, counted, the node keeps
+    // serving.
+    let get = subcast_proto::replicast::ReplicastMessage::GetRequest(
+        subcast_proto::replicast::GetRequest {
+            txid: 1,
+            chunk_id: [0; 32],
         },
-        &subcast_proto::replicast::ReplicastMessage::GetRequest(
-            subcast_proto::replicast::GetRequest {
-                txid: 1,
-                chunk_id: [0; 32],
-            },
-        ),
     );
+    let now = subcast_proto::now_us();
+    let stranger = subcast_proto::PairKeys::provision(1, &[0x77; 32], 100, [1]).unwrap();
+    let foreign = subcast_proto::replicast::seal(&stranger, now, now, &[1], &get).unwrap();
     let mut oversized = foreign.clone();
     oversized[6] = 0xff;
+    let client_keys = subcast_node::keys::KeyFile::load(&lab.key_file(common::CLIENT))
+        .unwrap()
+        .pair_keys()
+        .unwrap();
+    let mut forged =
+        subcast_proto::replicast::seal(&client_keys, now + 1, now, &[1], &get).unwrap();
+    forged[12..16].copy_from_slice(&2u32.to_be_bytes());
+    let body_end = forged.len() - 21;
+    let forged =
+        subcast_proto::replicast::tag_encoded(&client_keys, &forged[..body_end], &[1]).unwrap();
     let bad: Vec<Vec<u8>> = vec![
         b"garbage".to_vec(),
         foreign[..20].to_vec(),
         foreign,
         oversized,
+        forged,
     ];
     for (n, b) in bad.iter().enumerate() {
         let p = lab.dir.path().join(format!("bad{n}"));
@@ -216,8 +238,11 @@ fn too_few_nodes_is_a_clear_error() {
         ]);
     }
     std::thread::sleep(std::time::Duration::from_millis(1200));
-    let refused = lab.stats(1)["node"]["refused_datagrams"].as_u64().unwrap();
-    assert_eq!(refused, 4);
+    let stats = lab.stats(1);
+    let refused = stats["node"]["refused_datagrams"].as_u64().unwrap();
+    assert_eq!(refused, 5, "{stats}");
+    // The foreign secret and the forged sender fail the tag.
+    assert_eq!(stats["node"]["refused_by_reason"]["bad-mac"], 2, "{stats}");
     let o = lab.client(&[
         "put",
         f.to_str().unwrap(),
@@ -228,4 +253,24 @@ fn too_few_nodes_is_a_clear_error() {
         "--quiet",
     ]);
     ok(&o);
+}
+
+/// The insecure single-key lab mode (`key:`, as configs written before pair
+/// keys) still stores and reads.
+#[test]
+fn single_key_lab_mode_still_works() {
+    if skip() {
+        return;
+    }
+    let lab = Lab::single_key(3, "chunk_size: 65536");
+    let f = random_file(lab.dir.path(), "sk.bin", 200_000, 9);
+    let out = lab.dir.path().join("sk.out");
+    ok(&lab.client(&["put", f.to_str().unwrap(), "--name", "s/k", "--quiet"]));
+    ok(&lab.client(&["get", "s/k", "-o", out.to_str().unwrap(), "--quiet"]));
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&f).unwrap());
+    let check = lab.client(&["check-config"]);
+    assert!(
+        String::from_utf8_lossy(&check.stdout).contains("INSECURE"),
+        "{check:?}"
+    );
 }

@@ -4,7 +4,22 @@
 use proptest::prelude::*;
 use subcast_node::manifest::Manifest;
 use subcast_proto::replicast::*;
-use subcast_proto::{Key, Keyring, Origin, ReplayGuard};
+use subcast_proto::{PairKeys, ReplayGuard};
+
+const SECRET: [u8; 32] = [3; 32];
+
+/// Node 2, the sender, and node 1, the receiver, with their pair key.
+fn sender() -> PairKeys {
+    PairKeys::provision(1, &SECRET, 2, [1]).unwrap()
+}
+
+fn receiver() -> PairKeys {
+    PairKeys::provision(1, &SECRET, 1, [2]).unwrap()
+}
+
+fn encode(seq: u64, m: &ReplicastMessage) -> Vec<u8> {
+    seal(&sender(), seq, 1000, &[1], m).unwrap()
+}
 
 fn hash() -> impl Strategy<Value = Hash32> {
     any::<[u8; 32]>()
@@ -127,6 +142,7 @@ fn message() -> impl Strategy<Value = ReplicastMessage> {
                         .into_iter()
                         .map(|(version, manifest_id, size)| VersionEntry {
                             version,
+                            writer: size ^ 0x5c,
                             manifest_id,
                             size
                         })
@@ -134,15 +150,6 @@ fn message() -> impl Strategy<Value = ReplicastMessage> {
                 }
             )),
     ]
-}
-
-fn origin(seq: u64) -> Origin {
-    Origin {
-        key_id: 1,
-        sender_id: 2,
-        sequence: seq,
-        timestamp_us: 1000,
-    }
 }
 
 proptest! {
@@ -154,29 +161,54 @@ proptest! {
 
     #[test]
     fn round_trip(m in message(), seq in 1u64..1_000_000) {
-        let key = Key::new(1, [3; 32]);
-        let bytes = encode(&key, origin(seq), &m);
+        let bytes = encode(seq, &m);
         prop_assert!(bytes.len() <= subcast_proto::MAX_DATAGRAM);
         let mut guard = ReplayGuard::new(u64::MAX / 4);
-        let dg = open(&Keyring::new([key]), &mut guard, &bytes, 1000).unwrap();
+        let dg = open(&receiver(), &mut guard, &bytes, 1000).unwrap();
         prop_assert_eq!(dg.message, m);
     }
 
     #[test]
     fn altered_datagrams_never_open(m in message(), pos in any::<prop::sample::Index>(), bit in 0u8..8) {
-        let key = Key::new(1, [3; 32]);
-        let mut bytes = encode(&key, origin(1), &m);
+        let mut bytes = encode(1, &m);
         let i = pos.index(bytes.len());
         bytes[i] ^= 1 << bit;
         let mut guard = ReplayGuard::new(u64::MAX / 4);
-        prop_assert!(open(&Keyring::new([key]), &mut guard, &bytes, 1000).is_err());
+        prop_assert!(open(&receiver(), &mut guard, &bytes, 1000).is_err());
+    }
+
+    /// The in-place DATA path agrees with the whole decoder: DATA opens to
+    /// the same fields, anything else is `None`, altered bytes never open.
+    #[test]
+    fn open_data_agrees_with_open(m in message(), seq in 1u64..1_000_000, pos in any::<prop::sample::Index>(), bit in 0u8..8) {
+        let ring = receiver();
+        let bytes = encode(seq, &m);
+        let view = open_data(&ring, &mut ReplayGuard::new(u64::MAX / 4), &bytes, 1000).unwrap();
+        match (&m, view) {
+            (ReplicastMessage::Data(d), Some(v)) => {
+                prop_assert_eq!((v.txid, v.index, v.total, v.payload), (d.txid, d.index, d.total, &d.payload[..]));
+            }
+            (ReplicastMessage::Data(_), None) => prop_assert!(false, "DATA not seen as DATA"),
+            (_, v) => prop_assert!(v.is_none()),
+        }
+        let mut bad = bytes.clone();
+        let i = pos.index(bad.len());
+        bad[i] ^= 1 << bit;
+        let r = open_data(&ring, &mut ReplayGuard::new(u64::MAX / 4), &bad, 1000);
+        prop_assert!(!matches!(r, Ok(Some(_))), "altered DATA opened");
+    }
+
+    #[test]
+    fn open_data_is_total(bytes in prop::collection::vec(any::<u8>(), 0..3000)) {
+        let ring = receiver();
+        let _ = open_data(&ring, &mut ReplayGuard::new(u64::MAX / 4), &bytes, 1000);
     }
 
     #[test]
     fn manifest_round_trip(name in "[a-z/]{1,40}", version in any::<u64>(), n in 1usize..50, cs in 1u32..1_000_000) {
         let size = (n as u64 - 1) * u64::from(cs) + 1;
         let m = Manifest {
-            name, version, size, chunk_size: cs, object_hash: [1; 32], created_us: 5,
+            name, version, writer: 7, size, chunk_size: cs, object_hash: [1; 32], created_us: 5,
             chunks: (0..n).map(|i| [i as u8; 32]).collect(),
         };
         prop_assert_eq!(Manifest::decode(&m.encode()).unwrap(), m);
@@ -185,11 +217,9 @@ proptest! {
 
 #[test]
 fn oversized_lengths_refused() {
-    let key = Key::new(1, [3; 32]);
     // Header claiming a body longer than the datagram.
     let mut b = encode(
-        &key,
-        origin(1),
+        1,
         &ReplicastMessage::GetRequest(GetRequest {
             txid: 1,
             chunk_id: [0; 32],
@@ -197,13 +227,14 @@ fn oversized_lengths_refused() {
     );
     b[6] = 0xff;
     b[7] = 0xff;
-    assert_eq!(decode(&b).unwrap_err().kind(), "length-mismatch");
+    assert_eq!(decode(&b).unwrap_err().kind(), "truncated");
     // Larger than any datagram.
     assert_eq!(decode(&vec![0; 70_000]).unwrap_err().kind(), "too-long");
     // A manifest claiming 2^32-1 chunks in a few bytes.
     let mut m = Manifest {
         name: "a".into(),
         version: 1,
+        writer: 7,
         size: 1,
         chunk_size: 1,
         object_hash: [0; 32],

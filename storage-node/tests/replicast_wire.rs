@@ -2,19 +2,21 @@
 //! message round-trips and opens, truncations and bad fields are refused.
 
 use subcast_proto::replicast::*;
-use subcast_proto::{Key, Keyring, Origin, ReplayGuard};
+use subcast_proto::{PairKeys, ReplayGuard};
 
-fn key() -> Key {
-    Key::new(3, [9; 32])
+const SECRET: [u8; 32] = [9; 32];
+
+/// Node 77 sends to node 1.
+fn sender() -> PairKeys {
+    PairKeys::provision(3, &SECRET, 77, [1, 2]).unwrap()
 }
 
-fn origin() -> Origin {
-    Origin {
-        key_id: 3,
-        sender_id: 77,
-        sequence: 5,
-        timestamp_us: 1_000,
-    }
+fn receiver() -> PairKeys {
+    PairKeys::provision(3, &SECRET, 1, [77]).unwrap()
+}
+
+fn encode(seq: u64, m: &ReplicastMessage) -> Vec<u8> {
+    seal(&sender(), seq, 1_000, &[1], m).unwrap()
 }
 
 fn samples() -> Vec<ReplicastMessage> {
@@ -91,6 +93,7 @@ fn samples() -> Vec<ReplicastMessage> {
             name_hash: id,
             versions: vec![VersionEntry {
                 version: 2,
+                writer: 100,
                 manifest_id: [1; 32],
                 size: 300,
             }],
@@ -100,12 +103,10 @@ fn samples() -> Vec<ReplicastMessage> {
 
 #[test]
 fn every_message_round_trips_and_opens() {
-    let ring = Keyring::new([key()]);
+    let ring = receiver();
     let mut guard = ReplayGuard::new(u64::MAX / 4);
     for (i, m) in samples().into_iter().enumerate() {
-        let mut o = origin();
-        o.sequence += i as u64;
-        let bytes = encode(&key(), o, &m);
+        let bytes = encode(5 + i as u64, &m);
         let dg = open(&ring, &mut guard, &bytes, 1_000).unwrap();
         assert_eq!(dg.message, m);
         assert_eq!(dg.header.msg_type, m.msg_type());
@@ -124,15 +125,22 @@ fn every_message_round_trips_and_opens() {
 
 #[test]
 fn altered_or_foreign_key_refused() {
-    let ring = Keyring::new([key()]);
+    let ring = receiver();
     let mut guard = ReplayGuard::new(u64::MAX / 4);
-    let mut bytes = encode(&key(), origin(), &samples()[0]);
+    let mut bytes = encode(5, &samples()[0]);
     bytes[40] ^= 1;
     assert_eq!(
         open(&ring, &mut guard, &bytes, 1_000).unwrap_err().kind(),
         "bad-mac"
     );
-    let other = encode(&Key::new(4, [9; 32]), origin(), &samples()[0]);
+    let other = seal(
+        &PairKeys::provision(4, &SECRET, 77, [1]).unwrap(),
+        5,
+        1_000,
+        &[1],
+        &samples()[0],
+    )
+    .unwrap();
     assert_eq!(
         open(&ring, &mut guard, &other, 1_000).unwrap_err().kind(),
         "unknown-key"
@@ -141,24 +149,23 @@ fn altered_or_foreign_key_refused() {
 
 #[test]
 fn bad_fields_refused() {
-    let k = key();
     let bad_range = ReplicastMessage::Nack(Nack {
         txid: 1,
         ranges: vec![Range { start: 4, end: 4 }],
     });
-    assert!(decode(&encode(&k, origin(), &bad_range)).is_err());
+    assert!(decode(&encode(5, &bad_range)).is_err());
     let empty_nack = ReplicastMessage::Nack(Nack {
         txid: 1,
         ranges: vec![],
     });
-    assert!(decode(&encode(&k, origin(), &empty_nack)).is_err());
+    assert!(decode(&encode(5, &empty_nack)).is_err());
     let bad_index = ReplicastMessage::Data(Data {
         txid: 1,
         index: 2,
         total: 2,
         payload: vec![0],
     });
-    assert!(decode(&encode(&k, origin(), &bad_index)).is_err());
+    assert!(decode(&encode(5, &bad_index)).is_err());
     let unicast_group = ReplicastMessage::PutAccept(PutAccept {
         txid: 1,
         chunk_id: [0; 32],
@@ -168,9 +175,9 @@ fn bad_fields_refused() {
         group: "fd00::1".parse().unwrap(),
         targets: vec![1],
     });
-    assert!(decode(&encode(&k, origin(), &unicast_group)).is_err());
+    assert!(decode(&encode(5, &unicast_group)).is_err());
     // A message of the push protocol is an unknown type here.
-    let mut push = encode(&k, origin(), &samples()[6]);
+    let mut push = encode(5, &samples()[6]);
     push[3] = 0x10;
     assert_eq!(decode(&push).unwrap_err().kind(), "unknown-type");
 }

@@ -13,6 +13,10 @@ pub struct Config {
     /// This switch's id: HELLO/ACK/NAK carry it, and it is the sender id
     /// of every datagram the agent seals.
     pub switch_id: u32,
+    /// The switch's name as the controller's config knows it: the
+    /// `switch` label of every metric (default: the switch id).
+    #[serde(default)]
+    pub name: Option<String>,
     pub backend: BackendConfig,
     /// Where HELLO and HEARTBEAT go. ACK/NAK go to the source of the instruction.
     pub controller: SocketAddr,
@@ -41,7 +45,32 @@ pub struct Config {
     /// definitions the controller has; BIER bitmaps index this order).
     #[serde(default)]
     pub parent_groups: Vec<ParentGroup>,
+    /// Networks instructions may come from (e.g. `["fd00::100/128"]`);
+    /// datagrams from elsewhere are dropped unanswered. Empty: any source.
+    #[serde(default)]
+    pub controller_sources: Vec<ipnet::IpNet>,
+    /// Subset groups this switch may hold for subcast. Sets the capacity
+    /// reported in HELLO/HEARTBEAT where the backend cannot tell (SNMP) and
+    /// lowers it where it can (bridge `hash_max` minus other groups, OVS
+    /// group table). The agent refuses (NAK table-full) an instruction that
+    /// would exceed it.
+    #[serde(default)]
+    pub table_capacity: Option<u32>,
+    /// Period of the guard sweep that removes groups inside
+    /// `rendezvous_range` the agent does not hold (others can write the
+    /// switch's table). Default 10000 for `kind: snmp`; 0 turns it off.
+    /// Linux bridges and OVS are guarded by MDB notifications and a drop
+    /// flow instead, and sweep only if this is set.
+    #[serde(default)]
+    pub guard_sweep_ms: Option<u64>,
 }
+
+/// The commented default configuration `subcast-agent default-config`
+/// prints (the same as `examples/agent.yaml`; it validates as written).
+pub const DEFAULT_CONFIG: &str = include_str!("../examples/agent.yaml");
+
+/// Default guard sweep period of SNMP switches.
+pub const DEFAULT_SNMP_SWEEP_MS: u64 = 10_000;
 
 /// Which switch the agent drives.
 #[derive(Debug, Clone, Deserialize)]
@@ -60,6 +89,15 @@ pub enum BackendConfig {
 }
 
 impl BackendConfig {
+    /// The `kind:` of the backend (the `backend` label of the metrics).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BackendConfig::LinuxBridge { .. } => "linux-bridge",
+            BackendConfig::Openflow(_) => "openflow",
+            BackendConfig::Snmp { .. } => "snmp",
+        }
+    }
+
     /// One line for `check-config` and logs, e.g. `linux bridge "br0"`.
     pub fn describe(&self) -> String {
         match self {
@@ -130,6 +168,23 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The `switch` label of the metrics: `name`, or the switch id.
+    pub fn switch_name(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| self.switch_id.to_string())
+    }
+
+    /// The guard sweep period, if any (see [`Config::guard_sweep_ms`]).
+    pub fn sweep_interval(&self) -> Option<std::time::Duration> {
+        let ms = match (&self.backend, self.guard_sweep_ms) {
+            (_, Some(ms)) => ms,
+            (BackendConfig::Snmp { .. }, None) => DEFAULT_SNMP_SWEEP_MS,
+            _ => 0,
+        };
+        (ms > 0).then(|| std::time::Duration::from_millis(ms))
+    }
+
     /// Reads and checks a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|err| ConfigError::Read {
@@ -171,6 +226,12 @@ impl Config {
         if self.heartbeat_interval_ms == 0 {
             return Err("heartbeat_interval_ms must be at least 1".into());
         }
+        if self.table_capacity == Some(0) {
+            return Err(
+                "table_capacity must be at least 1 (leave it out when the backend reports it)"
+                    .into(),
+            );
+        }
         let mut seen = HashSet::new();
         for (i, g) in self.parent_groups.iter().enumerate() {
             let at = format!("parent_groups[{i}] ({})", g.address);
@@ -208,11 +269,26 @@ impl Config {
         Ok(())
     }
 
-    /// Reads the controller keys.
+    /// Reads the controller keys. Refuses the agent's own key among them
+    /// (by id or by value): agents that share a key could otherwise
+    /// instruct each other.
     pub fn keyring(&self) -> Result<Keyring, ConfigError> {
+        let own = read_key(&self.key)?;
         let mut ring = Keyring::default();
         for k in &self.controller_keys {
-            ring.insert(read_key(k)?);
+            let key = read_key(k)?;
+            if k.id == own.id || key.to_hex() == own.to_hex() {
+                return Err(ConfigError::Invalid {
+                    path: k.file.clone(),
+                    message: format!(
+                        "controller key id {} is the agent's own key (key id {}): an agent must \
+                         not accept instructions under a key it (or another agent) holds; give \
+                         the controller its own key",
+                        k.id, own.id
+                    ),
+                });
+            }
+            ring.insert(key);
         }
         Ok(ring)
     }
@@ -239,7 +315,7 @@ fn read_key(k: &KeyFile) -> Result<Key, ConfigError> {
 mod tests {
     use super::*;
 
-    const EXAMPLE: &str = include_str!("../examples/agent.yaml");
+    const EXAMPLE: &str = DEFAULT_CONFIG;
 
     #[test]
     fn example_parses() {
@@ -267,5 +343,60 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("inside rendezvous_range"), "{e}");
+    }
+
+    #[test]
+    fn new_keys_parse_and_snmp_sweeps_by_default() {
+        let text =
+            format!("{EXAMPLE}controller_sources: [\"fd00::100/128\"]\ntable_capacity: 500\n");
+        let c = Config::parse(&text, Path::new("a.yaml")).unwrap();
+        assert_eq!(c.table_capacity, Some(500));
+        assert_eq!(c.controller_sources.len(), 1);
+        assert_eq!(c.sweep_interval(), None);
+        let snmp_text = include_str!("../examples/agent-snmp.yaml");
+        let snmp = Config::parse(snmp_text, Path::new("s.yaml")).unwrap();
+        assert_eq!(snmp.table_capacity, Some(256));
+        let default = snmp_text.replace("guard_sweep_ms: 10000\n", "");
+        assert_eq!(
+            Config::parse(&default, Path::new("s.yaml"))
+                .unwrap()
+                .sweep_interval(),
+            Some(std::time::Duration::from_millis(DEFAULT_SNMP_SWEEP_MS))
+        );
+        let off = snmp_text.replace("guard_sweep_ms: 10000", "guard_sweep_ms: 0");
+        assert_eq!(
+            Config::parse(&off, Path::new("s.yaml"))
+                .unwrap()
+                .sweep_interval(),
+            None
+        );
+    }
+
+    /// A configuration that lists the agent's own key as a controller key
+    /// is refused: every agent holding that key could instruct this one.
+    #[test]
+    fn own_key_as_controller_key_is_refused() {
+        let dir = std::env::temp_dir().join(format!("subcast-agent-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (a, b) = (dir.join("a.key"), dir.join("b.key"));
+        std::fs::write(&a, "11".repeat(32)).unwrap();
+        std::fs::write(&b, "22".repeat(32)).unwrap();
+        let cfg = |own: &Path, own_id: u32, ctl: &Path, ctl_id: u32| {
+            let text = EXAMPLE
+                .replace(
+                    "key: { id: 101, file: /etc/subcast/agent-1.key }",
+                    &format!("key: {{ id: {own_id}, file: {own:?} }}"),
+                )
+                .replace(
+                    "  - { id: 1, file: /etc/subcast/controller.key }",
+                    &format!("  - {{ id: {ctl_id}, file: {ctl:?} }}"),
+                );
+            Config::parse(&text, Path::new("k.yaml")).unwrap()
+        };
+        assert!(cfg(&a, 101, &b, 1).keyring().is_ok());
+        let e = cfg(&a, 101, &a, 1).keyring().unwrap_err().to_string();
+        assert!(e.contains("own key"), "{e}");
+        assert!(cfg(&a, 101, &b, 101).keyring().is_err(), "same id");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -21,6 +21,8 @@ struct Cli {
 enum Cmd {
     /// Run the agent (inside the switch's network namespace).
     Run(RunArgs),
+    /// Print a commented default configuration (a starting point).
+    DefaultConfig,
     /// Check a configuration file and its key files, then exit.
     CheckConfig {
         #[arg(long, short)]
@@ -29,7 +31,7 @@ enum Cmd {
 }
 
 /// A config file, flags, or both (flags win over the file).
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 struct RunArgs {
     #[arg(long, short)]
     config: Option<PathBuf>,
@@ -165,13 +167,19 @@ fn real_main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::CheckConfig { config } => check(&config),
+        Cmd::DefaultConfig => {
+            print!("{}", subcast_agent::config::DEFAULT_CONFIG);
+            Ok(())
+        }
         Cmd::Run(a) => {
-            let cfg = build_config(a)?;
+            let cfg = build_config(a.clone())?;
+            // SIGHUP reads the file again, with the same flags on top.
+            let reload: subcast_agent::daemon::Reloader = Box::new(move || build_config(a.clone()));
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .context("starting the runtime")?;
-            rt.block_on(subcast_agent::daemon::run(cfg))
+            rt.block_on(subcast_agent::daemon::run(cfg, Some(reload)))
         }
     }
 }

@@ -3,8 +3,8 @@
 //! `/openapi.json` need no token.
 
 use super::errors::ApiError;
+use crate::Controller;
 use crate::config::{Role, Token};
-use crate::engine::Controller;
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
@@ -16,6 +16,19 @@ use std::sync::Arc;
 pub struct Caller {
     pub name: String,
     pub role: Role,
+    /// Most leases this token may hold (None: no limit).
+    pub max_leases: Option<u32>,
+}
+
+impl Caller {
+    /// The engine's view of this caller.
+    pub fn engine(&self) -> crate::engine::Caller {
+        crate::engine::Caller {
+            name: self.name.clone(),
+            admin: self.role == Role::Admin,
+            max_leases: self.max_leases,
+        }
+    }
 }
 
 fn same(a: &[u8], b: &[u8]) -> bool {
@@ -56,7 +69,8 @@ pub async fn require_token(
         .ok()
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    let Some(tok) = presented.and_then(|p| lookup(&ctl.config.tokens, p)) else {
+    let cfg = ctl.config();
+    let Some(tok) = presented.and_then(|p| lookup(&cfg.tokens, p)) else {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -74,9 +88,11 @@ pub async fn require_token(
             ),
         ));
     }
+    let max = tok.max_leases.unwrap_or(cfg.max_leases_per_credential);
     req.extensions_mut().insert(Caller {
         name: tok.name.clone(),
         role: tok.role,
+        max_leases: (max > 0).then_some(max),
     });
     Ok(next.run(req).await)
 }
@@ -104,6 +120,7 @@ mod tests {
             name: "a".into(),
             role: Role::Admin,
             secret: "0123456789abcdef".into(),
+            max_leases: None,
         }];
         assert!(lookup(&t, "0123456789abcdef").is_some());
         assert!(lookup(&t, "0123456789abcdeF").is_none());

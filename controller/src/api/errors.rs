@@ -11,12 +11,13 @@ use subcast_proto::RefuseReason;
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// Stable short name: unknown-parent, not-a-member, pool-exhausted,
-    /// agent-refused, agent-unreachable, bad-request, lifetime-too-long,
-    /// unauthorized, forbidden, not-found, payload-too-large, internal...
+    /// table-full, quota-exceeded, agent-refused, agent-unreachable,
+    /// bad-request, lifetime-too-long, unauthorized, forbidden, not-found,
+    /// conflict, payload-too-large, internal...
     pub error: String,
     /// What went wrong and what to do about it.
     pub message: String,
-    /// The switch that refused or did not answer, when one did.
+    /// The switch that refused, did not answer or has no room, when one did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub switch: Option<String>,
 }
@@ -47,7 +48,8 @@ pub fn refusal_status(r: RefuseReason) -> StatusCode {
         RefuseReason::NotAMember | RefuseReason::LifetimeTooLong => {
             StatusCode::UNPROCESSABLE_ENTITY
         }
-        RefuseReason::PoolExhausted => StatusCode::SERVICE_UNAVAILABLE,
+        RefuseReason::PoolExhausted | RefuseReason::TableFull => StatusCode::SERVICE_UNAVAILABLE,
+        RefuseReason::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
         RefuseReason::AgentRefused => StatusCode::BAD_GATEWAY,
         RefuseReason::AgentUnreachable => StatusCode::GATEWAY_TIMEOUT,
         RefuseReason::BadRequest => StatusCode::BAD_REQUEST,

@@ -1,16 +1,21 @@
 //! The HTTP API: `/v1/...` behind bearer tokens, `/healthz`, `/metrics`,
-//! `/openapi.json`. Errors are JSON ([`errors::ErrorBody`]).
+//! `/openapi.json`. Errors are JSON ([`errors::ErrorBody`]). The HTML
+//! status page for people is under `/status` ([`page`]).
 
 pub mod auth;
 pub mod errors;
 pub mod openapi;
+pub mod page;
 pub mod routes;
+pub mod status;
+pub mod views;
 
-use crate::engine::Controller;
+use crate::Controller;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use routes::*;
+use status::*;
 use std::sync::Arc;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -27,6 +32,10 @@ fn build(ctl: Option<Arc<Controller>>) -> (Router<Arc<Controller>>, utoipa::open
         .routes(routes!(groups))
         .routes(routes!(leases))
         .routes(routes!(audit))
+        .routes(routes!(subsets))
+        .routes(routes!(budgets))
+        .routes(routes!(refusals))
+        .routes(routes!(reload))
         .routes(routes!(rendezvous))
         .routes(routes!(release));
     if let Some(ctl) = ctl {
@@ -52,8 +61,9 @@ pub fn router(ctl: Arc<Controller>) -> Router {
         "/openapi.json",
         get(move || async move { axum::Json(doc.as_ref().clone()) }),
     )
+    .merge(page::routes())
     .fallback(not_found)
-    .layer(DefaultBodyLimit::max(ctl.config.max_body_bytes))
+    .layer(DefaultBodyLimit::max(ctl.config().max_body_bytes))
     .with_state(ctl)
 }
 

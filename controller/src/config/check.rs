@@ -121,7 +121,10 @@ pub fn load_file(path: &Path) -> Result<(Config, Vec<Problem>), Vec<Problem>> {
     } else {
         base
     };
-    load_str(&text, base)
+    load_str(&text, base).map(|(mut c, w)| {
+        c.source = Some(path.to_owned());
+        (c, w)
+    })
 }
 
 /// The embedded lab default (its database lives in the current directory).

@@ -8,6 +8,7 @@ pub mod check;
 pub mod model;
 mod unknown;
 pub mod validate;
+mod validate_rates;
 
 pub use check::{DEFAULT_CONFIG, Problem, Severity, load_default, load_file, load_str};
 
@@ -47,18 +48,36 @@ pub struct Config {
     /// This controller's slice of every pool: (index, count).
     pub pool_slice: (u32, u32),
     pub agent_timeout: Duration,
+    /// Most rows the audit log keeps (oldest pruned first); 0: no limit.
+    pub audit_max_rows: u64,
     pub keys: BTreeMap<u32, Key>,
     pub vlans: BTreeMap<u16, Vlan>,
     pub switches: Vec<Switch>,
     pub groups: Vec<Group>,
     pub lease_default: Duration,
     pub lease_max: Duration,
+    /// A group whose last lease ended stays installed this long (0: it is
+    /// cleared at once, and a release waits for the CLEAR).
+    pub warm: Duration,
+    /// Agent-side lifetime margin past (latest lease end + warm).
+    pub hold: Duration,
+    /// Default most leases per credential (0: no limit).
+    pub max_leases_per_credential: u32,
+    /// Budget of a switch with no reported capacity and no `budget:`.
+    pub default_budget: u32,
+    /// Share (percent) of each budget that pre-enumeration leaves for misses.
+    pub miss_reserve_percent: u32,
+    /// Most leases per storage node on the UDP path (None: the default).
+    pub max_leases_per_sender: Option<u32>,
     pub retransmit: Duration,
     pub attempts: u32,
     pub api_listen: SocketAddr,
     pub tokens: Vec<Token>,
     pub max_body_bytes: usize,
     pub rendezvous_key_ids: Vec<u32>,
+    /// The file it was read from (what a reload reads again); `None` for
+    /// a config given as text.
+    pub source: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -78,6 +97,8 @@ pub struct Switch {
     pub key_id: u32,
     /// Key this agent's own messages must be sealed with.
     pub agent_key_id: u32,
+    /// Configured budget (groups), if any.
+    pub budget: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -86,6 +107,19 @@ pub struct Group {
     pub vlan: u16,
     pub parent: Ipv6Addr,
     pub members: Vec<GroupMember>,
+    /// Targets per transfer (k).
+    pub replicas: u32,
+    pub preenumerate: Preenumerate,
+}
+
+/// Which target sets of a group are installed ahead of time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preenumerate {
+    None,
+    /// Every set of `replicas` members.
+    All,
+    /// The N most requested target sets.
+    Top(u32),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,6 +134,8 @@ pub struct Token {
     pub name: String,
     pub role: Role,
     pub secret: String,
+    /// Most leases this token may hold (None: the default).
+    pub max_leases: Option<u32>,
 }
 
 impl Config {

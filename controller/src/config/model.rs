@@ -32,6 +32,8 @@ pub struct RawConfig {
     pub api: RawApi,
     #[serde(default)]
     pub rendezvous: RawRendezvous,
+    #[serde(default)]
+    pub budgets: RawBudgets,
 }
 
 /// `controller:` this process itself.
@@ -49,6 +51,8 @@ pub struct RawController {
     pub pool_slice: Option<S<String>>,
     /// An agent silent for this long is shown as down and refused.
     pub agent_timeout_ms: Option<S<u64>>,
+    /// Most rows the audit log keeps (the oldest go first); 0: no limit.
+    pub audit_max_rows: Option<S<u64>>,
 }
 
 /// `keys:` MAC keys, by id, in files of 64 hex digits.
@@ -83,6 +87,10 @@ pub struct RawSwitch {
     /// VLANs this switch carries; its agent gets SET_SUBSET for them.
     pub vlans: Vec<S<u16>>,
     pub agent: RawAgent,
+    /// Most subset groups the controller asks this switch to hold; the
+    /// effective budget is the lower of this and the capacity the agent
+    /// reports in HELLO/HEARTBEAT.
+    pub budget: Option<S<u32>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -106,6 +114,20 @@ pub struct RawGroup {
     pub vlan: S<u16>,
     pub parent: S<String>,
     pub members: Vec<RawMember>,
+    /// Targets per transfer (k): the size of the target sets that
+    /// `preenumerate: all` installs ahead of time.
+    pub replicas: Option<S<u32>>,
+    /// Target sets installed ahead of time: `none` (default), `all` (every
+    /// set of `replicas` members) or `{ top: N }` (the N most requested).
+    pub preenumerate: Option<S<RawPreenumerate>>,
+}
+
+/// `preenumerate:` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawPreenumerate {
+    Word(String),
+    Top { top: u32 },
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -122,6 +144,23 @@ pub struct RawMember {
 pub struct RawLeases {
     pub default_ms: Option<S<u64>>,
     pub max_ms: Option<S<u64>>,
+    /// A group whose last lease ended stays installed this long for reuse.
+    pub warm_ms: Option<S<u64>>,
+    /// Agent-side lifetime margin past (latest lease end + warm_ms).
+    pub hold_ms: Option<S<u64>>,
+    /// Most leases one credential may hold at once (0: no limit).
+    pub max_per_credential: Option<S<u32>>,
+}
+
+/// `budgets:` how many groups the controller asks switches to hold.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBudgets {
+    /// Budget of a switch whose agent reports no capacity and that has no
+    /// `budget:` of its own.
+    pub default: Option<S<u32>>,
+    /// Share of every budget that pre-enumeration leaves free for misses.
+    pub miss_reserve_percent: Option<S<u32>>,
 }
 
 /// `fanout:` retransmission of SET_SUBSET/CLEAR.
@@ -155,6 +194,9 @@ pub struct RawToken {
     pub file: Option<S<String>>,
     /// The token inline: for labs only.
     pub token: Option<S<String>>,
+    /// Most leases this token may hold at once (default:
+    /// leases.max_per_credential).
+    pub max_leases: Option<S<u32>>,
 }
 
 /// `rendezvous:` the binary UDP rendezvous path for storage nodes.
@@ -164,4 +206,7 @@ pub struct RawRendezvous {
     /// Key ids storage nodes may seal RENDEZVOUS_REQUEST with.
     #[serde(default)]
     pub key_ids: Vec<S<u32>>,
+    /// Most leases one storage node (key id + sender id) may hold at once
+    /// over UDP (default: leases.max_per_credential).
+    pub max_leases_per_sender: Option<S<u32>>,
 }

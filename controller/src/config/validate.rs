@@ -14,9 +14,9 @@ use std::time::Duration;
 use subcast_proto::{DEFAULT_AGENT_PORT, DEFAULT_CONTROLLER_PORT, Key, MacAddr};
 
 /// Collects problems while checking.
-struct Checker<'a> {
-    base: &'a Path,
-    problems: Vec<Problem>,
+pub(super) struct Checker<'a> {
+    pub(super) base: &'a Path,
+    pub(super) problems: Vec<Problem>,
 }
 
 impl Checker<'_> {
@@ -29,10 +29,10 @@ impl Checker<'_> {
             hint: hint.to_owned(),
         });
     }
-    fn error(&mut self, at: Location, message: String, hint: &str) {
+    pub(super) fn error(&mut self, at: Location, message: String, hint: &str) {
         self.push(Severity::Error, at, message, hint);
     }
-    fn warn(&mut self, at: Location, message: String, hint: &str) {
+    pub(super) fn warn(&mut self, at: Location, message: String, hint: &str) {
         self.push(Severity::Warning, at, message, hint);
     }
 
@@ -159,6 +159,21 @@ pub fn validate(raw: &RawConfig, base: &Path) -> Result<(Config, Vec<Problem>), 
     };
     let agent_timeout =
         Duration::from_millis(ctl.agent_timeout_ms.as_ref().map_or(15_000, |v| v.value));
+    let audit_max_rows = match &ctl.audit_max_rows {
+        None => crate::store::AUDIT_MAX_ROWS_DEFAULT,
+        Some(v) if v.value != 0 && v.value < crate::store::AUDIT_PRUNE_EVERY => {
+            c.error(
+                v.referenced,
+                format!("audit_max_rows {} is too small", v.value),
+                &format!(
+                    "keep at least {} rows (0: no limit)",
+                    crate::store::AUDIT_PRUNE_EVERY
+                ),
+            );
+            0
+        }
+        Some(v) => v.value,
+    };
 
     // keys:
     let mut keys = BTreeMap::new();
@@ -343,6 +358,7 @@ pub fn validate(raw: &RawConfig, base: &Path) -> Result<(Config, Vec<Problem>), 
             agent: agent.unwrap_or_else(|| SocketAddr::from(([0u8; 16], 0))),
             key_id: s.agent.key_id.value,
             agent_key_id: agent_key.value,
+            budget: s.budget.as_ref().map(|b| b.value),
         });
     }
 
@@ -515,11 +531,15 @@ pub fn validate(raw: &RawConfig, base: &Path) -> Result<(Config, Vec<Problem>), 
             }
         }
         if let Some(parent) = parent {
+            let (replicas, preenumerate) =
+                super::validate_rates::preenumerate(&mut c, g, members.len());
             groups.push(Group {
                 name: g.name.value.clone(),
                 vlan,
                 parent,
                 members,
+                replicas,
+                preenumerate,
             });
         }
     }
@@ -649,7 +669,12 @@ pub fn validate(raw: &RawConfig, base: &Path) -> Result<(Config, Vec<Problem>), 
                 .name
                 .as_ref()
                 .map_or_else(|| role.name().to_owned(), |n| n.value.clone());
-            tokens.push(Token { name, role, secret });
+            tokens.push(Token {
+                name,
+                role,
+                secret,
+                max_leases: t.max_leases.as_ref().map(|v| v.value),
+            });
         }
     }
     let max_body_bytes = raw
@@ -677,6 +702,8 @@ pub fn validate(raw: &RawConfig, base: &Path) -> Result<(Config, Vec<Problem>), 
         rendezvous_key_ids.push(k.value);
     }
 
+    let rates = super::validate_rates::rates(&mut c, raw, lease_max);
+
     let errors = c.problems.iter().any(|p| p.severity == Severity::Error);
     if errors {
         return Err(c.problems);
@@ -691,18 +718,30 @@ pub fn validate(raw: &RawConfig, base: &Path) -> Result<(Config, Vec<Problem>), 
             database,
             pool_slice,
             agent_timeout,
+            audit_max_rows,
             keys,
             vlans,
             switches,
             groups,
             lease_default: Duration::from_millis(lease_default),
             lease_max: Duration::from_millis(lease_max),
+            warm: rates.warm,
+            hold: rates.hold,
+            max_leases_per_credential: rates.max_per_credential,
+            default_budget: rates.default_budget,
+            miss_reserve_percent: rates.miss_reserve_percent,
+            max_leases_per_sender: raw
+                .rendezvous
+                .max_leases_per_sender
+                .as_ref()
+                .map(|v| v.value),
             retransmit: Duration::from_millis(retransmit),
             attempts,
             api_listen,
             tokens,
             max_body_bytes,
             rendezvous_key_ids,
+            source: None,
         },
         c.problems,
     ))

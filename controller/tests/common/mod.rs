@@ -8,8 +8,8 @@ use std::net::{Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use subcast_proto::{
-    Ack, BackendKind, Heartbeat, Hello, Key, Keyring, Message, Nak, NakReason, Opener, ReplayGuard,
-    Sealer, now_us,
+    Ack, BackendKind, BatchAck, BatchItem, Heartbeat, Hello, Key, Keyring, Message, Nak, NakReason,
+    Opener, ReplayGuard, Sealer, now_us,
 };
 use tokio::net::UdpSocket;
 
@@ -36,6 +36,10 @@ pub struct AgentLog {
     pub installed: BTreeMap<Ipv6Addr, String>,
     /// Datagrams that did not open (bad tag, replay...).
     pub rejected: Vec<String>,
+    /// HELLO_ACKs received (their instance).
+    pub hello_acks: Vec<u64>,
+    /// Most groups held at once.
+    pub peak: usize,
     seen_per_txid: BTreeMap<u64, u32>,
 }
 
@@ -80,6 +84,10 @@ impl FakeAgent {
                         }
                     };
                     let b = behaviour.lock().unwrap().clone();
+                    if let Message::HelloAck(a) = &dg.message {
+                        log.lock().unwrap().hello_acks.push(a.instance);
+                        continue;
+                    }
                     let txid = match dg.message.txid() {
                         Some(t) => t,
                         None => continue,
@@ -103,20 +111,36 @@ impl FakeAgent {
                                 ),
                             })),
                             _ => {
-                                match &dg.message {
-                                    Message::SetSubset(s) => {
-                                        l.installed.insert(s.group, format!("{:?}", s.members));
+                                let items: Vec<BatchItem> = match &dg.message {
+                                    Message::SetSubset(s) => vec![BatchItem::from_set(s)],
+                                    Message::Clear(c) => vec![BatchItem::Clear { group: c.group }],
+                                    Message::Batch(b) => b.items.clone(),
+                                    _ => vec![],
+                                };
+                                // Applied in order, all of them (BATCH).
+                                for it in &items {
+                                    match it {
+                                        BatchItem::Set { group, members, .. } => {
+                                            l.installed.insert(*group, format!("{members:?}"));
+                                        }
+                                        BatchItem::Clear { group } => {
+                                            l.installed.remove(group);
+                                        }
                                     }
-                                    Message::Clear(c) => {
-                                        l.installed.remove(&c.group);
-                                    }
-                                    _ => {}
+                                    l.peak = l.peak.max(l.installed.len());
                                 }
-                                Some(Message::Ack(Ack {
-                                    txid,
-                                    switch_id,
-                                    port_count: 1,
-                                }))
+                                match &dg.message {
+                                    Message::Batch(_) => Some(Message::BatchAck(BatchAck {
+                                        txid,
+                                        switch_id,
+                                        port_counts: vec![1; items.len()],
+                                    })),
+                                    _ => Some(Message::Ack(Ack {
+                                        txid,
+                                        switch_id,
+                                        port_count: 1,
+                                    })),
+                                }
                             }
                         }
                     };
@@ -149,10 +173,17 @@ impl FakeAgent {
     }
 
     pub async fn hello(&self, to: SocketAddr) {
+        self.hello_as(to, 1, 0).await;
+    }
+
+    /// A HELLO of `instance` reporting `capacity`.
+    pub async fn hello_as(&self, to: SocketAddr, instance: u64, capacity: u32) {
         let m = Message::Hello(Hello {
             switch_id: self.switch_id,
             backend: BackendKind::LinuxBridge,
             port_count: 4,
+            table_capacity: capacity,
+            instance,
             software_version: "fake-agent 0".into(),
         });
         self.say(to, &m).await;
@@ -164,6 +195,7 @@ impl FakeAgent {
             switch_id: self.switch_id,
             installed_groups: installed,
             uptime_s: 1,
+            table_capacity: 0,
         });
         self.say(to, &m).await;
     }
@@ -172,14 +204,30 @@ impl FakeAgent {
         self.log.lock().unwrap().installed.keys().copied().collect()
     }
 
+    /// Instructions of `kind` (SET_SUBSET or CLEAR) received, alone or
+    /// inside BATCHes; other kinds by message name.
     pub fn count(&self, kind: &str) -> usize {
-        self.log
-            .lock()
-            .unwrap()
-            .received
+        let log = self.log.lock().unwrap();
+        log.received
             .iter()
-            .filter(|m| m.name() == kind)
-            .count()
+            .map(|m| match (m, kind) {
+                (Message::Batch(b), "SET_SUBSET") => b
+                    .items
+                    .iter()
+                    .filter(|i| matches!(i, BatchItem::Set { .. }))
+                    .count(),
+                (Message::Batch(b), "CLEAR") => b
+                    .items
+                    .iter()
+                    .filter(|i| matches!(i, BatchItem::Clear { .. }))
+                    .count(),
+                (m, k) => usize::from(m.name() == k),
+            })
+            .sum()
+    }
+
+    pub fn peak(&self) -> usize {
+        self.log.lock().unwrap().peak
     }
 
     pub fn rejected(&self) -> Vec<String> {
@@ -218,7 +266,7 @@ vlans:\n  - id: 10\n    pool: [\"{pool}\"]\nswitches:\n"
         );
     }
     s += &format!(
-        "leases: {{ default_ms: 2000, max_ms: 60000 }}\nfanout: {{ retransmit_ms: 10, attempts: 4 }}\n\
+        "leases: {{ default_ms: 2000, max_ms: 60000, warm_ms: 0 }}\nfanout: {{ retransmit_ms: 10, attempts: 4 }}\n\
 api:\n  listen: \"127.0.0.1:0\"\n  max_body_bytes: 4096\n  tokens:\n    - {{ role: admin, name: ops, token: \"{ADMIN}\" }}\n    - {{ role: storage-node, name: nodes, token: \"{NODE}\" }}\n\
 rendezvous:\n  key_ids: [2]\n"
     );
@@ -246,6 +294,22 @@ pub async fn three_agents() -> Vec<FakeAgent> {
 
 pub fn addrs(a: &[FakeAgent]) -> Vec<SocketAddr> {
     a.iter().map(|x| x.addr).collect()
+}
+
+/// Polls `f` (async) every 5 ms until it is true or `within` passes.
+pub async fn until<F, Fut>(within: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < end {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    f().await
 }
 
 /// Polls `f` every 5 ms until it is true or `within` passes.

@@ -3,6 +3,7 @@
 # Needs root, openvswitch-switch, socat, python3. Everything runs in a private network
 # namespace with a private OVS instance; both are removed on exit.
 # Usage: sudo ofp13/tests/captures/generate.sh
+#        sudo ONLY="bundle bundle-fail" ofp13/tests/captures/generate.sh   # just these files
 set -euo pipefail
 OUT="$(cd "$(dirname "$0")" && pwd)"
 NS="ofcap$$"
@@ -49,6 +50,7 @@ PKT=333300000001020000000001""86dd""6000000000081101""fd000000000000000000000000
 N=0
 capture() {
     local name="$1"; shift
+    if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then return 0; fi
     N=$((N + 1))
     local port=$((7000 + N))
     ip netns exec "$NS" socat -r "$DIR/$name.c2s" -R "$DIR/$name.s2c" \
@@ -106,6 +108,18 @@ capture dump-ports-desc dump-ports-desc @SW@
 capture del-groups del-groups @SW@ group_id=7
 capture probe probe @SW@
 capture packet-out packet-out @SW@ 1 output:2 "$PKT"
+# Bundles (ONF extension 230 on OpenFlow 1.3): a group and its flow committed
+# atomically, and a bundle the switch refuses (MODIFY of an unknown group), which
+# discards every message in it.
+printf '%s\n' 'group add group_id=0x5c000001,type=all,bucket=output:1,bucket=output:2' \
+    'flow add table=1,cookie=0x5c00000000000001,priority=100,ipv6,ipv6_dst=ff05::5c:2:1,actions=group:0x5c000001' \
+    > "$DIR/bundle.txt"
+capture bundle bundle @SW@ "$DIR/bundle.txt"
+printf '%s\n' 'group add group_id=0x5c000002,type=all,bucket=output:1' \
+    'group mod group_id=0x5c0000ff,type=all,bucket=output:2' > "$DIR/bundle-fail.txt"
+capture bundle-fail bundle @SW@ "$DIR/bundle-fail.txt"
+capture group-features dump-group-features @SW@
+if [ -n "${ONLY:-}" ]; then exit 0; fi
 # Packet-in and port status to a monitoring connection.
 capture_monitor() {
     N=$((N + 1))

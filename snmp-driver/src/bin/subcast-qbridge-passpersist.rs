@@ -5,7 +5,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use subcast_snmp::passpersist::{self, Agent, Bridge, GroupPrefix};
+use subcast_snmp::passpersist::{self, Agent, Bridge, GroupPrefix, netns};
 
 #[derive(Debug, Parser)]
 #[command(version, about)]
@@ -13,7 +13,8 @@ struct Args {
     /// The Linux bridge to serve.
     #[arg(long)]
     bridge: String,
-    /// Network namespace holding the bridge (iproute2 `-n NS`); default: the current one.
+    /// Network namespace holding the bridge (a name from `ip netns list`); the handler
+    /// enters it at start. Default: the current one.
     #[arg(long)]
     netns: Option<String>,
     /// IPv6 /96 that rows map to: MAC 33:33:aa:bb:cc:dd <-> group PREFIX::aabb:ccdd.
@@ -42,10 +43,23 @@ fn main() -> anyhow::Result<()> {
         }
         None => builder.with_writer(std::io::stderr).init(),
     }
-    let bridge = Bridge::new(args.bridge, args.netns);
+    let r = serve(args);
+    if let Err(e) = &r {
+        // snmpd does not show the handler's stderr: say it in the log too.
+        tracing::error!("{e:#}");
+    }
+    r
+}
+
+fn serve(args: Args) -> anyhow::Result<()> {
+    if let Some(ns) = &args.netns {
+        netns::enter(ns)?;
+    }
+    let mut bridge = Bridge::open(args.bridge)?;
     bridge
         .ports()
         .with_context(|| format!("cannot read the ports of bridge {}", bridge.name()))?;
+    tracing::info!(bridge = bridge.name(), "serving Q-BRIDGE-MIB");
     let mut agent = Agent::new(bridge, args.ipv6_group_prefix);
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();

@@ -1,97 +1,45 @@
 //! The Q-BRIDGE-MIB view of one Linux bridge: answers pass_persist get/getnext/set.
 //!
-//! # Group MAC <-> IPv6 group convention
-//! Linux bridges ignore L2 MDB entries (`grp 33:33:...`) for IPv6 traffic, so a row for MAC
-//! `33:33:aa:bb:cc:dd` is stored as static IPv6 MDB entries for group `PREFIX::aabb:ccdd`,
-//! where PREFIX is the `/96` given with `--ipv6-group-prefix` (e.g. `ff3e::/96`). Only rows
-//! whose group lies in that prefix are shown; other MDB entries are left alone.
+//! Rows map to IPv6 groups of the `--ipv6-group-prefix` ([`super::group_prefix`]); only
+//! rows whose group lies in that prefix are shown, other MDB entries are left alone.
 //!
-//! # Rows and atomicity
+//! # Rows
 //! The bridge MDB *is* the table (the program keeps no state except rows that exist with an
 //! empty port list, which the MDB cannot hold), so the program can be restarted at any time.
 //! - `get` of any column of a row that does not exist (VLAN 1, a 33:33 MAC, receive port 0)
 //!   answers a default (empty PortList, status invalid(2)) instead of NONE, because snmpd
 //!   asks `get` before every `set` and would refuse to create the row otherwise.
 //! - Setting StaticEgressPorts creates the row (status permanent(3)) and programs exactly
-//!   those ports: new ports are added first, then removed ports are deleted. If an add fails,
-//!   the adds already done for this varbind are undone and the set fails.
+//!   those ports: new ports are added first (replacing entries the bridge learned from MLD),
+//!   then removed ports are deleted. If an add fails, the adds already done for this
+//!   varbind are undone and the set fails.
 //! - Setting Status permanent(3) creates an empty row if needed (no-op otherwise); invalid(2)
 //!   deletes the row and all its MDB entries.
-//! - snmpd applies the varbinds of one SET PDU one after the other (pass_persist has no
-//!   commit/undo). A manager that sends {egress, status=permanent} in either order gets the
-//!   same final row, and no other request is served in between (snmpd is single-threaded).
-//!   If the *second* varbind fails, the first one stays applied: a manager seeing an error
-//!   must re-read or delete the row. [`crate::SnmpSwitch`] creates with {egress,
-//!   status=permanent(3)} (the status varbind cannot fail here once the egress one passed)
-//!   and deletes with status alone, so each of its SETs is all-or-nothing.
 //! - Only VLAN 1 (untagged bridge) and receive port 0 exist; ForbiddenEgressPorts accepts
 //!   only the empty set.
+//!
+//! # SET PDUs with several varbinds
+//! All-or-nothing as far as pass_persist allows: if one `set` of a PDU fails, the rows the
+//! PDU already changed are put back and its remaining `set`s are refused. How snmpd drives
+//! the program and what is left when even that fails: [`super::set_pdu`].
 
-use super::bridge::{Bridge, BridgeError, BridgePort, FdbEntry};
+use super::bridge::{Bridge, BridgeError, BridgePort};
+use super::group_prefix::GroupPrefix;
 use super::protocol::{Request, Response, SetValue, Value};
+use super::render::{port_list_len, render, set_row};
+use super::set_pdu::{PduView, SetPdu};
 use crate::mib::{
-    self, DOT1D_BASE_PORT, DOT1D_BASE_PORT_IFINDEX, DOT1Q_STATIC_MCAST_ENTRY, MacAddr, PortSet,
-    StaticMcastIndex, decode_port_list, encode_port_list, fdb_status, status,
+    self, DOT1Q_STATIC_MCAST_ENTRY, MacAddr, PortSet, StaticMcastIndex, decode_port_list, status,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv6Addr;
-use std::str::FromStr;
 use std::time::{Duration, Instant};
-
-/// An IPv6 `/96` prefix for rendezvous groups.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GroupPrefix {
-    base: [u8; 12],
-}
-
-/// A `--ipv6-group-prefix` that is not an IPv6 multicast /96.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not an IPv6 multicast /96 prefix (expected e.g. ff3e::/96)")]
-pub struct GroupPrefixError(pub String);
-
-impl FromStr for GroupPrefix {
-    type Err = GroupPrefixError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || GroupPrefixError(s.to_string());
-        let (addr, len) = s.split_once('/').ok_or_else(err)?;
-        if len != "96" {
-            return Err(err());
-        }
-        let addr: Ipv6Addr = addr.parse().map_err(|_| err())?;
-        if !addr.is_multicast() {
-            return Err(err());
-        }
-        let o = addr.octets();
-        let mut base = [0u8; 12];
-        base.copy_from_slice(&o[..12]);
-        Ok(GroupPrefix { base })
-    }
-}
-
-impl GroupPrefix {
-    /// The IPv6 group that carries rows for `mac` (which must be 33:33:..).
-    pub fn group_of(&self, mac: MacAddr) -> Option<Ipv6Addr> {
-        if !mac.is_ipv6_multicast() {
-            return None;
-        }
-        let mut o = [0u8; 16];
-        o[..12].copy_from_slice(&self.base);
-        o[12..].copy_from_slice(&mac.0[2..]);
-        Some(Ipv6Addr::from(o))
-    }
-
-    /// True if `group` lies inside the prefix.
-    pub fn contains(&self, group: Ipv6Addr) -> bool {
-        group.octets()[..12] == self.base
-    }
-}
 
 /// One snapshot of the bridge, rendered as a sorted OID -> value map.
 #[derive(Debug)]
 struct Snapshot {
     taken: Instant,
     ports: Vec<BridgePort>,
-    fdb: Vec<FdbEntry>,
     objects: BTreeMap<Vec<u32>, Value>,
 }
 
@@ -105,6 +53,8 @@ pub struct Agent {
     prefix: GroupPrefix,
     empty_rows: BTreeSet<MacAddr>,
     snapshot: Option<Snapshot>,
+    /// The SET PDU whose `set`s are arriving (from its first `set` to the next `get`).
+    pdu: Option<SetPdu>,
 }
 
 impl Agent {
@@ -115,6 +65,7 @@ impl Agent {
             prefix,
             empty_rows: BTreeSet::new(),
             snapshot: None,
+            pdu: None,
         }
     }
 
@@ -122,18 +73,81 @@ impl Agent {
     pub fn handle(&mut self, req: Request) -> Response {
         let r = match req {
             Request::Ping => return Response::Pong,
+            Request::Set(oid, v) => return self.set_in_pdu(&oid, v),
+            // Anything but a set ends the SET PDU whose sets came before.
             Request::Invalid(text) => {
+                self.pdu = None;
                 tracing::warn!(%text, "request not understood");
                 return Response::None;
             }
-            Request::Get(oid) => self.get(&oid),
-            Request::GetNext(oid) => self.get_next(&oid),
-            Request::Set(oid, v) => self.set(&oid, v),
+            Request::Get(oid) => {
+                self.pdu = None;
+                self.get(&oid)
+            }
+            Request::GetNext(oid) => {
+                self.pdu = None;
+                self.get_next(&oid)
+            }
         };
         r.unwrap_or_else(|e| {
             tracing::error!(error = %e, "bridge access failed");
             Response::None
         })
+    }
+
+    /// One `set` of the current SET PDU: refused at once if an earlier one of the PDU
+    /// failed; on failure, every row the PDU changed is put back.
+    fn set_in_pdu(&mut self, oid: &[u32], value: SetValue) -> Response {
+        if self.pdu.as_ref().is_some_and(SetPdu::failed) {
+            tracing::warn!(
+                oid = %mib::format_oid(oid),
+                "not applied: an earlier varbind of this SET failed"
+            );
+            return Response::SetError("inconsistent-value");
+        }
+        let resp = self.set(oid, value).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "bridge access failed during a set");
+            Response::SetError("gen-error")
+        });
+        if resp != Response::Done {
+            self.roll_back_pdu();
+        }
+        resp
+    }
+
+    /// Puts back every row the current SET PDU changed (see [`super::set_pdu`]).
+    fn roll_back_pdu(&mut self) {
+        let rows = self.pdu.get_or_insert_default().take_rollback();
+        self.snapshot = None;
+        if rows.is_empty() {
+            return;
+        }
+        let (ports, now) = match self.bridge.ports().and_then(|p| {
+            let r = self.read_rows(&p)?;
+            Ok((p, r))
+        }) {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::error!(error = %e, rows = rows.len(), "cannot read the bridge to undo this SET; its earlier rows stay applied");
+                return;
+            }
+        };
+        for (mac, before) in rows {
+            let Some(group) = self.prefix.group_of(mac) else {
+                continue;
+            };
+            let cur = now.get(&mac).cloned().unwrap_or_default();
+            let target = before.clone().unwrap_or_default();
+            let r = self.program(mac, group, &ports, &cur, &target);
+            if before.is_none() {
+                self.empty_rows.remove(&mac);
+            }
+            if r == Response::Done {
+                tracing::info!(%mac, ?before, "row put back: a later varbind of its SET failed");
+            } else {
+                tracing::error!(%mac, ?before, "cannot put the row back; it stays as the failed SET left it");
+            }
+        }
     }
 
     fn snapshot(&mut self) -> Result<&Snapshot, BridgeError> {
@@ -147,17 +161,20 @@ impl Agent {
         Ok(self.snapshot.as_ref().expect("snapshot was just set"))
     }
 
-    fn read_rows(&self, ports: &[BridgePort]) -> Result<BTreeMap<MacAddr, PortSet>, BridgeError> {
+    fn read_rows(
+        &mut self,
+        ports: &[BridgePort],
+    ) -> Result<BTreeMap<MacAddr, PortSet>, BridgeError> {
         let mut rows: BTreeMap<MacAddr, PortSet> = self
             .empty_rows
             .iter()
             .map(|m| (*m, PortSet::new()))
             .collect();
-        for (grp, ifname) in self.bridge.static_mdb()? {
+        for (grp, ifindex) in self.bridge.static_mdb()? {
             if !self.prefix.contains(grp) {
                 continue;
             }
-            let Some(p) = ports.iter().find(|p| p.ifname == ifname) else {
+            let Some(p) = ports.iter().find(|p| p.ifindex == ifindex) else {
                 continue;
             };
             rows.entry(MacAddr::ipv6_multicast(grp))
@@ -167,7 +184,7 @@ impl Agent {
         Ok(rows)
     }
 
-    fn read_snapshot(&self) -> Result<Snapshot, BridgeError> {
+    fn read_snapshot(&mut self) -> Result<Snapshot, BridgeError> {
         let ports = self.bridge.ports()?;
         let rows = self.read_rows(&ports)?;
         let fdb = self.bridge.fdb()?;
@@ -175,7 +192,6 @@ impl Agent {
         Ok(Snapshot {
             taken: Instant::now(),
             ports,
-            fdb,
             objects,
         })
     }
@@ -232,24 +248,31 @@ impl Agent {
             .prefix
             .group_of(idx.mac)
             .expect("row_index checked the MAC");
-        // Writes work on a fresh view of the MDB; the port list may come from a recent
-        // snapshot (ports change rarely, and a vanished port only makes an add fail).
-        let ports = match &self.snapshot {
-            Some(s) if s.taken.elapsed() < SNAPSHOT_TTL => s.ports.clone(),
-            _ => self.bridge.ports()?,
+        // Each SET PDU works on a fresh view of the bridge, read at its first `set` and kept
+        // in step with its own writes.
+        let mut pdu = self.pdu.take().unwrap_or_default();
+        let mut view = match pdu.view.take() {
+            Some(v) => v,
+            None => {
+                let ports = self.bridge.ports()?;
+                let rows = self.read_rows(&ports)?;
+                PduView { ports, rows }
+            }
         };
-        let rows = self.read_rows(&ports)?;
-        let current = rows.get(&idx.mac).cloned();
+        let current = view.rows.get(&idx.mac).cloned();
+        pdu.touch(idx.mac, current.clone());
+        self.pdu = Some(pdu);
+        let ports = &view.ports;
         // `after`: the row's port set once the set succeeded (None = row deleted).
         let (resp, after) = match (col, value) {
-            (mib::SM_COL_EGRESS, SetValue::Octets(bytes)) => {
-                let Ok(wanted) = decode_port_list(&bytes) else {
-                    return Ok(Response::SetError("wrong-value"));
-                };
-                let cur = current.clone().unwrap_or_default();
-                let r = self.program(idx.mac, group, &ports, &cur, &wanted);
-                (r, Some(wanted))
-            }
+            (mib::SM_COL_EGRESS, SetValue::Octets(bytes)) => match decode_port_list(&bytes) {
+                Ok(wanted) => {
+                    let cur = current.clone().unwrap_or_default();
+                    let r = self.program(idx.mac, group, ports, &cur, &wanted);
+                    (r, Some(wanted))
+                }
+                Err(_) => (Response::SetError("wrong-value"), None),
+            },
             (mib::SM_COL_FORBIDDEN, SetValue::Octets(bytes)) => match decode_port_list(&bytes) {
                 Ok(s) if s.is_empty() => (Response::Done, current.clone()),
                 _ => (Response::SetError("wrong-value"), None),
@@ -262,25 +285,30 @@ impl Agent {
             }
             (mib::SM_COL_STATUS, SetValue::Integer(status::INVALID)) => {
                 let cur = current.clone().unwrap_or_default();
-                let r = self.program(idx.mac, group, &ports, &cur, &PortSet::new());
+                let r = self.program(idx.mac, group, ports, &cur, &PortSet::new());
                 self.empty_rows.remove(&idx.mac);
                 (r, None)
             }
             (mib::SM_COL_STATUS, SetValue::Integer(_)) => (Response::SetError("wrong-value"), None),
             _ => (Response::SetError("wrong-type"), None),
         };
-        // Keep the snapshot in step with our own write (managers read their writes back at
-        // once) without reading the bridge again; after a failure, re-read it next time.
-        match (&resp, self.snapshot.as_mut()) {
-            (Response::Done, Some(snap)) => {
-                let mut rows = rows;
-                match after {
-                    Some(set) => rows.insert(idx.mac, set),
-                    None => rows.remove(&idx.mac),
-                };
-                snap.objects = render(&snap.ports, &snap.fdb, &rows);
-            }
-            _ => self.snapshot = None,
+        if resp != Response::Done {
+            // The caller rolls the PDU back; the snapshot is re-read next time.
+            self.snapshot = None;
+            return Ok(resp);
+        }
+        // Keep the PDU's view and the snapshot in step with our own write (managers read
+        // their writes back at once) without reading the bridge again.
+        match &after {
+            Some(set) => view.rows.insert(idx.mac, set.clone()),
+            None => view.rows.remove(&idx.mac),
+        };
+        if let Some(snap) = self.snapshot.as_mut() {
+            let width = port_list_len(&snap.ports);
+            set_row(&mut snap.objects, idx.mac, after.as_ref(), width);
+        }
+        if let Some(pdu) = self.pdu.as_mut() {
+            pdu.view = Some(view);
         }
         Ok(resp)
     }
@@ -294,29 +322,29 @@ impl Agent {
         current: &PortSet,
         wanted: &PortSet,
     ) -> Response {
-        let name_of = |p: u16| ports.iter().find(|bp| bp.port_no == p).map(|bp| &bp.ifname);
-        if wanted.iter().any(|p| name_of(*p).is_none()) {
+        let ifindex_of = |p: u16| ports.iter().find(|bp| bp.port_no == p).map(|bp| bp.ifindex);
+        if wanted.iter().any(|p| ifindex_of(*p).is_none()) {
             tracing::warn!(?wanted, "egress names a port the bridge does not have");
             return Response::SetError("wrong-value");
         }
-        let mut added: Vec<String> = Vec::new();
+        let mut added: Vec<u32> = Vec::new();
         for p in wanted.difference(current) {
-            let name = name_of(*p).expect("checked above");
-            if let Err(e) = self.bridge.mdb_add(name, group) {
+            let ifindex = ifindex_of(*p).expect("checked above");
+            if let Err(e) = self.bridge.mdb_add(ifindex, group) {
                 tracing::error!(error = %e, "mdb add failed; undoing this set");
                 for n in &added {
-                    if let Err(e) = self.bridge.mdb_del(n, group) {
+                    if let Err(e) = self.bridge.mdb_del(*n, group) {
                         tracing::error!(error = %e, "undo failed");
                     }
                 }
                 return Response::SetError("inconsistent-value");
             }
-            added.push(name.clone());
+            added.push(ifindex);
         }
         for p in current.difference(wanted) {
-            // A port that left the bridge has no name; its MDB entries went with it.
-            if let Some(name) = name_of(*p)
-                && let Err(e) = self.bridge.mdb_del(name, group)
+            // A port that left the bridge is not listed; its MDB entries went with it.
+            if let Some(ifindex) = ifindex_of(*p)
+                && let Err(e) = self.bridge.mdb_del(ifindex, group)
             {
                 tracing::error!(error = %e, "mdb del failed");
             }
@@ -328,87 +356,5 @@ impl Agent {
         }
         tracing::info!(%mac, %group, ?wanted, "row programmed");
         Response::Done
-    }
-}
-
-/// Renders the bridge state as the sorted OID -> value map served by get/getnext.
-fn render(
-    ports: &[BridgePort],
-    fdb: &[FdbEntry],
-    rows: &BTreeMap<MacAddr, PortSet>,
-) -> BTreeMap<Vec<u32>, Value> {
-    let mut objects = BTreeMap::new();
-    for p in ports {
-        let mut o = DOT1D_BASE_PORT.to_vec();
-        o.push(u32::from(p.port_no));
-        objects.insert(o, Value::Integer(i64::from(p.port_no)));
-        let mut o = DOT1D_BASE_PORT_IFINDEX.to_vec();
-        o.push(u32::from(p.port_no));
-        objects.insert(o, Value::Integer(i64::from(p.ifindex)));
-    }
-    for e in fdb {
-        let Some(p) = ports.iter().find(|p| p.ifname == e.ifname) else {
-            continue;
-        };
-        let st = if e.local {
-            fdb_status::SELF
-        } else if e.is_static {
-            fdb_status::MGMT
-        } else {
-            fdb_status::LEARNED
-        };
-        objects.insert(
-            mib::fdb_oid(mib::FDB_COL_PORT, 1, e.mac),
-            Value::Integer(i64::from(p.port_no)),
-        );
-        objects.insert(
-            mib::fdb_oid(mib::FDB_COL_STATUS, 1, e.mac),
-            Value::Integer(st),
-        );
-    }
-    let width = port_list_len(ports);
-    for (mac, set) in rows {
-        let idx = StaticMcastIndex {
-            vlan: 1,
-            mac: *mac,
-            receive_port: 0,
-        };
-        objects.insert(
-            idx.column_oid(mib::SM_COL_EGRESS),
-            Value::Octets(encode_port_list(set, width)),
-        );
-        objects.insert(
-            idx.column_oid(mib::SM_COL_FORBIDDEN),
-            Value::Octets(vec![0; width]),
-        );
-        objects.insert(
-            idx.column_oid(mib::SM_COL_STATUS),
-            Value::Integer(status::PERMANENT),
-        );
-    }
-    objects
-}
-
-/// PortList width served for this bridge: enough octets for the highest port, at least 1.
-fn port_list_len(ports: &[BridgePort]) -> usize {
-    let max = ports.iter().map(|p| p.port_no).max().unwrap_or(0);
-    usize::from(max).div_ceil(8).max(1)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prefix_maps_macs() {
-        let p: GroupPrefix = "ff3e::/96".parse().unwrap();
-        let mac: MacAddr = "33:33:aa:bb:cc:dd".parse().unwrap();
-        let g = p.group_of(mac).unwrap();
-        assert_eq!(g, "ff3e::aabb:ccdd".parse::<Ipv6Addr>().unwrap());
-        assert!(p.contains(g));
-        assert!(!p.contains("ff3e:1::1".parse().unwrap()));
-        assert!(p.group_of("01:00:5e:00:00:01".parse().unwrap()).is_none());
-        assert!("ff3e::/64".parse::<GroupPrefix>().is_err());
-        assert!("fd00::/96".parse::<GroupPrefix>().is_err());
     }
 }

@@ -1,47 +1,39 @@
-//! Reads and writes one Linux bridge through iproute2 (`ip -j`, `bridge -j`).
+//! Reads and writes one Linux bridge over rtnetlink ([`super::netlink`]): its ports and
+//! their bridge port numbers, its FDB, and its permanent IPv6 MDB entries. No process is
+//! started, so a SET costs what the kernel and SNMP cost.
 //!
-//! Shelling out is acceptable here: this is the test switch, not the product path
-//! (~2 ms per `bridge` process, see lab-notes). Every command can target a netns (`-n NS`).
+//! The bridge is looked up by name in the namespace of the thread that opens it (the
+//! handler enters `--netns` first, see [`super::netns`]).
 
+use super::netlink::{NetlinkError, RouteSocket};
 use crate::mib::MacAddr;
-use serde::Deserialize;
+use netlink_packet_route::link::{InfoBridgePort, InfoPortData, LinkAttribute, LinkInfo};
+use netlink_packet_route::neighbour::NeighbourAttribute;
 use std::net::Ipv6Addr;
-use std::path::Path;
-use std::process::Command;
+use subcast_mdb::{MDB_PERMANENT, MdbAddr};
 
-/// Error from an iproute2 command.
+/// Error reading or writing the bridge.
 #[derive(Debug, thiserror::Error)]
 pub enum BridgeError {
-    /// The program could not be started.
-    #[error("cannot run `{cmd}`: {source} (is iproute2 installed?)")]
-    Spawn {
-        /// The command line.
-        cmd: String,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// The program exited with an error.
-    #[error("`{cmd}` failed: {stderr}")]
-    Failed {
-        /// The command line.
-        cmd: String,
-        /// What it printed on stderr.
-        stderr: String,
-    },
-    /// Its JSON output was not what iproute2 prints.
-    #[error("cannot parse the output of `{cmd}`: {detail}")]
-    Parse {
-        /// The command line.
-        cmd: String,
-        /// What went wrong.
-        detail: String,
+    /// No interface of that name in this namespace.
+    #[error(
+        "no bridge `{0}` in this network namespace (check --bridge and --netns, and that the bridge exists)"
+    )]
+    NoSuchBridge(String),
+    /// A netlink request failed.
+    #[error("bridge {bridge}: {source}")]
+    Netlink {
+        /// The bridge name.
+        bridge: String,
+        /// What failed.
+        source: NetlinkError,
     },
 }
 
 /// One port of the bridge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BridgePort {
-    /// The bridge's own port number (`/sys/class/net/BR/brif/IF/port_no`).
+    /// The bridge's own port number (IFLA_BRPORT_NO, as `/sys/class/net/BR/brif/IF/port_no`).
     pub port_no: u16,
     /// The interface index.
     pub ifindex: u32,
@@ -54,84 +46,45 @@ pub struct BridgePort {
 pub struct FdbEntry {
     /// The MAC address.
     pub mac: MacAddr,
-    /// The port interface name.
-    pub ifname: String,
+    /// The ifindex of the port (or of the bridge itself for its own address).
+    pub ifindex: u32,
     /// True for the port's own (local, permanent) address.
     pub local: bool,
     /// True for a static entry added by an operator.
     pub is_static: bool,
 }
 
-/// A bridge, possibly inside a network namespace.
-#[derive(Debug, Clone)]
+/// NUD_NOARP: a static FDB entry (`bridge fdb add ... static`).
+const NUD_NOARP: u16 = 0x40;
+/// NUD_PERMANENT: a local FDB entry (a port's own address).
+const NUD_PERMANENT: u16 = 0x80;
+
+/// A bridge in the current network namespace.
+#[derive(Debug)]
 pub struct Bridge {
     name: String,
-    netns: Option<String>,
-}
-
-fn tool(name: &str) -> String {
-    for dir in ["/usr/sbin", "/sbin", "/usr/bin", "/bin"] {
-        let p = format!("{dir}/{name}");
-        if Path::new(&p).exists() {
-            return p;
-        }
-    }
-    name.to_string()
-}
-
-#[derive(Deserialize)]
-struct IpLink {
     ifindex: u32,
-    ifname: String,
-    #[serde(default)]
-    linkinfo: Option<LinkInfo>,
-}
-
-#[derive(Deserialize)]
-struct LinkInfo {
-    #[serde(default)]
-    info_slave_data: Option<SlaveData>,
-}
-
-#[derive(Deserialize)]
-struct SlaveData {
-    #[serde(default)]
-    no: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct FdbJson {
-    mac: String,
-    ifname: String,
-    #[serde(default)]
-    master: Option<String>,
-    #[serde(default)]
-    state: Option<String>,
-    #[serde(default)]
-    flags: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct MdbDump {
-    #[serde(default)]
-    mdb: Vec<MdbJson>,
-}
-
-#[derive(Deserialize)]
-struct MdbJson {
-    port: String,
-    grp: String,
-    #[serde(default)]
-    state: Option<String>,
+    sock: RouteSocket,
 }
 
 impl Bridge {
-    /// A bridge named `name`, in netns `netns` if given (else the current one).
-    pub fn new(name: impl Into<String>, netns: Option<String>) -> Self {
-        Bridge {
-            name: name.into(),
-            netns,
-        }
+    /// Opens a netlink socket and finds bridge `name` in the current namespace.
+    pub fn open(name: impl Into<String>) -> Result<Self, BridgeError> {
+        let name = name.into();
+        let err = |source| BridgeError::Netlink {
+            bridge: name.clone(),
+            source,
+        };
+        let mut sock = RouteSocket::open().map_err(err)?;
+        let ifindex = sock
+            .link_index(&name)
+            .map_err(err)?
+            .ok_or_else(|| BridgeError::NoSuchBridge(name.clone()))?;
+        Ok(Bridge {
+            name,
+            ifindex,
+            sock,
+        })
     }
 
     /// The bridge's name.
@@ -139,129 +92,111 @@ impl Bridge {
         &self.name
     }
 
-    fn run(&self, prog: &str, args: &[&str]) -> Result<String, BridgeError> {
-        let mut cmd = Command::new(tool(prog));
-        if let Some(ns) = &self.netns {
-            cmd.args(["-n", ns]);
-        }
-        cmd.args(args);
-        let line = format!("{prog} {}", args.join(" "));
-        let out = cmd.output().map_err(|source| BridgeError::Spawn {
-            cmd: line.clone(),
-            source,
-        })?;
-        if !out.status.success() {
-            return Err(BridgeError::Failed {
-                cmd: line,
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            });
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    /// The bridge's ifindex.
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
     }
 
-    fn json<T: for<'de> Deserialize<'de>>(
-        &self,
-        prog: &str,
-        args: &[&str],
-    ) -> Result<T, BridgeError> {
-        let text = self.run(prog, args)?;
-        let text = if text.trim().is_empty() { "[]" } else { &text };
-        serde_json::from_str(text).map_err(|e| BridgeError::Parse {
-            cmd: format!("{prog} {}", args.join(" ")),
-            detail: e.to_string(),
-        })
+    fn err(&self, source: NetlinkError) -> BridgeError {
+        BridgeError::Netlink {
+            bridge: self.name.clone(),
+            source,
+        }
     }
 
     /// The bridge's ports with their port numbers, sorted by port number.
-    pub fn ports(&self) -> Result<Vec<BridgePort>, BridgeError> {
-        let links: Vec<IpLink> =
-            self.json("ip", &["-d", "-j", "link", "show", "master", &self.name])?;
-        let mut ports = Vec::new();
-        for l in links {
-            let no = l
-                .linkinfo
-                .and_then(|i| i.info_slave_data)
-                .and_then(|s| s.no)
-                .and_then(|n| parse_port_no(&n));
-            if let Some(port_no) = no {
-                ports.push(BridgePort {
-                    port_no,
-                    ifindex: l.ifindex,
-                    ifname: l.ifname,
-                });
-            }
-        }
+    pub fn ports(&mut self) -> Result<Vec<BridgePort>, BridgeError> {
+        let links = self
+            .sock
+            .links_of_master(self.ifindex)
+            .map_err(|e| self.err(e))?;
+        let mut ports: Vec<BridgePort> = links
+            .into_iter()
+            .filter_map(|l| {
+                let mut name = None;
+                let mut port_no = None;
+                for a in &l.attributes {
+                    match a {
+                        LinkAttribute::IfName(n) => name = Some(n.clone()),
+                        LinkAttribute::LinkInfo(infos) => port_no = bridge_port_no(infos),
+                        _ => {}
+                    }
+                }
+                Some(BridgePort {
+                    port_no: port_no?,
+                    ifindex: l.header.index,
+                    ifname: name.unwrap_or_else(|| format!("if{}", l.header.index)),
+                })
+            })
+            .collect();
         ports.sort_by_key(|p| p.port_no);
         Ok(ports)
     }
 
-    /// FDB entries that the bridge forwards by (entries with `master BR`).
-    pub fn fdb(&self) -> Result<Vec<FdbEntry>, BridgeError> {
-        let entries: Vec<FdbJson> =
-            self.json("bridge", &["-j", "fdb", "show", "br", &self.name])?;
-        Ok(entries
+    /// The bridge's FDB (entries whose master is this bridge).
+    pub fn fdb(&mut self) -> Result<Vec<FdbEntry>, BridgeError> {
+        let msgs = self
+            .sock
+            .fdb_of_master(self.ifindex)
+            .map_err(|e| self.err(e))?;
+        Ok(msgs
             .into_iter()
-            .filter(|e| e.master.as_deref() == Some(self.name.as_str()))
-            .filter_map(|e| {
-                let mac = e.mac.parse().ok()?;
-                let state = e.state.unwrap_or_default();
+            .filter_map(|n| {
+                let mac = n.attributes.iter().find_map(|a| match a {
+                    NeighbourAttribute::LinkLayerAddress(l) => {
+                        <[u8; 6]>::try_from(l.as_slice()).ok().map(MacAddr)
+                    }
+                    _ => None,
+                })?;
+                let state = u16::from(n.header.state);
                 Some(FdbEntry {
                     mac,
-                    ifname: e.ifname,
-                    local: state == "permanent",
-                    is_static: state == "static" || e.flags.iter().any(|f| f == "static"),
+                    ifindex: n.header.ifindex,
+                    local: state & NUD_PERMANENT != 0,
+                    is_static: state & NUD_NOARP != 0,
                 })
             })
             .collect())
     }
 
-    /// Permanent (static) IPv6 MDB entries: (group, port interface name).
-    pub fn static_mdb(&self) -> Result<Vec<(Ipv6Addr, String)>, BridgeError> {
-        let dumps: Vec<MdbDump> = self.json("bridge", &["-j", "mdb", "show", "dev", &self.name])?;
-        Ok(dumps
+    /// Permanent IPv6 MDB entries of this bridge: (group, port ifindex).
+    pub fn static_mdb(&mut self) -> Result<Vec<(Ipv6Addr, u32)>, BridgeError> {
+        let entries = self.sock.mdb().map_err(|e| self.err(e))?;
+        Ok(entries
             .into_iter()
-            .flat_map(|d| d.mdb)
-            .filter(|m| m.state.as_deref() == Some("permanent"))
-            .filter_map(|m| Some((m.grp.parse().ok()?, m.port)))
+            .filter(|e| e.bridge == self.ifindex && e.state == MDB_PERMANENT)
+            .filter_map(|e| match e.addr {
+                MdbAddr::Ipv6(g) => Some((g, e.port)),
+                _ => None,
+            })
             .collect())
     }
 
-    /// `bridge mdb add dev BR port PORT grp GROUP permanent`.
-    pub fn mdb_add(&self, port: &str, group: Ipv6Addr) -> Result<(), BridgeError> {
-        let g = group.to_string();
-        self.run(
-            "bridge",
-            &[
-                "mdb",
-                "add",
-                "dev",
-                &self.name,
-                "port",
-                port,
-                "grp",
-                &g,
-                "permanent",
-            ],
-        )
-        .map(|_| ())
+    /// Makes `group` a permanent entry on port `port` (an ifindex); an entry the bridge
+    /// learned from MLD on that port becomes permanent.
+    pub fn mdb_add(&mut self, port: u32, group: Ipv6Addr) -> Result<(), BridgeError> {
+        self.sock
+            .mdb_replace(self.ifindex, port, group)
+            .map_err(|e| self.err(e))
     }
 
-    /// `bridge mdb del dev BR port PORT grp GROUP`.
-    pub fn mdb_del(&self, port: &str, group: Ipv6Addr) -> Result<(), BridgeError> {
-        let g = group.to_string();
-        self.run(
-            "bridge",
-            &["mdb", "del", "dev", &self.name, "port", port, "grp", &g],
-        )
-        .map(|_| ())
+    /// Deletes the entry for `group` on port `port` (an ifindex).
+    pub fn mdb_del(&mut self, port: u32, group: Ipv6Addr) -> Result<(), BridgeError> {
+        self.sock
+            .mdb_del(self.ifindex, port, group)
+            .map_err(|e| self.err(e))
     }
 }
 
-fn parse_port_no(s: &str) -> Option<u16> {
-    match s.strip_prefix("0x") {
-        Some(hex) => u16::from_str_radix(hex, 16).ok(),
-        None => s.parse().ok(),
-    }
+/// IFLA_BRPORT_NO inside IFLA_LINKINFO > IFLA_INFO_SLAVE_DATA, if this is a bridge port.
+fn bridge_port_no(infos: &[LinkInfo]) -> Option<u16> {
+    infos.iter().find_map(|i| match i {
+        LinkInfo::PortData(InfoPortData::BridgePort(attrs)) => attrs.iter().find_map(|a| match a {
+            InfoBridgePort::PortNumber(n) => Some(*n),
+            _ => None,
+        }),
+        _ => None,
+    })
 }
 
 #[cfg(test)]
@@ -269,10 +204,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn port_numbers_parse() {
-        assert_eq!(parse_port_no("0x1"), Some(1));
-        assert_eq!(parse_port_no("0x1f"), Some(31));
-        assert_eq!(parse_port_no("7"), Some(7));
-        assert_eq!(parse_port_no("0xzz"), None);
+    fn port_number_is_read_from_slave_data() {
+        let infos = vec![LinkInfo::PortData(InfoPortData::BridgePort(vec![
+            InfoBridgePort::Priority(32),
+            InfoBridgePort::PortNumber(7),
+        ]))];
+        assert_eq!(bridge_port_no(&infos), Some(7));
+        assert_eq!(bridge_port_no(&[]), None);
     }
 }

@@ -5,14 +5,21 @@
 //! Served under `.1.3.6.1.2.1.17` (register it with `pass_persist .1.3.6.1.2.1.17 PROGRAM`):
 //! dot1dBasePort / dot1dBasePortIfIndex, dot1qTpFdbPort / dot1qTpFdbStatus (fdbId 1), and
 //! dot1qStaticMulticastTable (VLAN 1, receive port 0; columns 3, 4, 5; writable).
-//! Port numbers are the bridge's own (`/sys/class/net/BR/brif/IF/port_no`).
+//! Port numbers are the bridge's own (`/sys/class/net/BR/brif/IF/port_no`). The bridge is
+//! read and written over rtnetlink ([`bridge`], [`netlink`]); no process is started.
 
 pub mod agent;
 pub mod bridge;
+pub mod group_prefix;
+pub mod netlink;
+pub mod netns;
 pub mod protocol;
+pub mod render;
+pub mod set_pdu;
 
-pub use agent::{Agent, GroupPrefix};
+pub use agent::Agent;
 pub use bridge::Bridge;
+pub use group_prefix::{GroupPrefix, GroupPrefixError};
 
 use std::io::{BufRead, Write};
 

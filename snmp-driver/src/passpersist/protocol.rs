@@ -124,12 +124,31 @@ fn next_line<R: BufRead>(input: &mut R) -> std::io::Result<Option<String>> {
         return Ok(None);
     }
     if buf.last() != Some(&b'\n') && n as u64 == MAX_LINE {
-        // Skip the rest of an over-long line so the next read starts on a fresh line.
-        let mut sink = Vec::new();
-        input.read_until(b'\n', &mut sink)?;
+        skip_line(input)?;
     }
     let s = String::from_utf8_lossy(&buf);
     Ok(Some(s.trim_end_matches(['\n', '\r']).to_string()))
+}
+
+/// Skips the rest of an over-long line without holding it in memory, so the next read
+/// starts on a fresh line.
+fn skip_line<R: BufRead>(input: &mut R) -> std::io::Result<()> {
+    loop {
+        let chunk = input.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        match chunk.iter().position(|b| *b == b'\n') {
+            Some(i) => {
+                input.consume(i + 1);
+                return Ok(());
+            }
+            None => {
+                let n = chunk.len();
+                input.consume(n);
+            }
+        }
+    }
 }
 
 fn next_nonempty_line<R: BufRead>(input: &mut R) -> std::io::Result<Option<String>> {
@@ -152,23 +171,31 @@ pub fn parse_set_value(line: &str) -> Option<SetValue> {
             rest.parse().ok().map(SetValue::Integer)
         }
         "string" => Some(SetValue::Octets(unquote(rest).as_bytes().to_vec())),
-        "octet" => {
-            let hex = unquote(rest);
-            let mut out = Vec::new();
-            for tok in hex.split_whitespace() {
-                let tok = tok.trim_start_matches("0x").trim_start_matches("0X");
-                if tok.len() % 2 != 0 {
-                    return None;
-                }
-                for i in (0..tok.len()).step_by(2) {
-                    out.push(u8::from_str_radix(tok.get(i..i + 2)?, 16).ok()?);
-                }
-            }
-            Some(SetValue::Octets(out))
-        }
+        "octet" => parse_hex(unquote(rest)).map(SetValue::Octets),
         "" => None,
         other => Some(SetValue::Other(other.to_string())),
     }
+}
+
+/// Hex octets as snmpd writes them (`80 01`, also `8001` or `0x80 0x01`): whitespace
+/// separated tokens of hex digit pairs, each with an optional `0x`.
+fn parse_hex(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    for tok in text.split_whitespace() {
+        let tok = tok
+            .strip_prefix("0x")
+            .or_else(|| tok.strip_prefix("0X"))
+            .unwrap_or(tok);
+        if tok.is_empty() || tok.len() % 2 != 0 || !tok.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        for pair in tok.as_bytes().chunks(2) {
+            let hi = char::from(pair[0]).to_digit(16)?;
+            let lo = char::from(pair[1]).to_digit(16)?;
+            out.push(u8::try_from(hi * 16 + lo).ok()?);
+        }
+    }
+    Some(out)
 }
 
 fn unquote(s: &str) -> &str {
@@ -181,6 +208,7 @@ fn unquote(s: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use std::io::Cursor;
 
     #[test]
@@ -221,9 +249,104 @@ mod tests {
     fn bad_values_are_rejected() {
         assert_eq!(parse_set_value("integer x"), None);
         assert_eq!(parse_set_value("octet \"8\""), None);
+        // Sign characters are not hex digits (u8::from_str_radix would take "+1").
+        assert_eq!(parse_set_value("octet \"+1\""), None);
+        assert_eq!(parse_set_value("octet \"0x0x12\""), None);
+        assert_eq!(
+            parse_set_value("octet \"0x80 01\""),
+            Some(SetValue::Octets(vec![0x80, 1]))
+        );
         assert_eq!(
             parse_set_value("objectid .1.3"),
             Some(SetValue::Other("objectid".into()))
         );
+    }
+
+    #[test]
+    fn an_over_long_line_is_cut_and_the_next_request_still_read() {
+        let mut text = "get\n.1.3.".to_string();
+        text.push_str(&"9".repeat(100_000));
+        text.push_str("\nPING\n");
+        let mut c = Cursor::new(text.as_bytes());
+        assert!(matches!(
+            read_request(&mut c).unwrap(),
+            Some(Request::Invalid(_))
+        ));
+        assert_eq!(read_request(&mut c).unwrap(), Some(Request::Ping));
+        assert_eq!(read_request(&mut c).unwrap(), None);
+    }
+
+    /// A request as snmpd writes it (pass_persist.c / pass_common.c).
+    fn snmpd_text(req: &Request) -> String {
+        match req {
+            Request::Ping => "PING\n".into(),
+            Request::Get(o) => format!("get\n{}\n", format_oid(o)),
+            Request::GetNext(o) => format!("getnext\n{}\n", format_oid(o)),
+            Request::Set(o, SetValue::Integer(n)) => {
+                format!("set\n{}\ninteger {n}\n\n", format_oid(o))
+            }
+            Request::Set(o, SetValue::Octets(b)) => {
+                let v = if b.is_empty() {
+                    "string \"\"".to_string()
+                } else if b.iter().all(|c| c.is_ascii_graphic() || *c == b' ') {
+                    format!("string \"{}\"", String::from_utf8_lossy(b))
+                } else {
+                    let hex: Vec<String> = b.iter().map(|x| format!("{x:02x}")).collect();
+                    format!("octet \"{}\"", hex.join(" "))
+                };
+                format!("set\n{}\n{v}\n\n", format_oid(o))
+            }
+            Request::Set(o, SetValue::Other(t)) => format!("set\n{}\n{t} \"x\"\n\n", format_oid(o)),
+            Request::Invalid(t) => format!("{t}\n"),
+        }
+    }
+
+    fn any_request() -> impl Strategy<Value = Request> {
+        let oid = proptest::collection::vec(any::<u32>(), 1..20);
+        prop_oneof![
+            Just(Request::Ping),
+            oid.clone().prop_map(Request::Get),
+            oid.clone().prop_map(Request::GetNext),
+            (oid.clone(), any::<i32>())
+                .prop_map(|(o, n)| Request::Set(o, SetValue::Integer(i64::from(n)))),
+            (oid, proptest::collection::vec(any::<u8>(), 0..600))
+                .prop_map(|(o, b)| Request::Set(o, SetValue::Octets(b))),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn transcripts_parse_back(reqs in proptest::collection::vec(any_request(), 0..20)) {
+            let text: String = reqs.iter().map(snmpd_text).collect();
+            let mut c = Cursor::new(text.as_bytes());
+            let mut got = Vec::new();
+            while let Some(r) = read_request(&mut c).unwrap() {
+                got.push(r);
+            }
+            prop_assert_eq!(got, reqs);
+        }
+
+        #[test]
+        fn any_input_parses_without_panic_and_ends(bytes in proptest::collection::vec(any::<u8>(), 0..4000)) {
+            let mut c = Cursor::new(&bytes[..]);
+            let mut n = 0;
+            while let Some(_r) = read_request(&mut c).unwrap() {
+                n += 1;
+                // Every request consumes at least one line.
+                prop_assert!(n <= bytes.len());
+            }
+        }
+
+        #[test]
+        fn set_values_never_panic(line in "\\PC{0,300}") {
+            let _ = parse_set_value(&line);
+        }
+
+        #[test]
+        fn hex_octets_roundtrip(b in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let hex: Vec<String> = b.iter().map(|x| format!("{x:02X}")).collect();
+            let line = format!("octet \"{}\"", hex.join(" "));
+            prop_assert_eq!(parse_set_value(&line), Some(SetValue::Octets(b)));
+        }
     }
 }

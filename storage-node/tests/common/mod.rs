@@ -56,6 +56,8 @@ pub struct Lab {
     children: BTreeMap<usize, Child>,
     namespaces: Vec<String>,
     pub extra_config: String,
+    /// The insecure single-key mode (`key:`) instead of pair keys.
+    pub single_key: bool,
 }
 
 impl Lab {
@@ -70,6 +72,15 @@ impl Lab {
 
     /// As [`Lab::new`], links with the given MTU (written to the configs).
     pub fn with_mtu(n: usize, extra_config: &str, mtu: u32) -> Lab {
+        Lab::build(n, extra_config, mtu, false)
+    }
+
+    /// As [`Lab::new`] in the insecure single-key mode (one shared `key:`).
+    pub fn single_key(n: usize, extra_config: &str) -> Lab {
+        Lab::build(n, extra_config, 1500, true)
+    }
+
+    fn build(n: usize, extra_config: &str, mtu: u32, single_key: bool) -> Lab {
         let extra_config = &format!("{extra_config}\nmtu: {mtu}");
         let mtu = mtu.to_string();
         let tag = format!(
@@ -84,6 +95,7 @@ impl Lab {
             children: BTreeMap::new(),
             namespaces: Vec::new(),
             extra_config: extra_config.to_owned(),
+            single_key,
         };
         let br = format!("{tag}b");
         run(&["ip", "netns", "add", &br]);
@@ -144,6 +156,9 @@ impl Lab {
             run(&["ip", "-n", &br, "link", "set", &p, "master", "br0"]);
             run(&["ip", "-n", &br, "link", "set", &p, "up"]);
         }
+        if !single_key {
+            lab.derive_keys();
+        }
         lab.write_config(CLIENT);
         for i in lab.nodes.clone() {
             lab.write_config(i);
@@ -161,9 +176,45 @@ impl Lab {
         self.dir.path().join(format!("node{i}.yaml"))
     }
 
+    pub fn key_file(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("node{i}.keys"))
+    }
+
+    /// Provisioning with the binary: a cluster secret and, for every node
+    /// and the client, a key file with its pairs and the peers' addresses.
+    fn derive_keys(&self) {
+        let secret = self.dir.path().join("cluster.secret");
+        std::fs::write(&secret, KEY).unwrap();
+        let hosts: Vec<usize> = self.nodes.iter().copied().chain([CLIENT]).collect();
+        let peers: Vec<String> = hosts
+            .iter()
+            .map(|i| format!("{i}=fd00:5c::{i:x}"))
+            .collect();
+        for i in &hosts {
+            run(&[
+                &bin(),
+                "keys",
+                "derive",
+                "--secret",
+                secret.to_str().unwrap(),
+                "--node",
+                &i.to_string(),
+                "--peers",
+                &peers.join(","),
+                "--out",
+                self.key_file(*i).to_str().unwrap(),
+            ]);
+        }
+    }
+
     fn write_config(&self, i: usize) {
+        let keys = if self.single_key {
+            format!("key: {{id: 1, hex: \"{KEY}\"}}")
+        } else {
+            format!("keys: {{file: {}}}", self.key_file(i).display())
+        };
         let mut c = format!(
-            "negotiating_groups: [ff15::5c:0, ff15::5c:1]\nport: 7412\ninterface: eth0\nkey: {{id: 1, hex: \"{KEY}\"}}\n{}\n",
+            "negotiating_groups: [ff15::5c:0, ff15::5c:1]\nport: 7412\ninterface: eth0\n{keys}\n{}\n",
             self.extra_config
         );
         if i != CLIENT {

@@ -1,16 +1,22 @@
 //! The one trait every switch backend implements.
 //!
 //! The agent core (`crate::core`) owns validation, the subset rule, leases
-//! and counters; a backend only reads and writes the switch. Backends:
-//! `linux_bridge` (rtnetlink FDB + our MDB codec), `openflow` (Open vSwitch
-//! through `subcast-ofp13`), `snmp` (Q-BRIDGE-MIB through `subcast-snmp`).
+//! and counters, and returns actions; a backend executes them and keeps the
+//! view the core reads. Backends: `linux_bridge` (rtnetlink FDB + our MDB
+//! codec), `openflow` (Open vSwitch through `subcast-ofp13`), `snmp`
+//! (Q-BRIDGE-MIB through `subcast-snmp`), and `memory` (an in-memory switch
+//! for unit tests under simulated time, feature `testing`).
 
+use crate::core::action::{ActionResult, BackendAction, Change, Refresh};
+pub use crate::core::view::{Lookup, SwitchView};
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::Ipv6Addr;
-use subcast_proto::{BackendKind, Member};
+use std::sync::Arc;
 
 pub mod linux_bridge;
+#[cfg(any(test, feature = "testing"))]
+pub mod memory;
 pub mod openflow;
 pub mod snmp;
 
@@ -46,55 +52,87 @@ pub enum BackendError {
     Other(String),
 }
 
-/// What the agent core needs from a switch.
+/// The I/O side of one switch: executes the core's actions.
 ///
-/// Methods take `&mut self`; the core calls them one instruction at a time.
+/// The core ([`crate::core::Agent`]) decides; a backend reads and writes the
+/// switch. Reads the core needs without waiting go through the
+/// [`SwitchView`] handle from [`Backend::view`], which the backend keeps
+/// fresh. The daemon runs one action at a time.
 pub trait Backend: Send + 'static {
-    fn kind(&self) -> BackendKind;
+    /// A handle onto the backend's synchronously readable state.
+    fn view(&self) -> Arc<dyn SwitchView>;
 
-    /// Number of ports the switch has (reported in HELLO).
-    fn port_count(&self) -> u16;
+    /// Applies every change or none. On an error the switch is as before
+    /// unless [`ActionError::uncertain`] says the undo failed too.
+    fn apply(&mut self, changes: &[Change]) -> impl Future<Output = ActionResult> + Send;
 
-    /// A readable name of a port for reports and logs (e.g. "veth-x1").
-    fn port_name(&self, port: PortId) -> String;
+    /// Reads what the view could not answer (FDB entries, parent groups).
+    fn refresh(&mut self, r: &Refresh) -> impl Future<Output = Result<(), BackendError>> + Send;
 
-    /// The port through which `member` is reached on `vlan`, from the
-    /// switch's unicast forwarding table; `None` if the switch cannot place it.
-    fn port_toward(
-        &mut self,
-        vlan: u16,
-        member: &Member,
-    ) -> impl Future<Output = Result<Option<PortId>, BackendError>> + Send;
-
-    /// Ports the switch itself forwards `parent` to (MDB, static multicast
-    /// table, group table); `None` if it has no such group. The core uses
-    /// the controller's parent group definitions first when it has them.
-    fn parent_ports(
-        &mut self,
-        vlan: u16,
-        parent: Ipv6Addr,
-    ) -> impl Future<Output = Result<Option<PortSet>, BackendError>> + Send;
-
-    /// Makes `group` forward to exactly `ports` (replacing any previous
-    /// port set), and returns when the switch has confirmed it.
-    fn install(
-        &mut self,
-        vlan: u16,
-        group: Ipv6Addr,
-        ports: &PortSet,
-    ) -> impl Future<Output = Result<(), BackendError>> + Send;
-
-    /// Removes `group` entirely. Removing an absent group is not an error.
-    fn remove(
-        &mut self,
-        vlan: u16,
-        group: Ipv6Addr,
-    ) -> impl Future<Output = Result<(), BackendError>> + Send;
-
-    /// Subset groups currently on the switch whose address is inside `range`
-    /// (used at start to remove what a crashed agent left behind).
+    /// Subset groups on the switch inside `range`.
     fn installed(
         &mut self,
         range: ipnet::Ipv6Net,
     ) -> impl Future<Output = Result<Vec<InstalledGroup>, BackendError>> + Send;
+
+    /// The VLAN the switch's table files an instruction's `vlan` under (e.g.
+    /// untagged = the switch's default VLAN over SNMP, VLAN 0 on a bridge
+    /// without VLAN filtering), as [`Backend::installed`] reports it.
+    fn table_vlan(&self, vlan: u16) -> u16 {
+        vlan
+    }
+
+    /// Removes every group inside `range` except `keep` (instruction VLANs);
+    /// returns how many. The default reads [`Backend::installed`] and applies
+    /// removals.
+    fn sweep(
+        &mut self,
+        range: ipnet::Ipv6Net,
+        keep: &BTreeSet<(u16, Ipv6Addr)>,
+    ) -> impl Future<Output = Result<usize, BackendError>> + Send {
+        async move {
+            let keep: BTreeSet<(u16, Ipv6Addr)> = keep
+                .iter()
+                .map(|(v, g)| (self.table_vlan(*v), *g))
+                .collect();
+            let stale: Vec<Change> = self
+                .installed(range)
+                .await?
+                .into_iter()
+                .filter(|g| !keep.contains(&(g.vlan, g.group)))
+                .map(|g| {
+                    tracing::info!(group = %g.group, vlan = g.vlan, ports = g.ports.len(), "removing a group the agent does not hold");
+                    Change::Remove {
+                        vlan: g.vlan,
+                        group: g.group,
+                        ports: g.ports,
+                    }
+                })
+                .collect();
+            if !stale.is_empty() {
+                self.apply(&stale).await.map_err(|e| e.error)?;
+            }
+            Ok(stale.len())
+        }
+    }
+}
+
+/// Runs one action on `backend`.
+pub async fn execute<B: Backend>(backend: &mut B, action: &BackendAction) -> ActionResult {
+    match action {
+        BackendAction::Apply { changes, .. } => backend.apply(changes).await,
+        BackendAction::Refresh { refresh, .. } => Ok(backend.refresh(refresh).await?),
+        BackendAction::CleanStart { range, .. } => {
+            let n = backend.sweep(*range, &BTreeSet::new()).await?;
+            tracing::info!(removed = n, %range, "start: stale groups removed");
+            Ok(())
+        }
+        BackendAction::Sweep { range, keep, .. } => {
+            let n = backend.sweep(*range, keep).await?;
+            if n > 0 {
+                tracing::warn!(removed = n, %range, "guard: removed groups the agent does not hold");
+            }
+            Ok(())
+        }
+    }
 }

@@ -1,11 +1,13 @@
 //! Leases of installed subset groups: every group expires at its lifetime,
 //! with or without a controller. Pure: the caller passes `now`.
 //!
-//! Policy for repeated instructions:
+//! Policy for repeated instructions (decided in `apply.rs`):
 //! - the same txid for an installed group is a retransmission: it is
 //!   re-acknowledged and changes nothing, not even the expiry (a lost ACK
 //!   must not lengthen a lease the controller already counts);
-//! - another txid for an installed group replaces it (ports and expiry).
+//! - another txid with the same port set (and VLAN) is a refresh: the
+//!   expiry and txid are renewed and the switch is not touched;
+//! - another txid with another port set replaces the group (ports, expiry).
 
 use crate::backend::PortSet;
 use std::collections::HashMap;
@@ -31,6 +33,10 @@ pub struct Leases {
 impl Leases {
     pub fn get(&self, group: &Ipv6Addr) -> Option<&Lease> {
         self.map.get(group)
+    }
+
+    pub fn get_mut(&mut self, group: &Ipv6Addr) -> Option<&mut Lease> {
+        self.map.get_mut(group)
     }
 
     pub fn insert(&mut self, group: Ipv6Addr, lease: Lease) -> Option<Lease> {

@@ -6,6 +6,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::borrow::Cow;
 
 /// Labels of `subcast_agent_instructions_total`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -18,6 +19,32 @@ pub struct InstructionLabels {
     pub reason: String,
 }
 
+/// Labels of `subcast_agent_refused_datagrams_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabels {
+    /// Why: "source", "bad-mac", "unknown-key", "replay", "stale",
+    /// "sequence-ahead", "before-start", or a decode error kind.
+    pub reason: String,
+}
+
+/// Labels of `subcast_agent_reloads_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    /// applied, invalid (the file has errors), refused (a key cannot
+    /// change live).
+    pub outcome: String,
+}
+
+/// Labels of `subcast_agent_stage_seconds`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabel {
+    /// transit_in, backend, answer (see [`Metrics::stage`]).
+    pub stage: String,
+}
+
+/// The stages of an instruction [`Metrics::stage`] records.
+pub const STAGES: [&str; 3] = ["transit_in", "backend", "answer"];
+
 /// Every metric the agent exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -27,6 +54,17 @@ pub struct Metrics {
     pub expired: Counter,
     pub apply_latency: Histogram,
     pub closed_group_removals: Counter,
+    pub refused_datagrams: Family<RefusedLabels, Counter>,
+    pub lease_refreshes: Counter,
+    pub table_capacity: Gauge,
+    pub backend_actions: Counter,
+    pub hello_sent: Counter,
+    pub hello_acked: Gauge,
+    pub reloads: Family<OutcomeLabel, Counter>,
+    pub replay_senders: Gauge,
+    pub stages: Family<StageLabel, Histogram>,
+    /// Handles of `stages` in the order of [`STAGES`].
+    stage_handles: Vec<Histogram>,
 }
 
 impl Default for Metrics {
@@ -36,8 +74,26 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Metrics without constant labels (tests, embedding).
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("subcast_agent");
+        Self::build(Registry::with_prefix("subcast_agent"))
+    }
+
+    /// Metrics whose every series carries `switch` (the name the
+    /// controller knows the switch by) and `backend` (the config's
+    /// `backend.kind`), as the daemon exports them.
+    pub fn with_labels(switch: &str, backend: &str) -> Self {
+        let labels = [
+            (Cow::Borrowed("switch"), Cow::Owned(switch.to_owned())),
+            (Cow::Borrowed("backend"), Cow::Owned(backend.to_owned())),
+        ];
+        Self::build(Registry::with_prefix_and_labels(
+            "subcast_agent",
+            labels.into_iter(),
+        ))
+    }
+
+    fn build(mut registry: Registry) -> Self {
         let instructions = Family::<InstructionLabels, Counter>::default();
         registry.register(
             "instructions",
@@ -71,8 +127,85 @@ impl Metrics {
             "MLD-learned entries for rendezvous groups removed (hosts that joined a subset group)",
             closed_group_removals.clone(),
         );
+        let refused_datagrams = Family::<RefusedLabels, Counter>::default();
+        registry.register(
+            "refused_datagrams",
+            "Datagrams dropped without an answer (unauthenticated, replayed, stale, or from an address that may not instruct this agent), by reason",
+            refused_datagrams.clone(),
+        );
+        let lease_refreshes = Counter::default();
+        registry.register(
+            "lease_refreshes",
+            "SET_SUBSETs of an installed group with the same ports: lifetime renewed without touching the switch",
+            lease_refreshes.clone(),
+        );
+        let table_capacity = Gauge::default();
+        registry.register(
+            "table_capacity",
+            "Subset groups the switch can hold for subcast, as reported in HELLO/HEARTBEAT (0: unknown)",
+            table_capacity.clone(),
+        );
+        let backend_actions = Counter::default();
+        registry.register(
+            "backend_actions",
+            "Operations the agent asked its backend for (applies, refreshes, sweeps)",
+            backend_actions.clone(),
+        );
+        let hello_sent = Counter::default();
+        registry.register("hello_sent", "HELLOs sent", hello_sent.clone());
+        let hello_acked = Gauge::default();
+        registry.register(
+            "hello_acked",
+            "1 once the controller acknowledged this run's HELLO",
+            hello_acked.clone(),
+        );
+        let reloads = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "reloads",
+            "Config reloads (SIGHUP) by outcome: applied, invalid, refused",
+            reloads.clone(),
+        );
+        let replay_senders = Gauge::default();
+        registry.register(
+            "replay_senders",
+            "Senders (key id, sender id) with live replay windows; idle ones expire after twice the allowed skew",
+            replay_senders.clone(),
+        );
+        // 2 us .. ~2 s, four buckets per doubling (quantiles within ~10 %).
+        let stages = Family::<StageLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+                2e-6,
+                1.189_207_115,
+                80,
+            ))
+        });
+        registry.register(
+            "stage_seconds",
+            "Where an instruction's time goes: transit_in (the controller's seal time to its receipt; needs the clocks in step, e.g. the same host), backend (one switch operation: the netlink batch, OpenFlow bundle or SNMP SET), answer (receipt to the answer queued)",
+            stages.clone(),
+        );
+        let stage_handles = STAGES
+            .iter()
+            .map(|st| {
+                stages
+                    .get_or_create(&StageLabel {
+                        stage: (*st).to_owned(),
+                    })
+                    .clone()
+            })
+            .collect();
         Metrics {
             registry,
+            stages,
+            stage_handles,
+            reloads,
+            replay_senders,
+            refused_datagrams,
+            lease_refreshes,
+            table_capacity,
+            backend_actions,
+            hello_sent,
+            hello_acked,
             closed_group_removals,
             instructions,
             installed_groups,
@@ -92,10 +225,48 @@ impl Metrics {
             .inc();
     }
 
-    /// The metrics in Prometheus text format.
+    /// One observation of `stage` (one of [`STAGES`]; others are ignored).
+    pub fn stage(&self, stage: &str, seconds: f64) {
+        if let Some(i) = STAGES.iter().position(|s| *s == stage)
+            && let Some(h) = self.stage_handles.get(i)
+        {
+            h.observe(seconds);
+        }
+    }
+
+    /// Counts one reload by outcome.
+    pub fn reload(&self, outcome: &str) {
+        self.reloads
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts one datagram dropped without an answer.
+    pub fn refused(&self, reason: &str) {
+        self.refused_datagrams
+            .get_or_create(&RefusedLabels {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// The metrics in OpenMetrics text format.
     pub fn encode(&self) -> String {
         let mut s = String::new();
         if prometheus_client::encoding::text::encode(&mut s, &self.registry).is_err() {
+            s.clear();
+        }
+        s
+    }
+
+    /// The metrics in the Prometheus text format 0.0.4 (what `promtool
+    /// check metrics` reads; served unless the scraper asks for
+    /// OpenMetrics).
+    pub fn encode_prometheus(&self) -> String {
+        let mut s = String::new();
+        if prometheus_client::encoding::prometheus_text::encode(&mut s, &self.registry).is_err() {
             s.clear();
         }
         s

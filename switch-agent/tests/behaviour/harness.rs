@@ -44,6 +44,8 @@ pub const V3_USER: &str = "behaviourv3";
 pub const V3_AUTH: &str = "auth-pass-123";
 pub const V3_PRIV: &str = "priv-pass-456";
 pub const SWITCHES: [&str; 3] = ["A", "B", "C"];
+/// The table capacity configured for SNMP switches.
+pub const SNMP_CAPACITY: u32 = 100;
 
 /// The backend under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,14 +65,32 @@ impl Kind {
     }
 }
 
-/// Whether this machine can run the suite for `kind`; prints a skip line if not.
+/// Whether this machine can run the suite for `kind`; prints a skip line if
+/// not. Under `SUBCAST_LABS_REQUIRED=1` a missing piece fails instead.
 pub fn enabled(kind: Kind, name: &str) -> bool {
+    let has = |b: &str| {
+        ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+            .iter()
+            .any(|d| Path::new(d).join(b).exists())
+    };
     let mut ok = labs::lab_tests_enabled();
+    let mut missing: Vec<&str> = Vec::new();
+    if !has("tcpdump") {
+        missing.push("tcpdump");
+    }
     match kind {
         Kind::LinuxBridge => {}
         Kind::Openflow => ok = ok && labs::ovs_available(),
-        Kind::Snmp => ok = ok && Path::new("/usr/sbin/snmpd").exists(),
+        Kind::Snmp => missing.extend(["snmpd", "snmpgetnext"].into_iter().filter(|b| !has(b))),
     }
+    let required = std::env::var(labs::REQUIRE_ENV).is_ok_and(|v| !v.is_empty() && v != "0");
+    assert!(
+        missing.is_empty() || !required,
+        "{}=1 but {name} [{kind:?}] cannot run: {missing:?} not installed \
+         (apt-get install tcpdump snmpd snmp)",
+        labs::REQUIRE_ENV
+    );
+    ok = ok && missing.is_empty();
     if !ok {
         eprintln!("skipping {name}: needs root, iproute2, tcpdump and the {kind:?} switch");
     }
@@ -88,6 +108,8 @@ fn agent_key() -> Key {
 /// One running agent and the test's controller socket in its namespace.
 pub struct Agent {
     pub switch_id: u32,
+    /// Its first HELLO.
+    pub hello: Option<subcast_proto::Hello>,
     /// The controller socket (switch name, log, seal/send/answer).
     pub io: CtlSocket,
     _child: ChildGuard,
@@ -116,8 +138,14 @@ pub struct Env {
 }
 
 impl Env {
-    /// Builds the seed topology for `kind` and starts every agent (HELLO received).
+    /// Builds the seed topology for `kind` and starts every agent (HELLO
+    /// received); SNMP agents sweep their range every 300 ms.
     pub fn start(kind: Kind) -> Env {
+        Self::start_with(kind, 300)
+    }
+
+    /// As [`Env::start`] with the SNMP guard sweep every `snmp_sweep_ms`.
+    pub fn start_with(kind: Kind, snmp_sweep_ms: u64) -> Env {
         if kind == Kind::Snmp {
             handler(); // may wait for cargo's lock: before the lab's clock starts
         }
@@ -136,7 +164,7 @@ impl Env {
         }
         let mut agents = Vec::new();
         for (i, s) in SWITCHES.iter().enumerate() {
-            agents.push(spawn_agent(&lab, kind, s, i as u32 + 1));
+            agents.push(spawn_agent(&lab, kind, s, i as u32 + 1, snmp_sweep_ms));
         }
         for a in &mut agents {
             wait_hello(a);
@@ -148,11 +176,6 @@ impl Env {
             lab,
         };
         if kind == Kind::Openflow {
-            // Seen here: datagrams sent right after the last HELLO are sometimes
-            // not learned (1-5 of 27 switch/host pairs, mostly on the last switch
-            // to connect; none after a 1 s pause): the new pipeline is not yet in
-            // effect in the datapath. Wait a little, and retry what is missing.
-            std::thread::sleep(Duration::from_millis(500));
             env.teach_openflow();
         }
         env
@@ -161,6 +184,10 @@ impl Env {
     /// The OpenFlow backend places hosts by learning from PACKET_INs: every host
     /// sends a link-local multicast datagram (floods to every switch), repeated for
     /// hosts some switch has not learned yet (its table 0 has no `eth_src` flow).
+    /// Seen here: datagrams sent right after the last HELLO are sometimes not
+    /// learned (the new pipeline is not yet in effect in the datapath), hence
+    /// the rounds; each round polls the switches' flows until the hosts are
+    /// learned or 300 ms pass.
     fn teach_openflow(&self) {
         let all: Ipv6Addr = "ff02::1".parse().unwrap();
         let mut missing: Vec<String> = self.lab.hosts().keys().cloned().collect();
@@ -169,18 +196,11 @@ impl Env {
             for h in &missing {
                 self.lab.send_multicast(h, all, 9, 1, 8).unwrap();
             }
-            std::thread::sleep(Duration::from_millis(300));
-            // (switch, host) pairs not learned yet.
-            let mut unlearned = Vec::new();
-            for s in SWITCHES {
-                let out = self.lab.ovs_ofctl(s, "dump-flows", &["table=0"]).unwrap();
-                let flows = String::from_utf8_lossy(&out.stdout);
-                for h in self.lab.hosts().values() {
-                    if !flows.contains(&format!("dl_src={}", h.mac_string())) {
-                        unlearned.push(format!("{s}:{}", h.name));
-                    }
-                }
+            let polled = Instant::now();
+            while polled.elapsed() < Duration::from_millis(300) && !self.unlearned().is_empty() {
+                std::thread::sleep(Duration::from_millis(20));
             }
+            let unlearned = self.unlearned();
             missing = self
                 .lab
                 .hosts()
@@ -200,6 +220,24 @@ impl Env {
                 "OpenFlow agents did not learn {unlearned:?} within 10 s"
             );
         }
+    }
+
+    /// (switch, host) pairs whose source flow is not on the switch yet.
+    fn unlearned(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for s in SWITCHES {
+            let Ok(o) = self.lab.ovs_ofctl(s, "dump-flows", &["table=0"]) else {
+                out.push(s.to_owned());
+                continue;
+            };
+            let flows = String::from_utf8_lossy(&o.stdout);
+            for h in self.lab.hosts().values() {
+                if !flows.contains(&format!("dl_src={}", h.mac_string())) {
+                    out.push(format!("{s}:{}", h.name));
+                }
+            }
+        }
+        out
     }
 
     pub fn ng0(&self) -> Ipv6Addr {
@@ -260,16 +298,38 @@ impl Env {
     }
 
     /// Sends 100 datagrams to `group` from `from`; the count at every host.
+    ///
+    /// After the datagrams the sender sends one sentinel to all nodes
+    /// (ff02::1, flooded by every switch along the same paths), and the
+    /// captures stop once every other host has received it: what was sent
+    /// to the group before it has crossed the (userspace) switches too.
     pub fn deliver(&self, from: &str, group: Ipv6Addr, port: u16) -> BTreeMap<String, u64> {
         let hosts: Vec<String> = self.lab.hosts().keys().cloned().collect();
         let hs: Vec<&str> = hosts.iter().map(String::as_str).collect();
+        let sentinel_port = port + 10_000;
+        let sockets: Vec<(String, UdpSocket)> = hosts
+            .iter()
+            .filter(|h| h.as_str() != from)
+            .map(|h| {
+                let s = self.lab.udp_socket(h, sentinel_port, &[]).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                (h.clone(), s)
+            })
+            .collect();
+        let all_nodes: Ipv6Addr = "ff02::1".parse().unwrap();
         let (r, counts) = self
             .lab
             .count_at(&hs, &format!("dst {group} and dst port {port}"), || {
-                let r = self.lab.send_multicast(from, group, port, 100, 64);
-                // Let the last datagrams cross the (userspace) switches.
-                std::thread::sleep(Duration::from_millis(200));
-                r
+                self.lab.send_multicast(from, group, port, 100, 64)?;
+                self.lab
+                    .send_multicast(from, all_nodes, sentinel_port, 1, 8)?;
+                let mut buf = [0u8; 64];
+                for (h, s) in &sockets {
+                    if let Err(e) = s.recv_from(&mut buf) {
+                        panic!("host {h}: no sentinel from {from} within 5 s: {e}");
+                    }
+                }
+                Ok::<_, labs::LabError>(())
             })
             .unwrap();
         r.unwrap();
@@ -320,7 +380,7 @@ pub fn nak_reason(m: &Message, who: &str) -> NakReason {
     }
 }
 
-fn backend_yaml(lab: &Lab, kind: Kind, switch: &str) -> String {
+fn backend_yaml(lab: &Lab, kind: Kind, switch: &str, sweep_ms: u64) -> String {
     match kind {
         Kind::LinuxBridge => "backend: { kind: linux-bridge, bridge: br0 }\n".into(),
         // No flooding of unknown wide-scope multicast: a removed group reaches no one.
@@ -343,15 +403,25 @@ fn backend_yaml(lab: &Lab, kind: Kind, switch: &str) -> String {
                 format!("address: \"{SNMP_ADDR}\"\nvlan: 1\ntimeout_ms: 1000\nretries: 2\n{auth}"),
             )
             .unwrap();
+            // The MIB does not say how many rows fit: configured. The guard
+            // sweeps rows in the range the agent does not hold.
             format!(
-                "backend: {{ kind: snmp, credentials: \"{}\" }}\n",
+                "backend: {{ kind: snmp, credentials: \"{}\" }}\n\
+                 table_capacity: {SNMP_CAPACITY}\nguard_sweep_ms: {sweep_ms}\n",
                 creds.display()
             )
         }
     }
 }
 
-fn config_yaml(lab: &Lab, kind: Kind, switch: &str, switch_id: u32, ctl: SocketAddr) -> String {
+fn config_yaml(
+    lab: &Lab,
+    kind: Kind,
+    switch: &str,
+    switch_id: u32,
+    ctl: SocketAddr,
+    sweep_ms: u64,
+) -> String {
     let dir = lab.workdir();
     let mut y = format!(
         "switch_id: {switch_id}\n{}\
@@ -362,7 +432,7 @@ fn config_yaml(lab: &Lab, kind: Kind, switch: &str, switch_id: u32, ctl: SocketA
          rendezvous_range: \"{RANGE}\"\n\
          heartbeat_interval_ms: 1000\n\
          parent_groups:\n",
-        backend_yaml(lab, kind, switch),
+        backend_yaml(lab, kind, switch, sweep_ms),
         dir.join("agent.key").display(),
         dir.join("ctl.key").display(),
     );
@@ -385,7 +455,7 @@ fn config_yaml(lab: &Lab, kind: Kind, switch: &str, switch_id: u32, ctl: SocketA
 }
 
 /// Starts the agent binary in `switch`'s namespace (HELLO not yet awaited).
-fn spawn_agent(lab: &Lab, kind: Kind, switch: &str, switch_id: u32) -> Agent {
+fn spawn_agent(lab: &Lab, kind: Kind, switch: &str, switch_id: u32, sweep_ms: u64) -> Agent {
     let dir = lab.workdir().to_owned();
     let netns = lab.switch(switch).netns.clone();
     let ctl = labs::netns::in_netns(&netns, || UdpSocket::bind("[::1]:0"))
@@ -395,7 +465,14 @@ fn spawn_agent(lab: &Lab, kind: Kind, switch: &str, switch_id: u32) -> Agent {
     let config = dir.join(format!("agent-{switch}.yaml"));
     std::fs::write(
         &config,
-        config_yaml(lab, kind, switch, switch_id, ctl.local_addr().unwrap()),
+        config_yaml(
+            lab,
+            kind,
+            switch,
+            switch_id,
+            ctl.local_addr().unwrap(),
+            sweep_ms,
+        ),
     )
     .unwrap();
     let log = dir.join(format!("agent-{switch}.log"));
@@ -409,13 +486,25 @@ fn spawn_agent(lab: &Lab, kind: Kind, switch: &str, switch_id: u32) -> Agent {
         })
         .unwrap();
     if kind == Kind::Openflow {
-        // The agent binds at once; OVS retries with backoff if it was not yet.
-        std::thread::sleep(Duration::from_millis(100));
+        // Point OVS at the agent once it listens (OVS would otherwise retry
+        // with a backoff).
+        let t0 = Instant::now();
+        while !std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("waiting for the OpenFlow switch")
+        {
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "agent {switch} does not listen for OpenFlow"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
         lab.ovs_set_controller(switch, &format!("tcp:{OPENFLOW_ADDR}"))
             .unwrap();
     }
     Agent {
         switch_id,
+        hello: None,
         io: CtlSocket {
             switch: switch.to_owned(),
             log,
@@ -436,6 +525,7 @@ fn wait_hello(a: &mut Agent) {
         match a.recv() {
             Ok(Message::Hello(h)) => {
                 assert_eq!(h.switch_id, a.switch_id);
+                a.hello = Some(h);
                 break;
             }
             Ok(_) => {}

@@ -185,10 +185,22 @@ impl AgentProc {
     }
 
     /// The value of one metric line starting with `prefix` (0 if absent).
+    /// Labels given in `prefix` (`name{k="v",...`) may appear in any order
+    /// among the line's labels (the agent adds `switch` and `backend`).
     pub fn metric(&self, prefix: &str) -> f64 {
+        let (name, labels) = match prefix.split_once('{') {
+            Some((n, l)) => (n, l.trim_end_matches('}')),
+            None => (prefix, ""),
+        };
+        let wanted: Vec<&str> = labels.split(',').filter(|l| !l.is_empty()).collect();
         self.metrics()
             .lines()
-            .find(|l| l.starts_with(prefix))
+            .find(|l| {
+                l.starts_with(name)
+                    && (wanted.is_empty()
+                        || (l[name.len()..].starts_with('{')
+                            && wanted.iter().all(|w| l.contains(w))))
+            })
             .and_then(|l| l.rsplit(' ').next())
             .and_then(|v| v.parse().ok())
             .unwrap_or(0.0)
@@ -232,11 +244,21 @@ pub fn expected_ports(lab: &Lab, switch: &str, members: &[&str]) -> BTreeSet<Str
         .collect()
 }
 
-/// Whether lab tests can run; prints a skip line otherwise.
+/// Whether lab tests can run; prints a skip line otherwise. Under
+/// `SUBCAST_LABS_REQUIRED=1` a missing piece fails instead.
 pub fn enabled(name: &str) -> bool {
-    let ok = labs::lab_tests_enabled();
+    let tcpdump = ["/usr/sbin/tcpdump", "/usr/bin/tcpdump"]
+        .iter()
+        .any(|p| std::path::Path::new(p).exists());
+    let required = std::env::var(labs::REQUIRE_ENV).is_ok_and(|v| !v.is_empty() && v != "0");
+    assert!(
+        tcpdump || !required,
+        "{}=1 but {name} cannot run: tcpdump is not installed (apt-get install tcpdump)",
+        labs::REQUIRE_ENV
+    );
+    let ok = labs::lab_tests_enabled() && tcpdump;
     if !ok {
-        eprintln!("skipping {name}: needs root and iproute2");
+        eprintln!("skipping {name}: needs root, iproute2 and tcpdump");
     }
     ok
 }

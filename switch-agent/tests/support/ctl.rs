@@ -35,14 +35,34 @@ impl CtlSocket {
             .map_err(|e| e.to_string())
     }
 
-    /// Receives until an ACK or NAK arrives (skipping HEARTBEATs).
+    /// Receives until an ACK, BATCH_ACK or NAK arrives (skipping HELLOs and
+    /// HEARTBEATs).
+    /// Gives up after 10 s even if other messages keep arriving.
     pub fn answer(&mut self) -> Message {
+        self.recv_until("answer", |m| match m {
+            m @ (Message::Ack(_) | Message::BatchAck(_) | Message::Nak(_)) => Some(m),
+            _ => None,
+        })
+    }
+
+    /// Receives until `pick` accepts a message (within 10 s).
+    pub fn recv_until<T>(&mut self, what: &str, mut pick: impl FnMut(Message) -> Option<T>) -> T {
+        let t0 = std::time::Instant::now();
         loop {
+            assert!(
+                t0.elapsed() < std::time::Duration::from_secs(10),
+                "no {what} from agent {} within 10 s; log:\n{}",
+                self.switch,
+                self.log_text()
+            );
             match self.recv() {
-                Ok(m @ (Message::Ack(_) | Message::Nak(_))) => return m,
-                Ok(_) => continue,
+                Ok(m) => {
+                    if let Some(t) = pick(m) {
+                        return t;
+                    }
+                }
                 Err(e) => panic!(
-                    "no answer from agent {}: {e}; log:\n{}",
+                    "no {what} from agent {}: {e}; log:\n{}",
                     self.switch,
                     self.log_text()
                 ),

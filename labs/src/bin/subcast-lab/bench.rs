@@ -431,8 +431,48 @@ fn measure_modes(
     Ok((Value::Object(per_chunk), Value::Object(thr)))
 }
 
+/// What `bench` measures.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub reps: usize,
+    pub fixed_ms: u64,
+    /// Only part (d), puts under loss.
+    pub loss_only: bool,
+    pub loss_reps: usize,
+    pub loss_object: usize,
+    pub loss_at: crate::bench_loss::LossAt,
+    /// Part (g), subcast against GlusterFS.
+    pub peer: crate::putbench_peer::PeerPlan,
+    /// Where part (g) writes its shaped topology.
+    pub out: std::path::PathBuf,
+}
+
+/// Only part (d): the lab with storage nodes, puts under loss.
+fn run_loss_only(topology: &Path, locate: &Locate, o: &BenchOptions) -> Result<Value> {
+    let topo = Topology::from_yaml_file(topology)?;
+    let (_, _, members) = parent_group(&topo)?;
+    let (targets, sender) = pick_hosts(&topo, &members, None, None)?;
+    let t_all = Instant::now();
+    let mut r = bring_up(&topo, locate)?;
+    r.stack.start_nodes(&r.lab, &r.bins, &sender)?;
+    let loss = crate::bench_loss::measure(&r, &sender, o.loss_reps, o.loss_object, o.loss_at);
+    let crate::scenario::Running { lab, stack, .. } = r;
+    stack.stop();
+    drop(lab);
+    Ok(json!({
+        "topology": topology.display().to_string(),
+        "targets": targets, "sender": sender, "reps": o.loss_reps,
+        "seconds": t_all.elapsed().as_secs_f64(),
+        "loss": loss.unwrap_or_else(|e| json!({"error": format!("{e:#}")})),
+    }))
+}
+
 /// Every measurement; the JSON written to bench.json.
-pub fn run(topology: &Path, locate: &Locate, reps: usize, fixed_ms: u64) -> Result<Value> {
+pub fn run(topology: &Path, locate: &Locate, o: &BenchOptions) -> Result<Value> {
+    if o.loss_only {
+        return run_loss_only(topology, locate, o);
+    }
+    let (reps, fixed_ms) = (o.reps, o.fixed_ms);
     let topo = Topology::from_yaml_file(topology)?;
     let (ng, _, members) = parent_group(&topo)?;
     let (targets, sender) = pick_hosts(&topo, &members, None, None)?;
@@ -443,6 +483,8 @@ pub fn run(topology: &Path, locate: &Locate, reps: usize, fixed_ms: u64) -> Resu
     let mut r = r;
     r.stack.start_nodes(&r.lab, &r.bins, &sender)?;
     let modes = measure_modes(&r, &sender, 3);
+    let loss = crate::bench_loss::measure(&r, &sender, o.loss_reps, o.loss_object, o.loss_at)
+        .unwrap_or_else(|e| json!({"error": format!("{e:#}")}));
     let crate::scenario::Running { lab, stack, .. } = r;
     stack.stop();
     drop(lab);
@@ -458,6 +500,10 @@ pub fn run(topology: &Path, locate: &Locate, reps: usize, fixed_ms: u64) -> Resu
     router_trunks(&lab)?;
     let (confirmed, forwarding, fixed) = measure_joins(&lab, &targets, &sender, reps, fixed_ms, 3)?;
     drop(lab);
+    let put = crate::putbench::bench_part(topology, locate)
+        .unwrap_or_else(|e| json!({"error": format!("{e:#}")}));
+    let peer = crate::putbench_peer::bench_part(topology, locate, &o.out, &o.peer)
+        .unwrap_or_else(|e| json!({"error": format!("{e:#}")}));
 
     Ok(json!({
         "topology": topology.display().to_string(),
@@ -478,5 +524,8 @@ pub fn run(topology: &Path, locate: &Locate, reps: usize, fixed_ms: u64) -> Resu
                       "modes": per_chunk},
         "throughput": {"what": "median wall time of 3 `subcast-node put` of a 16 MiB object (16 chunks, no captures running), pacing rate_mbps 1000",
                        "modes": throughput},
+        "loss": loss,
+        "put": put,
+        "peer": peer,
     }))
 }

@@ -114,6 +114,15 @@ pub fn render(r: &Value) -> String {
             );
         }
     }
+    crate::bench_loss::render(&r["loss"], &mut o);
+    if r["put"].is_object() {
+        crate::putbench::render(&r["put"], &mut o);
+    }
+    if r["peer"]["targets"].is_array() {
+        crate::putbench_peer::render(&r["peer"], &mut o);
+    } else if let Some(e) = r["peer"]["error"].as_str() {
+        let _ = writeln!(o, "\n(g) subcast against GlusterFS: not measured: {e}");
+    }
     o
 }
 
@@ -121,7 +130,73 @@ pub fn render(r: &Value) -> String {
 pub fn write_outputs(r: &Value, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::write(dir.join("bench.json"), serde_json::to_string_pretty(r)?)?;
+    if r["peer"]["targets"].is_array() {
+        peer_svg(&r["peer"], &dir.join("bench-peer.svg"))?;
+    }
     svg(r, &dir.join("bench.svg"))
+}
+
+/// Part (g) as an SVG: per system, 256 KiB p50, 64 MiB MiB/s and bytes per
+/// payload byte, unshaped and shaped.
+pub fn peer_svg(v: &Value, path: &Path) -> Result<()> {
+    let root = SVGBackend::new(path, (1500, 900)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (top, bottom) = root.split_vertically(450);
+    let top = top.split_evenly((1, 3));
+    let bottom = bottom.split_evenly((1, 3));
+    let short = ["rdv", "ng-mc", "unicast", "gl-fuse", "gl-gfapi"];
+    let items = |label: &str, k: &str| -> Vec<(String, f64)> {
+        crate::putbench_peer::SYSTEMS
+            .iter()
+            .zip(short)
+            .map(|(s, n)| (n.to_string(), f(&v[label]["summary"][*s][k])))
+            .collect()
+    };
+    let shaped = format!("{} Mbit/s", v["rate_mbit"]);
+    bars(
+        &top[0],
+        "256 KiB put p50, unshaped (log)",
+        "ms",
+        &items("unshaped", "put_256k_p50_ms"),
+        true,
+    )?;
+    bars(
+        &top[1],
+        "64 MiB throughput, unshaped",
+        "MiB/s",
+        &items("unshaped", "throughput_64m_mib_s"),
+        false,
+    )?;
+    bars(
+        &top[2],
+        "sender bytes per payload byte (64 MiB)",
+        "bytes",
+        &items("unshaped", "sender_egress_per_payload_byte"),
+        false,
+    )?;
+    bars(
+        &bottom[0],
+        &format!("256 KiB put p50, links {shaped} (log)"),
+        "ms",
+        &items("shaped", "put_256k_p50_ms"),
+        true,
+    )?;
+    bars(
+        &bottom[1],
+        &format!("64 MiB throughput, links {shaped}"),
+        "MiB/s",
+        &items("shaped", "throughput_64m_mib_s"),
+        false,
+    )?;
+    bars(
+        &bottom[2],
+        "bytes received by all other hosts per payload byte",
+        "bytes",
+        &items("unshaped", "received_per_payload_byte"),
+        false,
+    )?;
+    root.present()?;
+    Ok(())
 }
 
 fn bars(

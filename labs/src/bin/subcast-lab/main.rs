@@ -1,15 +1,28 @@
 //! `subcast-lab`: check a topology file, bring a lab up, run the demo and scenarios
 //! with the real daemons, and the benchmark. See `labs/README.md`.
 
+mod attack;
+mod attack_setup;
 mod bench;
+mod bench_loss;
+mod bench_rate;
 mod bins;
 mod chart;
 mod dstcap;
 mod expect;
+mod objects;
+mod putbench;
+mod putbench_peer;
 mod putget;
+mod rate;
+mod rate_load;
+mod rate_watch;
 mod report;
 mod scenario;
+mod soak;
 mod stack;
+mod stored;
+mod stress;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -66,12 +79,16 @@ struct ScenarioArgs {
     /// userspace datapath drops some of a back-to-back burst on a busy machine.
     #[arg(long, default_value_t = 0)]
     pace_us: u64,
-    /// put-get: object size in bytes (one chunk up to 1 MiB).
+    /// put-get, put-bench: object size in bytes.
     #[arg(long, default_value_t = 262_144)]
     object_size: usize,
+    #[command(flatten)]
+    put_bench: putbench::PutBenchArgs,
     /// Print the report as one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    rate: rate::RateArgs,
     #[command(flatten)]
     bins: BinArgs,
 }
@@ -85,6 +102,33 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
+    /// Build and tear down every shipped topology and a random tree, N times in a
+    /// row, checking that nothing is left behind; count failures (issue 19).
+    Stress {
+        /// Runs (each builds every topology once, plus one random tree).
+        #[arg(long, default_value_t = 100)]
+        runs: usize,
+        /// Seed of the random trees (run i uses seed + i); default: from the clock.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Topology files to build instead of every file in labs/topologies/.
+        #[arg(long, num_args = 1..)]
+        topology: Vec<PathBuf>,
+        /// No random tree.
+        #[arg(long)]
+        no_random: bool,
+        /// Also start the daemons on each random tree and run subset-only there.
+        #[arg(long)]
+        subset_only: bool,
+        /// Where failing random trees are written.
+        #[arg(long, default_value = "target/subcast-lab-stress")]
+        out: PathBuf,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        bins: BinArgs,
+    },
     /// Validate a topology file and print what it describes.
     Check {
         /// Topology YAML file.
@@ -142,6 +186,41 @@ enum Cmd {
         /// MLDv2 Unsolicited Report Interval).
         #[arg(long, default_value_t = bench::FIXED_JOIN_DELAY_MS)]
         fixed_join_delay_ms: u64,
+        /// Only part (d): puts at 0 %, 1 % and 5 % loss per transport.
+        #[arg(long)]
+        loss_only: bool,
+        /// Puts per transport and loss level in part (d).
+        #[arg(long, default_value_t = 3)]
+        loss_reps: usize,
+        /// Object size of part (d) puts, bytes.
+        #[arg(long, default_value_t = 4 << 20)]
+        loss_object_size: usize,
+        /// Where part (d) drops: on every link (each direction) or only at
+        /// every host's input.
+        #[arg(long, value_enum, default_value = "every-link")]
+        loss_at: bench_loss::LossAt,
+        /// Seconds of load per cell of part (e), the rate scenario.
+        #[arg(long, default_value_t = 10)]
+        rate_seconds: u64,
+        /// Only part (e): the rate scenario, K x policy (writes bench-rate.json).
+        #[arg(long, conflicts_with = "loss_only")]
+        rate_only: bool,
+        /// Only part (f), put-bench per transport; writes bench-put.json.
+        #[arg(long, conflicts_with_all = ["loss_only", "rate_only"])]
+        put_only: bool,
+        /// Only part (g), subcast against GlusterFS replica 3 (unshaped and shaped);
+        /// writes bench-peer.json and bench-peer.svg.
+        #[arg(long, conflicts_with_all = ["loss_only", "rate_only", "put_only"])]
+        peer_only: bool,
+        /// 256 KiB objects per system in part (g).
+        #[arg(long, default_value_t = 100)]
+        peer_small_puts: usize,
+        /// 64 MiB objects per system in part (g).
+        #[arg(long, default_value_t = 3)]
+        peer_big_puts: usize,
+        /// `rate_mbit` of every link of part (g)'s shaped lab.
+        #[arg(long, default_value_t = 200.0)]
+        peer_rate_mbit: f64,
         #[command(flatten)]
         bins: BinArgs,
     },
@@ -224,6 +303,8 @@ fn run_cmd(topology: PathBuf, scenario: Scenario, a: ScenarioArgs) -> Result<()>
         pace_us: a.pace_us,
         object_size: a.object_size,
         locate: a.bins.locate(),
+        rate: a.rate.clone(),
+        put_bench: a.put_bench.clone(),
     };
     let report = guarded(move || scenario::run(&opts))?;
     if a.json {
@@ -233,6 +314,46 @@ fn run_cmd(topology: PathBuf, scenario: Scenario, a: ScenarioArgs) -> Result<()>
     }
     if report["ok"].as_bool() != Some(true) {
         anyhow::bail!("some checks failed (see the report above)");
+    }
+    Ok(())
+}
+
+/// `bench --put-only`: part (e), written to `bench-put.json`.
+fn put_only_cmd(topology: PathBuf, locate: bins::Locate, out: &Path, json: bool) -> Result<()> {
+    let v = guarded(move || putbench::bench_part(&topology, &locate))?;
+    std::fs::create_dir_all(out)?;
+    let file = out.join("bench-put.json");
+    std::fs::write(&file, serde_json::to_string_pretty(&v)?)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        let mut t = String::new();
+        putbench::render(&v, &mut t);
+        println!("{t}\nwrote {}", file.display());
+    }
+    Ok(())
+}
+
+/// `bench --peer-only`: part (g), written to `bench-peer.json` and `bench-peer.svg`.
+fn peer_only_cmd(
+    topology: PathBuf,
+    locate: bins::Locate,
+    out: &Path,
+    json: bool,
+    plan: putbench_peer::PeerPlan,
+) -> Result<()> {
+    let o = out.to_path_buf();
+    let v = guarded(move || putbench_peer::bench_part(&topology, &locate, &o, &plan))?;
+    let file = out.join("bench-peer.json");
+    std::fs::write(&file, serde_json::to_string_pretty(&v)?)?;
+    let svg = out.join("bench-peer.svg");
+    chart::peer_svg(&v, &svg)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        let mut t = String::new();
+        putbench_peer::render(&v, &mut t);
+        println!("{t}\nwrote {} and {}", file.display(), svg.display());
     }
     Ok(())
 }
@@ -279,6 +400,43 @@ fn main() -> Result<()> {
             scenario,
             args,
         } => run_cmd(topology, scenario, args),
+        Cmd::Stress {
+            runs,
+            seed,
+            topology,
+            no_random,
+            subset_only,
+            out,
+            json,
+            bins,
+        } => {
+            let seed = seed.unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_secs())
+            });
+            eprintln!("subcast-lab stress: seed {seed}");
+            let o = stress::StressOptions {
+                runs,
+                seed,
+                topologies: topology.iter().map(|p| topology_file(p)).collect(),
+                random: !no_random,
+                subset_only,
+                out,
+                locate: bins.locate(),
+                quiet: false,
+            };
+            let v = guarded(move || stress::run(&o))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print!("{}", stress::render(&v));
+            }
+            if v["failures"].as_u64() != Some(0) {
+                anyhow::bail!("{} of {} builds failed", v["failures"], v["builds"]);
+            }
+            Ok(())
+        }
         Cmd::Demo { mut args } => {
             // The demo is the README's first command: make sure the daemons match
             // this checkout (cargo build is a no-op when they are up to date).
@@ -297,13 +455,66 @@ fn main() -> Result<()> {
             out,
             reps,
             fixed_join_delay_ms,
+            loss_only,
+            loss_reps,
+            loss_object_size,
+            loss_at,
+            rate_seconds,
+            rate_only,
+            put_only,
+            peer_only,
+            peer_small_puts,
+            peer_big_puts,
+            peer_rate_mbit,
             bins,
         } => {
+            let plan = putbench_peer::PeerPlan {
+                small_puts: peer_small_puts,
+                big_puts: peer_big_puts,
+                rate_mbit: peer_rate_mbit,
+            };
             let topology =
                 topology_file(&topology.unwrap_or_else(|| "seed-three-switch.yaml".into()));
             let locate = bins.locate();
-            let results =
-                guarded(move || bench::run(&topology, &locate, reps, fixed_join_delay_ms))?;
+            let (t, l, o) = (topology.clone(), locate.clone(), out.clone());
+            // With --json the full bench's stdout is bench.json alone.
+            let print = if json && !rate_only { None } else { Some(json) };
+            let rate_part = move || bench_rate::main_part(&t, &l, rate_seconds, &o, print);
+            if rate_only {
+                return guarded(rate_part).map(drop);
+            }
+            if put_only {
+                return put_only_cmd(topology, locate, &out, json);
+            }
+            if peer_only {
+                return peer_only_cmd(topology, locate, &out, json, plan);
+            }
+            let o = bench::BenchOptions {
+                peer: plan,
+                out: out.clone(),
+                reps,
+                fixed_ms: fixed_join_delay_ms,
+                loss_only,
+                loss_reps,
+                loss_object: loss_object_size,
+                loss_at,
+            };
+            let results = guarded(move || bench::run(&topology, &locate, &o))?;
+            if loss_only {
+                std::fs::create_dir_all(&out)?;
+                std::fs::write(
+                    out.join("bench-loss.json"),
+                    serde_json::to_string_pretty(&results)?,
+                )?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&results)?);
+                } else {
+                    let mut t = String::new();
+                    bench_loss::render(&results["loss"], &mut t);
+                    println!("{t}\nwrote {}", out.join("bench-loss.json").display());
+                }
+                return Ok(());
+            }
             chart::write_outputs(&results, &out)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&results)?);
@@ -315,7 +526,7 @@ fn main() -> Result<()> {
                     out.join("bench.svg").display()
                 );
             }
-            Ok(())
+            guarded(rate_part).map(drop)
         }
         Cmd::Up {
             file,

@@ -8,7 +8,9 @@
 //! datagrams per destination; tcpdump on the sender keeps its PUT_ACCEPTs, decoded
 //! here (`subcast_proto::replicast::decode`), which name each chunk's rendezvous
 //! group and targets. The put's own report (placement) must name the same target
-//! sets. The report's `rendezvous` is the first data chunk accepted.
+//! sets. Chunks with the same target set share one group (the controller reuses
+//! it); each group lists its chunks. The report's `rendezvous` is the group of the
+//! first data chunk accepted.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -36,9 +38,7 @@ pub fn unsupported(e: &anyhow::Error) -> bool {
 }
 
 fn in_pool(a: &Ipv6Addr) -> bool {
-    let s = a.segments();
-    // crate::stack::POOL is ff05::5c:2:0/112.
-    s[..7] == [0xff05, 0, 0, 0, 0, 0x5c, 2]
+    labs::in_rendezvous_pool(a)
 }
 
 /// Run a command in a namespace with a timeout; returns (success, stdout, stderr).
@@ -100,10 +100,17 @@ pub struct Watched {
     pub deleted: BTreeMap<Ipv6Addr, usize>,
 }
 
+/// A group outside the rendezvous pool, added and removed on every watched bridge
+/// to prove its `bridge monitor` has seen everything up to now.
+const MARKER: Ipv6Addr = Ipv6Addr::new(0xff05, 0, 0, 0, 0, 0x5c, 0xffff, 0xfffe);
+
 impl MdbWatch {
     pub fn start(lab: &Lab) -> Result<MdbWatch> {
         let mut procs = Vec::new();
         for (name, sw) in lab.switches() {
+            if sw.ovs.is_some() {
+                continue;
+            }
             let path = lab.workdir().join(format!("mdb-monitor-{name}.txt"));
             let f = std::fs::File::create(&path)?;
             let g = lab.spawn_with(
@@ -115,13 +122,47 @@ impl MdbWatch {
             )?;
             procs.push((name.clone(), g, path));
         }
-        // `bridge monitor` subscribes right after exec; give it a moment.
-        std::thread::sleep(Duration::from_millis(100));
-        Ok(MdbWatch { procs })
+        let w = MdbWatch { procs };
+        // `bridge monitor` subscribes right after exec: wait until each one shows a
+        // marker entry added after it started.
+        w.mark(lab, "start")?;
+        Ok(w)
     }
 
-    pub fn stop(self) -> Result<Watched> {
-        std::thread::sleep(Duration::from_millis(100));
+    /// Add and delete the marker entry on every watched bridge and wait until each
+    /// monitor has written the deletion.
+    fn mark(&self, lab: &Lab, when: &str) -> Result<()> {
+        let t0 = Instant::now();
+        let needle = format!("grp {MARKER}");
+        let seen = |i: usize| {
+            std::fs::read_to_string(&self.procs[i].2)
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.starts_with("Deleted") && l.contains(&needle))
+                .count()
+        };
+        let before: Vec<usize> = (0..self.procs.len()).map(seen).collect();
+        let mut pending: Vec<usize> = (0..self.procs.len()).collect();
+        while !pending.is_empty() {
+            for &i in &pending {
+                let sw = lab.switch(&self.procs[i].0);
+                let port = &sw.ports.first().context("a switch without ports")?.name;
+                lab.mdb_add(&sw.name, port, MARKER)?;
+                let _ = lab.mdb_del(&sw.name, port, MARKER);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+            pending.retain(|&i| seen(i) == before[i]);
+            if t0.elapsed() > Duration::from_secs(10) {
+                bail!("`bridge monitor mdb` did not report a marker entry within 10 s ({when})");
+            }
+        }
+        Ok(())
+    }
+
+    pub fn stop(self, lab: &Lab) -> Result<Watched> {
+        // Everything the bridges did before this point is in the files once the
+        // marker's deletion is.
+        self.mark(lab, "stop")?;
         let mut w = Watched::default();
         let mut first_seen: Vec<(u64, Ipv6Addr)> = Vec::new();
         for (sw, mut g, path) in self.procs {
@@ -183,19 +224,35 @@ impl MdbWatch {
 
 /// (group, target node ids, is a manifest) of every PUT_ACCEPT toward a rendezvous
 /// group, first occurrence of each group, in capture order.
-fn accepted_groups(payloads: &[Vec<u8>]) -> Vec<(Ipv6Addr, Vec<u32>, bool)> {
+fn accepted_groups(payloads: &[Vec<u8>]) -> Vec<Accepted> {
     use subcast_proto::replicast::{ChunkKind, ReplicastMessage, decode};
-    let mut out: Vec<(Ipv6Addr, Vec<u32>, bool)> = Vec::new();
+    let mut out: Vec<Accepted> = Vec::new();
     for p in payloads {
         if let Ok(d) = decode(p)
             && let ReplicastMessage::PutAccept(a) = d.message
             && in_pool(&a.group)
-            && !out.iter().any(|o| o.0 == a.group)
+            && !a.targets.is_empty()
+            && !out
+                .iter()
+                .any(|o| o.group == a.group && o.chunk == a.chunk_id)
         {
-            out.push((a.group, a.targets, a.kind == ChunkKind::Manifest));
+            out.push(Accepted {
+                group: a.group,
+                targets: a.targets,
+                manifest: a.kind == ChunkKind::Manifest,
+                chunk: a.chunk_id,
+            });
         }
     }
     out
+}
+
+/// One chunk's PUT_ACCEPT as captured: its rendezvous group and targets.
+struct Accepted {
+    group: Ipv6Addr,
+    targets: Vec<u32>,
+    manifest: bool,
+    chunk: [u8; 32],
 }
 
 /// Microseconds of the day from `Timestamp: Thu Nov 26 10:09:34 2026 123456 usec`.
@@ -298,7 +355,7 @@ pub fn put_get(r: &mut Running, opts: &RunOptions, sender: &str) -> Result<Value
     for (h, cap) in caps {
         seen.insert(h, cap.stop()?);
     }
-    let watched = watch.stop()?;
+    let watched = watch.stop(lab)?;
     if !ok {
         if err.contains("unexpected argument") || err.contains("invalid value") {
             return Err(Unsupported(format!(
@@ -339,29 +396,52 @@ pub fn put_get(r: &mut Running, opts: &RunOptions, sender: &str) -> Result<Value
     let mut groups = Vec::new();
     let mut all_ok = !watched.order.is_empty();
     let mut order = watched.order.clone();
-    // Data chunks first (in the order they were accepted), then manifests.
+    // Chunks are named in the order they were accepted: "data 0", "data 1", ...,
+    // "manifest". Chunks with the same target set share one group.
+    let mut labels: Vec<([u8; 32], String)> = Vec::new();
+    for a in accepted.iter().filter(|a| !a.manifest) {
+        if !labels.iter().any(|l| l.0 == a.chunk) {
+            labels.push((a.chunk, format!("data {}", labels.len())));
+        }
+    }
+    for a in accepted.iter().filter(|a| a.manifest) {
+        if !labels.iter().any(|l| l.0 == a.chunk) {
+            labels.push((a.chunk, "manifest".to_string()));
+        }
+    }
+    let label_pos = |c: &[u8; 32]| labels.iter().position(|l| l.0 == *c).unwrap_or(usize::MAX);
+    // Groups in the order of their first chunk (data first, then manifests).
     order.sort_by_key(|g| {
         accepted
             .iter()
-            .position(|a| a.0 == *g)
+            .filter(|a| a.group == *g)
+            .map(|a| label_pos(&a.chunk))
+            .min()
             .unwrap_or(usize::MAX)
     });
-    order.sort_by_key(|g| accepted.iter().find(|a| a.0 == *g).is_some_and(|a| a.2));
-    let mut data_n = 0;
     for g in &order {
-        let Some((_, ids, manifest)) = accepted.iter().find(|a| a.0 == *g) else {
+        let mine: Vec<&Accepted> = accepted.iter().filter(|a| a.group == *g).collect();
+        let Some(first) = mine.first() else {
             all_ok = false;
             groups.push(json!({"group": g.to_string(), "error": "no PUT_ACCEPT named this group"}));
             continue;
         };
-        let mut targets: Vec<String> = ids.iter().map(name_of).collect();
+        let mut targets: Vec<String> = first.targets.iter().map(name_of).collect();
         targets.sort();
-        let chunk = if *manifest {
-            "manifest".to_string()
-        } else {
-            data_n += 1;
-            format!("data {}", data_n - 1)
-        };
+        let mut chunks: Vec<(usize, String)> = mine
+            .iter()
+            .map(|a| (label_pos(&a.chunk), labels[label_pos(&a.chunk)].1.clone()))
+            .collect();
+        chunks.sort();
+        chunks.dedup();
+        let chunks: Vec<String> = chunks.into_iter().map(|c| c.1).collect();
+        // Every chunk of a group went to the same targets (the group is the set).
+        let same_set = mine.iter().all(|a| {
+            let mut t: Vec<String> = a.targets.iter().map(name_of).collect();
+            t.sort();
+            t == targets
+        });
+        all_ok &= same_set;
         let installed = watched.ports.get(g).cloned().unwrap_or_default();
         let mut full = BTreeMap::new();
         for sw in topo.switches.keys() {
@@ -406,7 +486,9 @@ pub fn put_get(r: &mut Running, opts: &RunOptions, sender: &str) -> Result<Value
         all_ok &= ports_ok && deliv_ok;
         groups.push(json!({
             "group": g.to_string(),
-            "chunk": chunk,
+            "chunk": chunks.first(),
+            "chunks": chunks,
+            "one_target_set": same_set,
             "targets": targets,
             "switches": switches,
             "ports_match": ports_ok,
@@ -418,15 +500,15 @@ pub fn put_get(r: &mut Running, opts: &RunOptions, sender: &str) -> Result<Value
     let main = groups.first().cloned().unwrap_or(Value::Null);
     let main_group: Option<Ipv6Addr> = order.first().copied();
     // Cross-check: the put's own report names the same target sets.
-    let mut from_accepts: Vec<Vec<String>> = groups
+    // One target set per chunk: the last PUT_ACCEPT of each (a replaced target
+    // makes a new accept).
+    let mut from_accepts: Vec<Vec<String>> = labels
         .iter()
-        .map(|g| {
-            g["targets"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|t| t.as_str().map(String::from))
-                .collect()
+        .filter_map(|(c, _)| accepted.iter().rev().find(|a| a.chunk == *c))
+        .map(|a| {
+            let mut t: Vec<String> = a.targets.iter().map(name_of).collect();
+            t.sort();
+            t
         })
         .collect();
     let mut from_report: Vec<Vec<String>> = placement
@@ -492,7 +574,13 @@ pub fn put_get(r: &mut Running, opts: &RunOptions, sender: &str) -> Result<Value
     let eg_main = main_group
         .and_then(|g| egress.get(&g).copied())
         .unwrap_or_default();
-    let ok = all_ok && same && !groups.is_empty();
+    // Every chunk (data and manifest) on exactly R nodes, counted in their stores.
+    let r_want = put["replicas"].as_u64().unwrap_or(3) as usize;
+    let data_want = put["chunks"].as_u64().unwrap_or(0) as usize;
+    let holders = crate::stored::replicas(&stack.dir, stack.nodes.keys());
+    let (stored, stored_ok) = crate::stored::report(&holders, r_want, data_want);
+    let loss = lab.loss_drops()?;
+    let ok = all_ok && same && !groups.is_empty() && stored_ok;
     let mut rv = main.clone();
     if let Value::Object(m) = &mut rv {
         m.insert(
@@ -531,6 +619,8 @@ pub fn put_get(r: &mut Running, opts: &RunOptions, sender: &str) -> Result<Value
         "sender_egress": {"rendezvous": eg_rv, "first_rendezvous_group": eg_main, "negotiating_group": eg_ng, "unicast": eg_uc},
         "put": {"ms": put_ms, "report": put},
         "get": get,
+        "stored": stored,
+        "loss": loss,
         "bytes_mean": "UDP payload bytes (Replicast headers included, IPv6/UDP headers not), counted by tcpdump outside the daemons",
     }))
 }

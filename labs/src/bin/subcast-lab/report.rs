@@ -129,6 +129,12 @@ fn table(out: &mut String, topo: &Topology, rv: &Value) {
 
 /// Render a run report.
 pub fn render(topo: &Topology, r: &Value) -> String {
+    if r["scenario"] == "rate" {
+        return crate::rate::render(r);
+    }
+    if r["scenario"] == "put-bench" && r["peer"].is_string() {
+        return crate::putbench_peer::render_run(r);
+    }
     let mut out = String::new();
     let rv = &r["rendezvous"];
     if let Some(f) = r["fallback"].as_str() {
@@ -261,6 +267,45 @@ pub fn render(topo: &Topology, r: &Value) -> String {
                 r["get"]["note"].as_str().unwrap_or("")
             );
         }
+    }
+    if put_get {
+        let st = &r["stored"];
+        let _ = writeln!(
+            out,
+            "  stored: {} data chunk(s) and {} manifest(s), each on exactly {} nodes: {}{}",
+            st["data_chunks"],
+            st["manifests"],
+            st["replicas"],
+            yes(&st["ok"]),
+            match st["not_exactly_r"].as_array() {
+                Some(b) if !b.is_empty() => format!(
+                    " ({})",
+                    b.iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                _ => String::new(),
+            }
+        );
+    }
+    if let Some(total) = r["loss"]["total"].as_u64()
+        && r["loss"]["hops"]
+            .as_object()
+            .is_some_and(|h| h.values().any(|d| d["loss_pct"].as_f64() > Some(0.0)))
+    {
+        let busy: Vec<String> = r["loss"]["hops"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(_, d)| d["dropped"].as_u64() > Some(0))
+            .map(|(h, d)| format!("{h} {}", d["dropped"]))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  loss: {total} UDP datagrams dropped by the links' loss rules ({})",
+            busy.join(", ")
+        );
     }
     if put_get {
         let e = &r["sender_egress"];

@@ -25,7 +25,7 @@ use serde_json::Value;
 use crate::bins::Binaries;
 
 /// Rendezvous groups are leased from here (agents refuse anything outside it).
-pub const POOL: &str = "ff05::5c:2:0/112";
+pub const POOL: &str = labs::RENDEZVOUS_POOL;
 /// HTTP API port of the controller, inside its switch's namespace.
 pub const API_PORT: u16 = 8411;
 /// UDP port of the controller (agents and storage nodes).
@@ -34,6 +34,8 @@ pub const CTL_PORT: u16 = 7411;
 pub const AGENT_PORT: u16 = 7410;
 /// UDP port of the storage nodes.
 pub const NODE_PORT: u16 = 7412;
+/// Prometheus `/metrics` of each agent, at `[::1]` inside its switch's namespace.
+pub const AGENT_METRICS_PORT: u16 = 9410;
 
 /// Running daemons. Dropping it ends them (by PID).
 #[derive(Debug)]
@@ -46,7 +48,7 @@ pub struct Stack {
     token: String,
     // Field order = drop order: nodes, agents, then the controller.
     pub nodes: BTreeMap<String, ChildGuard>,
-    agents: BTreeMap<String, ChildGuard>,
+    pub agents: BTreeMap<String, ChildGuard>,
     controller: ChildGuard,
 }
 
@@ -78,33 +80,60 @@ fn members_yaml(lab: &Lab, members: &[String], indent: &str) -> String {
     y
 }
 
-fn controller_yaml(lab: &Lab, addrs: &BTreeMap<String, AgentAddr>) -> String {
+/// Per-run changes to the lab's controller config (the `rate` scenario's policies).
+#[derive(Debug, Clone, Default)]
+pub struct CtlTweaks {
+    /// `leases.warm_ms` instead of [`WARM_MS`].
+    pub warm_ms: Option<u64>,
+    /// `budgets.default` and every switch's `budget:`.
+    pub budget: Option<u32>,
+    /// `preenumerate: all` (with `replicas: 3`) on the first negotiating group.
+    pub preenumerate_all: bool,
+}
+
+fn controller_yaml(lab: &Lab, addrs: &BTreeMap<String, AgentAddr>, tw: &CtlTweaks) -> String {
     let topo = lab.topology();
     let mut y = format!(
         "controller:\n  id: 1\n  udp_listen: \"[::]:{CTL_PORT}\"\n  database: \":memory:\"\n  \
          agent_timeout_ms: 5000\nkeys:\n  - {{ id: 1, file: ctl.key }}\n  - {{ id: 101, file: agent.key }}\n  \
          - {{ id: 2, file: nodes.key }}\nvlans:\n  - {{ id: 0, pool: [\"{POOL}\"] }}\nswitches:\n"
     );
+    let budget = tw
+        .budget
+        .map(|b| format!("budget: {b}, "))
+        .unwrap_or_default();
     for (i, name) in lab.switches().keys().enumerate() {
         y += &format!(
-            "  - {{ name: {name}, id: {}, vlans: [0], agent: {{ address: \"[{}]:{AGENT_PORT}\", key_id: 1, agent_key_id: 101 }} }}\n",
+            "  - {{ name: {name}, id: {}, {budget}vlans: [0], agent: {{ address: \"[{}]:{AGENT_PORT}\", key_id: 1, agent_key_id: 101 }} }}\n",
             i + 1,
             addrs[name].listen
         );
     }
     y += "groups:\n";
-    for (g, spec) in &topo.negotiating_groups {
+    for (i, (g, spec)) in topo.negotiating_groups.iter().enumerate() {
         let addr = topo.group_address(g).unwrap_or(Ipv6Addr::UNSPECIFIED);
         y += &format!("  - name: {g}\n    vlan: 0\n    parent: \"{addr}\"\n    members:\n");
         y += &members_yaml(lab, &spec.members, "      ");
+        if i == 0 && tw.preenumerate_all {
+            let k = spec.members.len().clamp(1, 3);
+            y += &format!("    replicas: {k}\n    preenumerate: all\n");
+        }
     }
+    if let Some(b) = tw.budget {
+        y += &format!("budgets: {{ default: {b} }}\n");
+    }
+    let warm = tw.warm_ms.unwrap_or(WARM_MS);
     y += &format!(
-        "leases: {{ default_ms: 10000, max_ms: 60000 }}\nfanout: {{ retransmit_ms: 20, attempts: 5 }}\n\
+        "leases: {{ default_ms: 10000, max_ms: 60000, warm_ms: {warm} }}\nfanout: {{ retransmit_ms: 20, attempts: 5 }}\n\
          api:\n  listen: \"[::1]:{API_PORT}\"\n  tokens: [{{ role: admin, name: lab, file: admin.token }}]\n\
          rendezvous:\n  key_ids: [2]\n"
     );
     y
 }
+
+/// How long the lab's controller keeps a released group installed for reuse
+/// (its default is 10 s; the lab keeps it short so a run also sees the clear).
+pub const WARM_MS: u64 = 1000;
 
 /// Where an agent listens and where it finds the controller.
 #[derive(Debug, Clone, Copy)]
@@ -272,7 +301,8 @@ fn agent_yaml(lab: &Lab, dir: &Path, switch: &str, id: usize, addr: &AgentAddr) 
     let mut y = format!(
         "switch_id: {id}\n{}controller: \"[{ctl_ip}]:{CTL_PORT}\"\n\
          listen: \"[{}]:{AGENT_PORT}\"\nkey: {{ id: 101, file: \"{}\" }}\ncontroller_keys:\n  - {{ id: 1, file: \"{}\" }}\n\
-         rendezvous_range: \"{POOL}\"\nheartbeat_interval_ms: 500\nparent_groups:\n",
+         rendezvous_range: \"{POOL}\"\nheartbeat_interval_ms: 500\n\
+         metrics: \"[::1]:{AGENT_METRICS_PORT}\"\nparent_groups:\n",
         backend_yaml(lab, switch),
         addr.listen,
         dir.join("agent.key").display(),
@@ -355,6 +385,11 @@ pub fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> Result<bool
 impl Stack {
     /// Start the controller and one agent per switch; wait until every agent is up.
     pub fn start(lab: &Lab, bins: &Binaries) -> Result<Stack> {
+        Self::start_with(lab, bins, &CtlTweaks::default())
+    }
+
+    /// [`Stack::start`] with a changed controller config.
+    pub fn start_with(lab: &Lab, bins: &Binaries, tweaks: &CtlTweaks) -> Result<Stack> {
         let dir = lab.workdir().to_path_buf();
         // The first Linux bridge (name order) hosts the controller: storage nodes
         // reach it in band at that bridge's management address.
@@ -372,7 +407,7 @@ impl Stack {
         secret(&dir.join("admin.token"), &token)?;
         let cfg = dir.join("controller.yaml");
         let addrs = agent_addrs(lab, &ctl_switch)?;
-        std::fs::write(&cfg, controller_yaml(lab, &addrs))?;
+        std::fs::write(&cfg, controller_yaml(lab, &addrs, tweaks))?;
         let check = std::process::Command::new(&bins.controller)
             .arg("check-config")
             .arg(&cfg)
@@ -433,8 +468,25 @@ impl Stack {
                 )?;
                 agents.insert(name.clone(), child);
                 if is_ovs(lab, name) {
-                    // The agent binds at once; OVS retries with backoff if it was not yet.
-                    std::thread::sleep(Duration::from_millis(100));
+                    // Point OVS at the agent once it listens: a connection refused
+                    // would put OVS into its reconnect backoff (1 s, 2 s, ...).
+                    let netns = lab.switch(name).netns.clone();
+                    let port = format!(
+                        "sport = :{}",
+                        OPENFLOW_ADDR.rsplit(':').next().unwrap_or("6653")
+                    );
+                    let log = dir.join(format!("agent-{name}.log"));
+                    wait_for(
+                        &format!("the OpenFlow agent of {name} to listen"),
+                        Duration::from_secs(15),
+                        || {
+                            if agents.get_mut(name).is_some_and(|a| a.has_exited()) {
+                                bail!("agent of switch {name} exited:\n{}", tail(&log));
+                            }
+                            let out = lab.exec(&netns, &["ss", "-Hltn", &port])?;
+                            Ok(!out.stdout.is_empty())
+                        },
+                    )?;
                     lab.ovs_set_controller(name, &format!("tcp:{OPENFLOW_ADDR}"))?;
                 }
             }
@@ -473,12 +525,22 @@ impl Stack {
     /// Start a storage node on every negotiating-group member except `skip`, and wait
     /// until each listens on its UDP port.
     pub fn start_nodes(&mut self, lab: &Lab, bins: &Binaries, skip: &str) -> Result<()> {
+        self.start_nodes_except(lab, bins, &[skip.to_string()])
+    }
+
+    /// [`Stack::start_nodes`] skipping every host in `skip`.
+    pub fn start_nodes_except(
+        &mut self,
+        lab: &Lab,
+        bins: &Binaries,
+        skip: &[String],
+    ) -> Result<()> {
         let mut hosts: Vec<String> = lab
             .topology()
             .negotiating_groups
             .values()
             .flat_map(|g| g.members.iter().cloned())
-            .filter(|h| h != skip)
+            .filter(|h| !skip.contains(h))
             .collect();
         hosts.sort();
         hosts.dedup();
@@ -577,6 +639,22 @@ impl Stack {
             }
         }
         out
+    }
+
+    /// (name, PID) of every daemon: `controller`, `agent-<SWITCH>`, `node-<HOST>`.
+    pub fn pids(&self) -> Vec<(String, u32)> {
+        let mut v = vec![("controller".to_string(), self.controller.pid())];
+        v.extend(
+            self.agents
+                .iter()
+                .map(|(n, c)| (format!("agent-{n}"), c.pid())),
+        );
+        v.extend(
+            self.nodes
+                .iter()
+                .map(|(h, c)| (format!("node-{h}"), c.pid())),
+        );
+        v
     }
 
     /// End every daemon now (nodes, agents, controller).

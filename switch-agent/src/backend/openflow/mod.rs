@@ -16,20 +16,21 @@
 //!   learned locations and re-installs their flows.
 //! - Subset group X: GROUP_MOD type ALL, one `output:PORT` bucket per port (ADD the
 //!   first time, MODIFY afterwards: hitless), plus FLOW_MOD `eth_type=0x86dd,
-//!   ipv6_dst=X [, vlan_vid=V]` -> group (table 1, priority 100, cookie `0x5c..` | id),
-//!   sent together and confirmed by a BARRIER before `install` returns. `remove`
-//!   deletes the flow (by cookie) and the group, confirmed the same way.
+//!   ipv6_dst=X [, vlan_vid=V]` -> group (table 1, priority 100, cookie `0x5c..` | id).
+//!   Removal deletes the flow (by cookie) and the group. Every action's mods go in
+//!   one atomic bundle (`apply.rs`): all of them or none.
+//! - Capacity: GROUP_FEATURES' limit for groups of type ALL minus the groups on the
+//!   switch that are not subset groups, read at every (re)connect.
 //! - Group ids of subset groups are `0x5c00_0000 | n`. On every (re)connect the
 //!   backend reads GROUP_DESC and deletes subset groups it does not own (a crashed
 //!   agent's leftovers), and re-pushes the ones it owns.
 
+mod apply;
 mod pipeline;
 mod session;
 
-#[cfg(test)]
-mod lab_tests;
-
-use crate::backend::{Backend, BackendError, InstalledGroup, PortId, PortSet};
+use crate::backend::{Backend, BackendError, InstalledGroup, Lookup, PortId, PortSet, SwitchView};
+use crate::core::action::{ActionResult, Change, Refresh};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv6Addr, SocketAddr};
@@ -37,8 +38,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use subcast_ofp13::action::Instruction;
-use subcast_ofp13::error::{OFPET_FLOW_MOD_FAILED, OFPET_GROUP_MOD_FAILED, OFPGMFC_GROUP_EXISTS};
-use subcast_ofp13::group_mod::{OFPGC_ADD, OFPGC_DELETE, OFPGC_MODIFY, OFPGT_ALL};
+use subcast_ofp13::error::{OFPET_FLOW_MOD_FAILED, OFPET_GROUP_MOD_FAILED};
+use subcast_ofp13::group_mod::OFPGT_ALL;
 use subcast_ofp13::oxm::OFPVID_PRESENT;
 use subcast_ofp13::port::OFPP_MAX;
 use subcast_ofp13::{
@@ -143,6 +144,11 @@ struct State {
     next_gid: u32,
     /// Rendezvous range whose uninstalled groups are dropped.
     guard: Option<ipnet::Ipv6Net>,
+    /// Parent groups read by the last refresh, and when.
+    parents: HashMap<(u16, Ipv6Addr), (Option<PortSet>, std::time::Instant)>,
+    /// Subset groups the switch can hold (group table size minus groups
+    /// subcast does not own), read at connect.
+    capacity: Option<u32>,
     /// Running connection tasks (aborted when the backend is dropped).
     sessions: Vec<tokio::task::AbortHandle>,
 }
@@ -161,7 +167,7 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
-    fn next_xid(&self) -> u32 {
+    pub(super) fn next_xid(&self) -> u32 {
         self.xid.fetch_add(1, Ordering::Relaxed)
     }
     fn listen_addr(&self) -> String {
@@ -347,6 +353,26 @@ impl OpenFlow {
         Ok(self.shared.lock().datapath_id.unwrap_or(0))
     }
 
+    /// The id of the live connection, once its handshake is done.
+    pub fn connection(&self) -> Option<u64> {
+        *self.shared.ready.borrow()
+    }
+
+    /// Waits for a connection other than `old` to finish its handshake (the
+    /// switch reconnected).
+    pub async fn wait_new_connection(
+        &self,
+        old: u64,
+        timeout: Duration,
+    ) -> Result<u64, BackendError> {
+        let mut rx = self.shared.ready.subscribe();
+        let r = tokio::time::timeout(timeout, rx.wait_for(|r| r.is_some_and(|id| id != old)))
+            .await
+            .map_err(|_| self.shared.not_connected())?
+            .map_err(|_| self.shared.not_connected())?;
+        Ok(r.unwrap_or(0))
+    }
+
     async fn ready(&self) -> Result<(), BackendError> {
         let t = Duration::from_millis(self.shared.config.connect_timeout_ms);
         self.wait_connected(t).await.map(|_| ())
@@ -374,7 +400,17 @@ impl OpenFlow {
     }
 }
 
-impl Backend for OpenFlow {
+/// How long parent ports read from the switch answer lookups.
+pub const PARENT_TTL: Duration = Duration::from_secs(2);
+
+/// The core's view of the OpenFlow switch: learned hosts (live), parent
+/// groups read by the last refresh (for [`PARENT_TTL`]).
+#[derive(Debug, Clone)]
+pub struct OfView {
+    shared: Arc<Shared>,
+}
+
+impl SwitchView for OfView {
     fn kind(&self) -> BackendKind {
         BackendKind::Openflow
     }
@@ -390,7 +426,41 @@ impl Backend for OpenFlow {
         u16::try_from(n).unwrap_or(u16::MAX)
     }
 
-    fn port_name(&self, port: PortId) -> String {
+    fn table_capacity(&self) -> Option<u32> {
+        self.shared.lock().capacity
+    }
+
+    fn port_toward(&self, _vlan: u16, member: &Member) -> Lookup<PortId> {
+        if self.shared.ready.borrow().is_none() {
+            return Lookup::Unknown;
+        }
+        let st = self.shared.lock();
+        let mac = match member {
+            Member::Mac(m) => Some(m.0),
+            Member::Ipv6(a) => st.ipv6.get(a).copied(),
+        };
+        mac.and_then(|m| st.macs.get(&m).copied())
+            .map_or(Lookup::Absent, Lookup::Found)
+    }
+
+    fn parent_ports(&self, vlan: u16, parent: Ipv6Addr) -> Lookup<PortSet> {
+        match self.shared.lock().parents.get(&(vlan, parent)) {
+            Some((p, at)) if at.elapsed() < PARENT_TTL => {
+                p.clone().map_or(Lookup::Absent, Lookup::Found)
+            }
+            _ => Lookup::Unknown,
+        }
+    }
+}
+
+impl OpenFlow {
+    /// Number of switch ports (not counting the local port).
+    pub fn port_count(&self) -> u16 {
+        self.view_handle().port_count()
+    }
+
+    /// A readable name of a port (e.g. "p2").
+    pub fn port_name(&self, port: PortId) -> String {
         self.shared
             .lock()
             .ports
@@ -399,21 +469,25 @@ impl Backend for OpenFlow {
             .unwrap_or_else(|| format!("ofport{port}"))
     }
 
-    async fn port_toward(
+    fn view_handle(&self) -> OfView {
+        OfView {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// The port `member` was learned on, once a switch is connected.
+    pub async fn port_toward(
         &mut self,
-        _vlan: u16,
+        vlan: u16,
         member: &Member,
     ) -> Result<Option<PortId>, BackendError> {
         self.ready().await?;
-        let st = self.shared.lock();
-        let mac = match member {
-            Member::Mac(m) => Some(m.0),
-            Member::Ipv6(a) => st.ipv6.get(a).copied(),
-        };
-        Ok(mac.and_then(|m| st.macs.get(&m).copied()))
+        Ok(self.view_handle().port_toward(vlan, member).found())
     }
 
-    async fn parent_ports(
+    /// Ports the switch's flows for `parent` output to (through groups), read
+    /// from the switch; `None` if it has no flow for `parent`.
+    pub async fn parent_ports(
         &mut self,
         vlan: u16,
         parent: Ipv6Addr,
@@ -465,79 +539,61 @@ impl Backend for OpenFlow {
         Ok(found.then_some(ports))
     }
 
-    async fn install(
+    /// Makes `group` forward to exactly `ports` (one change).
+    pub async fn install(
         &mut self,
         vlan: u16,
         group: Ipv6Addr,
         ports: &PortSet,
     ) -> Result<(), BackendError> {
-        self.ready().await?;
-        let (gid, exists) = {
-            let mut st = self.shared.lock();
-            match st.owned.get(&(vlan, group)) {
-                Some(o) => (o.gid, true),
-                None => {
-                    let n = st.next_gid;
-                    st.next_gid = if n >= 0x00ff_ffff { 1 } else { n + 1 };
-                    (SUBSET_GROUP_BASE | n, false)
-                }
-            }
+        let previous = self
+            .shared
+            .lock()
+            .owned
+            .get(&(vlan, group))
+            .map(|o| o.ports.clone());
+        let c = Change::Install {
+            vlan,
+            group,
+            ports: ports.clone(),
+            previous,
         };
-        let msgs = if exists {
-            vec![Message::GroupMod(group_mod_for(OFPGC_MODIFY, gid, ports))]
-        } else {
-            vec![
-                Message::GroupMod(group_mod_for(OFPGC_ADD, gid, ports)),
-                Message::FlowMod(flow_for(vlan, group, gid)),
-            ]
-        };
-        let frames = self.shared.transact(msgs).await?;
-        let exists_err = frames.iter().any(|f| {
-            matches!(&f.message, Message::Error(e)
-                if e.typ == OFPET_GROUP_MOD_FAILED && e.code == OFPGMFC_GROUP_EXISTS)
-        });
-        if exists_err {
-            // Left over on the switch (not ours by record): take it over hitlessly.
-            let frames = self
-                .shared
-                .transact(vec![
-                    Message::GroupMod(group_mod_for(OFPGC_MODIFY, gid, ports)),
-                    Message::FlowMod(flow_for(vlan, group, gid)),
-                ])
-                .await?;
-            check_errors(&frames)?;
-        } else {
-            check_errors(&frames)?;
-        }
-        self.shared.lock().owned.insert(
-            (vlan, group),
-            Owned {
-                gid,
-                ports: ports.clone(),
-            },
-        );
-        Ok(())
+        self.apply(&[c]).await.map_err(|e| e.error)
     }
 
-    async fn remove(&mut self, vlan: u16, group: Ipv6Addr) -> Result<(), BackendError> {
+    /// Removes `group` (one change; absent is not an error).
+    pub async fn remove(&mut self, vlan: u16, group: Ipv6Addr) -> Result<(), BackendError> {
         let Some(o) = self.shared.lock().owned.get(&(vlan, group)).cloned() else {
             return Ok(());
         };
+        let c = Change::Remove {
+            vlan,
+            group,
+            ports: o.ports,
+        };
+        self.apply(&[c]).await.map_err(|e| e.error)
+    }
+}
+
+impl Backend for OpenFlow {
+    fn view(&self) -> Arc<dyn SwitchView> {
+        Arc::new(self.view_handle())
+    }
+
+    async fn apply(&mut self, changes: &[Change]) -> ActionResult {
         self.ready().await?;
-        let frames = self
-            .shared
-            .transact(vec![
-                session::delete_by_cookie(SUBSET_COOKIE | u64::from(o.gid)),
-                Message::GroupMod(GroupMod {
-                    command: OFPGC_DELETE,
-                    group_type: OFPGT_ALL,
-                    group_id: o.gid,
-                    buckets: vec![],
-                }),
-            ])
-            .await?;
-        check_errors(&frames)?;
-        self.shared.lock().owned.remove(&(vlan, group));
+        apply::apply(&self.shared, changes).await
+    }
+
+    async fn refresh(&mut self, r: &Refresh) -> Result<(), BackendError> {
+        self.ready().await?;
+        for (vlan, parent) in &r.parents {
+            let p = self.parent_ports(*vlan, *parent).await?;
+            self.shared
+                .lock()
+                .parents
+                .insert((*vlan, *parent), (p, std::time::Instant::now()));
+        }
         Ok(())
     }
 

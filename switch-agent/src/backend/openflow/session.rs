@@ -54,18 +54,44 @@ impl Shared {
     /// back with one of their xids (replies and errors) once the barrier reply
     /// arrives. A barrier reply means the switch has applied everything before it.
     pub(super) async fn transact(&self, msgs: Vec<Message>) -> Result<Vec<Frame>, BackendError> {
+        let frames = msgs
+            .into_iter()
+            .map(|m| Frame::new(self.next_xid(), m))
+            .collect();
+        self.transact_frames(frames).await
+    }
+
+    /// As [`Shared::transact`] with frames whose xids the caller chose (from
+    /// [`Shared::next_xid`]): bundled messages must carry their ADD's xid.
+    pub(super) async fn transact_frames(
+        &self,
+        frames: Vec<Frame>,
+    ) -> Result<Vec<Frame>, BackendError> {
+        self.transact_frames_also(frames, &[]).await
+    }
+
+    /// As [`Shared::transact_frames`], also collecting frames with the xids in
+    /// `also` (earlier requests the switch may still answer: a bundle commit
+    /// reports a failed bundled message with that message's xid).
+    pub(super) async fn transact_frames_also(
+        &self,
+        frames: Vec<Frame>,
+        also: &[u32],
+    ) -> Result<Vec<Frame>, BackendError> {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let mut xids = Vec::with_capacity(msgs.len() + 1);
+        let mut xids = Vec::with_capacity(frames.len() + 1 + also.len());
         {
             let mut st = self.lock();
             let conn = st.conn.as_mut().ok_or_else(|| self.not_connected())?;
-            for m in msgs.into_iter().chain([Message::BarrierRequest]) {
-                let xid = self.next_xid();
-                conn.waiters.insert(xid, tx.clone());
-                xids.push(xid);
-                conn.tx
-                    .send(Frame::new(xid, m))
-                    .map_err(|_| self.not_connected())?;
+            for x in also {
+                conn.waiters.insert(*x, tx.clone());
+                xids.push(*x);
+            }
+            let barrier = Frame::new(self.next_xid(), Message::BarrierRequest);
+            for f in frames.into_iter().chain([barrier]) {
+                conn.waiters.insert(f.xid, tx.clone());
+                xids.push(f.xid);
+                conn.tx.send(f).map_err(|_| self.not_connected())?;
             }
         }
         drop(tx);
@@ -133,6 +159,24 @@ pub(super) async fn read_switch(
         }
     }
     Ok((groups, flows))
+}
+
+/// The switch's limit on groups of type ALL (GROUP_FEATURES), if it answers.
+async fn group_limit(shared: &Shared) -> Option<u32> {
+    let frames = shared
+        .transact(vec![Message::MultipartRequest(MultipartRequest {
+            flags: 0,
+            body: MultipartRequestBody::GroupFeatures,
+        })])
+        .await
+        .ok()?;
+    frames.into_iter().find_map(|f| match f.message {
+        Message::MultipartReply(MultipartReply {
+            body: MultipartReplyBody::GroupFeatures(g),
+            ..
+        }) => Some(g.max_groups[usize::from(subcast_ofp13::group_mod::OFPGT_ALL)]),
+        _ => None,
+    })
 }
 
 /// Accepts switch connections forever; a new connection replaces the old one.
@@ -293,6 +337,16 @@ async fn handshake(shared: &Shared) -> Result<(), BackendError> {
 /// ones it does own so the switch holds exactly the agent's view.
 async fn reconcile(shared: &Shared) -> Result<(), BackendError> {
     let (groups, _flows) = read_switch(shared).await?;
+    let others = groups.iter().filter(|g| !is_subset_gid(g.group_id)).count();
+    let capacity = group_limit(shared)
+        .await
+        .map(|max| max.saturating_sub(u32::try_from(others).unwrap_or(u32::MAX)));
+    tracing::info!(
+        ?capacity,
+        other_groups = others,
+        "OpenFlow group table capacity"
+    );
+    shared.lock().capacity = capacity;
     let owned: Vec<((u16, Ipv6Addr), Owned)> = shared
         .lock()
         .owned

@@ -1,0 +1,335 @@
+//! Topology descriptions: switches, trunks (a tree), hosts, negotiating groups, and
+//! loss and rate settings per link.
+//!
+//! Loaded from YAML (serde-saphyr) and validated before anything is built, so a
+//! mistake in a topology file is reported with its line and column and a message
+//! naming the offending entry.
+
+mod link;
+mod locate;
+mod validate;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::Ipv6Addr;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+pub use link::LinkSpec;
+pub use locate::Pos;
+pub use validate::{RENDEZVOUS_POOL, in_rendezvous_pool};
+
+/// Longest switch or host name accepted. Names appear in interface names (at most 15
+/// bytes in Linux), so they must stay short.
+pub const MAX_NAME_LEN: usize = 11;
+
+/// Highest `rate_mbit` accepted (100 Gbit/s).
+pub const MAX_RATE_MBIT: f64 = 100_000.0;
+
+/// Errors found while loading or validating a topology.
+#[derive(Debug, thiserror::Error)]
+pub enum TopologyError {
+    /// The file could not be read.
+    #[error("cannot read topology file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The YAML did not match the expected shape.
+    #[error("topology YAML is invalid: {0}")]
+    Yaml(String),
+    /// A structural problem (unknown switch, loop, bad name, bad value...).
+    #[error("topology is invalid: {0}")]
+    Invalid(String),
+    /// Like `Invalid`, at a known place in the file.
+    #[error("topology is invalid at {file}line {line}, column {column}: {message}")]
+    InvalidAt {
+        /// `PATH, ` when read from a file, else empty.
+        file: String,
+        /// 1-based line.
+        line: u64,
+        /// 1-based column.
+        column: u64,
+        /// What is wrong and what to do.
+        message: String,
+    },
+}
+
+/// What kind of switch a lab switch stands for. The lab builds a Linux bridge for
+/// `linux-bridge` and `snmp` (an SNMP agent in front of a Linux bridge is the test
+/// setup for the SNMP backend) and an Open vSwitch bridge for `openflow`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Backend {
+    /// A Linux bridge programmed through the MDB.
+    #[default]
+    LinuxBridge,
+    /// Open vSwitch with an OpenFlow 1.3 controller.
+    Openflow,
+    /// A switch managed through Q-BRIDGE-MIB over SNMP (data plane: Linux bridge).
+    Snmp,
+}
+
+/// One switch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SwitchSpec {
+    /// The backend this switch stands for.
+    #[serde(default)]
+    pub backend: Backend,
+}
+
+/// One host, attached to one switch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct HostSpec {
+    /// Name of the switch this host's `eth0` is plugged into.
+    pub switch: String,
+    /// Percentage of UDP datagrams dropped on this host's link, each direction
+    /// (overrides the topology's `loss_pct`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_pct: Option<f64>,
+    /// Rate limit of this host's link in Mbit/s, each direction (overrides the
+    /// topology's `rate_mbit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_mbit: Option<f64>,
+}
+
+impl HostSpec {
+    /// A host on `switch` without shaping overrides.
+    pub fn on(switch: &str) -> Self {
+        HostSpec {
+            switch: switch.to_string(),
+            ..HostSpec::default()
+        }
+    }
+}
+
+/// A negotiating (parent) group and its members.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupSpec {
+    /// The IPv6 multicast address. Default: `ff05::5c:1:N` where N is the 1-based
+    /// position of the group in name order.
+    #[serde(default)]
+    pub group: Option<Ipv6Addr>,
+    /// Hosts that are members.
+    pub members: Vec<String>,
+}
+
+/// A whole lab topology. Maps are ordered by name; host indexes (addresses, MACs)
+/// follow a natural name order (`X2` before `X10`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Topology {
+    /// Percentage of UDP datagrams dropped on every link, each direction (0-100;
+    /// links and hosts may override it). See the README for exactly what is dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_pct: Option<f64>,
+    /// Rate limit of every link in Mbit/s, each direction (links and hosts may
+    /// override it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_mbit: Option<f64>,
+    /// Switches by name.
+    pub switches: BTreeMap<String, SwitchSpec>,
+    /// Trunks between switches. Must form a tree (no loops: the lab runs no
+    /// spanning tree).
+    #[serde(default)]
+    pub links: Vec<LinkSpec>,
+    /// Hosts by name.
+    #[serde(default)]
+    pub hosts: BTreeMap<String, HostSpec>,
+    /// Negotiating groups by name.
+    #[serde(default)]
+    pub negotiating_groups: BTreeMap<String, GroupSpec>,
+}
+
+/// Loss and rate that apply to one link (both directions).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+pub struct Shaping {
+    /// Percentage of UDP datagrams dropped per direction (0 = none).
+    pub loss_pct: f64,
+    /// Rate limit in Mbit/s per direction (`None` = unlimited).
+    pub rate_mbit: Option<f64>,
+}
+
+impl Topology {
+    /// Parse and validate a topology from YAML text.
+    pub fn from_yaml_str(text: &str) -> Result<Self, TopologyError> {
+        Self::parse(text, "")
+    }
+
+    fn parse(text: &str, file: &str) -> Result<Self, TopologyError> {
+        let topo: Topology =
+            serde_saphyr::from_str(text).map_err(|e| TopologyError::Yaml(e.to_string()))?;
+        topo.check()
+            .map_err(|(w, message)| match locate::locate(text, &w) {
+                Some(p) => TopologyError::InvalidAt {
+                    file: file.to_string(),
+                    line: p.line,
+                    column: p.column,
+                    message,
+                },
+                None if file.is_empty() => TopologyError::Invalid(message),
+                None => TopologyError::Invalid(format!("{file}{message}")),
+            })?;
+        Ok(topo)
+    }
+
+    /// Read, parse and validate a topology file.
+    pub fn from_yaml_file(path: impl AsRef<Path>) -> Result<Self, TopologyError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| TopologyError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text, &format!("{}, ", path.display())).map_err(|e| match e {
+            TopologyError::Yaml(m) => TopologyError::Yaml(format!("{}: {m}", path.display())),
+            other => other,
+        })
+    }
+
+    /// Check names, references, shaping values, and that the trunks form a tree
+    /// spanning all switches.
+    pub fn validate(&self) -> Result<(), TopologyError> {
+        self.check().map_err(|(_, m)| TopologyError::Invalid(m))
+    }
+
+    /// Loss and rate of the link between host `host` and its switch.
+    pub fn host_shaping(&self, host: &str) -> Shaping {
+        let h = self.hosts.get(host);
+        Shaping {
+            loss_pct: h.and_then(|h| h.loss_pct).or(self.loss_pct).unwrap_or(0.0),
+            rate_mbit: h.and_then(|h| h.rate_mbit).or(self.rate_mbit),
+        }
+    }
+
+    /// Loss and rate of the trunk between switches `a` and `b` (either order).
+    pub fn link_shaping(&self, a: &str, b: &str) -> Shaping {
+        let l = self.links.iter().find(|l| {
+            let (x, y) = l.ends();
+            (x == a && y == b) || (x == b && y == a)
+        });
+        Shaping {
+            loss_pct: l.and_then(|l| l.loss_pct).or(self.loss_pct).unwrap_or(0.0),
+            rate_mbit: l.and_then(|l| l.rate_mbit).or(self.rate_mbit),
+        }
+    }
+
+    /// Whether any link of the topology drops datagrams or is rate limited.
+    pub fn is_shaped(&self) -> bool {
+        self.hosts
+            .keys()
+            .map(|h| self.host_shaping(h))
+            .chain(self.links.iter().map(|l| {
+                let (a, b) = l.ends();
+                self.link_shaping(a, b)
+            }))
+            .any(|s| s.loss_pct > 0.0 || s.rate_mbit.is_some())
+    }
+
+    fn reachable_from<'a>(&'a self, start: &'a str) -> BTreeSet<&'a str> {
+        let mut seen = BTreeSet::from([start]);
+        let mut queue = VecDeque::from([start]);
+        while let Some(s) = queue.pop_front() {
+            for n in self.neighbours(s) {
+                if seen.insert(n) {
+                    queue.push_back(n);
+                }
+            }
+        }
+        seen
+    }
+
+    /// Switches linked directly to `switch`, in link order.
+    pub fn neighbours<'a>(&'a self, switch: &str) -> Vec<&'a str> {
+        self.links
+            .iter()
+            .filter_map(|l| {
+                let (a, b) = l.ends();
+                if a == switch {
+                    Some(b)
+                } else if b == switch {
+                    Some(a)
+                } else {
+                    None
+                }
+            })
+            .collect()
+    }
+
+    /// Hosts in natural name order (`X2` before `X10`); a host's 1-based position is
+    /// its index, used in its address and MAC.
+    pub fn hosts_in_order(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.hosts.keys().map(String::as_str).collect();
+        v.sort_by(|a, b| natural_key(a).cmp(&natural_key(b)));
+        v
+    }
+
+    /// Hosts on `switch` in natural order.
+    pub fn hosts_on(&self, switch: &str) -> Vec<&str> {
+        self.hosts_in_order()
+            .into_iter()
+            .filter(|h| self.hosts[*h].switch == switch)
+            .collect()
+    }
+
+    /// The address of negotiating group `name`: its `group:` or the default.
+    pub fn group_address(&self, name: &str) -> Option<Ipv6Addr> {
+        let pos = self.negotiating_groups.keys().position(|k| k == name)?;
+        let g = &self.negotiating_groups[name];
+        Some(g.group.unwrap_or_else(|| {
+            let [hi, lo] = u16::try_from(pos + 1).unwrap_or(u16::MAX).to_be_bytes();
+            Ipv6Addr::new(0xff05, 0, 0, 0, 0, 0x5c, 1, u16::from_be_bytes([hi, lo]))
+        }))
+    }
+
+    /// For each switch, the neighbour switches behind which (inclusive) a given host
+    /// set has at least one member: the trunk ports a static group for those hosts
+    /// needs. Returns `(switch, neighbour)` pairs, meaning "on `switch`, the trunk toward
+    /// `neighbour`".
+    pub fn trunks_toward(&self, hosts: &[&str]) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for l in &self.links {
+            let (a, b) = l.ends();
+            for (from, to) in [(a, b), (b, a)] {
+                let side = self.side_of(to, from);
+                if hosts.iter().any(|h| {
+                    self.hosts
+                        .get(*h)
+                        .is_some_and(|s| side.contains(s.switch.as_str()))
+                }) {
+                    out.push((from.to_string(), to.to_string()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Switches reachable from `start` without passing through `blocked`.
+    fn side_of<'a>(&'a self, start: &'a str, blocked: &'a str) -> BTreeSet<&'a str> {
+        let mut seen = BTreeSet::from([start, blocked]);
+        let mut queue = VecDeque::from([start]);
+        while let Some(s) = queue.pop_front() {
+            for n in self.neighbours(s) {
+                if seen.insert(n) {
+                    queue.push_back(n);
+                }
+            }
+        }
+        seen.remove(blocked);
+        seen
+    }
+}
+
+/// Sort key: the name with its trailing digits compared as a number.
+fn natural_key(name: &str) -> (&str, u64, &str) {
+    let digits = name.bytes().rev().take_while(u8::is_ascii_digit).count();
+    let (stem, num) = name.split_at(name.len() - digits);
+    (stem, num.parse().unwrap_or(0), name)
+}
+
+#[cfg(test)]
+mod tests;

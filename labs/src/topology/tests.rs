@@ -1,0 +1,202 @@
+//! Unit tests of topology parsing and validation.
+
+use super::*;
+
+const SEED: &str = include_str!("../../topologies/seed-three-switch.yaml");
+const ONE: &str = include_str!("../../topologies/one-switch.yaml");
+
+#[test]
+fn shipped_topologies_are_valid() {
+    let seed = Topology::from_yaml_str(SEED).unwrap();
+    assert_eq!(seed.switches.len(), 3);
+    assert_eq!(seed.hosts.len(), 9);
+    assert_eq!(seed.hosts_on("A"), ["X1", "X2"]);
+    assert_eq!(seed.hosts_on("B"), ["X3", "X4", "X5", "X6"]);
+    assert_eq!(seed.hosts_on("C"), ["X7", "X8", "X9"]);
+    let one = Topology::from_yaml_str(ONE).unwrap();
+    assert_eq!(one.switches.len(), 1);
+}
+
+#[test]
+fn natural_order() {
+    let mut t = Topology::from_yaml_str(ONE).unwrap();
+    for h in ["H10", "H2", "H1"] {
+        t.hosts.insert(h.into(), HostSpec::on("S"));
+    }
+    let order = t.hosts_in_order();
+    let pos = |n| order.iter().position(|h| *h == n).unwrap();
+    assert!(pos("H1") < pos("H2") && pos("H2") < pos("H10"));
+}
+
+#[test]
+fn loops_and_islands_are_rejected() {
+    let lp = "switches: {A: {}, B: {}, C: {}}\nlinks: [[A, B], [B, C], [C, A]]\n";
+    let e = Topology::from_yaml_str(lp).unwrap_err().to_string();
+    assert!(e.contains("loop"), "{e}");
+    let island = "switches: {A: {}, B: {}, C: {}}\nlinks: [[A, B]]\n";
+    let e = Topology::from_yaml_str(island).unwrap_err().to_string();
+    assert!(e.contains("not connected") && e.contains("C"), "{e}");
+    let dup = "switches: {A: {}, B: {}, C: {}}\nlinks: [[A, B], [B, A]]\n";
+    let e = Topology::from_yaml_str(dup).unwrap_err().to_string();
+    assert!(e.contains("twice"), "{e}");
+}
+
+#[test]
+fn bad_references_are_rejected() {
+    let t = "switches: {A: {}}\nhosts: {H1: {switch: Z}}\n";
+    let e = Topology::from_yaml_str(t).unwrap_err().to_string();
+    assert!(e.contains("`Z`"), "{e}");
+    let t = "switches: {A: {}}\nhosts: {H1: {switch: A}}\n\
+             negotiating_groups: {NG: {members: [H9]}}\n";
+    let e = Topology::from_yaml_str(t).unwrap_err().to_string();
+    assert!(e.contains("H9"), "{e}");
+    let t = "switches: {A-very-long-name: {}}\n";
+    assert!(Topology::from_yaml_str(t).is_err());
+    let t = "switches: {A: {backend: frobnicator}}\n";
+    assert!(Topology::from_yaml_str(t).is_err());
+}
+
+#[test]
+fn trunks_toward_members() {
+    let seed = Topology::from_yaml_str(SEED).unwrap();
+    let mut t = seed.trunks_toward(&["X1", "X4", "X8"]);
+    t.sort();
+    let want: Vec<(String, String)> = [("A", "B"), ("B", "A"), ("B", "C"), ("C", "B")]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    assert_eq!(t, want);
+    let only_b = seed.trunks_toward(&["X4"]);
+    let mut only_b: Vec<_> = only_b.iter().map(|(a, b)| format!("{a}>{b}")).collect();
+    only_b.sort();
+    assert_eq!(only_b, ["A>B", "C>B"]);
+}
+
+#[test]
+fn default_group_addresses() {
+    let seed = Topology::from_yaml_str(SEED).unwrap();
+    let a = seed.group_address("NG0").unwrap();
+    assert!(a.is_multicast());
+    assert!(seed.group_address("nope").is_none());
+}
+
+const SHAPED: &str = "loss_pct: 1
+rate_mbit: 100
+switches: {A: {}, B: {}, C: {}}
+links:
+  - [A, B]
+  - {between: [B, C], loss_pct: 5, rate_mbit: 20}
+hosts:
+  X1: {switch: A, loss_pct: 0}
+  X2: {switch: B, rate_mbit: 1000}
+  X3: {switch: C}
+";
+
+#[test]
+fn shaping_defaults_and_overrides() {
+    let t = Topology::from_yaml_str(SHAPED).unwrap();
+    assert!(t.is_shaped());
+    let s = |l: f64, r: f64| Shaping {
+        loss_pct: l,
+        rate_mbit: Some(r),
+    };
+    assert_eq!(t.link_shaping("A", "B"), s(1.0, 100.0));
+    assert_eq!(t.link_shaping("C", "B"), s(5.0, 20.0));
+    assert_eq!(t.host_shaping("X1"), s(0.0, 100.0));
+    assert_eq!(t.host_shaping("X2"), s(1.0, 1000.0));
+    assert_eq!(t.host_shaping("X3"), s(1.0, 100.0));
+    let plain = Topology::from_yaml_str(SEED).unwrap();
+    assert!(!plain.is_shaped());
+    assert_eq!(plain.host_shaping("X1"), Shaping::default());
+}
+
+fn err_of(text: &str) -> TopologyError {
+    Topology::from_yaml_str(text).unwrap_err()
+}
+
+fn at(e: &TopologyError) -> (u64, u64, String) {
+    match e {
+        TopologyError::InvalidAt {
+            line,
+            column,
+            message,
+            ..
+        } => (*line, *column, message.clone()),
+        other => panic!("expected a positioned error, got {other}"),
+    }
+}
+
+#[test]
+fn bad_shaping_values_are_reported_where_they_are() {
+    let e = err_of(&SHAPED.replace("loss_pct: 1\n", "loss_pct: -1\n"));
+    let (l, c, m) = at(&e);
+    assert_eq!((l, c), (1, 11), "{m}");
+    assert!(
+        m.contains("loss_pct is -1") && m.contains("0 to 100"),
+        "{m}"
+    );
+
+    let e = err_of(&SHAPED.replace("loss_pct: 5,", "loss_pct: 150,"));
+    let (l, _, m) = at(&e);
+    assert_eq!(l, 6, "{m}");
+    assert!(m.contains("link [B, C]: loss_pct is 150"), "{m}");
+
+    let e = err_of(&SHAPED.replace("rate_mbit: 1000", "rate_mbit: 0"));
+    let (l, c, m) = at(&e);
+    assert_eq!((l, c), (9, 30), "{m}");
+    assert!(
+        m.contains("host `X2`: rate_mbit is 0") && m.contains("Mbit/s"),
+        "{m}"
+    );
+
+    let e = err_of(&SHAPED.replace("rate_mbit: 100\n", "rate_mbit: -3\n"));
+    assert_eq!(at(&e).0, 2);
+    // Not a number: the YAML layer says where.
+    let e = err_of(&SHAPED.replace("loss_pct: 0}", "loss_pct: lots}"));
+    let m = e.to_string();
+    assert!(m.contains("line 8"), "{m}");
+    // Unknown field in a link.
+    let e = err_of(&SHAPED.replace("rate_mbit: 20}", "rate: 20}"));
+    assert!(e.to_string().contains("rate"), "{e}");
+}
+
+#[test]
+fn unknown_switches_in_links_and_hosts_are_reported_where_they_are() {
+    let e = err_of(&SHAPED.replace("between: [B, C]", "between: [B, Z]"));
+    let (l, _, m) = at(&e);
+    assert_eq!(l, 6, "{m}");
+    assert!(m.contains("`Z`") && m.contains("switches: A, B, C"), "{m}");
+    let e = err_of(&SHAPED.replace("X3: {switch: C}", "X3: {switch: Q}"));
+    let (l, c, m) = at(&e);
+    assert_eq!((l, c), (10, 7), "{m}");
+    assert!(m.contains("`Q`"), "{m}");
+    let e = err_of(&SHAPED.replace("  - [A, B]\n", "  - [A, B]\n  - [A, C]\n"));
+    assert!(at(&e).2.contains("loop"));
+    // From a file: the path is in the message.
+    let dir = std::env::temp_dir().join(format!("topo-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("bad.yaml");
+    std::fs::write(&f, SHAPED.replace("loss_pct: 5,", "loss_pct: 101,")).unwrap();
+    let m = Topology::from_yaml_file(&f).unwrap_err().to_string();
+    assert!(m.contains("bad.yaml, line 6"), "{m}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn validate_without_text_still_rejects_bad_values() {
+    let mut t = Topology::from_yaml_str(SEED).unwrap();
+    t.loss_pct = Some(f64::NAN);
+    assert!(t.validate().is_err());
+    t.loss_pct = Some(100.0);
+    t.validate().unwrap();
+}
+
+#[test]
+fn a_negotiating_group_inside_the_rendezvous_pool_is_refused() {
+    let yaml = "switches:\n  A: {backend: linux-bridge}\nhosts:\n  h1: {switch: A}\n\
+                negotiating_groups:\n  G:\n    group: \"ff05::5c:2:7\"\n    members: [h1]\n";
+    let err = Topology::from_yaml_str(yaml).unwrap_err().to_string();
+    assert!(err.contains("rendezvous pool"), "{err}");
+    assert!(in_rendezvous_pool(&"ff05::5c:2:ffff".parse().unwrap()));
+    assert!(!in_rendezvous_pool(&"ff05::5c:1:1".parse().unwrap()));
+}

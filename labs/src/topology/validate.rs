@@ -1,0 +1,283 @@
+//! Checking a topology: one function per section, each error saying where it is
+//! (for the line and column) and what to do.
+
+use std::collections::BTreeSet;
+
+use super::locate::Where;
+use super::{MAX_NAME_LEN, MAX_RATE_MBIT, Topology};
+
+type Check = Result<(), (Where, String)>;
+
+fn bad(w: Where, m: String) -> Check {
+    Err((w, m))
+}
+
+impl Topology {
+    /// All checks, in file order.
+    pub(crate) fn check(&self) -> Check {
+        self.check_shaping_values()?;
+        self.check_switches()?;
+        self.check_hosts()?;
+        self.check_links()?;
+        self.check_tree()?;
+        self.check_groups()
+    }
+
+    fn check_shaping_values(&self) -> Check {
+        check_loss(self.loss_pct, Where::Top("loss_pct"), "loss_pct")?;
+        check_rate(self.rate_mbit, Where::Top("rate_mbit"), "rate_mbit")?;
+        for (i, l) in self.links.iter().enumerate() {
+            let (a, b) = l.ends();
+            let what = format!("link [{a}, {b}]");
+            check_loss(
+                l.loss_pct,
+                Where::LinkField(i, "loss_pct"),
+                &format!("{what}: loss_pct"),
+            )?;
+            check_rate(
+                l.rate_mbit,
+                Where::LinkField(i, "rate_mbit"),
+                &format!("{what}: rate_mbit"),
+            )?;
+        }
+        for (h, spec) in &self.hosts {
+            check_loss(
+                spec.loss_pct,
+                Where::HostField(h.clone(), "loss_pct"),
+                &format!("host `{h}`: loss_pct"),
+            )?;
+            check_rate(
+                spec.rate_mbit,
+                Where::HostField(h.clone(), "rate_mbit"),
+                &format!("host `{h}`: rate_mbit"),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn check_switches(&self) -> Check {
+        if self.switches.is_empty() {
+            return bad(
+                Where::Nowhere,
+                "no switches: add at least one under `switches:`".into(),
+            );
+        }
+        for name in self.switches.keys() {
+            check_name(name, Where::Switch(name.clone()))?;
+        }
+        Ok(())
+    }
+
+    fn check_hosts(&self) -> Check {
+        for name in self.hosts.keys() {
+            check_name(name, Where::Host(name.clone()))?;
+            if self.switches.contains_key(name) {
+                return bad(
+                    Where::Host(name.clone()),
+                    format!("`{name}` is both a switch and a host: rename one"),
+                );
+            }
+        }
+        if self.hosts.len() > 0xfffe {
+            return bad(
+                Where::Nowhere,
+                format!("{} hosts: at most 65534 are supported", self.hosts.len()),
+            );
+        }
+        for (host, spec) in &self.hosts {
+            if !self.switches.contains_key(&spec.switch) {
+                return bad(
+                    Where::Host(host.clone()),
+                    format!(
+                        "host `{host}` is on switch `{}`, which is not under `switches:` \
+                         (switches: {})",
+                        spec.switch,
+                        self.switch_list()
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn switch_list(&self) -> String {
+        self.switches
+            .keys()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn check_links(&self) -> Check {
+        let mut seen = BTreeSet::new();
+        for (i, l) in self.links.iter().enumerate() {
+            let (a, b) = l.ends();
+            for s in [a, b] {
+                if !self.switches.contains_key(s) {
+                    return bad(
+                        Where::Link(i),
+                        format!(
+                            "link [{a}, {b}] names switch `{s}`, which is not under `switches:` \
+                             (switches: {})",
+                            self.switch_list()
+                        ),
+                    );
+                }
+            }
+            if a == b {
+                return bad(
+                    Where::Link(i),
+                    format!("link [{a}, {b}] connects a switch to itself"),
+                );
+            }
+            let key = if a < b { (a, b) } else { (b, a) };
+            if !seen.insert(key) {
+                return bad(Where::Link(i), format!("link [{a}, {b}] is listed twice"));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_tree(&self) -> Check {
+        // A tree over n switches has exactly n - 1 links and is connected.
+        let n = self.switches.len();
+        if self.links.len() >= n {
+            return bad(
+                Where::Link(n - 1),
+                format!(
+                    "{} links between {n} switches form a loop; the lab runs no spanning tree, \
+                     so trunks must form a tree (at most {} links): remove a link",
+                    self.links.len(),
+                    n - 1
+                ),
+            );
+        }
+        let first = self
+            .switches
+            .keys()
+            .next()
+            .map(String::as_str)
+            .unwrap_or("");
+        let reached = self.reachable_from(first);
+        if reached.len() != n {
+            let missing: Vec<&str> = self
+                .switches
+                .keys()
+                .map(String::as_str)
+                .filter(|s| !reached.contains(s))
+                .collect();
+            let w = missing
+                .first()
+                .map_or(Where::Nowhere, |s| Where::Switch(s.to_string()));
+            return bad(
+                w,
+                format!(
+                    "switches {missing:?} are not connected to `{first}` by links: add links \
+                     so that all switches form one tree"
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    fn check_groups(&self) -> Check {
+        let mut addrs = BTreeSet::new();
+        for (gname, g) in &self.negotiating_groups {
+            let at = || Where::Group(gname.clone());
+            if g.members.is_empty() {
+                return bad(at(), format!("negotiating group `{gname}` has no members"));
+            }
+            for m in &g.members {
+                if !self.hosts.contains_key(m) {
+                    return bad(
+                        at(),
+                        format!(
+                            "negotiating group `{gname}` lists member `{m}`, which is not under \
+                             `hosts:`"
+                        ),
+                    );
+                }
+            }
+            if let Some(addr) = g.group {
+                if !addr.is_multicast() {
+                    return bad(
+                        at(),
+                        format!(
+                            "negotiating group `{gname}` has address {addr}, which is not \
+                             multicast (ff00::/8)"
+                        ),
+                    );
+                }
+                if in_rendezvous_pool(&addr) {
+                    return bad(
+                        at(),
+                        format!(
+                            "negotiating group `{gname}` has address {addr}, inside the \
+                             lab's rendezvous pool {RENDEZVOUS_POOL}; pick another (e.g. \
+                             ff05::5c:1:N)"
+                        ),
+                    );
+                }
+                if !addrs.insert(addr) {
+                    return bad(
+                        at(),
+                        format!("address {addr} is used by two negotiating groups"),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_loss(v: Option<f64>, w: Where, what: &str) -> Check {
+    match v {
+        Some(p) if !p.is_finite() || !(0.0..=100.0).contains(&p) => bad(
+            w,
+            format!(
+                "{what} is {p}: it must be a percentage from 0 to 100 (e.g. `loss_pct: 1.5` \
+                 drops 1.5% of UDP datagrams in each direction)"
+            ),
+        ),
+        _ => Ok(()),
+    }
+}
+
+fn check_rate(v: Option<f64>, w: Where, what: &str) -> Check {
+    match v {
+        Some(r) if !r.is_finite() || !(0.01..=MAX_RATE_MBIT).contains(&r) => bad(
+            w,
+            format!(
+                "{what} is {r}: it must be a rate in Mbit/s from 0.01 to {MAX_RATE_MBIT} \
+                 (e.g. `rate_mbit: 100`); leave it out for an unlimited link"
+            ),
+        ),
+        _ => Ok(()),
+    }
+}
+
+fn check_name(name: &str, w: Where) -> Check {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        bad(
+            w,
+            format!(
+                "name `{name}` must be 1-{MAX_NAME_LEN} characters of A-Z, a-z, 0-9 or `_` \
+                 (it becomes part of Linux interface names)"
+            ),
+        )
+    }
+}
+
+/// Where the lab's controller leases rendezvous groups from (every agent's
+/// `rendezvous_range`); a negotiating group may not lie inside it.
+pub const RENDEZVOUS_POOL: &str = "ff05::5c:2:0/112";
+
+/// Whether `a` is in [`RENDEZVOUS_POOL`].
+pub fn in_rendezvous_pool(a: &std::net::Ipv6Addr) -> bool {
+    a.segments()[..7] == [0xff05, 0, 0, 0, 0, 0x5c, 2]
+}

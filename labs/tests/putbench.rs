@@ -1,0 +1,164 @@
+//! `subcast-lab run seed-three-switch.yaml --scenario put-bench`, run for real:
+//! writers run `subcast-node bench` against storage nodes on the other members;
+//! every put is read back; the writers' egress is counted outside the nodes.
+//! Needs root (skips otherwise, fails under SUBCAST_LABS_REQUIRED) and the daemons:
+//! `cargo build -p subcast-agent -p subcast-controller -p subcast-node --bins`.
+//! No wall-clock assertions: speeds are in `subcast-lab bench --put-only`.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+mod common;
+use common::daemons_dir;
+
+fn enabled(test: &str) -> bool {
+    if labs::lab_tests_enabled() {
+        true
+    } else {
+        println!("SKIP {test}: needs root and iproute2");
+        false
+    }
+}
+
+/// `run seed-three-switch.yaml --scenario put-bench --object-size 262144 --puts 20
+/// --json` plus `extra`; the report (the run must succeed).
+fn put_bench(extra: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_subcast-lab"))
+        .args([
+            "run",
+            "seed-three-switch.yaml",
+            "--scenario",
+            "put-bench",
+            "--object-size",
+            "262144",
+            "--puts",
+            "20",
+            "--json",
+        ])
+        .args(extra)
+        .arg("--bin-dir")
+        .arg(daemons_dir())
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let v: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("no JSON report ({e}); stdout:\n{stdout}\nstderr:\n{stderr}"));
+    assert!(out.status.success(), "subcast-lab failed: {stderr}\n{v:#}");
+    println!(
+        "{extra:?}: egress/B {} p50 {} ms p99 {} ms {} MiB/s",
+        v["sender_egress_per_payload_byte"],
+        v["put_ms"]["p50"],
+        v["put_ms"]["p99"],
+        v["throughput_mib_s"]
+    );
+    v
+}
+
+/// Every put of every writer verified by a get; the shape of the report.
+fn check_common(v: &Value, transport: &str, writers: usize) {
+    assert_eq!(v["ok"], true, "{v:#}");
+    assert_eq!(v["scenario"], "put-bench");
+    assert_eq!(v["transport"], transport);
+    assert_eq!(v["object_size"], 262144);
+    assert_eq!(v["puts"], 20);
+    assert_eq!(v["writers"], writers);
+    assert_eq!(v["verified"], 20 * writers as u64, "{v:#}");
+    assert_eq!(v["errors"].as_array().map(Vec::len), Some(0), "{v:#}");
+    let pw = v["per_writer"].as_array().unwrap();
+    assert_eq!(pw.len(), writers);
+    for w in pw {
+        assert_eq!(w["ok"], true, "{w:#}");
+        assert_eq!(w["verified"], 20, "{w:#}");
+        // The writers hold no store.
+        let host = w["host"].as_str().unwrap();
+        assert!(
+            !v["storage_nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|n| n == host),
+            "writer {host} is also a storage node: {v:#}"
+        );
+    }
+    for k in ["p50", "p90", "p99", "max"] {
+        assert!(v["put_ms"][k].as_f64().unwrap() > 0.0, "{k}: {v:#}");
+    }
+    assert!(v["put_ms"]["p50"].as_f64() <= v["put_ms"]["p99"].as_f64());
+    assert!(v["throughput_mib_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(
+        v["payload_bytes"].as_u64(),
+        Some(20 * 262144 * writers as u64)
+    );
+}
+
+#[test]
+fn rendezvous_sends_each_byte_about_once() {
+    if !enabled("rendezvous_sends_each_byte_about_once") {
+        return;
+    }
+    let v = put_bench(&["--transport", "rendezvous"]);
+    check_common(&v, "rendezvous", 1);
+    let e = v["sender_egress_per_payload_byte"].as_f64().unwrap();
+    assert!((1.0..=1.5).contains(&e), "rendezvous egress {e}: {v:#}");
+    assert_eq!(v["fallbacks"], 0, "{v:#}");
+}
+
+#[test]
+fn unicast_sends_each_byte_once_per_copy() {
+    if !enabled("unicast_sends_each_byte_once_per_copy") {
+        return;
+    }
+    let v = put_bench(&["--transport", "unicast"]);
+    check_common(&v, "unicast", 1);
+    let e = v["sender_egress_per_payload_byte"].as_f64().unwrap();
+    assert!(e >= 2.5, "unicast egress {e}: {v:#}");
+}
+
+#[test]
+fn two_writers_on_different_switches() {
+    if !enabled("two_writers_on_different_switches") {
+        return;
+    }
+    let v = put_bench(&["--transport", "rendezvous", "--writers", "2"]);
+    check_common(&v, "rendezvous", 2);
+    let pw = v["per_writer"].as_array().unwrap();
+    assert_ne!(pw[0]["switch"], pw[1]["switch"], "{v:#}");
+    for w in pw {
+        let e = w["egress_per_payload_byte"].as_f64().unwrap();
+        assert!((1.0..=1.5).contains(&e), "writer egress {e}: {w:#}");
+    }
+    // Seven storage nodes: the nine members but the two writers.
+    assert_eq!(v["storage_nodes"].as_array().map(Vec::len), Some(7));
+}
+
+#[test]
+fn too_many_writers_is_a_clear_error() {
+    if !enabled("too_many_writers_is_a_clear_error") {
+        return;
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_subcast-lab"))
+        .args([
+            "run",
+            "seed-three-switch.yaml",
+            "--scenario",
+            "put-bench",
+            "--writers",
+            "7",
+            "--puts",
+            "1",
+            "--json",
+            "--bin-dir",
+        ])
+        .arg(daemons_dir())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("seed-three-switch.yaml") && stderr.contains("--writers 7"),
+        "{stderr}"
+    );
+}

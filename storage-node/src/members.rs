@@ -1,0 +1,145 @@
+//! Who is in a negotiating group, as far as a client knows: the rule that
+//! lets a lookup or a bid round end on knowledge instead of a clock.
+//!
+//! Every member of a negotiating group answers every PUT_PROPOSAL (bid,
+//! "already stored" or "not now") and every MANIFEST_QUERY (an offer,
+//! empty when it holds no version). So a round is complete when every
+//! member has answered, and its timeout only covers a member that failed.
+//!
+//! Members are known from the config (`members:` per group: exact) and
+//! learned from answers (every node that answers a round of a group is a
+//! member of it). A known member that leaves a round unanswered until its
+//! timeout is forgotten (it is down or left; it is learned again when it
+//! answers). With no member known (a client's first round in a group) a
+//! round ends once R answers are in and a short grace has passed.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::Ipv6Addr;
+
+/// Members of each negotiating group (node ids).
+#[derive(Debug, Clone, Default)]
+pub struct Membership {
+    configured: HashMap<Ipv6Addr, BTreeSet<u32>>,
+    learned: HashMap<Ipv6Addr, BTreeSet<u32>>,
+}
+
+impl Membership {
+    /// With the config's member lists (exact; never forgotten).
+    pub fn new(configured: impl IntoIterator<Item = (Ipv6Addr, Vec<u32>)>) -> Self {
+        Membership {
+            configured: configured
+                .into_iter()
+                .map(|(g, m)| (g, m.into_iter().collect()))
+                .collect(),
+            learned: HashMap::new(),
+        }
+    }
+
+    /// Members a round in `group` waits for (empty: none known yet).
+    pub fn known(&self, group: Ipv6Addr) -> Vec<u32> {
+        if let Some(c) = self.configured.get(&group).filter(|c| !c.is_empty()) {
+            return c.iter().copied().collect();
+        }
+        self.learned
+            .get(&group)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// A round in `group` ended: `answered` answered it, `silent` (known
+    /// members) did not before its timeout.
+    pub fn settle(&mut self, group: Ipv6Addr, answered: &[u32], silent: &[u32]) {
+        let l = self.learned.entry(group).or_default();
+        l.extend(answered.iter().copied());
+        for s in silent {
+            l.remove(s);
+        }
+    }
+}
+
+/// The answers of one round, against the members it waits for.
+#[derive(Debug, Clone, Default)]
+pub struct Round {
+    expected: Vec<u32>,
+    answered: Vec<u32>,
+}
+
+impl Round {
+    pub fn new(expected: Vec<u32>) -> Self {
+        Round {
+            expected,
+            answered: Vec::new(),
+        }
+    }
+
+    /// Starts over (a new round) waiting for the same members.
+    pub fn restart(&mut self) {
+        self.answered.clear();
+    }
+
+    pub fn set_expected(&mut self, expected: Vec<u32>) {
+        self.expected = expected;
+    }
+
+    /// Records an answer; false if `node` had already answered.
+    pub fn answer(&mut self, node: u32) -> bool {
+        if self.answered.contains(&node) {
+            return false;
+        }
+        self.answered.push(node);
+        true
+    }
+
+    /// Whether every expected member answered (false with none expected).
+    pub fn complete(&self) -> bool {
+        !self.expected.is_empty() && self.expected.iter().all(|m| self.answered.contains(m))
+    }
+
+    /// How many members the round waits for.
+    pub fn expected_len(&self) -> usize {
+        self.expected.len()
+    }
+
+    /// Whether any member is known.
+    pub fn informed(&self) -> bool {
+        !self.expected.is_empty()
+    }
+
+    pub fn answered(&self) -> &[u32] {
+        &self.answered
+    }
+
+    /// Expected members that have not answered.
+    pub fn silent(&self) -> Vec<u32> {
+        self.expected
+            .iter()
+            .copied()
+            .filter(|m| !self.answered.contains(m))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn learned_then_forgotten_when_silent() {
+        let g: Ipv6Addr = "ff15::1".parse().unwrap();
+        let mut m = Membership::default();
+        assert!(m.known(g).is_empty());
+        m.settle(g, &[3, 1, 2], &[]);
+        assert_eq!(m.known(g), vec![1, 2, 3]);
+        m.settle(g, &[1, 2], &[3]);
+        assert_eq!(m.known(g), vec![1, 2]);
+        let mut r = Round::new(m.known(g));
+        assert!(!r.complete());
+        r.answer(2);
+        assert!(!r.complete());
+        assert!(!r.answer(2));
+        r.answer(1);
+        assert!(r.complete());
+        let c = Membership::new([(g, vec![7, 8])]);
+        assert_eq!(c.known(g), vec![7, 8], "the config wins");
+    }
+}

@@ -1,0 +1,58 @@
+//! What one chunk's put is told: its settings and timers.
+
+use crate::transport::Mode;
+use std::net::Ipv6Addr;
+use std::time::Duration;
+use subcast_proto::replicast::ChunkKind;
+
+/// Timing of a put.
+#[derive(Debug, Clone, Copy)]
+pub struct PutTimers {
+    /// Longest wait for bids in one round.
+    pub bid_timeout: Duration,
+    /// Once R usable bids are in, wait this much longer for better ones.
+    pub bid_grace: Duration,
+    /// Proposal rounds before giving up.
+    pub max_rounds: u32,
+    /// Silence from a target before it is polled.
+    pub poll_interval: Duration,
+    /// Unanswered polls before a target is replaced.
+    pub max_polls: u32,
+    /// Longest wait between PUT_ACCEPT and the first DATA for the
+    /// targets' PUT_READY (they know the transfer and joined its group).
+    pub join_lead: Duration,
+    /// A target's PUT_READY missing this long: its ACCEPT (or READY) was
+    /// lost; send the ACCEPT to it again.
+    pub ready_retry: Duration,
+}
+
+impl Default for PutTimers {
+    fn default() -> Self {
+        PutTimers {
+            bid_timeout: Duration::from_millis(200),
+            bid_grace: Duration::from_millis(3),
+            max_rounds: 5,
+            poll_interval: Duration::from_millis(25),
+            max_polls: 40,
+            join_lead: Duration::from_millis(100),
+            ready_retry: Duration::from_millis(5),
+        }
+    }
+}
+
+/// What a put needs to know.
+#[derive(Debug, Clone)]
+pub struct PutParams {
+    pub replicas: usize,
+    pub mode: Mode,
+    /// The chunk's negotiating group.
+    pub group: Ipv6Addr,
+    /// The nodes' UDP port.
+    pub port: u16,
+    pub datagram_payload: usize,
+    pub kind: ChunkKind,
+    pub timers: PutTimers,
+    /// Rendezvous mode: the transport used when the controller has no
+    /// room for a group (ng-multicast or unicast).
+    pub fallback: Mode,
+}
