@@ -449,8 +449,24 @@ impl ManifestLookup {
         }
         if self.round.complete() {
             self.finished = true;
-        } else if !self.round.informed() && self.round.answered().len() >= self.expect {
+        } else if self.decisive() {
             self.deadline = self.deadline.min(now + self.t.lookup_grace);
+        }
+    }
+
+    /// Enough answers to trust the outcome (then only a short grace is
+    /// left). With members known: `known - R + 1` answered, so at least
+    /// one of the R holders of every fully stored version is among them
+    /// (every member answers, also with nothing). With none known: R
+    /// answers naming a version; "no version" is never concluded from
+    /// the first answers (under load the holders may be the slowest), so
+    /// such a lookup runs to its timeout.
+    fn decisive(&self) -> bool {
+        let answered = self.round.answered().len();
+        if self.round.informed() {
+            answered >= self.round.expected_len().saturating_sub(self.expect) + 1
+        } else {
+            answered >= self.expect && !self.versions.is_empty()
         }
     }
 
@@ -458,13 +474,18 @@ impl ManifestLookup {
         if self.finished || now < self.deadline {
             return;
         }
-        if self.round.answered().is_empty() && self.round_no < self.t.max_queries.min(2) {
+        let unsure = self.round.answered().is_empty()
+            || (self.round.informed() && self.versions.is_empty() && !self.decisive());
+        if unsure && self.round_no < self.t.max_queries.min(2) {
             self.round_no += 1;
             self.deadline = now + self.t.offer_timeout;
             self.query();
             return;
         }
-        self.silent = self.round.silent();
+        // Ended by its grace: the members still out are slow, not gone.
+        if !self.decisive() {
+            self.silent = self.round.silent();
+        }
         self.finished = true;
     }
 

@@ -9,9 +9,11 @@
 //! Members are known from the config (`members:` per group: exact) and
 //! learned from answers (every node that answers a round of a group is a
 //! member of it). A known member that leaves a round unanswered until its
-//! timeout is forgotten (it is down or left; it is learned again when it
-//! answers). With no member known (a client's first round in a group) a
-//! round ends once R answers are in and a short grace has passed.
+//! timeout is set aside (it is down or left; it counts again once it
+//! answers), configured or learned: a dead member costs one timeout, not
+//! one per round. With no member known (a client's first round in a
+//! group) a bid round ends once R answers are in and a short grace has
+//! passed; a lookup's rule is in [`crate::get::ManifestLookup`].
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv6Addr;
@@ -21,6 +23,8 @@ use std::net::Ipv6Addr;
 pub struct Membership {
     configured: HashMap<Ipv6Addr, BTreeSet<u32>>,
     learned: HashMap<Ipv6Addr, BTreeSet<u32>>,
+    /// Configured members that stayed silent until a round's timeout.
+    silenced: HashMap<Ipv6Addr, BTreeSet<u32>>,
 }
 
 impl Membership {
@@ -32,13 +36,23 @@ impl Membership {
                 .map(|(g, m)| (g, m.into_iter().collect()))
                 .collect(),
             learned: HashMap::new(),
+            silenced: HashMap::new(),
         }
     }
 
     /// Members a round in `group` waits for (empty: none known yet).
     pub fn known(&self, group: Ipv6Addr) -> Vec<u32> {
         if let Some(c) = self.configured.get(&group).filter(|c| !c.is_empty()) {
-            return c.iter().copied().collect();
+            let out: Vec<u32> = match self.silenced.get(&group) {
+                Some(s) => c.difference(s).copied().collect(),
+                None => c.iter().copied().collect(),
+            };
+            // All silent: wait for all of them again rather than for none.
+            return if out.is_empty() {
+                c.iter().copied().collect()
+            } else {
+                out
+            };
         }
         self.learned
             .get(&group)
@@ -53,6 +67,13 @@ impl Membership {
         l.extend(answered.iter().copied());
         for s in silent {
             l.remove(s);
+        }
+        if self.configured.contains_key(&group) {
+            let q = self.silenced.entry(group).or_default();
+            q.extend(silent.iter().copied());
+            for a in answered {
+                q.remove(a);
+            }
         }
     }
 }
@@ -141,5 +162,17 @@ mod tests {
         assert!(r.complete());
         let c = Membership::new([(g, vec![7, 8])]);
         assert_eq!(c.known(g), vec![7, 8], "the config wins");
+    }
+
+    #[test]
+    fn a_silent_configured_member_is_set_aside_until_it_answers() {
+        let g: Ipv6Addr = "ff15::1".parse().unwrap();
+        let mut m = Membership::new([(g, vec![1, 2, 3])]);
+        m.settle(g, &[1, 2], &[3]);
+        assert_eq!(m.known(g), vec![1, 2], "a dead member costs one timeout");
+        m.settle(g, &[1, 2, 3], &[]);
+        assert_eq!(m.known(g), vec![1, 2, 3], "back once it answers");
+        m.settle(g, &[], &[1, 2, 3]);
+        assert_eq!(m.known(g), vec![1, 2, 3], "never an empty wait list");
     }
 }

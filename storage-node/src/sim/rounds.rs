@@ -44,23 +44,107 @@ fn lookup_of_a_new_name_ends_when_every_member_answered() {
 }
 
 #[test]
-fn lookup_without_known_members_ends_after_r_answers_and_a_grace() {
+fn lookup_without_known_members_learns_them_and_never_concludes_absence_early() {
     let mut sim = Sim::new(6, 0.0, 22);
     let t0 = sim.now;
     let mut side = lookup(&sim, "new/name");
     sim.run(&mut side, Duration::from_secs(10));
     let took = sim.now - t0;
-    let grace = GetTimers::default().lookup_grace;
-    assert!(
-        took <= grace + Duration::from_micros(300),
-        "cold lookup took {took:?}"
-    );
+    // No version among the first R answers says nothing of the others:
+    // a lookup that knows no member runs to its timeout before "none".
+    assert_eq!(took, GetTimers::default().offer_timeout, "cold lookup took {took:?}");
     // What it learned makes the next lookup exact.
     let Side::Lookup(l) = side else { panic!() };
     let mut m = Membership::default();
     let (answered, silent) = l.round_report();
     m.settle(GROUP, &answered, &silent);
     assert_eq!(m.known(GROUP), all_members(&sim));
+}
+
+/// Stores `name` (version 1) on three of the six nodes, as a put does.
+fn stored_on_three(sim: &mut Sim, name: &str) -> Vec<u32> {
+    let m = crate::manifest::Manifest {
+        name: name.into(),
+        version: 1,
+        writer: 7,
+        size: 3,
+        chunk_size: 1024,
+        object_hash: [9; 32],
+        created_us: 0,
+        chunks: vec![[9; 32]],
+    };
+    let mut side = sim.put(&m.encode(), Mode::NgMulticast, 3, ChunkKind::Manifest);
+    put_done(&sim.run(&mut side, Duration::from_secs(10)))
+        .stored_on
+        .clone()
+}
+
+/// The soak's "not found": under load the R fastest answers came from
+/// members without the name and the lookup ended on them.
+#[test]
+fn slow_holders_are_still_heard_by_a_cold_lookup() {
+    let mut sim = Sim::new(6, 0.0, 25);
+    let holders = stored_on_three(&mut sim, "slow/holders");
+    for n in &mut sim.nodes {
+        if holders.contains(&n.core.node_id()) {
+            n.lag = Duration::from_millis(40);
+        }
+    }
+    let mut side = lookup(&sim, "slow/holders");
+    sim.run(&mut side, Duration::from_secs(10));
+    let Side::Lookup(l) = side else { panic!() };
+    assert_eq!(l.versions.len(), 1, "the holders' answers counted");
+    assert_eq!(l.versions.values().next().unwrap().holders.len(), 3);
+}
+
+#[test]
+fn lookup_with_a_dead_member_ends_on_enough_answers_not_the_timeout() {
+    let mut sim = Sim::new(6, 0.0, 26);
+    let holders = stored_on_three(&mut sim, "dead/member");
+    // A member that is not a holder dies; every member is known.
+    let dead = sim
+        .nodes
+        .iter()
+        .position(|n| !holders.contains(&n.core.node_id()))
+        .unwrap();
+    sim.nodes[dead].alive = false;
+    let t0 = sim.now;
+    let mut side = lookup(&sim, "dead/member");
+    if let Side::Lookup(m) = &mut side {
+        m.set_members(all_members(&sim));
+    }
+    sim.run(&mut side, Duration::from_secs(10));
+    let took = sim.now - t0;
+    let Side::Lookup(l) = side else { panic!() };
+    assert_eq!(l.versions.len(), 1);
+    // 6 - 3 + 1 = 4 answers hold one of every 3 holders; then the grace.
+    let grace = GetTimers::default().lookup_grace;
+    assert!(took <= grace + Duration::from_micros(300), "took {took:?}");
+    let (answered, silent) = l.round_report();
+    assert_eq!(answered.len(), 5);
+    assert!(silent.is_empty(), "ended by its grace: nobody set aside");
+}
+
+#[test]
+fn informed_lookup_with_too_few_answers_asks_again() {
+    let mut sim = Sim::new(6, 0.0, 27);
+    stored_on_three(&mut sim, "few/answers");
+    // Three members are down: 3 answers < 6 - 3 + 1, so "none" is not
+    // trusted after one timeout; the lookup asks the group again.
+    for n in &mut sim.nodes[..3] {
+        n.alive = false;
+    }
+    let t0 = sim.now;
+    let mut side = lookup(&sim, "few/answers");
+    if let Side::Lookup(m) = &mut side {
+        m.set_members(all_members(&sim));
+    }
+    sim.run(&mut side, Duration::from_secs(10));
+    let took = sim.now - t0;
+    assert_eq!(took, 2 * GetTimers::default().offer_timeout, "took {took:?}");
+    let Side::Lookup(l) = side else { panic!() };
+    let (_, silent) = l.round_report();
+    assert_eq!(silent.len(), 3, "the dead are reported after the last timeout");
 }
 
 #[test]

@@ -344,6 +344,22 @@ pub fn node_yaml(
         dir.join("cluster.key").display(),
         dir.join("nodes.key").display()
     );
+    // Every group's members by node id: a lookup or bid round then ends
+    // when they all answered (a client that knows none waits longer).
+    let members: Vec<String> = topo
+        .negotiating_groups
+        .iter()
+        .map(|(g, spec)| {
+            let addr = topo.group_address(g).unwrap_or(Ipv6Addr::UNSPECIFIED);
+            let ids: Vec<String> = spec
+                .members
+                .iter()
+                .map(|m| lab.host(m).index.to_string())
+                .collect();
+            format!("\"{addr}\": [{}]", ids.join(", "))
+        })
+        .collect();
+    y += &format!("members: {{{}}}\n", members.join(", "));
     if let Some(id) = node_id {
         let member_of: Vec<String> = topo
             .negotiating_groups
