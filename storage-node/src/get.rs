@@ -464,7 +464,7 @@ impl ManifestLookup {
     fn decisive(&self) -> bool {
         let answered = self.round.answered().len();
         if self.round.informed() {
-            answered >= self.round.expected_len().saturating_sub(self.expect) + 1
+            answered > self.round.expected_len().saturating_sub(self.expect)
         } else {
             answered >= self.expect && !self.versions.is_empty()
         }

@@ -52,7 +52,11 @@ fn lookup_without_known_members_learns_them_and_never_concludes_absence_early() 
     let took = sim.now - t0;
     // No version among the first R answers says nothing of the others:
     // a lookup that knows no member runs to its timeout before "none".
-    assert_eq!(took, GetTimers::default().offer_timeout, "cold lookup took {took:?}");
+    assert_eq!(
+        took,
+        GetTimers::default().offer_timeout,
+        "cold lookup took {took:?}"
+    );
     // What it learned makes the next lookup exact.
     let Side::Lookup(l) = side else { panic!() };
     let mut m = Membership::default();
@@ -128,11 +132,13 @@ fn lookup_with_a_dead_member_ends_on_enough_answers_not_the_timeout() {
 #[test]
 fn informed_lookup_with_too_few_answers_asks_again() {
     let mut sim = Sim::new(6, 0.0, 27);
-    stored_on_three(&mut sim, "few/answers");
-    // Three members are down: 3 answers < 6 - 3 + 1, so "none" is not
-    // trusted after one timeout; the lookup asks the group again.
-    for n in &mut sim.nodes[..3] {
-        n.alive = false;
+    let holders = stored_on_three(&mut sim, "few/answers");
+    // The three holders are down: the 3 answers (< 6 - 3 + 1) say "none",
+    // which is not trusted after one timeout; the lookup asks again.
+    for n in &mut sim.nodes {
+        if holders.contains(&n.core.node_id()) {
+            n.alive = false;
+        }
     }
     let t0 = sim.now;
     let mut side = lookup(&sim, "few/answers");
@@ -141,10 +147,18 @@ fn informed_lookup_with_too_few_answers_asks_again() {
     }
     sim.run(&mut side, Duration::from_secs(10));
     let took = sim.now - t0;
-    assert_eq!(took, 2 * GetTimers::default().offer_timeout, "took {took:?}");
+    assert_eq!(
+        took,
+        2 * GetTimers::default().offer_timeout,
+        "took {took:?}"
+    );
     let Side::Lookup(l) = side else { panic!() };
     let (_, silent) = l.round_report();
-    assert_eq!(silent.len(), 3, "the dead are reported after the last timeout");
+    assert_eq!(
+        silent.len(),
+        3,
+        "the dead are reported after the last timeout"
+    );
 }
 
 #[test]
