@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv6Addr;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -135,6 +136,24 @@ impl Lab {
                 "net.ipv6.conf.default.accept_dad=0",
             ],
         )?;
+        // Where br_netfilter is loaded (GlusterFS, Docker and others load
+        // it), every bridged frame of the lab would also run the IPv6,
+        // IPv4 and ARP netfilter hooks: a large share of each datagram's
+        // cost on these machines, for no rule of ours (the lab's loss
+        // rules are on the hosts). Each namespace has its own switch.
+        if Path::new("/proc/sys/net/bridge").exists() {
+            cmd::run_in(
+                ns,
+                &[
+                    "sysctl",
+                    "-q",
+                    "-w",
+                    "net.bridge.bridge-nf-call-ip6tables=0",
+                    "net.bridge.bridge-nf-call-iptables=0",
+                    "net.bridge.bridge-nf-call-arptables=0",
+                ],
+            )?;
+        }
         run(&ip_n(ns, &["link", "set", "lo", "up"]))?;
         Ok(())
     }
