@@ -19,243 +19,16 @@
 mod tshark;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{Ipv6Addr, SocketAddr, UdpSocket};
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::net::Ipv6Addr;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use labs::{ChildGuard, Lab, LabOptions, Topology};
-use subcast_proto::{
-    GrantOutcome, Key, Keyring, Member, Message, Opener, RendezvousRelease, RendezvousRequest,
-    ReplayGuard, Sealer, now_us,
-};
+use labs::Lab;
+use one_switch::{CLIENT, CONTROLLER, NG0, OneSwitch, POOL, wait_for};
+use subcast_proto::GrantOutcome;
 
-const NG0: &str = "ff05::5c:1:1";
-const POOL: &str = "ff15::5c00:0/112";
-const NODES: [&str; 3] = ["H1", "H2", "H3"];
-const CLIENT: &str = "H4";
-const CONTROLLER: &str = "H5";
-
-fn key_hex(n: u8) -> String {
-    format!("{}{n:02x}", "5c".repeat(31))
-}
-
-fn key(id: u32, n: u8) -> Key {
-    Key::from_hex(id, &key_hex(n)).expect("test key")
-}
-
-/// The daemons next to this test's binary (target/debug), or `None` with a
-/// skip line; a failure under SUBCAST_LABS_REQUIRED.
-fn daemons() -> Option<[PathBuf; 3]> {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bins = ["subcast-controller", "subcast-agent", "subcast-node"].map(|b| dir.join(b));
-    let missing: Vec<String> = bins
-        .iter()
-        .filter(|b| !b.is_file())
-        .map(|b| b.display().to_string())
-        .collect();
-    let required = std::env::var(labs::REQUIRE_ENV).is_ok_and(|v| !v.is_empty() && v != "0");
-    assert!(
-        missing.is_empty() || !required,
-        "{} is set but {missing:?} are missing: run `cargo build -p subcast-controller \
-         -p subcast-agent -p subcast-node --bins` (cargo test --workspace does)",
-        labs::REQUIRE_ENV
-    );
-    if !missing.is_empty() {
-        println!("SKIP: daemons not built: {missing:?}");
-        return None;
-    }
-    Some(bins)
-}
-
-/// Every daemon log of the lab's work directory, for failure messages.
-fn logs(dir: &Path) -> String {
-    let mut out = String::new();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    files.sort();
-    for f in files
-        .iter()
-        .filter(|f| f.extension().is_some_and(|e| e == "log"))
-    {
-        let text = std::fs::read_to_string(f).unwrap_or_default();
-        out += &format!("--- {}\n{text}", f.display());
-    }
-    out
-}
-
-fn wait_for(what: &str, dir: &Path, within: Duration, mut f: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while !f() {
-        assert!(
-            t0.elapsed() < within,
-            "timed out waiting for {what}\n{}",
-            logs(dir)
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn log_has(path: &Path, text: &str) -> bool {
-    std::fs::read_to_string(path).is_ok_and(|s| s.contains(text))
-}
-
-fn members_yaml(lab: &Lab, indent: &str) -> String {
-    NODES
-        .iter()
-        .map(|m| {
-            let h = lab.host(m);
-            format!(
-                "{indent}- {{ name: {m}, ipv6: \"{}\", mac: \"{}\" }}\n",
-                h.ipv6,
-                h.mac_string()
-            )
-        })
-        .collect()
-}
-
-fn controller_yaml(lab: &Lab) -> String {
-    format!(
-        r#"controller:
-  id: 1
-  udp_listen: "[::]:7411"
-  database: ":memory:"
-  agent_timeout_ms: 15000
-keys:
-  - {{ id: 1, hex: "{k1}" }}
-  - {{ id: 2, hex: "{k2}" }}
-  - {{ id: 101, hex: "{k101}" }}
-vlans:
-  - {{ id: 0, pool: ["{POOL}"] }}
-switches:
-  - name: S
-    id: 1
-    vlans: [0]
-    agent: {{ address: "[{mgmt}]:7410", key_id: 1, agent_key_id: 101 }}
-groups:
-  - name: ng0
-    vlan: 0
-    parent: "{NG0}"
-    members:
-{members}leases: {{ default_ms: 10000, max_ms: 60000, warm_ms: 0 }}
-fanout: {{ retransmit_ms: 20, attempts: 5 }}
-api:
-  listen: "[::1]:8411"
-  tokens:
-    - {{ role: admin, name: ops, token: lab-admin-token-0123456789 }}
-rendezvous:
-  key_ids: [2]
-"#,
-        k1 = key_hex(1),
-        k2 = key_hex(2),
-        k101 = key_hex(101),
-        mgmt = lab.switch("S").mgmt_ipv6,
-        members = members_yaml(lab, "      "),
-    )
-}
-
-fn agent_yaml(lab: &Lab, dir: &Path) -> String {
-    for (id, n) in [(1, 1), (101, 101)] {
-        let p = dir.join(format!("k{id}.key"));
-        std::fs::write(&p, key_hex(n)).expect("key file");
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    }
-    format!(
-        r#"switch_id: 1
-backend:
-  kind: linux-bridge
-  bridge: br0
-controller: "[{ctl}]:7411"
-listen: "[::]:7410"
-key: {{ id: 101, file: "{dir}/k101.key" }}
-controller_keys:
-  - {{ id: 1, file: "{dir}/k1.key" }}
-rendezvous_range: ff15::5c00:0/104
-heartbeat_interval_ms: 1000
-parent_groups:
-  - address: {NG0}
-    vlan: 0
-    members:
-{members}"#,
-        ctl = lab.host(CONTROLLER).ipv6,
-        dir = dir.display(),
-        members = members_yaml(lab, "      "),
-    )
-}
-
-fn node_yaml(lab: &Lab, dir: &Path, id: Option<usize>) -> String {
-    let mut c = format!(
-        "negotiating_groups: [{NG0}]\ninterface: eth0\nreplicas: 2\nchunk_size: 65536\n\
-         key: {{id: 7, hex: \"{}\"}}\ncontroller: {{address: \"[{}]:7411\", vlan: 0, key: {{id: 2, hex: \"{}\"}}}}\n",
-        key_hex(7),
-        lab.host(CONTROLLER).ipv6,
-        key_hex(2),
-    );
-    if let Some(i) = id {
-        c += &format!(
-            "node: {{id: {i}, store: {}/node{i}, reserve_bytes: 0}}\n",
-            dir.display()
-        );
-    }
-    c
-}
-
-/// The test as a rendezvous client on H4: request, wait for the answer.
-struct RvClient {
-    sock: UdpSocket,
-    ctl: SocketAddr,
-    sealer: Sealer,
-    opener: Opener,
-}
-
-impl RvClient {
-    /// Sends `msg` (sealed afresh on every retransmission, as the replay
-    /// window wants) until an answer that `answer` accepts arrives.
-    fn ask<T>(&mut self, msg: &Message, mut answer: impl FnMut(Message) -> Option<T>) -> T {
-        let mut buf = vec![0u8; 9216];
-        for _ in 0..10 {
-            let bytes = self.sealer.seal(msg, now_us());
-            self.sock
-                .send_to(&bytes, self.ctl)
-                .expect("send to the controller");
-            // Until the read timeout: skip answers to earlier requests.
-            while let Ok((n, _)) = self.sock.recv_from(&mut buf) {
-                let d = self
-                    .opener
-                    .open(&buf[..n], now_us())
-                    .unwrap_or_else(|e| panic!("controller answer refused: {e}"));
-                if let Some(t) = answer(d.message) {
-                    return t;
-                }
-            }
-        }
-        panic!("no answer from the controller to {}", msg.name());
-    }
-
-    fn request(&mut self, id: u64, parent: Ipv6Addr, targets: &[Ipv6Addr]) -> GrantOutcome {
-        let req = Message::RendezvousRequest(RendezvousRequest {
-            request_id: id,
-            vlan: 0,
-            parent,
-            lifetime_ms: 10_000,
-            targets: targets.iter().copied().map(Member::Ipv6).collect(),
-        });
-        self.ask(&req, |m| match m {
-            Message::RendezvousGrant(g) if g.request_id == id => Some(g.outcome),
-            _ => None,
-        })
-    }
-
-    fn release(&mut self, lease_id: u64) -> bool {
-        let rel = Message::RendezvousRelease(RendezvousRelease { lease_id });
-        self.ask(&rel, |m| match m {
-            Message::ReleaseAck(a) if a.lease_id == lease_id => Some(a.released),
-            _ => None,
-        })
-    }
-}
+#[path = "common/one_switch.rs"]
+mod one_switch;
 
 /// One decoded frame: cells of the fields asked from tshark.
 struct Row(BTreeMap<&'static str, Vec<String>>);
@@ -375,6 +148,12 @@ fn push_protocol(rows: &[Row]) -> Push {
     p
 }
 
+/// Records everything on `host`'s eth0, whole frames.
+fn capture(lab: &Lab, host: &str) -> labs::Capture {
+    lab.capture_on_snap(&lab.host(host).netns, "eth0", "inout", "", 65535)
+        .expect("capture")
+}
+
 #[test]
 fn lab_capture_decodes_cleanly_with_the_counts_the_test_caused() {
     if !labs::lab_tests_enabled() {
@@ -384,30 +163,11 @@ fn lab_capture_decodes_cleanly_with_the_counts_the_test_caused() {
     let Some(tshark) = tshark::tshark("lab_capture_decodes_cleanly") else {
         return;
     };
-    let Some([ctl_bin, agent_bin, node_bin]) = daemons() else {
+    let t0 = Instant::now();
+    let Some(mut s) = OneSwitch::build() else {
         return;
     };
-    let t0 = Instant::now();
-    let topo = Topology::from_yaml_str(&format!(
-        "switches:\n  S: {{backend: linux-bridge}}\nhosts:\n  H1: {{switch: S}}\n  H2: {{switch: S}}\n  \
-         H3: {{switch: S}}\n  H4: {{switch: S}}\n  H5: {{switch: S}}\nnegotiating_groups:\n  \
-         NG0: {{group: \"{NG0}\", members: [H1, H2, H3]}}\n"
-    ))
-    .expect("topology");
-    let lab = Lab::build(
-        &topo,
-        LabOptions {
-            close_mld: true,
-            static_negotiating_groups: true,
-            ..Default::default()
-        },
-    )
-    .expect("lab");
-    let dir = lab.workdir().to_owned();
-    let capture = |host: &str| {
-        lab.capture_on_snap(&lab.host(host).netns, "eth0", "inout", "", 65535)
-            .expect("capture")
-    };
+    let dir = s.dir.clone();
     let scratch = tshark::Scratch::new("lab-dissector");
     let decode_capture = |name: &str, cap: labs::Capture| {
         let (data, _) = cap.stop_raw().expect("capture stops");
@@ -423,62 +183,13 @@ fn lab_capture_decodes_cleanly_with_the_counts_the_test_caused() {
 
     // Phase 1, captured at the controller: agent start and the test's own
     // rendezvous requests.
-    let cap = capture(CONTROLLER);
-    // Controller, then the agent (its HELLO must find the controller up).
-    let mut procs: Vec<ChildGuard> = Vec::new();
-    let spawn = |ns: &str, args: &[&str], log: &str| {
-        let f = std::fs::File::create(dir.join(log)).expect("log file");
-        // Daemons log to stdout or stderr: both into the log file, at info
-        // level (the waits below read it).
-        let out = f.try_clone().expect("log file");
-        lab.spawn_with(ns, args, move |c| {
-            c.stderr(f)
-                .stdout(out)
-                .env("RUST_LOG", "info")
-                .env("NO_COLOR", "1");
-        })
-        .expect("spawn")
-    };
-    let cfg = |name: &str, text: String| {
-        let p = dir.join(name);
-        std::fs::write(&p, text).expect("config");
-        p.display().to_string()
-    };
-    let ctl_cfg = cfg("controller.yaml", controller_yaml(&lab));
-    let ctl_log = dir.join("controller.log");
-    procs.push(spawn(
-        &lab.host(CONTROLLER).netns,
-        &[ctl_bin.to_str().unwrap(), "serve", "--config", &ctl_cfg],
-        "controller.log",
-    ));
-    wait_for("the controller", &dir, Duration::from_secs(10), || {
-        log_has(&ctl_log, "subcast-controller running")
-    });
-    let agent_cfg = cfg("agent.yaml", agent_yaml(&lab, &dir));
-    procs.push(spawn(
-        &lab.switch("S").netns,
-        &[agent_bin.to_str().unwrap(), "run", "--config", &agent_cfg],
-        "agent.log",
-    ));
-    wait_for(
-        "the agent's HELLO at the controller",
-        &dir,
-        Duration::from_secs(10),
-        || log_has(&ctl_log, "agent HELLO"),
-    );
+    let cap = capture(&s.lab, CONTROLLER);
+    s.start_controller_and_agent("[::1]:8411", "");
 
     // Two grants (distinct target sets), one refusal, two releases.
-    let mut rv = RvClient {
-        sock: lab.udp_socket(CLIENT, 0, &[]).expect("client socket"),
-        ctl: SocketAddr::new(lab.host(CONTROLLER).ipv6.into(), 7411),
-        sealer: Sealer::new(key(2, 2), 0x7e57, now_us()),
-        opener: Opener::new(Keyring::new([key(2, 2)]), ReplayGuard::default()),
-    };
-    rv.sock
-        .set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
+    let mut rv = s.rv_client();
     let ng0: Ipv6Addr = NG0.parse().unwrap();
-    let ip = |h: &str| lab.host(h).ipv6;
+    let ip = |h: &str| s.ip(h);
     let mut granted = Vec::new();
     for (id, targets) in [(1u64, [ip("H1"), ip("H2")]), (2, [ip("H1"), ip("H3")])] {
         match rv.request(id, ng0, &targets) {
@@ -549,49 +260,10 @@ fn lab_capture_decodes_cleanly_with_the_counts_the_test_caused() {
 
     // Phase 2, captured at the controller and at the client: a put
     // through the storage nodes over rendezvous groups.
-    let cap_ctl = capture(CONTROLLER);
-    let cap_client = capture(CLIENT);
-    for (i, h) in NODES.iter().enumerate() {
-        let c = cfg(
-            &format!("node{}.yaml", i + 1),
-            node_yaml(&lab, &dir, Some(i + 1)),
-        );
-        procs.push(spawn(
-            &lab.host(h).netns,
-            &[node_bin.to_str().unwrap(), "serve", "--config", &c],
-            &format!("node{}.log", i + 1),
-        ));
-    }
-    let client_cfg = cfg("client.yaml", node_yaml(&lab, &dir, None));
-    let object = dir.join("object.bin");
-    std::fs::write(
-        &object,
-        (0..100_000u32).map(|i| (i % 251) as u8).collect::<Vec<_>>(),
-    )
-    .unwrap();
-    let put = [
-        node_bin.to_str().unwrap(),
-        "put",
-        object.to_str().unwrap(),
-        "--name",
-        "dissector/obj",
-        "--transport",
-        "rendezvous",
-        "--quiet",
-        "--config",
-        &client_cfg,
-    ];
-    // The nodes need a moment to start: retry until the put succeeds.
-    let mut last = String::new();
-    let stored = (0..50).any(|_| match lab.exec(&lab.host(CLIENT).netns, &put) {
-        Ok(_) => true,
-        Err(e) => {
-            last = e.to_string();
-            std::thread::sleep(Duration::from_millis(200));
-            false
-        }
-    });
-    assert!(stored, "the put never succeeded ({last})\n{}", logs(&dir));
+    let cap_ctl = capture(&s.lab, CONTROLLER);
+    let cap_client = capture(&s.lab, CLIENT);
+    s.start_nodes("");
+    s.put("dissector/obj", 100_000);
     // The client releases its leases as it ends: wait for the switch to
     // hold no rendezvous group any more (CLEAR applied, ACK on its way).
     let pool: Vec<&str> = POOL.split("::").take(1).collect();
@@ -600,7 +272,8 @@ fn lab_capture_decodes_cleanly_with_the_counts_the_test_caused() {
         &dir,
         Duration::from_secs(15),
         || {
-            lab.mdb_show("S")
+            s.lab
+                .mdb_show("S")
                 .expect("mdb")
                 .iter()
                 .all(|e| !e.group.to_string().starts_with(pool[0]))
@@ -644,5 +317,5 @@ fn lab_capture_decodes_cleanly_with_the_counts_the_test_caused() {
         n(&client_types, "0x43") >= 100_000 / 1372,
         "DATA: {client_types:?}"
     );
-    drop(procs);
+    drop(s);
 }

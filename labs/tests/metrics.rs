@@ -17,39 +17,21 @@
 //! otherwise, failing instead under SUBCAST_LABS_REQUIRED=1.
 
 use std::io::{Read, Write};
-use std::net::{Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
-use std::os::unix::fs::PermissionsExt;
+use std::net::{Ipv6Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use labs::{ChildGuard, Lab, LabOptions, Topology};
-use subcast_proto::{
-    GrantOutcome, Key, Keyring, Member, Message, Opener, RendezvousRequest, ReplayGuard, Sealer,
-    now_us,
-};
+use one_switch::{CONTROLLER, NG0, NODES, OneSwitch, logs, required, wait_for};
+use subcast_proto::GrantOutcome;
 
-const NG0: &str = "ff05::5c:1:1";
-const POOL: &str = "ff15::5c00:0/112";
-const NODES: [&str; 3] = ["H1", "H2", "H3"];
-const CLIENT: &str = "H4";
-const CONTROLLER: &str = "H5";
+#[path = "common/one_switch.rs"]
+mod one_switch;
+
 const API_PORT: u16 = 8411;
 const AGENT_METRICS_PORT: u16 = 9410;
 const NODE_METRICS_PORT: u16 = 9412;
 /// Prometheus' web port on H5's loopback (a namespace of this test's own).
 const PROMETHEUS: &str = "127.0.0.1:9090";
-
-fn required() -> bool {
-    std::env::var(labs::REQUIRE_ENV).is_ok_and(|v| !v.is_empty() && v != "0")
-}
-
-fn key_hex(n: u8) -> String {
-    format!("{}{n:02x}", "5c".repeat(31))
-}
-
-fn key(id: u32, n: u8) -> Key {
-    Key::from_hex(id, &key_hex(n)).expect("test key")
-}
 
 /// A program on PATH, or `None` with a skip line; a failure under
 /// SUBCAST_LABS_REQUIRED.
@@ -69,71 +51,6 @@ fn on_path(name: &str) -> Option<PathBuf> {
         println!("SKIP: `{name}` not installed (apt-get install prometheus)");
     }
     found
-}
-
-/// The daemons next to this test's binary (target/debug).
-fn daemons() -> Option<[PathBuf; 3]> {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bins = ["subcast-controller", "subcast-agent", "subcast-node"].map(|b| dir.join(b));
-    let missing: Vec<String> = bins
-        .iter()
-        .filter(|b| !b.is_file())
-        .map(|b| b.display().to_string())
-        .collect();
-    assert!(
-        missing.is_empty() || !required(),
-        "{} is set but {missing:?} are missing: run `cargo build -p subcast-controller \
-         -p subcast-agent -p subcast-node --bins` (cargo test --workspace does)",
-        labs::REQUIRE_ENV
-    );
-    if !missing.is_empty() {
-        println!("SKIP: daemons not built: {missing:?}");
-        return None;
-    }
-    Some(bins)
-}
-
-/// Every daemon log of the lab's work directory, for failure messages.
-fn logs(dir: &Path) -> String {
-    let mut out = String::new();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    files.sort();
-    for f in files
-        .iter()
-        .filter(|f| f.extension().is_some_and(|e| e == "log"))
-    {
-        let text = std::fs::read_to_string(f).unwrap_or_default();
-        let tail: String = text
-            .lines()
-            .rev()
-            .take(40)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect::<Vec<_>>()
-            .join("\n");
-        out += &format!("--- {} (last lines)\n{tail}\n", f.display());
-    }
-    out
-}
-
-fn wait_for(what: &str, dir: &Path, within: Duration, mut f: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while !f() {
-        assert!(
-            t0.elapsed() < within,
-            "timed out waiting for {what}\n{}",
-            logs(dir)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn log_has(path: &Path, text: &str) -> bool {
-    std::fs::read_to_string(path).is_ok_and(|s| s.contains(text))
 }
 
 /// An HTTP/1.0 GET from inside namespace `netns`: (status, body).
@@ -172,144 +89,6 @@ fn urlencode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
-}
-
-fn members_yaml(lab: &Lab, indent: &str) -> String {
-    NODES
-        .iter()
-        .map(|m| {
-            let h = lab.host(m);
-            format!(
-                "{indent}- {{ name: {m}, ipv6: \"{}\", mac: \"{}\" }}\n",
-                h.ipv6,
-                h.mac_string()
-            )
-        })
-        .collect()
-}
-
-fn controller_yaml(lab: &Lab) -> String {
-    format!(
-        r#"controller:
-  id: 1
-  udp_listen: "[::]:7411"
-  database: ":memory:"
-  agent_timeout_ms: 15000
-keys:
-  - {{ id: 1, hex: "{k1}" }}
-  - {{ id: 2, hex: "{k2}" }}
-  - {{ id: 101, hex: "{k101}" }}
-vlans:
-  - {{ id: 0, pool: ["{POOL}"] }}
-switches:
-  - name: S
-    id: 1
-    vlans: [0]
-    agent: {{ address: "[{mgmt}]:7410", key_id: 1, agent_key_id: 101 }}
-groups:
-  - name: ng0
-    vlan: 0
-    parent: "{NG0}"
-    members:
-{members}leases: {{ default_ms: 10000, max_ms: 60000, warm_ms: 0 }}
-fanout: {{ retransmit_ms: 20, attempts: 5 }}
-api:
-  listen: "[::]:{API_PORT}"
-  tokens:
-    - {{ role: admin, name: ops, token: lab-admin-token-0123456789 }}
-rendezvous:
-  key_ids: [2]
-"#,
-        k1 = key_hex(1),
-        k2 = key_hex(2),
-        k101 = key_hex(101),
-        mgmt = lab.switch("S").mgmt_ipv6,
-        members = members_yaml(lab, "      "),
-    )
-}
-
-fn agent_yaml(lab: &Lab, dir: &Path) -> String {
-    for (id, n) in [(1, 1), (101, 101)] {
-        let p = dir.join(format!("k{id}.key"));
-        std::fs::write(&p, key_hex(n)).expect("key file");
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    }
-    format!(
-        r#"switch_id: 1
-name: S
-backend:
-  kind: linux-bridge
-  bridge: br0
-controller: "[{ctl}]:7411"
-listen: "[::]:7410"
-metrics: "[::]:{AGENT_METRICS_PORT}"
-key: {{ id: 101, file: "{dir}/k101.key" }}
-controller_keys:
-  - {{ id: 1, file: "{dir}/k1.key" }}
-rendezvous_range: ff15::5c00:0/104
-heartbeat_interval_ms: 1000
-parent_groups:
-  - address: {NG0}
-    vlan: 0
-    members:
-{members}"#,
-        ctl = lab.host(CONTROLLER).ipv6,
-        dir = dir.display(),
-        members = members_yaml(lab, "      "),
-    )
-}
-
-fn node_yaml(lab: &Lab, dir: &Path, id: Option<usize>) -> String {
-    let mut c = format!(
-        "negotiating_groups: [{NG0}]\ninterface: eth0\nreplicas: 2\nchunk_size: 65536\n\
-         key: {{id: 7, hex: \"{}\"}}\ncontroller: {{address: \"[{}]:7411\", vlan: 0, key: {{id: 2, hex: \"{}\"}}}}\n",
-        key_hex(7),
-        lab.host(CONTROLLER).ipv6,
-        key_hex(2),
-    );
-    if let Some(i) = id {
-        c += &format!(
-            "node: {{id: {i}, store: {}/node{i}, reserve_bytes: 0, metrics: \"[::]:{NODE_METRICS_PORT}\"}}\n",
-            dir.display()
-        );
-    }
-    c
-}
-
-/// One rendezvous request over UDP from `sock` (sealed afresh on every
-/// retransmission), returning the controller's outcome.
-fn request(
-    sock: &UdpSocket,
-    ctl: SocketAddr,
-    sealer: &mut Sealer,
-    opener: &mut Opener,
-    id: u64,
-    parent: Ipv6Addr,
-    targets: &[Ipv6Addr],
-) -> GrantOutcome {
-    let req = Message::RendezvousRequest(RendezvousRequest {
-        request_id: id,
-        vlan: 0,
-        parent,
-        lifetime_ms: 10_000,
-        targets: targets.iter().copied().map(Member::Ipv6).collect(),
-    });
-    let mut buf = vec![0u8; 9216];
-    for _ in 0..10 {
-        sock.send_to(&sealer.seal(&req, now_us()), ctl)
-            .expect("send to the controller");
-        while let Ok((n, _)) = sock.recv_from(&mut buf) {
-            let d = opener
-                .open(&buf[..n], now_us())
-                .unwrap_or_else(|e| panic!("controller answer refused: {e}"));
-            if let Message::RendezvousGrant(g) = d.message
-                && g.request_id == id
-            {
-                return g.outcome;
-            }
-        }
-    }
-    panic!("no answer from the controller to request {id}");
 }
 
 /// Every `expr` of every panel of the Grafana dashboard: (panel title, expr).
@@ -365,91 +144,31 @@ fn prometheus_scrapes_every_daemon_and_every_panel_has_data() {
     let (Some(prometheus), Some(promtool)) = (on_path("prometheus"), on_path("promtool")) else {
         return;
     };
-    let Some([ctl_bin, agent_bin, node_bin]) = daemons() else {
+    let queries = dashboard_queries();
+    let Some(mut s) = OneSwitch::build() else {
         return;
     };
-    let queries = dashboard_queries();
-    let topo = Topology::from_yaml_str(&format!(
-        "switches:\n  S: {{backend: linux-bridge}}\nhosts:\n  H1: {{switch: S}}\n  H2: {{switch: S}}\n  \
-         H3: {{switch: S}}\n  H4: {{switch: S}}\n  H5: {{switch: S}}\nnegotiating_groups:\n  \
-         NG0: {{group: \"{NG0}\", members: [H1, H2, H3]}}\n"
-    ))
-    .expect("topology");
-    let lab = Lab::build(
-        &topo,
-        LabOptions {
-            close_mld: true,
-            static_negotiating_groups: true,
-            ..Default::default()
-        },
-    )
-    .expect("lab");
-    let dir = lab.workdir().to_owned();
-    let mut procs: Vec<ChildGuard> = Vec::new();
-    let spawn = |ns: &str, args: &[&str], log: &str| {
-        let f = std::fs::File::create(dir.join(log)).expect("log file");
-        let out = f.try_clone().expect("log file");
-        lab.spawn_with(ns, args, move |c| {
-            c.stderr(f)
-                .stdout(out)
-                .env("RUST_LOG", "info")
-                .env("NO_COLOR", "1");
-        })
-        .expect("spawn")
-    };
-    let cfg = |name: &str, text: String| {
-        let p = dir.join(name);
-        std::fs::write(&p, text).expect("config");
-        p.display().to_string()
-    };
-    let h5 = lab.host(CONTROLLER).netns.clone();
-    let ctl_cfg = cfg("controller.yaml", controller_yaml(&lab));
-    let ctl_log = dir.join("controller.log");
-    procs.push(spawn(
-        &h5,
-        &[ctl_bin.to_str().unwrap(), "serve", "--config", &ctl_cfg],
-        "controller.log",
-    ));
-    wait_for("the controller", &dir, Duration::from_secs(10), || {
-        log_has(&ctl_log, "subcast-controller running")
-    });
-    let agent_cfg = cfg("agent.yaml", agent_yaml(&lab, &dir));
-    procs.push(spawn(
-        &lab.switch("S").netns,
-        &[agent_bin.to_str().unwrap(), "run", "--config", &agent_cfg],
-        "agent.log",
-    ));
-    wait_for(
-        "the agent's HELLO at the controller",
-        &dir,
-        Duration::from_secs(10),
-        || log_has(&ctl_log, "agent HELLO"),
+    let dir = s.dir.clone();
+    let h5 = s.netns(CONTROLLER);
+    s.start_controller_and_agent(
+        &format!("[::]:{API_PORT}"),
+        &format!("name: S\nmetrics: \"[::]:{AGENT_METRICS_PORT}\"\n"),
     );
-    for (i, h) in NODES.iter().enumerate() {
-        let c = cfg(
-            &format!("node{}.yaml", i + 1),
-            node_yaml(&lab, &dir, Some(i + 1)),
-        );
-        procs.push(spawn(
-            &lab.host(h).netns,
-            &[node_bin.to_str().unwrap(), "serve", "--config", &c],
-            &format!("node{}.log", i + 1),
-        ));
-    }
+    s.start_nodes(&format!(", metrics: \"[::]:{NODE_METRICS_PORT}\""));
 
     // Scrape targets, as seen from H5.
-    let ctl_addr = SocketAddr::new(lab.host(CONTROLLER).ipv6.into(), API_PORT);
+    let ctl_addr = SocketAddr::new(s.lab.host(CONTROLLER).ipv6.into(), API_PORT);
     let mut targets = vec![
         ("subcast-controller", ctl_addr),
         (
             "subcast-agent",
-            SocketAddr::new(lab.switch("S").mgmt_ipv6.into(), AGENT_METRICS_PORT),
+            SocketAddr::new(s.lab.switch("S").mgmt_ipv6.into(), AGENT_METRICS_PORT),
         ),
     ];
     for h in NODES {
         targets.push((
             "subcast-node",
-            SocketAddr::new(lab.host(h).ipv6.into(), NODE_METRICS_PORT),
+            SocketAddr::new(s.lab.host(h).ipv6.into(), NODE_METRICS_PORT),
         ));
     }
     for (job, a) in &targets {
@@ -491,7 +210,7 @@ fn prometheus_scrapes_every_daemon_and_every_panel_has_data() {
         String::from_utf8_lossy(&check.stdout),
         String::from_utf8_lossy(&check.stderr)
     );
-    procs.push(spawn(
+    s.spawn(
         &h5,
         &[
             prometheus.to_str().unwrap(),
@@ -500,7 +219,7 @@ fn prometheus_scrapes_every_daemon_and_every_panel_has_data() {
             &format!("--web.listen-address={PROMETHEUS}"),
         ],
         "prometheus.log",
-    ));
+    );
     let prom: SocketAddr = PROMETHEUS.parse().unwrap();
     let api = |path: &str| -> Option<serde_json::Value> {
         let (status, body) = http_get(&h5, prom, path).ok()?;
@@ -522,57 +241,16 @@ fn prometheus_scrapes_every_daemon_and_every_panel_has_data() {
     );
 
     // Two grants, one refusal (unknown parent group), then a put.
-    let sock = lab.udp_socket(CLIENT, 0, &[]).expect("client socket");
-    sock.set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-    let rv_ctl = SocketAddr::new(lab.host(CONTROLLER).ipv6.into(), 7411);
-    let mut sealer = Sealer::new(key(2, 2), 0x7e57, now_us());
-    let mut opener = Opener::new(Keyring::new([key(2, 2)]), ReplayGuard::default());
+    let mut rv = s.rv_client();
     let ng0: Ipv6Addr = NG0.parse().unwrap();
-    let ip = |h: &str| lab.host(h).ipv6;
+    let ip = |h: &str| s.ip(h);
     for (id, t) in [(1u64, [ip("H1"), ip("H2")]), (2, [ip("H1"), ip("H3")])] {
-        let o = request(&sock, rv_ctl, &mut sealer, &mut opener, id, ng0, &t);
+        let o = rv.request(id, ng0, &t);
         assert!(matches!(o, GrantOutcome::Granted { .. }), "{o:?}");
     }
-    let o = request(
-        &sock,
-        rv_ctl,
-        &mut sealer,
-        &mut opener,
-        3,
-        "ff05::5c:9:9".parse().unwrap(),
-        &[ip("H1")],
-    );
+    let o = rv.request(3, "ff05::5c:9:9".parse().unwrap(), &[ip("H1")]);
     assert!(matches!(o, GrantOutcome::Refused { .. }), "{o:?}");
-    let client_cfg = cfg("client.yaml", node_yaml(&lab, &dir, None));
-    let object = dir.join("object.bin");
-    std::fs::write(
-        &object,
-        (0..300_000u32).map(|i| (i % 251) as u8).collect::<Vec<_>>(),
-    )
-    .unwrap();
-    let put = [
-        node_bin.to_str().unwrap(),
-        "put",
-        object.to_str().unwrap(),
-        "--name",
-        "metrics/obj",
-        "--transport",
-        "rendezvous",
-        "--quiet",
-        "--config",
-        &client_cfg,
-    ];
-    let mut last = String::new();
-    let stored = (0..50).any(|_| match lab.exec(&lab.host(CLIENT).netns, &put) {
-        Ok(_) => true,
-        Err(e) => {
-            last = e.to_string();
-            std::thread::sleep(Duration::from_millis(200));
-            false
-        }
-    });
-    assert!(stored, "the put never succeeded ({last})\n{}", logs(&dir));
+    s.put("metrics/obj", 300_000);
 
     // Every daemon's exposition passes promtool (after the traffic, so
     // labelled families have series).
@@ -670,7 +348,7 @@ fn prometheus_scrapes_every_daemon_and_every_panel_has_data() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    drop(procs);
+    drop(s);
 }
 
 #[test]
