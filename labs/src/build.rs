@@ -257,11 +257,12 @@ impl Lab {
             let sw_ns = self.switch(&sw_name).netns.clone();
             let port = format!("h-{name}");
             let mac_s = mac_string(&mac);
+            let mtu = topo.mtu().to_string();
             run(&ip_n(
                 &ns,
                 &[
-                    "link", "add", HOST_IF, "address", &mac_s, "type", "veth", "peer", "name",
-                    &port, "netns", &sw_ns,
+                    "link", "add", HOST_IF, "address", &mac_s, "mtu", &mtu, "type", "veth", "peer",
+                    "name", &port, "mtu", &mtu, "netns", &sw_ns,
                 ],
             ))?;
             let ipv6 = Ipv6Addr::new(0xfd00, 0x5c, 0, 0, 0, 0, 0, index);
@@ -307,10 +308,12 @@ impl Lab {
             let ns_a = self.switch(a).netns.clone();
             let ns_b = self.switch(b).netns.clone();
             let (pa, pb) = (format!("t-{b}"), format!("t-{a}"));
+            let mtu = self.topo.mtu().to_string();
             run(&ip_n(
                 &ns_a,
                 &[
-                    "link", "add", &pa, "type", "veth", "peer", "name", &pb, "netns", &ns_b,
+                    "link", "add", &pa, "mtu", &mtu, "type", "veth", "peer", "name", &pb, "mtu",
+                    &mtu, "netns", &ns_b,
                 ],
             ))?;
             for (port, sw, peer) in [(&pa, a, b), (&pb, b, a)] {

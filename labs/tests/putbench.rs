@@ -24,10 +24,15 @@ fn enabled(test: &str) -> bool {
 /// `run seed-three-switch.yaml --scenario put-bench --object-size 262144 --puts 20
 /// --json` plus `extra`; the report (the run must succeed).
 fn put_bench(extra: &[&str]) -> Value {
+    put_bench_on("seed-three-switch.yaml", extra)
+}
+
+/// [`put_bench`] on `topology` (a shipped name or a path).
+fn put_bench_on(topology: &str, extra: &[&str]) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_subcast-lab"))
         .args([
             "run",
-            "seed-three-switch.yaml",
+            topology,
             "--scenario",
             "put-bench",
             "--object-size",
@@ -104,6 +109,48 @@ fn rendezvous_sends_each_byte_about_once() {
     let e = v["sender_egress_per_payload_byte"].as_f64().unwrap();
     assert!((1.0..=1.5).contains(&e), "rendezvous egress {e}: {v:#}");
     assert_eq!(v["fallbacks"], 0, "{v:#}");
+    assert_eq!(v["link_mtu"], 1500);
+    let frame = mean_frame(&v);
+    assert!(frame <= 1514.0, "mean frame {frame} over Ethernet's: {v:#}");
+}
+
+/// Mean Ethernet frame size leaving the writers (segmentation is off).
+fn mean_frame(v: &Value) -> f64 {
+    let frames = v["sender_egress_frames"].as_u64().unwrap();
+    assert!(frames > 0, "{v:#}");
+    v["sender_egress_bytes"].as_u64().unwrap() as f64 / frames as f64
+}
+
+/// `mtu: 9000` in a topology: every link and bridge carries jumbo frames
+/// and the nodes cut chunks into datagrams that fill them.
+#[test]
+fn jumbo_frames_carry_the_data_in_six_times_fewer_datagrams() {
+    if !enabled("jumbo_frames_carry_the_data_in_six_times_fewer_datagrams") {
+        return;
+    }
+    let seed =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("topologies/seed-three-switch.yaml");
+    let text = std::fs::read_to_string(&seed).unwrap();
+    let jumbo = std::env::temp_dir().join(format!("seed-jumbo-{}.yaml", std::process::id()));
+    std::fs::write(&jumbo, format!("mtu: 9000\n{text}")).unwrap();
+    let v = put_bench_on(jumbo.to_str().unwrap(), &["--transport", "rendezvous"]);
+    let _ = std::fs::remove_file(&jumbo);
+    check_common(&v, "rendezvous", 1);
+    assert_eq!(v["link_mtu"], 9000);
+    // 20 x 256 KiB in datagrams of up to ~8.9 kB: ~600 DATA frames (191 per
+    // put at 1500), plus the control messages of puts and read-backs.
+    let frame = mean_frame(&v);
+    assert!(
+        (1514.0..=9014.0).contains(&frame),
+        "mean frame {frame}: {v:#}"
+    );
+    let frames = v["sender_egress_frames"].as_u64().unwrap();
+    assert!(
+        frames < 20 * 191,
+        "{frames} frames: as many as at 1500: {v:#}"
+    );
+    let e = v["sender_egress_per_payload_byte"].as_f64().unwrap();
+    assert!((1.0..=1.1).contains(&e), "rendezvous egress {e}: {v:#}");
 }
 
 #[test]

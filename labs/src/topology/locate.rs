@@ -99,6 +99,7 @@ impl<'de> Deserialize<'de> for LinkFields {
 struct Shadow {
     loss_pct: Option<Sp>,
     rate_mbit: Option<Sp>,
+    mtu: Option<Sp>,
     switches: Option<Spanned<BTreeMap<String, Sp>>>,
     links: Option<Spanned<Vec<Spanned<LinkFields>>>>,
     hosts: Option<BTreeMap<String, Spanned<Fields>>>,
@@ -112,6 +113,7 @@ pub(crate) fn locate(text: &str, w: &Where) -> Option<Pos> {
         Where::Nowhere => None,
         Where::Top("loss_pct") => s.loss_pct.as_ref().and_then(pos),
         Where::Top("rate_mbit") => s.rate_mbit.as_ref().and_then(pos),
+        Where::Top("mtu") => s.mtu.as_ref().and_then(pos),
         Where::Top("switches") => s.switches.as_ref().and_then(pos),
         Where::Top("links") => s.links.as_ref().and_then(pos),
         Where::Top(_) => None,

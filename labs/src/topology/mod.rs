@@ -23,6 +23,11 @@ pub use validate::{RENDEZVOUS_POOL, in_rendezvous_pool};
 /// bytes in Linux), so they must stay short.
 pub const MAX_NAME_LEN: usize = 11;
 
+/// Link MTU without an `mtu` field.
+pub const DEFAULT_MTU: u32 = 1500;
+/// `mtu` accepted: IPv6's minimum to the usual jumbo frame.
+pub const MTU_RANGE: std::ops::RangeInclusive<u32> = 1280..=9000;
+
 /// Highest `rate_mbit` accepted (100 Gbit/s).
 pub const MAX_RATE_MBIT: f64 = 100_000.0;
 
@@ -132,6 +137,11 @@ pub struct Topology {
     /// override it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_mbit: Option<f64>,
+    /// MTU of every link and bridge, and the storage nodes' datagram size
+    /// (1280-9000; default 1500). Storage networks often run 9000-byte
+    /// "jumbo" frames: six times fewer datagrams per chunk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
     /// Switches by name.
     pub switches: BTreeMap<String, SwitchSpec>,
     /// Trunks between switches. Must form a tree (no loops: the lab runs no
@@ -189,6 +199,11 @@ impl Topology {
             TopologyError::Yaml(m) => TopologyError::Yaml(format!("{}: {m}", path.display())),
             other => other,
         })
+    }
+
+    /// MTU of every link (the `mtu` field, or Ethernet's 1500).
+    pub fn mtu(&self) -> u32 {
+        self.mtu.unwrap_or(DEFAULT_MTU)
     }
 
     /// Check names, references, shaping values, and that the trunks form a tree

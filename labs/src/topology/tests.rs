@@ -200,3 +200,21 @@ fn a_negotiating_group_inside_the_rendezvous_pool_is_refused() {
     assert!(in_rendezvous_pool(&"ff05::5c:2:ffff".parse().unwrap()));
     assert!(!in_rendezvous_pool(&"ff05::5c:1:1".parse().unwrap()));
 }
+
+#[test]
+fn mtu_defaults_to_1500_and_is_checked_with_its_line() {
+    let base = "switches:\n  A: {backend: linux-bridge}\nhosts:\n  h1: {switch: A}\n";
+    assert_eq!(Topology::from_yaml_str(base).unwrap().mtu(), 1500);
+    let jumbo = format!("mtu: 9000\n{base}");
+    assert_eq!(Topology::from_yaml_str(&jumbo).unwrap().mtu(), 9000);
+    for bad in [1279, 9001, 0] {
+        let err = Topology::from_yaml_str(&format!("{base}mtu: {bad}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("mtu: {bad} is outside 1280-9000")),
+            "{err}"
+        );
+        assert!(err.contains("line 5"), "says where: {err}");
+    }
+}

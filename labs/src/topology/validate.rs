@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use super::locate::Where;
-use super::{MAX_NAME_LEN, MAX_RATE_MBIT, Topology};
+use super::{MAX_NAME_LEN, MAX_RATE_MBIT, MTU_RANGE, Topology};
 
 type Check = Result<(), (Where, String)>;
 
@@ -26,6 +26,17 @@ impl Topology {
     fn check_shaping_values(&self) -> Check {
         check_loss(self.loss_pct, Where::Top("loss_pct"), "loss_pct")?;
         check_rate(self.rate_mbit, Where::Top("rate_mbit"), "rate_mbit")?;
+        if let Some(m) = self.mtu.filter(|m| !MTU_RANGE.contains(m)) {
+            return bad(
+                Where::Top("mtu"),
+                format!(
+                    "mtu: {m} is outside {}-{} (1500 is Ethernet's, 9000 the usual jumbo frame); \
+                     leave it out for 1500",
+                    MTU_RANGE.start(),
+                    MTU_RANGE.end()
+                ),
+            );
+        }
         for (i, l) in self.links.iter().enumerate() {
             let (a, b) = l.ends();
             let what = format!("link [{a}, {b}]");

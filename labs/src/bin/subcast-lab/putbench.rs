@@ -282,11 +282,12 @@ pub fn cell(r: &Running, writers: &[String], o: &Cell) -> Result<Value> {
     let mut per_writer = Vec::new();
     let (mut all_ok, mut verified, mut fallbacks) = (true, 0u64, 0u64);
     let mut errors: Vec<String> = Vec::new();
-    let (mut thr_sum, mut egress_sum) = (0.0, 0u64);
+    let (mut thr_sum, mut egress_sum, mut frames_sum) = (0.0, 0u64, 0u64);
     let mut pct: BTreeMap<&str, f64> = BTreeMap::new();
     for (w, res) in writers.iter().zip(results) {
-        let eg = delta(w).tx_bytes;
+        let (eg, frames) = (delta(w).tx_bytes, delta(w).tx_packets);
         egress_sum += eg;
+        frames_sum += frames;
         let (ok, out, err, wall) = match res {
             Ok(x) => x,
             Err(e) => {
@@ -331,6 +332,7 @@ pub fn cell(r: &Running, writers: &[String], o: &Cell) -> Result<Value> {
             "throughput_mib_s": rep["throughput_mib_s"],
             "wall_s": wall,
             "egress_bytes": eg,
+            "egress_frames": frames,
             "egress_per_payload_byte": eg as f64 / payload_each.max(1) as f64,
             "fallbacks": rep["fallbacks"],
             "node_wire_bytes_per_payload_byte": rep["wire_bytes_per_payload_byte"],
@@ -377,6 +379,8 @@ pub fn cell(r: &Running, writers: &[String], o: &Cell) -> Result<Value> {
         "payload_bytes": payload,
         "sender_egress_bytes": egress_sum,
         "sender_egress_per_payload_byte": egress_sum as f64 / payload.max(1) as f64,
+        "sender_egress_frames": frames_sum,
+        "link_mtu": lab.topology().mtu(),
         "received_per_payload_byte": received as f64 / payload.max(1) as f64,
         "bytes_at_non_targets": non_targets,
         "bytes_mean": "Ethernet frame bytes (L2: Ethernet+IPv6+UDP+Replicast headers and payload) from /proc/net/dev of each host's eth0, read from outside the nodes over the whole bench process (puts, and the read-back's requests and acks); TSO/GSO off on the writers; received = rx at every host that is not a writer; bytes_at_non_targets = rx at hosts that are neither writers nor storage nodes",

@@ -336,11 +336,12 @@ pub fn node_yaml(
         })
         .collect();
     let mut y = format!(
-        "negotiating_groups: [{}]\nport: {NODE_PORT}\ninterface: eth0\nhops: 1\nmtu: 1500\nrate_mbps: 1000\n\
+        "negotiating_groups: [{}]\nport: {NODE_PORT}\ninterface: eth0\nhops: 1\nmtu: {}\nrate_mbps: 1000\n\
          replicas: 3\nchunk_size: 1048576\nparallel: 4\ntransport: rendezvous\n\
          key: {{ id: 1, file: \"{}\" }}\ncontroller:\n  address: \"[{ctl_ip}]:{CTL_PORT}\"\n  vlan: 0\n  \
          lifetime_ms: 5000\n  key: {{ id: 2, file: \"{}\" }}\n",
         groups.join(", "),
+        topo.mtu(),
         dir.join("cluster.key").display(),
         dir.join("nodes.key").display()
     );
