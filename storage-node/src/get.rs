@@ -474,9 +474,17 @@ impl ManifestLookup {
         if self.finished || now < self.deadline {
             return;
         }
-        let unsure = self.round.answered().is_empty()
-            || (self.round.informed() && self.versions.is_empty() && !self.decisive());
-        if unsure && self.round_no < self.t.max_queries.min(2) {
+        // No answer at all: the group is down or unreachable; one more try.
+        // Too few to trust "none" (members known): ask until `max_queries`,
+        // each round adding the answers that were lost or late.
+        let rounds = if self.round.answered().is_empty() {
+            self.t.max_queries.min(2)
+        } else if self.round.informed() && self.versions.is_empty() && !self.decisive() {
+            self.t.max_queries
+        } else {
+            0
+        };
+        if self.round_no < rounds {
             self.round_no += 1;
             self.deadline = now + self.t.offer_timeout;
             self.query();

@@ -301,12 +301,11 @@ impl PutMachine {
                     // Every known member answered: nothing more to wait for.
                     self.choose(now);
                 } else if let State::Proposing { grace, .. } = &mut self.state
-                    && !self.round.informed()
                     && grace.is_none()
                     && self.bidders.len() + self.already.len() >= self.p.replicas
                 {
-                    // No member known: R usable answers and a short grace.
-                    *grace = Some(now + self.p.timers.bid_grace);
+                    // R usable answers: a grace for better ones (`PutTimers`).
+                    *grace = Some(now + self.p.timers.grace_after_r(self.round.informed()));
                 }
             }
             ReplicastMessage::PutAck(a) if a.chunk_id == self.chunk_id => {
@@ -628,6 +627,7 @@ impl PutMachine {
                     self.silent = self.round.silent();
                     self.choose(now);
                 } else if grace.is_some_and(|g| now >= g) {
+                    self.silent = self.round.silent();
                     self.choose(now);
                 }
             }

@@ -10,8 +10,11 @@ use subcast_proto::replicast::ChunkKind;
 pub struct PutTimers {
     /// Longest wait for bids in one round.
     pub bid_timeout: Duration,
-    /// Once R usable bids are in, wait this much longer for better ones.
+    /// Once R usable bids are in, wait this much longer for better ones
+    /// (no member known).
     pub bid_grace: Duration,
+    /// As `bid_grace`, while known members have not answered yet.
+    pub bid_grace_known: Duration,
     /// Proposal rounds before giving up.
     pub max_rounds: u32,
     /// Silence from a target before it is polled.
@@ -26,11 +29,26 @@ pub struct PutTimers {
     pub ready_retry: Duration,
 }
 
+impl PutTimers {
+    /// How long a bid round goes on once R usable bids are in: with
+    /// members known and some still out, long enough for a slow one. A
+    /// lost bid or a dead member costs this rather than `bid_timeout`;
+    /// members still out then are set aside until they answer again.
+    pub fn grace_after_r(&self, members_known: bool) -> Duration {
+        if members_known {
+            self.bid_grace_known
+        } else {
+            self.bid_grace
+        }
+    }
+}
+
 impl Default for PutTimers {
     fn default() -> Self {
         PutTimers {
             bid_timeout: Duration::from_millis(200),
             bid_grace: Duration::from_millis(3),
+            bid_grace_known: Duration::from_millis(20),
             max_rounds: 5,
             poll_interval: Duration::from_millis(25),
             max_polls: 40,

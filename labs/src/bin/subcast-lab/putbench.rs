@@ -217,7 +217,8 @@ pub fn cell(r: &Running, writers: &[String], o: &Cell) -> Result<Value> {
     let mut configs = Vec::new();
     for w in writers {
         wire::wire_accurate(lab, w).with_context(|| format!("TSO/GSO off on {w}"))?;
-        let y = crate::stack::node_yaml(lab, &stack.dir, stack.ctl_ip, w, None);
+        let serving: Vec<String> = stack.nodes.keys().cloned().collect();
+        let y = crate::stack::node_yaml(lab, &stack.dir, stack.ctl_ip, w, None, &serving);
         let y = y.replace("rate_mbps: 1000\n", &format!("rate_mbps: {rate}\n"));
         let p = stack.dir.join(format!("putbench-client-{w}.yaml"));
         std::fs::write(&p, y)?;

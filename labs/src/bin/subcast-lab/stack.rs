@@ -317,12 +317,15 @@ fn agent_yaml(lab: &Lab, dir: &Path, switch: &str, id: usize, addr: &AgentAddr) 
 }
 
 /// A storage-node config; `node_id` adds the `node:` section (for `serve`).
+/// `serving`: the hosts that run a storage node, each group's `members:`
+/// (a host of a group that runs no node, a writer, never answers).
 pub fn node_yaml(
     lab: &Lab,
     dir: &Path,
     ctl_ip: Ipv6Addr,
     host: &str,
     node_id: Option<u16>,
+    serving: &[String],
 ) -> String {
     let topo = lab.topology();
     let groups: Vec<String> = topo
@@ -345,8 +348,9 @@ pub fn node_yaml(
         dir.join("cluster.key").display(),
         dir.join("nodes.key").display()
     );
-    // Every group's members by node id: a lookup or bid round then ends
-    // when they all answered (a client that knows none waits longer).
+    // Every group's members that run a node, by node id: a lookup or bid
+    // round then ends when they all answered (a client that knows none
+    // waits longer).
     let members: Vec<String> = topo
         .negotiating_groups
         .iter()
@@ -355,6 +359,7 @@ pub fn node_yaml(
             let ids: Vec<String> = spec
                 .members
                 .iter()
+                .filter(|m| serving.contains(m))
                 .map(|m| lab.host(m).index.to_string())
                 .collect();
             format!("\"{addr}\": [{}]", ids.join(", "))
@@ -568,7 +573,7 @@ impl Stack {
             let path = self.dir.join(format!("node-{h}.yaml"));
             std::fs::write(
                 &path,
-                node_yaml(lab, &self.dir, self.ctl_ip, h, Some(info.index)),
+                node_yaml(lab, &self.dir, self.ctl_ip, h, Some(info.index), &hosts),
             )?;
             let (log_out, log) = log_file(&self.dir, &format!("node-{h}.log"))?;
             let p = path.display().to_string();
@@ -603,7 +608,11 @@ impl Stack {
     /// Write the client config for `host` (no `node:` section) and return its path.
     pub fn client_config(&self, lab: &Lab, host: &str) -> Result<PathBuf> {
         let path = self.dir.join(format!("client-{host}.yaml"));
-        std::fs::write(&path, node_yaml(lab, &self.dir, self.ctl_ip, host, None))?;
+        let serving: Vec<String> = self.nodes.keys().cloned().collect();
+        std::fs::write(
+            &path,
+            node_yaml(lab, &self.dir, self.ctl_ip, host, None, &serving),
+        )?;
         Ok(path)
     }
 
