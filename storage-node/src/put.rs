@@ -623,10 +623,8 @@ impl PutMachine {
                     self.repropose_at = None;
                     self.propose();
                 }
-                if now >= deadline {
-                    self.silent = self.round.silent();
-                    self.choose(now);
-                } else if grace.is_some_and(|g| now >= g) {
+                // The timeout, or the grace after R usable bids.
+                if now >= deadline || grace.is_some_and(|g| now >= g) {
                     self.silent = self.round.silent();
                     self.choose(now);
                 }
