@@ -19,6 +19,7 @@ mod rate_load;
 mod rate_watch;
 mod report;
 mod scenario;
+mod snmp;
 mod soak;
 mod stack;
 mod stored;
@@ -37,8 +38,9 @@ use crate::scenario::{RunOptions, Scenario};
 /// Where the daemons come from (see `bins`).
 #[derive(Args, Debug, Clone)]
 struct BinArgs {
-    /// Directory holding subcast-agent, subcast-controller and subcast-node (default:
-    /// next to this binary, then the workspace's target directory).
+    /// Directory holding subcast-agent, subcast-controller and subcast-node, and
+    /// subcast-qbridge-passpersist for `backend: snmp` switches (default: next to this
+    /// binary, then the workspace's target directory).
     #[arg(long, env = "SUBCAST_BIN_DIR")]
     bin_dir: Option<PathBuf>,
     /// Run `cargo build` of the daemons first, even if they are found.
@@ -165,6 +167,10 @@ enum Cmd {
     /// subset-only, and says so, if the storage node cannot do rendezvous puts).
     /// Runs `cargo build` of the daemons first unless --no-build or --bin-dir.
     Demo {
+        /// Topology to run it on (a bare name is looked up in labs/topologies/), e.g.
+        /// three-backends.yaml: a Linux bridge, an Open vSwitch and an SNMP switch.
+        #[arg(long, default_value = "seed-three-switch.yaml")]
+        topology: PathBuf,
         #[command(flatten)]
         args: ScenarioArgs,
     },
@@ -437,17 +443,13 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Demo { mut args } => {
+        Cmd::Demo { topology, mut args } => {
             // The demo is the README's first command: make sure the daemons match
             // this checkout (cargo build is a no-op when they are up to date).
             if !args.bins.no_build && args.bins.bin_dir.is_none() {
                 args.bins.build = true;
             }
-            run_cmd(
-                PathBuf::from("seed-three-switch.yaml"),
-                Scenario::PutGet,
-                args,
-            )
+            run_cmd(topology, Scenario::PutGet, args)
         }
         Cmd::Bench {
             topology,
