@@ -44,12 +44,17 @@ fn enabled(test: &str) -> bool {
 /// handler next to them.
 fn run(args: &[&str]) -> Value {
     let dir = daemons_dir();
-    let handler = subcast_snmp::testlab::passpersist_binary();
-    assert_eq!(
-        handler.parent(),
-        Some(dir.as_path()),
-        "the handler must be next to the daemons"
-    );
+    // `cargo test --workspace` built it next to the daemons; built here otherwise
+    // (not when present: a build for another feature set would replace the binary
+    // other tests' snmpd may be starting).
+    if !dir.join("subcast-qbridge-passpersist").is_file() {
+        let handler = subcast_snmp::testlab::passpersist_binary();
+        assert_eq!(
+            handler.parent(),
+            Some(dir.as_path()),
+            "the handler must be next to the daemons"
+        );
+    }
     let t0 = Instant::now();
     let out = Command::new(env!("CARGO_BIN_EXE_subcast-lab"))
         .args(args)
@@ -134,21 +139,32 @@ fn put_get_across_a_linux_bridge_an_ovs_and_an_snmp_switch() {
         json!(["h-X4", "t-A", "t-C"]),
         "{v:#}"
     );
-    // Delivered to exactly the targets, counted by tcpdump on every host.
+    // Delivered to exactly the targets, counted by tcpdump on every host. X2's copy
+    // crosses only its Linux bridge: all of it arrives over the group. X4 and X6 are
+    // behind the Open vSwitch, whose userspace datapath drops part of a burst on a
+    // busy machine (also with the group installed long before: paced datagrams all
+    // arrive); the nodes repair those ranges by unicast, so every copy ends up
+    // whole, counted as chunk files in the stores.
     let payload = v["payload_bytes"].as_u64().unwrap();
     let d = v["deliveries"].as_object().unwrap();
     assert_eq!(d.len(), 6);
     for (h, c) in d {
         let bytes = c["bytes"].as_u64().unwrap();
-        if ["X2", "X4", "X6"].contains(&h.as_str()) {
-            assert!(
+        match h.as_str() {
+            "X2" => assert!(
                 bytes >= payload,
                 "target {h} got {bytes} of {payload}: {v:#}"
-            );
-        } else {
-            assert_eq!(bytes, 0, "non-target {h} got the data: {v:#}");
-            assert_eq!(c["all_rendezvous_bytes"], 0, "{h}: {v:#}");
+            ),
+            "X4" | "X6" => assert!(bytes > 0, "target {h} got nothing: {v:#}"),
+            _ => {
+                assert_eq!(bytes, 0, "non-target {h} got the data: {v:#}");
+                assert_eq!(c["all_rendezvous_bytes"], 0, "{h}: {v:#}");
+            }
         }
+    }
+    assert_eq!(v["stored"]["ok"], true, "{v:#}");
+    for (id, c) in v["stored"]["chunks"].as_object().unwrap() {
+        assert_eq!(c["holders"], json!(["X2", "X4", "X6"]), "chunk {id}: {v:#}");
     }
     for g in v["rendezvous_groups"].as_array().unwrap() {
         assert_eq!(g["deliveries_ok"], true, "{g:#}");
@@ -189,7 +205,7 @@ fn run_on_an_unshipped_topology_with_snmp_v3_in_the_middle() {
         // OVS's userspace datapath drops some of a back-to-back burst on a busy
         // machine: pace the datagrams.
         "--pace-us",
-        "200",
+        "500",
     ]);
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(v["ok"], true, "{v:#}");
