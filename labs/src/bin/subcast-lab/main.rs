@@ -5,6 +5,7 @@ mod attack;
 mod attack_setup;
 mod bench;
 mod bench_loss;
+mod bench_ovs;
 mod bench_rate;
 mod bins;
 mod chart;
@@ -227,6 +228,10 @@ enum Cmd {
         /// `rate_mbit` of every link of part (g)'s shaped lab.
         #[arg(long, default_value_t = 200.0)]
         peer_rate_mbit: f64,
+        /// Only part (h): on seed-openflow.yaml, OVS MLD snooping against our push
+        /// through the OpenFlow backend (`--reps` each); writes bench-ovs.json.
+        #[arg(long, conflicts_with_all = ["loss_only", "rate_only", "put_only", "peer_only"])]
+        ovs_only: bool,
         #[command(flatten)]
         bins: BinArgs,
     },
@@ -468,6 +473,7 @@ fn main() -> Result<()> {
             peer_small_puts,
             peer_big_puts,
             peer_rate_mbit,
+            ovs_only,
             bins,
         } => {
             let plan = putbench_peer::PeerPlan {
@@ -490,6 +496,18 @@ fn main() -> Result<()> {
             }
             if peer_only {
                 return peer_only_cmd(topology, locate, &out, json, plan);
+            }
+            if ovs_only {
+                let v = guarded(move || bench_ovs::part(&locate, reps))?;
+                std::fs::create_dir_all(&out)?;
+                let file = out.join("bench-ovs.json");
+                std::fs::write(&file, serde_json::to_string_pretty(&v)?)?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                } else {
+                    println!("{}\nwrote {}", bench_ovs::render(&v), file.display());
+                }
+                return Ok(());
             }
             let o = bench::BenchOptions {
                 peer: plan,
