@@ -4,7 +4,7 @@
 //! [`random_topology`] makes a tree of 2-6 switches (each new switch is linked to
 //! a random earlier one, so depths from one to five occur) with 1-4 hosts per
 //! switch, Linux bridges and Open vSwitch switches mixed (at least one of each;
-//! now and then a `backend: snmp` switch, which the lab builds as a Linux bridge)
+//! now and then a `backend: snmp` switch, v2c or v3: a Linux bridge behind snmpd)
 //! and one or two negotiating groups. [`to_yaml`] writes a topology in the same
 //! shape as the shipped files, so a failing one can be saved and replayed with
 //! `subcast-lab run FILE` or `subcast-lab stress --topology FILE`.
@@ -16,7 +16,9 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
-use crate::topology::{Backend, GroupSpec, HostSpec, LinkSpec, SwitchSpec, Topology};
+use crate::topology::{
+    Backend, GroupSpec, HostSpec, LinkSpec, SnmpSpec, SnmpVersion, SwitchSpec, Topology,
+};
 
 /// What [`random_topology`] may produce.
 #[derive(Debug, Clone)]
@@ -79,8 +81,7 @@ pub fn random_topology_with(seed: u64, o: &GenOptions) -> Topology {
     }
     let mut t = Topology::default();
     for (name, backend) in names.iter().zip(&backends) {
-        t.switches
-            .insert(name.clone(), SwitchSpec { backend: *backend });
+        t.switches.insert(name.clone(), SwitchSpec::of(*backend));
     }
     for i in 1..n {
         let j = rng.random_range(0..i);
@@ -127,6 +128,16 @@ pub fn random_topology_with(seed: u64, o: &GenOptions) -> Topology {
     }
     if rng.random_bool(o.shaping.clamp(0.0, 1.0)) {
         add_shaping(&mut t, &mut rng);
+    }
+    // SNMP versions from their own stream, so the rest of a seed's tree stays
+    // what it was before versions existed.
+    let mut vrng = StdRng::seed_from_u64(seed ^ 0x5c5c_0003);
+    for s in t.switches.values_mut() {
+        if s.backend == Backend::Snmp && vrng.random_bool(0.5) {
+            s.snmp = Some(SnmpSpec {
+                version: SnmpVersion::V3,
+            });
+        }
     }
     t
 }
@@ -191,7 +202,15 @@ pub fn to_yaml(t: &Topology, comment: &str) -> String {
     }
     y.push_str("switches:\n");
     for (name, s) in &t.switches {
-        let _ = writeln!(y, "  {name}: {{backend: {}}}", backend_name(s.backend));
+        let snmp = match &s.snmp {
+            Some(o) => format!(", snmp: {{version: {}}}", o.version.name()),
+            None => String::new(),
+        };
+        let _ = writeln!(
+            y,
+            "  {name}: {{backend: {}{snmp}}}",
+            backend_name(s.backend)
+        );
     }
     if !t.links.is_empty() {
         y.push_str("links:\n");
@@ -285,6 +304,7 @@ mod tests {
             "seed-openflow.yaml",
             "seed-snmp.yaml",
             "seed-three-switch-lossy.yaml",
+            "three-backends.yaml",
         ] {
             let t = Topology::from_yaml_file(crate::topology_path(f)).unwrap();
             let back = Topology::from_yaml_str(&to_yaml(&t, f)).unwrap();

@@ -55,7 +55,8 @@
 //!   namespace: [`SwitchInfo::ovs`] ([`OvsInfo`]: db, ofctl target, unixctl),
 //!   [`PortInfo::ofport`], [`Lab::ovs_set_controller`], [`Lab::ovs_vsctl`],
 //!   [`Lab::ovs_ofctl`]; [`Lab::static_group`] installs an OpenFlow group + flow
-//!   there. `seed-mixed.yaml` has B as OVS. `backend: snmp` builds a Linux bridge.
+//!   there. `seed-mixed.yaml` has B as OVS. `backend: snmp` builds a Linux bridge (`subcast-lab`
+//!   puts snmpd with the Q-BRIDGE-MIB handler in front of it: `subcast_snmp::testlab`).
 //! * Cleanup: `Drop` (and [`Lab::teardown`]); [`cleanup_stale`] only for this
 //!   process's own prefix ([`process_prefix`]).
 //! * Loss and rate: `loss_pct` / `rate_mbit` in the topology (top level, per link,
@@ -96,8 +97,8 @@ pub use ovs::OvsInfo;
 pub use process::ChildGuard;
 pub use shaping::{Drops, Hop, HopDrops, LAB_PROBE_PORT, LOSS_TABLE, Place, tbf_params};
 pub use topology::{
-    Backend, GroupSpec, HostSpec, LinkSpec, RENDEZVOUS_POOL, Shaping, SwitchSpec, Topology,
-    TopologyError, in_rendezvous_pool,
+    Backend, GroupSpec, HostSpec, LinkSpec, RENDEZVOUS_POOL, Shaping, SnmpSpec, SnmpVersion,
+    SwitchSpec, Topology, TopologyError, in_rendezvous_pool,
 };
 
 /// Environment variable that turns a skipped lab test into a failure (set it in CI).

@@ -84,6 +84,57 @@ pub struct SwitchSpec {
     /// The backend this switch stands for.
     #[serde(default)]
     pub backend: Backend,
+    /// How the agent reaches a `backend: snmp` switch's SNMP agent (only allowed
+    /// there; default v2c).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snmp: Option<SnmpSpec>,
+}
+
+impl SwitchSpec {
+    /// A switch of kind `backend` with default options.
+    pub fn of(backend: Backend) -> Self {
+        SwitchSpec {
+            backend,
+            snmp: None,
+        }
+    }
+
+    /// The SNMP version a `backend: snmp` switch is driven with (`None` for the
+    /// other kinds).
+    pub fn snmp_version(&self) -> Option<SnmpVersion> {
+        (self.backend == Backend::Snmp)
+            .then(|| self.snmp.as_ref().map(|s| s.version).unwrap_or_default())
+    }
+}
+
+/// Options of a `backend: snmp` switch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SnmpSpec {
+    /// The SNMP version the agent uses.
+    #[serde(default)]
+    pub version: SnmpVersion,
+}
+
+/// SNMP version of a `backend: snmp` switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SnmpVersion {
+    /// SNMPv2c with a read-write community.
+    #[default]
+    V2c,
+    /// SNMPv3, authPriv (HMAC-SHA-1 authentication, AES-128 privacy).
+    V3,
+}
+
+impl SnmpVersion {
+    /// `v2c` or `v3`, as written in topology files.
+    pub fn name(self) -> &'static str {
+        match self {
+            SnmpVersion::V2c => "v2c",
+            SnmpVersion::V3 => "v3",
+        }
+    }
 }
 
 /// One host, attached to one switch.

@@ -57,6 +57,35 @@ fn bad_references_are_rejected() {
 }
 
 #[test]
+fn snmp_options() {
+    use crate::topology::SnmpVersion;
+    let t = "switches:\n  A: {backend: snmp}\n  B: {backend: snmp, snmp: {version: v3}}\n  \
+             C: {backend: snmp, snmp: {}}\n  D: {}\nlinks: [[A, B], [B, C], [C, D]]\n";
+    let t = Topology::from_yaml_str(t).unwrap();
+    let v: Vec<Option<SnmpVersion>> = t.switches.values().map(|s| s.snmp_version()).collect();
+    assert_eq!(
+        v,
+        vec![
+            Some(SnmpVersion::V2c),
+            Some(SnmpVersion::V3),
+            Some(SnmpVersion::V2c),
+            None
+        ]
+    );
+    // Only on snmp switches, only known versions and fields, with the place.
+    let e = Topology::from_yaml_str("switches:\n  A: {snmp: {version: v3}}\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("line 2") && e.contains("backend: snmp"), "{e}");
+    for bad in [
+        "switches: {A: {backend: snmp, snmp: {version: v1}}}\n",
+        "switches: {A: {backend: snmp, snmp: {community: x}}}\n",
+    ] {
+        assert!(Topology::from_yaml_str(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
 fn trunks_toward_members() {
     let seed = Topology::from_yaml_str(SEED).unwrap();
     let mut t = seed.trunks_toward(&["X1", "X4", "X8"]);

@@ -73,8 +73,17 @@ impl Topology {
                 "no switches: add at least one under `switches:`".into(),
             );
         }
-        for name in self.switches.keys() {
+        for (name, spec) in &self.switches {
             check_name(name, Where::Switch(name.clone()))?;
+            if spec.snmp.is_some() && spec.backend != super::Backend::Snmp {
+                return bad(
+                    Where::Switch(name.clone()),
+                    format!(
+                        "switch `{name}` has `snmp:` options but is not `backend: snmp`: \
+                         remove `snmp:` or set `backend: snmp`"
+                    ),
+                );
+            }
         }
         Ok(())
     }

@@ -121,6 +121,7 @@ pub struct TestSnmpdBuilder {
     snmpd_in_netns: Option<bool>,
     listen: Option<SocketAddr>,
     community: String,
+    v2c: bool,
     v3: Option<V3User>,
     group_prefix: String,
     ready_timeout: Duration,
@@ -133,6 +134,7 @@ pub struct TestSnmpd {
     address: SocketAddr,
     dir: PathBuf,
     community: String,
+    v2c: bool,
     v3: Option<V3User>,
     netns: Option<String>,
     in_netns: bool,
@@ -152,6 +154,7 @@ impl TestSnmpd {
             snmpd_in_netns: None,
             listen: None,
             community: DEFAULT_COMMUNITY.into(),
+            v2c: true,
             v3: None,
             group_prefix: "ff3e::/96".into(),
             ready_timeout: DEFAULT_READY_TIMEOUT,
@@ -168,7 +171,8 @@ impl TestSnmpd {
         self.in_netns
     }
 
-    /// A v2c client config for it (1 s timeout, 2 retries).
+    /// A v2c client config for it (1 s timeout, 2 retries); refused by an snmpd
+    /// started with [`TestSnmpdBuilder::v3_only`].
     pub fn v2c_config(&self) -> SnmpConfig {
         SnmpConfig::v2c(self.address.to_string(), self.community.clone())
     }
@@ -237,13 +241,20 @@ impl TestSnmpd {
         }
     }
 
-    /// Asks snmpd for the first dot1dBasePortIfIndex object with `snmpgetnext`.
+    /// Asks snmpd for the first dot1dBasePortIfIndex object with `snmpgetnext`
+    /// (v2c, or v3 authPriv when snmpd has no community).
     fn probe(&self) -> String {
         let mut cmd = tool_command(
             self.netns.as_deref().filter(|_| self.in_netns),
             "snmpgetnext",
         );
-        cmd.args(["-v2c", "-c", &self.community, "-On", "-t", "1", "-r", "0"])
+        match (&self.v3, self.v2c) {
+            (Some(u), false) => cmd
+                .args(["-v3", "-l", "authPriv", "-u", &u.user, "-a", "SHA"])
+                .args(["-A", &u.auth_password, "-x", "AES", "-X", &u.priv_password]),
+            _ => cmd.args(["-v2c", "-c", &self.community]),
+        };
+        cmd.args(["-On", "-t", "1", "-r", "0"])
             .arg(self.address.to_string())
             .arg(".1.3.6.1.2.1.17.1.4.1.2")
             .env("MIBS", "");
@@ -317,6 +328,14 @@ impl TestSnmpdBuilder {
         self
     }
 
+    /// Only this SNMPv3 authPriv user, no v2c community: whoever writes rows speaks
+    /// v3 (the start-up check too).
+    pub fn v3_only(mut self, user: V3User) -> Self {
+        self.v3 = Some(user);
+        self.v2c = false;
+        self
+    }
+
     /// The handler's `--ipv6-group-prefix` (default `ff3e::/96`).
     pub fn group_prefix(mut self, prefix: &str) -> Self {
         self.group_prefix = prefix.into();
@@ -373,6 +392,7 @@ impl TestSnmpdBuilder {
             address,
             dir: self.dir.clone(),
             community: self.community.clone(),
+            v2c: self.v2c,
             v3: self.v3.clone(),
             netns: self.netns.clone(),
             in_netns,
@@ -414,10 +434,10 @@ impl TestSnmpdBuilder {
         } else {
             ("udp", "rwcommunity")
         };
-        let mut c = format!(
-            "agentAddress {transport}:{address}\n{rw} {} default\n",
-            self.community
-        );
+        let mut c = format!("agentAddress {transport}:{address}\n");
+        if self.v2c || self.v3.is_none() {
+            c.push_str(&format!("{rw} {} default\n", self.community));
+        }
         if let Some(u) = &self.v3 {
             c.push_str(&format!(
                 "createUser {} SHA {} AES {}\nrwuser {} priv\n",
@@ -475,5 +495,10 @@ mod tests {
         let outside = b.conf("127.0.0.1:9".parse().unwrap(), false);
         assert!(outside.contains("--bridge br0 --netns ns1 --ipv6"));
         assert!(!format!("{:?}", V3User::new("u", "authauth", "p")).contains("authauth"));
+        let only = TestSnmpd::builder("/bin/h", "/tmp/x")
+            .v3_only(V3User::new("u", "authauth", "privpriv"))
+            .conf("127.0.0.1:1161".parse().unwrap(), true);
+        assert!(!only.contains("community"), "{only}");
+        assert!(only.contains("rwuser u priv\n"), "{only}");
     }
 }

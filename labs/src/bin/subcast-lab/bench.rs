@@ -40,17 +40,17 @@ use crate::scenario::{bring_up, parent_group, pick_hosts, release, request};
 /// survives one lost report. Override with `--fixed-join-delay-ms`.
 pub const FIXED_JOIN_DELAY_MS: u64 = 1000;
 
-const PROBE_PORT: u16 = 5001;
+pub(crate) const PROBE_PORT: u16 = 5001;
 const TELL_PORT: u16 = 5002;
 const CONFIRM_PORT: u16 = 5003;
 
-fn now_us() -> u64 {
+pub(crate) fn now_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as u64)
 }
 
-fn stats(samples: &[f64]) -> Value {
+pub(crate) fn stats(samples: &[f64]) -> Value {
     let mut v: Vec<f64> = samples.iter().copied().filter(|x| x.is_finite()).collect();
     v.sort_by(f64::total_cmp);
     let q = |p: f64| {
@@ -66,7 +66,7 @@ fn stats(samples: &[f64]) -> Value {
 }
 
 /// A UDP socket in `host`'s namespace that sends multicast out of `eth0`, hop limit 1.
-fn sender_socket(lab: &Lab, host: &str, port: u16) -> Result<UdpSocket> {
+pub(crate) fn sender_socket(lab: &Lab, host: &str, port: u16) -> Result<UdpSocket> {
     let s = lab.udp_socket(host, port, &[])?;
     let r = socket2::SockRef::from(&s);
     r.set_multicast_if_v6(lab.host(host).ifindex)?;
@@ -114,7 +114,7 @@ fn all_arrived_ms(arr: &BTreeMap<String, Option<u64>>, t0_us: u64) -> f64 {
 }
 
 /// (a) controller push, on a lab with the daemons.
-fn measure_push(
+pub(crate) fn measure_push(
     lab: &Lab,
     stack: &crate::stack::Stack,
     ng: &str,
@@ -172,14 +172,20 @@ fn spawn_joiners(
     Ok(hs)
 }
 
-/// (a) MLD joins and the fixed delay, on a lab with MLD open (no daemons).
-fn measure_joins(
+/// The group of MLD-join repetition `rep` (0-based).
+pub(crate) fn join_group(rep: usize) -> Ipv6Addr {
+    Ipv6Addr::new(0xff05, 0, 0, 0, 0, 0x5c, 3, rep as u16 + 1)
+}
+
+/// (a) MLD joins and the fixed delay, on a lab with MLD open (no daemons); the
+/// probes go on for `linger` after the confirmations (at most 2 s in all).
+pub(crate) fn measure_joins(
     lab: &Lab,
     targets: &[String],
     sender: &str,
     reps: usize,
-    fixed_ms: u64,
-    fixed_reps: usize,
+    (fixed_ms, fixed_reps): (u64, usize),
+    linger: Duration,
 ) -> Result<(Vec<f64>, Vec<f64>, Vec<f64>)> {
     let sock = sender_socket(lab, sender, CONFIRM_PORT)?;
     sock.set_read_timeout(Some(Duration::from_millis(50)))?;
@@ -187,7 +193,7 @@ fn measure_joins(
     let (mut confirmed, mut forwarding, mut fixed) = (Vec::new(), Vec::new(), Vec::new());
     for rep in 0..reps + fixed_reps {
         let is_fixed = rep >= reps;
-        let g = Ipv6Addr::new(0xff05, 0, 0, 0, 0, 0x5c, 3, rep as u16 + 1);
+        let g = join_group(rep);
         let joiners = spawn_joiners(lab, targets, sender_ip)?;
         let mut t0 = 0;
         let mut conf_ms = f64::NAN;
@@ -231,8 +237,8 @@ fn measure_joins(
                     std::thread::sleep(Duration::from_millis(fixed_ms).saturating_sub(t.elapsed()));
                     sock.send_to(b"probe", SocketAddrV6::new(g, PROBE_PORT, 0, 0))?;
                 } else {
-                    // Keep streaming until well after the joins (at most 2 s).
-                    std::thread::sleep(Duration::from_millis(300));
+                    // Keep streaming until well after the joins.
+                    std::thread::sleep(linger);
                 }
                 stop.store(true, Ordering::Relaxed);
                 if let Some(h) = streamer {
@@ -498,12 +504,21 @@ pub fn run(topology: &Path, locate: &Locate, o: &BenchOptions) -> Result<Value> 
 
     let lab = Lab::build(&topo, LabOptions::default()).context("building the MLD lab")?;
     router_trunks(&lab)?;
-    let (confirmed, forwarding, fixed) = measure_joins(&lab, &targets, &sender, reps, fixed_ms, 3)?;
+    let (confirmed, forwarding, fixed) = measure_joins(
+        &lab,
+        &targets,
+        &sender,
+        reps,
+        (fixed_ms, 3),
+        Duration::from_millis(300),
+    )?;
     drop(lab);
     let put = crate::putbench::bench_part(topology, locate)
         .unwrap_or_else(|e| json!({"error": format!("{e:#}")}));
     let peer = crate::putbench_peer::bench_part(topology, locate, &o.out, &o.peer)
         .unwrap_or_else(|e| json!({"error": format!("{e:#}")}));
+    let ovs =
+        crate::bench_ovs::part(locate, reps).unwrap_or_else(|e| json!({"error": format!("{e:#}")}));
 
     Ok(json!({
         "topology": topology.display().to_string(),
@@ -527,5 +542,6 @@ pub fn run(topology: &Path, locate: &Locate, o: &BenchOptions) -> Result<Value> 
         "loss": loss,
         "put": put,
         "peer": peer,
+        "ovs": ovs,
     }))
 }

@@ -1,5 +1,7 @@
 //! Finding (and if needed building) the daemons the lab runs: `subcast-agent`,
-//! `subcast-controller` and `subcast-node`.
+//! `subcast-controller` and `subcast-node`, and for `backend: snmp` switches the
+//! Q-BRIDGE-MIB handler snmpd runs, `subcast-qbridge-passpersist` (package
+//! `subcast-snmp`), looked for in the same directory.
 //!
 //! Search order for each binary:
 //! 1. `--bin-dir DIR` / `SUBCAST_BIN_DIR=DIR` (only there: an explicit choice is not
@@ -9,9 +11,9 @@
 //! 3. `$CARGO_TARGET_DIR/{release,debug}`, then `<workspace>/target/{release,debug}`.
 //!
 //! When one is missing (a fresh clone), `subcast-lab` runs
-//! `cargo build [--release] -p subcast-agent -p subcast-controller -p subcast-node --bins`
-//! in the workspace it was built from (release if it runs from a `release` directory)
-//! and searches again. `--build` always runs that build first (cheap when up to date),
+//! `cargo build [--release] -p subcast-agent -p subcast-controller -p subcast-node
+//! -p subcast-snmp --bins` in the workspace it was built from (release if it runs from
+//! a `release` directory) and searches again. `--build` always runs that build first (cheap when up to date),
 //! `--no-build` never does.
 
 use std::path::{Path, PathBuf};
@@ -25,9 +27,21 @@ pub struct Binaries {
     pub agent: PathBuf,
     pub controller: PathBuf,
     pub node: PathBuf,
+    /// `subcast-qbridge-passpersist`, if it is next to the daemons (required only
+    /// by topologies with `backend: snmp` switches).
+    pub snmp_handler: Option<PathBuf>,
 }
 
 const NAMES: [&str; 3] = ["subcast-agent", "subcast-controller", "subcast-node"];
+/// snmpd's pass_persist handler for `backend: snmp` switches.
+pub const SNMP_HANDLER: &str = "subcast-qbridge-passpersist";
+/// The packages `cargo_build` builds.
+const PACKAGES: [&str; 4] = [
+    "subcast-agent",
+    "subcast-controller",
+    "subcast-node",
+    "subcast-snmp",
+];
 
 /// How to find the binaries.
 #[derive(Debug, Clone, Default)]
@@ -85,18 +99,37 @@ fn candidate_dirs() -> Vec<PathBuf> {
     dirs
 }
 
-fn find_in(dirs: &[PathBuf]) -> Option<Binaries> {
+/// The first directory holding the three daemons (and the SNMP handler too, when
+/// `need_handler`).
+fn find_in(dirs: &[PathBuf], need_handler: bool) -> Option<Binaries> {
     for d in dirs {
         let paths: Vec<PathBuf> = NAMES.iter().map(|n| d.join(n)).collect();
-        if paths.iter().all(|p| p.is_file()) {
+        let handler = Some(d.join(SNMP_HANDLER)).filter(|p| p.is_file());
+        if paths.iter().all(|p| p.is_file()) && (handler.is_some() || !need_handler) {
             return Some(Binaries {
                 agent: paths[0].clone(),
                 controller: paths[1].clone(),
                 node: paths[2].clone(),
+                snmp_handler: handler,
             });
         }
     }
     None
+}
+
+/// What a directory must hold, for messages.
+fn wanted(need_handler: bool) -> String {
+    let mut v: Vec<&str> = NAMES.to_vec();
+    if need_handler {
+        v.push(SNMP_HANDLER);
+    }
+    format!("{v:?}")
+}
+
+/// The cargo command that builds everything `subcast-lab` runs.
+pub fn build_command() -> String {
+    let p: Vec<String> = PACKAGES.iter().map(|p| format!("-p {p}")).collect();
+    format!("cargo build {} --bins", p.join(" "))
 }
 
 /// Build the three daemons with cargo in the workspace this binary came from.
@@ -115,12 +148,13 @@ fn cargo_build() -> Result<()> {
     if release_profile() {
         c.arg("--release");
     }
-    for n in NAMES {
+    for n in PACKAGES {
         c.args(["-p", n]);
     }
     c.arg("--bins");
     eprintln!(
-        "subcast-lab: building the daemons: {cargo} build{} -p subcast-agent -p subcast-controller -p subcast-node --bins (in {})",
+        "subcast-lab: building the daemons: {}{} (in {})",
+        build_command(),
         if release_profile() { " --release" } else { "" },
         root.display()
     );
@@ -133,18 +167,29 @@ fn cargo_build() -> Result<()> {
     Ok(())
 }
 
-/// Find the three daemons, building them if needed and allowed.
-pub fn locate(opts: &Locate) -> Result<Binaries> {
+/// Find what a lab of `topo` runs (building it if needed and allowed): the three
+/// daemons, and the SNMP handler when it has `backend: snmp` switches.
+pub fn locate_for(opts: &Locate, topo: &labs::Topology) -> Result<Binaries> {
+    let snmp = topo
+        .switches
+        .values()
+        .any(|s| s.backend == labs::Backend::Snmp);
+    locate_with(opts, snmp)
+}
+
+fn locate_with(opts: &Locate, need_handler: bool) -> Result<Binaries> {
+    let want = wanted(need_handler);
     let explicit = opts
         .bin_dir
         .clone()
         .or_else(|| std::env::var_os("SUBCAST_BIN_DIR").map(PathBuf::from));
     if let Some(dir) = explicit {
-        return find_in(std::slice::from_ref(&dir)).with_context(|| {
+        return find_in(std::slice::from_ref(&dir), need_handler).with_context(|| {
             format!(
-                "{} does not hold all of {NAMES:?}: build them (cargo build -p subcast-agent \
-                 -p subcast-controller -p subcast-node --bins) or fix --bin-dir / SUBCAST_BIN_DIR",
-                dir.display()
+                "{} does not hold all of {want}: build them ({}) or fix --bin-dir / \
+                 SUBCAST_BIN_DIR",
+                dir.display(),
+                build_command()
             )
         });
     }
@@ -152,15 +197,16 @@ pub fn locate(opts: &Locate) -> Result<Binaries> {
         cargo_build()?;
     }
     let dirs = candidate_dirs();
-    if let Some(b) = find_in(&dirs) {
+    if let Some(b) = find_in(&dirs, need_handler) {
         return Ok(b);
     }
     if opts.no_build {
         bail!(
-            "cannot find {NAMES:?} in any of {dirs:?}: build them (cargo build -p subcast-agent \
-             -p subcast-controller -p subcast-node --bins) or pass --bin-dir DIR"
+            "cannot find {want} in any of {dirs:?}: build them ({}) or pass --bin-dir DIR",
+            build_command()
         );
     }
     cargo_build()?;
-    find_in(&dirs).with_context(|| format!("built the daemons but cannot find them in {dirs:?}"))
+    find_in(&dirs, need_handler)
+        .with_context(|| format!("built the daemons but cannot find {want} in {dirs:?}"))
 }

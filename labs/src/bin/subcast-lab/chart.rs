@@ -123,6 +123,14 @@ pub fn render(r: &Value) -> String {
     } else if let Some(e) = r["peer"]["error"].as_str() {
         let _ = writeln!(o, "\n(g) subcast against GlusterFS: not measured: {e}");
     }
+    if r["ovs"]["push"].is_object() {
+        let _ = write!(o, "\n{}", crate::bench_ovs::render(&r["ovs"]));
+    } else if let Some(e) = r["ovs"]["error"].as_str() {
+        let _ = writeln!(
+            o,
+            "\n(h) Open vSwitch snooping against push: not measured: {e}"
+        );
+    }
     o
 }
 

@@ -37,6 +37,9 @@ pub fn udp_payloads(data: &[u8]) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// Datagrams and bytes per destination address.
+pub type Tallies = BTreeMap<Ipv6Addr, Tally>;
+
 impl DstCapture {
     /// Capture IPv6 UDP on `ifname` of `netns` in `direction` ("in"/"out") matching
     /// `filter` (pcap syntax, ANDed with `ip6 and udp`).
@@ -68,6 +71,15 @@ impl DstCapture {
         let place = self.cap.place.clone();
         let (data, _) = self.cap.stop_raw()?;
         parse(&data).with_context(|| format!("the capture of {place} is not an Ethernet pcap"))
+    }
+
+    /// Stop; the counts per destination and the UDP payloads, in order.
+    pub fn stop_with_payloads(self) -> Result<(Tallies, Vec<Vec<u8>>)> {
+        let place = self.cap.place.clone();
+        let (data, _) = self.cap.stop_raw()?;
+        let t = parse(&data)
+            .with_context(|| format!("the capture of {place} is not an Ethernet pcap"))?;
+        Ok((t, udp_payloads(&data)))
     }
 
     /// Stop and return the UDP payloads captured, in order.

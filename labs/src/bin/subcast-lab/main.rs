@@ -5,6 +5,7 @@ mod attack;
 mod attack_setup;
 mod bench;
 mod bench_loss;
+mod bench_ovs;
 mod bench_rate;
 mod bins;
 mod chart;
@@ -19,6 +20,7 @@ mod rate_load;
 mod rate_watch;
 mod report;
 mod scenario;
+mod snmp;
 mod soak;
 mod stack;
 mod stored;
@@ -37,8 +39,9 @@ use crate::scenario::{RunOptions, Scenario};
 /// Where the daemons come from (see `bins`).
 #[derive(Args, Debug, Clone)]
 struct BinArgs {
-    /// Directory holding subcast-agent, subcast-controller and subcast-node (default:
-    /// next to this binary, then the workspace's target directory).
+    /// Directory holding subcast-agent, subcast-controller and subcast-node, and
+    /// subcast-qbridge-passpersist for `backend: snmp` switches (default: next to this
+    /// binary, then the workspace's target directory).
     #[arg(long, env = "SUBCAST_BIN_DIR")]
     bin_dir: Option<PathBuf>,
     /// Run `cargo build` of the daemons first, even if they are found.
@@ -165,6 +168,10 @@ enum Cmd {
     /// subset-only, and says so, if the storage node cannot do rendezvous puts).
     /// Runs `cargo build` of the daemons first unless --no-build or --bin-dir.
     Demo {
+        /// Topology to run it on (a bare name is looked up in labs/topologies/), e.g.
+        /// three-backends.yaml: a Linux bridge, an Open vSwitch and an SNMP switch.
+        #[arg(long, default_value = "seed-three-switch.yaml")]
+        topology: PathBuf,
         #[command(flatten)]
         args: ScenarioArgs,
     },
@@ -221,6 +228,10 @@ enum Cmd {
         /// `rate_mbit` of every link of part (g)'s shaped lab.
         #[arg(long, default_value_t = 200.0)]
         peer_rate_mbit: f64,
+        /// Only part (h): on seed-openflow.yaml, OVS MLD snooping against our push
+        /// through the OpenFlow backend (`--reps` each); writes bench-ovs.json.
+        #[arg(long, conflicts_with_all = ["loss_only", "rate_only", "put_only", "peer_only"])]
+        ovs_only: bool,
         #[command(flatten)]
         bins: BinArgs,
     },
@@ -437,17 +448,13 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Demo { mut args } => {
+        Cmd::Demo { topology, mut args } => {
             // The demo is the README's first command: make sure the daemons match
             // this checkout (cargo build is a no-op when they are up to date).
             if !args.bins.no_build && args.bins.bin_dir.is_none() {
                 args.bins.build = true;
             }
-            run_cmd(
-                PathBuf::from("seed-three-switch.yaml"),
-                Scenario::PutGet,
-                args,
-            )
+            run_cmd(topology, Scenario::PutGet, args)
         }
         Cmd::Bench {
             topology,
@@ -466,6 +473,7 @@ fn main() -> Result<()> {
             peer_small_puts,
             peer_big_puts,
             peer_rate_mbit,
+            ovs_only,
             bins,
         } => {
             let plan = putbench_peer::PeerPlan {
@@ -488,6 +496,18 @@ fn main() -> Result<()> {
             }
             if peer_only {
                 return peer_only_cmd(topology, locate, &out, json, plan);
+            }
+            if ovs_only {
+                let v = guarded(move || bench_ovs::part(&locate, reps))?;
+                std::fs::create_dir_all(&out)?;
+                let file = out.join("bench-ovs.json");
+                std::fs::write(&file, serde_json::to_string_pretty(&v)?)?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                } else {
+                    println!("{}\nwrote {}", bench_ovs::render(&v), file.display());
+                }
+                return Ok(());
             }
             let o = bench::BenchOptions {
                 peer: plan,

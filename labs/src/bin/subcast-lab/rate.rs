@@ -326,7 +326,7 @@ fn metrics(lab: &Lab, stack: &Stack) -> Result<String> {
 }
 
 fn run_controller(p: &Plan, a: &RateArgs, locate: &Locate) -> Result<Value> {
-    let bins = bins::locate(locate)?;
+    let bins = bins::locate_for(locate, &p.topo)?;
     let t_up = Instant::now();
     let opts = LabOptions {
         close_mld: true,

@@ -54,6 +54,25 @@ fn table(out: &mut String, topo: &Topology, rv: &Value) {
         })
         .unwrap_or_default();
     let mut rows: Vec<(String, Vec<String>)> = Vec::new();
+    // Which backend drove each switch (its agent's HELLO).
+    let sw = &rv["switches"];
+    if switches
+        .iter()
+        .any(|s| sw[s.as_str()]["backend"].is_string())
+    {
+        let cells = switches
+            .iter()
+            .map(|s| {
+                let v = &sw[s.as_str()];
+                let b = v["backend"].as_str().unwrap_or("?");
+                match v["snmp"]["version"].as_str() {
+                    Some(ver) => format!("{b} {ver}"),
+                    None => b.to_string(),
+                }
+            })
+            .collect();
+        rows.push(("Driven by (agent backend)".to_string(), cells));
+    }
     for h in topo.hosts_in_order() {
         let cells = switches
             .iter()
@@ -78,7 +97,6 @@ fn table(out: &mut String, topo: &Topology, rv: &Value) {
             .map(|s| parent_ports[*s].join(","))
             .collect(),
     ));
-    let sw = &rv["switches"];
     let t = targets.join(",");
     rows.push((
         format!("Rendezvous to {t}: expected"),

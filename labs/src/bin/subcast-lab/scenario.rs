@@ -135,7 +135,7 @@ pub fn bring_up(topo: &Topology, locate: &bins::Locate) -> Result<Running> {
     if !labs::lab_tests_enabled() {
         bail!("a lab needs root and iproute2 (run as root, apt-get install iproute2)");
     }
-    let bins = bins::locate(locate)?;
+    let bins = bins::locate_for(locate, topo)?;
     let t0 = Instant::now();
     let opts = LabOptions {
         close_mld: true,
@@ -477,32 +477,49 @@ pub fn run(opts: &RunOptions) -> Result<Value> {
         }),
     };
     let out = out.map_err(|e| anyhow!("{e:#}\ndaemon logs:\n{}", r.stack.logs()));
-    // `backend: snmp` switches are built as Linux bridges and driven here with the
-    // linux-bridge backend: say so rather than let the report look like SNMP.
-    let snmp: Vec<&String> = topo
-        .switches
-        .iter()
-        .filter(|(_, s)| s.backend == labs::Backend::Snmp)
-        .map(|(n, _)| n)
-        .collect();
     let out = out.map(|mut v| {
-        if !snmp.is_empty() {
-            let note = format!(
-                "switch(es) {} are `backend: snmp`: subcast-lab builds them as Linux bridges \
-                 and drives them with the linux-bridge backend; the SNMP path is tested by \
-                 `cargo test -p subcast-agent --test behaviour snmp`",
-                snmp.iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            eprintln!("subcast-lab: NOTE: {note}");
-            v["notes"] = json!([note]);
-        }
+        annotate_backends(&mut v, &topo, &r.stack);
         v
     });
     let Running { lab, stack, .. } = r;
     stack.stop();
     drop(lab);
     out
+}
+
+/// Says in the report which backend drove each switch, as its agent told the
+/// controller in HELLO: `backends.<S>` for every scenario, and
+/// `rendezvous.switches.<S>.backend` (and in every `rendezvous_groups[]`), with
+/// `snmp: {version, address, handler}` on SNMP switches. A switch driven by another
+/// backend than its topology's `backend:` fails the run (`backends_match`).
+pub fn annotate_backends(v: &mut Value, topo: &Topology, stack: &Stack) {
+    let want = labs::generate::backends(topo);
+    let mut all = serde_json::Map::new();
+    let mut matches = true;
+    for (sw, kind) in &want {
+        let got = stack.backends.get(sw);
+        matches &= got.map(String::as_str) == Some(*kind);
+        all.insert(sw.clone(), json!(got));
+    }
+    let add = |switches: Option<&mut Value>| {
+        if let Some(Value::Object(m)) = switches {
+            for (sw, s) in m.iter_mut() {
+                s["backend"] = json!(stack.backends.get(sw));
+                if let Some(snmp) = stack.snmp.get(sw) {
+                    s["snmp"] = snmp.describe();
+                }
+            }
+        }
+    };
+    add(v.pointer_mut("/rendezvous/switches"));
+    if let Some(groups) = v.get_mut("rendezvous_groups").and_then(Value::as_array_mut) {
+        for g in groups {
+            add(g.get_mut("switches"));
+        }
+    }
+    v["backends"] = Value::Object(all);
+    v["backends_match"] = json!(matches);
+    if !matches {
+        v["ok"] = json!(false);
+    }
 }

@@ -6,8 +6,9 @@
 //! and storage nodes at that switch's management address `fd00:5c::1:N` (in band:
 //! every host and switch reaches it over the lab's bridges) and serves its HTTP API
 //! on `[::1]:8411` inside that namespace (the lab talks to it from there). Each agent
-//! runs in its switch's namespace, drives `br0` (backend `linux-bridge`) and listens
-//! at the switch's management address, port 7410. Storage nodes run in host
+//! runs in its switch's namespace and drives `br0` with the switch's backend
+//! (`linux-bridge`; `openflow` for OVS; `snmp` against an snmpd started there first,
+//! see `snmp.rs`) and listens at the switch's management address, port 7410. Storage nodes run in host
 //! namespaces on `eth0`, UDP port 7412. Keys and the admin token are random per run,
 //! written `chmod 600` into the lab's scratch directory with every config and log.
 
@@ -46,13 +47,17 @@ pub struct Stack {
     pub ctl_netns: String,
     pub ctl_ip: Ipv6Addr,
     token: String,
-    // Field order = drop order: nodes, agents, then the controller.
+    /// The backend each agent says it drives (its HELLO, from `GET /v1/agents`).
+    pub backends: BTreeMap<String, String>,
+    // Field order = drop order: nodes, agents, snmpd, then the controller.
     pub nodes: BTreeMap<String, ChildGuard>,
     pub agents: BTreeMap<String, ChildGuard>,
+    /// snmpd of every `backend: snmp` switch.
+    pub snmp: BTreeMap<String, crate::snmp::SnmpSwitch>,
     controller: ChildGuard,
 }
 
-fn random_hex(bytes: usize) -> Result<String> {
+pub(crate) fn random_hex(bytes: usize) -> Result<String> {
     let mut buf = vec![0u8; bytes];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut buf))
@@ -60,7 +65,7 @@ fn random_hex(bytes: usize) -> Result<String> {
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-fn secret(path: &Path, text: &str) -> Result<()> {
+pub(crate) fn secret(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("chmod 600 {}", path.display()))?;
@@ -208,10 +213,12 @@ fn is_ovs(lab: &Lab, switch: &str) -> bool {
 
 /// The agent's backend: `openflow` for an OVS switch (the agent is its OpenFlow
 /// controller; wide-scope multicast without a flow, e.g. the negotiating group,
-/// floods; rendezvous groups without a flow are dropped), else `linux-bridge` (also
-/// for `backend: snmp`, which the lab builds as a Linux bridge).
-fn backend_yaml(lab: &Lab, switch: &str) -> String {
-    if is_ovs(lab, switch) {
+/// floods; rendezvous groups without a flow are dropped), `snmp` against the
+/// switch's snmpd for `backend: snmp`, else `linux-bridge`.
+fn backend_yaml(lab: &Lab, switch: &str, snmp: Option<&crate::snmp::SnmpSwitch>) -> String {
+    if let Some(s) = snmp {
+        s.backend_yaml()
+    } else if is_ovs(lab, switch) {
         format!(
             "backend:\n  kind: openflow\n  listen: \"{OPENFLOW_ADDR}\"\n  connect_timeout_ms: 20000\n  \
              flood_unknown_multicast: true\n"
@@ -295,7 +302,14 @@ fn teach_openflow(lab: &Lab) -> Result<()> {
     Ok(())
 }
 
-fn agent_yaml(lab: &Lab, dir: &Path, switch: &str, id: usize, addr: &AgentAddr) -> String {
+fn agent_yaml(
+    lab: &Lab,
+    dir: &Path,
+    switch: &str,
+    id: usize,
+    addr: &AgentAddr,
+    snmp: Option<&crate::snmp::SnmpSwitch>,
+) -> String {
     let ctl_ip = addr.controller;
     let topo = lab.topology();
     let mut y = format!(
@@ -303,7 +317,7 @@ fn agent_yaml(lab: &Lab, dir: &Path, switch: &str, id: usize, addr: &AgentAddr) 
          listen: \"[{}]:{AGENT_PORT}\"\nkey: {{ id: 101, file: \"{}\" }}\ncontroller_keys:\n  - {{ id: 1, file: \"{}\" }}\n\
          rendezvous_range: \"{POOL}\"\nheartbeat_interval_ms: 500\n\
          metrics: \"[::1]:{AGENT_METRICS_PORT}\"\nparent_groups:\n",
-        backend_yaml(lab, switch),
+        backend_yaml(lab, switch, snmp),
         addr.listen,
         dir.join("agent.key").display(),
         dir.join("ctl.key").display()
@@ -462,6 +476,8 @@ impl Stack {
                 std::net::TcpStream::connect(("::1", API_PORT)).is_ok()
             })?)
         })?;
+        // SNMP switches answer through their handler before their agents start.
+        let snmp = crate::snmp::start_all(lab, bins.snmp_handler.as_deref(), &dir)?;
         let mut agents = BTreeMap::new();
         let agent = bins.agent.display().to_string();
         // Agents on OVS switches first: until they run and have learned where every
@@ -478,7 +494,8 @@ impl Stack {
         for (pass, names) in [ovs, rest].into_iter().enumerate() {
             for name in names {
                 let path = dir.join(format!("agent-{name}.yaml"));
-                std::fs::write(&path, agent_yaml(lab, &dir, name, ids[name], &addrs[name]))?;
+                let yaml = agent_yaml(lab, &dir, name, ids[name], &addrs[name], snmp.get(name));
+                std::fs::write(&path, yaml)?;
                 let (log_out, log) = log_file(&dir, &format!("agent-{name}.log"))?;
                 let p = path.display().to_string();
                 let child = lab.spawn_with(
@@ -522,8 +539,10 @@ impl Stack {
             ctl_netns,
             ctl_ip,
             token,
+            backends: BTreeMap::new(),
             nodes: BTreeMap::new(),
             agents,
+            snmp,
             controller,
         };
         let n = lab.switches().len();
@@ -537,9 +556,23 @@ impl Stack {
                 }
             }
             let (s, v) = stack.http(lab, "GET", "/v1/agents", None)?;
-            Ok(s == 200
+            let up = s == 200
                 && v.as_array()
-                    .is_some_and(|a| a.len() == n && a.iter().all(|x| x["state"] == "up")))
+                    .is_some_and(|a| a.len() == n && a.iter().all(|x| x["state"] == "up"));
+            if up {
+                stack.backends = v
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|a| {
+                        Some((
+                            a["name"].as_str()?.to_owned(),
+                            a["backend"].as_str()?.to_owned(),
+                        ))
+                    })
+                    .collect();
+            }
+            Ok(up)
         })?;
         Ok(stack)
     }
@@ -658,6 +691,10 @@ impl Stack {
         let mut names = vec!["controller.log".to_string()];
         names.extend(self.agents.keys().map(|s| format!("agent-{s}.log")));
         names.extend(self.nodes.keys().map(|h| format!("node-{h}.log")));
+        for s in self.snmp.keys() {
+            names.push(format!("snmpd-{s}/snmpd.log"));
+            names.push(format!("snmpd-{s}/handler.log"));
+        }
         for n in names {
             let t = tail(&self.dir.join(&n));
             if !t.trim().is_empty() {
@@ -687,6 +724,7 @@ impl Stack {
     pub fn stop(mut self) {
         self.nodes.clear();
         self.agents.clear();
+        self.snmp.clear();
         self.controller
             .stop_with(nix_sigterm(), Duration::from_secs(2));
     }

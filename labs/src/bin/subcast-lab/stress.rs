@@ -84,7 +84,10 @@ fn subset_only(topo: &Topology, file: &Path, locate: &Locate) -> Result<()> {
         put_bench: crate::putbench::PutBenchArgs::default(),
     };
     let r = scenario::bring_up(topo, locate)?;
-    let out = scenario::subset_only(&r, &opts, &targets, &sender);
+    let out = scenario::subset_only(&r, &opts, &targets, &sender).map(|mut v| {
+        scenario::annotate_backends(&mut v, topo, &r.stack);
+        v
+    });
     let logs = r.stack.logs();
     let scenario::Running { lab, stack, .. } = r;
     stack.stop();
