@@ -1,0 +1,518 @@
+//! The controller policies' world: the controller's real engine and one real
+//! agent core per switch, over in-memory switches that apply at most
+//! `update_rate` table changes a second, datagrams delayed by the fabric's
+//! links, a store that completes after `store_us`, and the storage nodes'
+//! puts. One event queue in simulated time; no sockets, no threads.
+
+use crate::fabric::Fabric;
+use crate::load::{Arrivals, Picker, Put};
+use crate::setup::{self, CtlSetup, NegGroup, VLAN};
+use crate::stats::{Stats, SwitchStats};
+use anyhow::Result;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use subcast_agent::backend::memory::MemSwitch;
+use subcast_agent::core::action::BackendAction;
+use subcast_agent::core::{Agent, Now};
+use subcast_controller::engine::{Answer, Caller, Engine, Event, Handle, Request, TargetSpec};
+use subcast_proto::{Keyring, Member};
+
+/// Wall clock of the simulation's start (any fixed value: runs repeat).
+pub const UNIX0_US: u64 = 1_800_000_000_000_000;
+
+/// What every policy's run shares.
+#[derive(Debug, Clone)]
+pub struct RunParams {
+    pub seconds: f64,
+    pub seed: u64,
+    pub payload_bytes: u64,
+    /// Sender link speed: a put holds its lease for payload / speed.
+    pub link_gbps: f64,
+    /// Release right after the grant (the lab bench) instead of after the
+    /// transfer.
+    pub release_at_once: bool,
+    pub update_rate: u32,
+    pub store_us: u64,
+    pub arrivals: Arrivals,
+    pub picker: Picker,
+    /// Longest warm-up (agents' HELLO, pre-enumerated groups installed).
+    pub max_warmup_s: f64,
+}
+
+impl RunParams {
+    pub fn transfer_ns(&self) -> u64 {
+        if self.release_at_once {
+            0
+        } else {
+            (self.payload_bytes as f64 * 8.0 / self.link_gbps) as u64
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Ev {
+    CtlRx(SocketAddr, Vec<u8>),
+    CtlWake,
+    StoreDone(u64),
+    AgentRx(usize, Vec<u8>),
+    AgentWake(usize),
+    ActionDone(usize, BackendAction),
+    Arrival,
+    ClientNext(usize),
+    CtlRequest(Handle, Request),
+    Answer(Handle, Answer),
+    Release(Handle),
+}
+
+#[derive(Debug)]
+struct Pending {
+    put: Put,
+    asked_ns: u64,
+    client: Option<usize>,
+    lease: Option<u64>,
+}
+
+#[derive(Debug)]
+struct Sw {
+    agent: Agent,
+    mem: MemSwitch,
+    busy_until: u64,
+    wake: Option<u64>,
+}
+
+/// One controller-policy run.
+#[derive(Debug)]
+pub struct World<'a> {
+    f: &'a Fabric,
+    groups: &'a [NegGroup],
+    p: &'a RunParams,
+    base: Instant,
+    now_ns: u64,
+    q: BTreeMap<(u64, u64), Ev>,
+    seq: u64,
+    engine: Engine,
+    ctl_addr: SocketAddr,
+    ctl_wake: Option<u64>,
+    sws: Vec<Sw>,
+    by_addr: HashMap<SocketAddr, usize>,
+    rng: StdRng,
+    pending: HashMap<Handle, Pending>,
+    releasing: HashMap<Handle, Option<usize>>,
+    next_handle: Handle,
+    window: (u64, u64),
+    period_ns: u64,
+    pub stats: Stats,
+}
+
+impl<'a> World<'a> {
+    pub fn new(
+        f: &'a Fabric,
+        groups: &'a [NegGroup],
+        p: &'a RunParams,
+        ctl: &CtlSetup,
+    ) -> Result<World<'a>> {
+        let base = Instant::now();
+        let cfg = setup::controller_config(&setup::controller_yaml(f, groups, ctl, 0, 1))?;
+        let mut seed = [0u8; 32];
+        seed[..8].copy_from_slice(&p.seed.to_le_bytes());
+        let engine = Engine::new(
+            cfg,
+            Arc::new(subcast_controller::metrics::Metrics::new()),
+            base,
+            UNIX0_US,
+            seed,
+        );
+        let ctl_addr = setup::ctl_addr(0);
+        let now = Now::new(base, UNIX0_US);
+        let sws = (0..f.switches.len())
+            .map(|i| {
+                let mem = setup::mem_switch(f, i, ctl.budget);
+                let agent = Agent::new(
+                    setup::agent_settings(f, groups, i, ctl.budget, ctl_addr),
+                    Arc::new(mem.clone()),
+                    Keyring::new([setup::ctl_key()]),
+                    setup::agent_key(),
+                    Arc::new(subcast_agent::core::metrics::Metrics::new()),
+                    now,
+                );
+                Sw {
+                    agent,
+                    mem,
+                    busy_until: 0,
+                    wake: None,
+                }
+            })
+            .collect();
+        let by_addr = (0..f.switches.len())
+            .map(|i| (setup::agent_addr(i), i))
+            .collect();
+        let stats = Stats {
+            switches: vec![SwitchStats::default(); f.switches.len()],
+            ..Stats::default()
+        };
+        Ok(World {
+            f,
+            groups,
+            p,
+            base,
+            now_ns: 0,
+            q: BTreeMap::new(),
+            seq: 0,
+            engine,
+            ctl_addr,
+            ctl_wake: None,
+            sws,
+            by_addr,
+            rng: StdRng::seed_from_u64(p.seed),
+            pending: HashMap::new(),
+            releasing: HashMap::new(),
+            next_handle: 1,
+            window: (u64::MAX, u64::MAX),
+            period_ns: 1_000_000_000 / u64::from(p.update_rate.max(1)),
+            stats,
+        })
+    }
+
+    fn at(&self, ns: u64) -> Instant {
+        self.base + Duration::from_nanos(ns)
+    }
+
+    fn now(&self) -> Now {
+        Now::new(self.at(self.now_ns), UNIX0_US + self.now_ns / 1000)
+    }
+
+    fn ns_of(&self, t: Instant) -> u64 {
+        (t.saturating_duration_since(self.base).as_nanos() as u64).max(self.now_ns)
+    }
+
+    fn push(&mut self, t: u64, ev: Ev) {
+        self.seq += 1;
+        self.q.insert((t, self.seq), ev);
+    }
+
+    /// Runs the warm-up, then the measured window; the stats of the window
+    /// and its start and end (ns).
+    pub fn run(mut self) -> Result<(Stats, u64, u64)> {
+        for i in 0..self.sws.len() {
+            self.pump_agent(i);
+        }
+        self.pump_ctl();
+        // Warm-up: until every agent said HELLO and nothing is in flight for
+        // two seconds in a row (pre-enumerated groups installed).
+        let step = 500_000_000;
+        let max = (self.p.max_warmup_s * 1e9) as u64;
+        let mut quiet = 0;
+        let mut t = 0;
+        while t < max {
+            t += step;
+            self.run_until(t);
+            let hello = self.sws.iter().all(|s| s.agent.hello_acked());
+            let idle = self.engine.backlog().1 == 0;
+            quiet = if hello && idle { quiet + 1 } else { 0 };
+            if quiet >= 4 {
+                break;
+            }
+        }
+        let start = self.now_ns.max(t);
+        let end = start + (self.p.seconds * 1e9) as u64;
+        self.window = (start, end);
+        for (i, s) in self.stats.switches.iter_mut().enumerate() {
+            let n = self.sws[i].mem.state().groups.len();
+            *s = SwitchStats::default();
+            s.occupancy_at(start, n, start);
+        }
+        match self.p.arrivals {
+            Arrivals::Open { .. } => self.push(start, Ev::Arrival),
+            Arrivals::Closed { clients } => {
+                for c in 0..clients {
+                    self.push(start, Ev::ClientNext(c));
+                }
+            }
+        }
+        self.run_until(end);
+        let mut s = self.stats;
+        s.switches.iter_mut().for_each(|x| {
+            x.updates_by_s.truncate(self.p.seconds.ceil() as usize);
+        });
+        Ok((s, start, end))
+    }
+
+    fn in_window(&self) -> bool {
+        self.now_ns >= self.window.0 && self.now_ns < self.window.1
+    }
+
+    fn run_until(&mut self, end: u64) {
+        while let Some(entry) = self.q.first_entry() {
+            if entry.key().0 >= end {
+                break;
+            }
+            let ((t, _), ev) = entry.remove_entry();
+            self.now_ns = t;
+            self.handle(ev);
+        }
+        self.now_ns = self.now_ns.max(end);
+    }
+
+    fn handle(&mut self, ev: Ev) {
+        let now = self.at(self.now_ns);
+        match ev {
+            Ev::CtlRx(from, bytes) => {
+                self.engine.handle_datagram(now, from, &bytes);
+                self.pump_ctl();
+            }
+            Ev::CtlWake => {
+                if self.ctl_wake == Some(self.now_ns) {
+                    self.ctl_wake = None;
+                    self.engine.handle_timeout(now);
+                }
+                self.pump_ctl();
+            }
+            Ev::StoreDone(upto) => {
+                self.engine.handle(now, Event::StoreDone { upto });
+                self.pump_ctl();
+            }
+            Ev::AgentRx(i, bytes) => {
+                let n = self.now();
+                self.sws[i].agent.handle_datagram(&bytes, self.ctl_addr, n);
+                self.pump_agent(i);
+            }
+            Ev::AgentWake(i) => {
+                if self.sws[i].wake == Some(self.now_ns) {
+                    self.sws[i].wake = None;
+                    let n = self.now();
+                    self.sws[i].agent.handle_timeout(n);
+                }
+                self.pump_agent(i);
+            }
+            Ev::ActionDone(i, action) => {
+                let result = self.sws[i].mem.execute(&action);
+                let n = self.sws[i].mem.state().groups.len();
+                let w = self.window.0;
+                self.stats.switches[i].occupancy_at(self.now_ns, n, w);
+                let nw = self.now();
+                self.sws[i].agent.on_action_done(action.id(), result, nw);
+                self.pump_agent(i);
+            }
+            Ev::Arrival => {
+                if let Arrivals::Open { per_node } = self.p.arrivals {
+                    let rate = per_node * self.f.hosts.len() as f64;
+                    let u: f64 = self.rng.random_range(f64::EPSILON..1.0);
+                    let gap = (-u.ln() / rate * 1e9) as u64;
+                    let t = self.now_ns + gap.max(1);
+                    if t < self.window.1 {
+                        self.push(t, Ev::Arrival);
+                    }
+                }
+                let put = self.p.picker.pick(&mut self.rng, self.groups);
+                self.ask(put, None);
+            }
+            Ev::ClientNext(c) => {
+                if self.in_window() {
+                    let put = self.p.picker.pick(&mut self.rng, self.groups);
+                    self.ask(put, Some(c));
+                }
+            }
+            Ev::CtlRequest(handle, req) => {
+                self.engine.handle(
+                    now,
+                    Event::Request {
+                        handle,
+                        req,
+                        caller: Caller::admin("sim"),
+                    },
+                );
+                self.pump_ctl();
+            }
+            Ev::Answer(h, a) => self.answered(h, a),
+            Ev::Release(h) => {
+                let Some(p) = self.pending.remove(&h) else {
+                    return;
+                };
+                let Some(lease_id) = p.lease else { return };
+                let handle = self.next_handle;
+                self.next_handle += 1;
+                self.releasing.insert(handle, p.client);
+                self.engine.handle(
+                    now,
+                    Event::Release {
+                        handle,
+                        lease_id,
+                        caller: Caller::admin("sim"),
+                    },
+                );
+                self.pump_ctl();
+            }
+        }
+    }
+
+    fn ask(&mut self, put: Put, client: Option<usize>) {
+        self.stats.offered += 1;
+        let handle = self.next_handle;
+        self.next_handle += 1;
+        let lat = self.f.host_to_ctl_us(put.sender) * 1000;
+        let req = Request {
+            parent: self.groups[put.group].parent.to_string(),
+            vlan: Some(VLAN),
+            targets: put
+                .targets
+                .iter()
+                .map(|t| TargetSpec::Member(Member::Mac(self.f.hosts[*t].mac)))
+                .collect(),
+            lifetime_ms: None,
+            requester: self.f.hosts[put.sender].name.clone(),
+            path: "http",
+        };
+        self.pending.insert(
+            handle,
+            Pending {
+                put,
+                asked_ns: self.now_ns,
+                client,
+                lease: None,
+            },
+        );
+        // The request travels to the controller first.
+        self.push(self.now_ns + lat, Ev::CtlRequest(handle, req));
+    }
+
+    fn answered(&mut self, h: Handle, a: Answer) {
+        if let Some(client) = self.releasing.remove(&h) {
+            if let Some(c) = client {
+                self.push(self.now_ns, Ev::ClientNext(c));
+            }
+            return;
+        }
+        let Some(p) = self.pending.get_mut(&h) else {
+            return;
+        };
+        let counted = p.asked_ns >= self.window.0 && self.now_ns < self.window.1;
+        let waited_us = (self.now_ns - p.asked_ns) / 1000;
+        let put = p.put.clone();
+        let client = p.client;
+        let payload = u128::from(self.p.payload_bytes);
+        let unicast_links: u64 = put
+            .targets
+            .iter()
+            .map(|t| self.f.unicast_links(put.sender, *t))
+            .sum();
+        match a {
+            Answer::Granted(lease) => {
+                p.lease = Some(lease.id);
+                if counted {
+                    let w = self.f.walk(put.sender, |sw| {
+                        self.sws[sw]
+                            .mem
+                            .state()
+                            .groups
+                            .get(&(VLAN, lease.group))
+                            .cloned()
+                    });
+                    let s = &mut self.stats;
+                    s.puts += 1;
+                    s.granted += 1;
+                    s.grant_us.push(waited_us);
+                    if lease.reused {
+                        s.reused += 1;
+                    } else {
+                        s.waits_us.push(waited_us);
+                    }
+                    if !w.exact(&put.targets) {
+                        s.delivery_errors += 1;
+                    }
+                    s.sender_bytes += payload;
+                    s.fabric_bytes += payload * u128::from(w.links);
+                    s.sender_bytes_unicast += payload * put.targets.len() as u128;
+                    s.fabric_bytes_unicast += payload * u128::from(unicast_links);
+                }
+                let t = self.now_ns + self.p.transfer_ns();
+                self.push(t, Ev::Release(h));
+            }
+            Answer::Refused(r) => {
+                self.pending.remove(&h);
+                if counted {
+                    let s = &mut self.stats;
+                    s.puts += 1;
+                    *s.refusals.entry(r.reason.name().to_owned()).or_default() += 1;
+                    // The node falls back to unicast.
+                    s.sender_bytes += payload * put.targets.len() as u128;
+                    s.sender_bytes_unicast += payload * put.targets.len() as u128;
+                    s.fabric_bytes += payload * u128::from(unicast_links);
+                    s.fabric_bytes_unicast += payload * u128::from(unicast_links);
+                }
+                if let Some(c) = client {
+                    self.push(self.now_ns, Ev::ClientNext(c));
+                }
+            }
+            Answer::Released(_) | Answer::NotReleased(_) => {}
+        }
+    }
+
+    fn pump_ctl(&mut self) {
+        let now = self.at(self.now_ns);
+        while let Some((to, bytes)) = self.engine.poll_transmit(now) {
+            if let Some(&i) = self.by_addr.get(&to) {
+                let t = self.now_ns + self.f.ctl_to_switch_us(i) * 1000;
+                self.push(t, Ev::AgentRx(i, bytes));
+            }
+        }
+        let mut upto = None;
+        while let Some(w) = self.engine.poll_store() {
+            upto = Some(w.seq);
+        }
+        if let Some(u) = upto {
+            let t = self.now_ns + self.p.store_us * 1000;
+            self.push(t, Ev::StoreDone(u));
+        }
+        while let Some((h, a)) = self.engine.poll_reply() {
+            let lat = self
+                .pending
+                .get(&h)
+                .map_or(0, |p| self.f.host_to_ctl_us(p.put.sender) * 1000);
+            self.push(self.now_ns + lat, Ev::Answer(h, a));
+        }
+        if let Some(t) = self.engine.poll_timeout() {
+            let t = self.ns_of(t);
+            if self.ctl_wake.is_none_or(|w| t < w) {
+                self.ctl_wake = Some(t);
+                self.push(t, Ev::CtlWake);
+            }
+        }
+    }
+
+    fn pump_agent(&mut self, i: usize) {
+        while let Some(a) = self.sws[i].agent.poll_action() {
+            let done = match &a {
+                BackendAction::Apply { changes, .. } => {
+                    let start = self.sws[i].busy_until.max(self.now_ns);
+                    let w = self.window.0;
+                    for k in 1..=changes.len() as u64 {
+                        self.stats.switches[i].update_at(start + k * self.period_ns, w);
+                    }
+                    let done = start + changes.len() as u64 * self.period_ns;
+                    self.sws[i].busy_until = done;
+                    done
+                }
+                _ => self.now_ns,
+            };
+            self.push(done, Ev::ActionDone(i, a));
+        }
+        while let Some(tx) = self.sws[i].agent.poll_transmit() {
+            let t = self.now_ns + self.f.ctl_to_switch_us(i) * 1000;
+            let from = setup::agent_addr(i);
+            if tx.to == self.ctl_addr {
+                self.push(t, Ev::CtlRx(from, tx.bytes));
+            }
+        }
+        if let Some(t) = self.sws[i].agent.poll_timeout() {
+            let t = self.ns_of(t);
+            if self.sws[i].wake.is_none_or(|w| t < w) {
+                self.sws[i].wake = Some(t);
+                self.push(t, Ev::AgentWake(i));
+            }
+        }
+    }
+}
