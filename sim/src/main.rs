@@ -79,6 +79,16 @@ struct Args {
     /// Longest warm-up in simulated seconds (HELLOs, pre-enumerated groups).
     #[arg(long, default_value_t = 60.0)]
     max_warmup_s: f64,
+    /// Controllers side by side (1-4): disjoint pool slices, each switch's
+    /// budget split evenly between them.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=4))]
+    controllers: u8,
+    /// Controller 1 (of --controllers, at least 2) dies this many seconds into the load.
+    #[arg(long)]
+    kill_controller_at: Option<f64>,
+    /// A node that has no answer after this long asks the next controller.
+    #[arg(long, default_value_t = 500)]
+    failover_ms: u64,
     /// Also run the seed topology under a lab bench's load and compare
     /// (`labs/results/bench-rate.json`): adds `validation` to the JSON.
     #[arg(long)]
@@ -160,6 +170,9 @@ fn check(a: &Args) -> Result<()> {
     if a.update_rate == 0 || a.budget == 0 {
         bail!("--update-rate and --budget must be at least 1");
     }
+    if a.kill_controller_at.is_some() && a.controllers < 2 {
+        bail!("--kill-controller-at needs --controllers 2 or more (someone must take over)");
+    }
     if a.replicas == 0 || a.replicas > a.group_size {
         bail!("--replicas must be between 1 and --group-size");
     }
@@ -190,6 +203,9 @@ fn cluster(a: &Args) -> Result<Value> {
             replicas: a.replicas,
         },
         max_warmup_s: a.max_warmup_s,
+        controllers: usize::from(a.controllers),
+        kill_at_s: a.kill_controller_at,
+        failover_ms: a.failover_ms,
     };
     let k = CtlKnobs {
         budget: a.budget,
@@ -216,6 +232,8 @@ fn cluster(a: &Args) -> Result<Value> {
             "seed": a.seed, "chunk_bytes": a.chunk_bytes, "link_gbps": a.link_gbps,
             "link_us": a.link_us, "warm_ms": a.warm_ms, "retransmit_ms": a.retransmit_ms,
             "attempts": a.attempts, "store_us": a.store_us,
+            "controllers": a.controllers, "kill_controller_at_s": a.kill_controller_at,
+            "failover_ms": a.failover_ms,
         },
         "policies": res,
     }))

@@ -108,6 +108,9 @@ pub fn run_all(
         let (mut s, end, start) = run_policy(f, groups, p, k, pol)?;
         let mut v = s.to_json(p.seconds, end, start, p.update_rate);
         v["warmup_s"] = json!(start as f64 / 1e9);
+        if let Some(k) = s.kill_json() {
+            v["controller_failure"] = k;
+        }
         tracing::info!(
             policy = pol.name(),
             wall_s = t.elapsed().as_secs_f64(),

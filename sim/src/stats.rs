@@ -74,6 +74,18 @@ pub struct Stats {
     /// copy to each target and none elsewhere.
     pub delivery_errors: u64,
     pub switches: Vec<SwitchStats>,
+    /// Several controllers: requests re-sent to another controller.
+    pub failovers: u64,
+    pub killed_at_ns: Option<u64>,
+    /// Puts waiting on the controller when it died.
+    pub in_flight_at_kill: u64,
+    /// Those, and puts asked of the dead controller later (the node did
+    /// not know yet).
+    pub stranded: u64,
+    /// Their time from request to grant or refusal (µs).
+    pub orphan_waits_us: Vec<u64>,
+    /// When the last group of the dead controller's slice left the switches.
+    pub dead_groups_gone_ns: Option<u64>,
 }
 
 pub fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
@@ -159,7 +171,25 @@ impl Stats {
             "sender_bytes_vs_unicast": ratio(self.sender_bytes, self.sender_bytes_unicast),
             "fabric_bytes_vs_unicast": ratio(self.fabric_bytes, self.fabric_bytes_unicast),
             "delivery_errors": self.delivery_errors,
+            "failovers": self.failovers,
         })
+    }
+}
+
+impl Stats {
+    /// What happened after a controller died (`None` if none did).
+    pub fn kill_json(&self) -> Option<Value> {
+        let at = self.killed_at_ns?;
+        let mut w = self.orphan_waits_us.clone();
+        w.sort_unstable();
+        Some(json!({
+            "in_flight_at_kill": self.in_flight_at_kill,
+            "stranded": self.stranded,
+            "stranded_settled": w.len(),
+            "their_wait_ms": { "p50": ms(percentile(&w, 50.0)), "p99": ms(percentile(&w, 99.0)) },
+            "failovers": self.failovers,
+            "dead_controller_groups_gone_after_s": self.dead_groups_gone_ns.map(|t| (t - at) as f64 / 1e9),
+        }))
     }
 }
 

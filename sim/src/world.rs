@@ -41,6 +41,14 @@ pub struct RunParams {
     pub picker: Picker,
     /// Longest warm-up (agents' HELLO, pre-enumerated groups installed).
     pub max_warmup_s: f64,
+    /// Controllers side by side (disjoint pool slices, each switch's budget
+    /// split between them); negotiating group g asks controller g mod n first.
+    pub controllers: usize,
+    /// Controller 0 dies this many seconds into the window.
+    pub kill_at_s: Option<f64>,
+    /// A node that got no answer for this long asks the next controller
+    /// (and avoids the silent one from then on).
+    pub failover_ms: u64,
 }
 
 impl RunParams {
@@ -55,15 +63,18 @@ impl RunParams {
 
 #[derive(Debug)]
 enum Ev {
-    CtlRx(SocketAddr, Vec<u8>),
-    CtlWake,
-    StoreDone(u64),
-    AgentRx(usize, Vec<u8>),
+    CtlRx(usize, SocketAddr, Vec<u8>),
+    CtlWake(usize),
+    StoreDone(usize, u64),
+    Kill(usize),
+    Sample,
+    Timeout(Handle),
+    AgentRx(usize, SocketAddr, Vec<u8>),
     AgentWake(usize),
     ActionDone(usize, BackendAction),
     Arrival,
     ClientNext(usize),
-    CtlRequest(Handle, Request),
+    CtlRequest(usize, Handle, Request),
     Answer(Handle, Answer),
     Release(Handle),
 }
@@ -74,6 +85,18 @@ struct Pending {
     asked_ns: u64,
     client: Option<usize>,
     lease: Option<u64>,
+    /// The controller asked (and that granted).
+    ctl: usize,
+    /// It was waiting on a controller when that controller died.
+    orphaned: bool,
+}
+
+#[derive(Debug)]
+struct Ctl {
+    engine: Engine,
+    addr: SocketAddr,
+    wake: Option<u64>,
+    alive: bool,
 }
 
 #[derive(Debug)]
@@ -94,11 +117,14 @@ pub struct World<'a> {
     now_ns: u64,
     q: BTreeMap<(u64, u64), Ev>,
     seq: u64,
-    engine: Engine,
-    ctl_addr: SocketAddr,
-    ctl_wake: Option<u64>,
+    ctls: Vec<Ctl>,
     sws: Vec<Sw>,
     by_addr: HashMap<SocketAddr, usize>,
+    ctl_by_addr: HashMap<SocketAddr, usize>,
+    /// Per node: controllers it found silent.
+    shunned: HashMap<usize, u64>,
+    /// Requests a node gave up on (a late grant is released at once).
+    abandoned: HashMap<Handle, usize>,
     rng: StdRng,
     pending: HashMap<Handle, Pending>,
     releasing: HashMap<Handle, Option<usize>>,
@@ -116,16 +142,31 @@ impl<'a> World<'a> {
         ctl: &CtlSetup,
     ) -> Result<World<'a>> {
         let base = Instant::now();
-        let cfg = setup::controller_config(&setup::controller_yaml(f, groups, ctl, 0, 1))?;
-        let mut seed = [0u8; 32];
-        seed[..8].copy_from_slice(&p.seed.to_le_bytes());
-        let engine = Engine::new(
-            cfg,
-            Arc::new(subcast_controller::metrics::Metrics::new()),
-            base,
-            UNIX0_US,
-            seed,
-        );
+        let n = p.controllers.max(1);
+        let mut ctls = Vec::new();
+        for c in 0..n {
+            let share = CtlSetup {
+                budget: (ctl.budget / n as u32).max(1),
+                ..ctl.clone()
+            };
+            let cfg = setup::controller_config(&setup::controller_yaml(f, groups, &share, c, n))?;
+            let mut seed = [0u8; 32];
+            seed[..8].copy_from_slice(&p.seed.to_le_bytes());
+            seed[8] = c as u8;
+            ctls.push(Ctl {
+                engine: Engine::new(
+                    cfg,
+                    Arc::new(subcast_controller::metrics::Metrics::new()),
+                    base,
+                    UNIX0_US,
+                    seed,
+                ),
+                addr: setup::ctl_addr(c),
+                wake: None,
+                alive: true,
+            });
+        }
+        // Agents say HELLO to (and heartbeat) one controller: the first.
         let ctl_addr = setup::ctl_addr(0);
         let now = Now::new(base, UNIX0_US);
         let sws = (0..f.switches.len())
@@ -150,6 +191,7 @@ impl<'a> World<'a> {
         let by_addr = (0..f.switches.len())
             .map(|i| (setup::agent_addr(i), i))
             .collect();
+        let ctl_by_addr = ctls.iter().enumerate().map(|(i, c)| (c.addr, i)).collect();
         let stats = Stats {
             switches: vec![SwitchStats::default(); f.switches.len()],
             ..Stats::default()
@@ -162,11 +204,12 @@ impl<'a> World<'a> {
             now_ns: 0,
             q: BTreeMap::new(),
             seq: 0,
-            engine,
-            ctl_addr,
-            ctl_wake: None,
+            ctls,
             sws,
             by_addr,
+            ctl_by_addr,
+            shunned: HashMap::new(),
+            abandoned: HashMap::new(),
             rng: StdRng::seed_from_u64(p.seed),
             pending: HashMap::new(),
             releasing: HashMap::new(),
@@ -200,7 +243,9 @@ impl<'a> World<'a> {
         for i in 0..self.sws.len() {
             self.pump_agent(i);
         }
-        self.pump_ctl();
+        for c in 0..self.ctls.len() {
+            self.pump_ctl(c);
+        }
         // Warm-up: until every agent said HELLO and nothing is in flight for
         // two seconds in a row (pre-enumerated groups installed).
         let step = 500_000_000;
@@ -211,7 +256,7 @@ impl<'a> World<'a> {
             t += step;
             self.run_until(t);
             let hello = self.sws.iter().all(|s| s.agent.hello_acked());
-            let idle = self.engine.backlog().1 == 0;
+            let idle = self.ctls.iter().all(|c| c.engine.backlog().1 == 0);
             quiet = if hello && idle { quiet + 1 } else { 0 };
             if quiet >= 4 {
                 break;
@@ -224,6 +269,9 @@ impl<'a> World<'a> {
             let n = self.sws[i].mem.state().groups.len();
             *s = SwitchStats::default();
             s.occupancy_at(start, n, start);
+        }
+        if let Some(k) = self.p.kill_at_s {
+            self.push(start + (k * 1e9) as u64, Ev::Kill(0));
         }
         match self.p.arrivals {
             Arrivals::Open { .. } => self.push(start, Ev::Arrival),
@@ -260,24 +308,31 @@ impl<'a> World<'a> {
     fn handle(&mut self, ev: Ev) {
         let now = self.at(self.now_ns);
         match ev {
-            Ev::CtlRx(from, bytes) => {
-                self.engine.handle_datagram(now, from, &bytes);
-                self.pump_ctl();
-            }
-            Ev::CtlWake => {
-                if self.ctl_wake == Some(self.now_ns) {
-                    self.ctl_wake = None;
-                    self.engine.handle_timeout(now);
+            Ev::CtlRx(c, from, bytes) => {
+                if self.ctls[c].alive {
+                    self.ctls[c].engine.handle_datagram(now, from, &bytes);
+                    self.pump_ctl(c);
                 }
-                self.pump_ctl();
             }
-            Ev::StoreDone(upto) => {
-                self.engine.handle(now, Event::StoreDone { upto });
-                self.pump_ctl();
+            Ev::CtlWake(c) => {
+                if self.ctls[c].alive && self.ctls[c].wake == Some(self.now_ns) {
+                    self.ctls[c].wake = None;
+                    self.ctls[c].engine.handle_timeout(now);
+                    self.pump_ctl(c);
+                }
             }
-            Ev::AgentRx(i, bytes) => {
+            Ev::StoreDone(c, upto) => {
+                if self.ctls[c].alive {
+                    self.ctls[c].engine.handle(now, Event::StoreDone { upto });
+                    self.pump_ctl(c);
+                }
+            }
+            Ev::Kill(c) => self.kill(c),
+            Ev::Sample => self.sample(),
+            Ev::Timeout(h) => self.timed_out(h),
+            Ev::AgentRx(i, from, bytes) => {
                 let n = self.now();
-                self.sws[i].agent.handle_datagram(&bytes, self.ctl_addr, n);
+                self.sws[i].agent.handle_datagram(&bytes, from, n);
                 self.pump_agent(i);
             }
             Ev::AgentWake(i) => {
@@ -316,16 +371,18 @@ impl<'a> World<'a> {
                     self.ask(put, Some(c));
                 }
             }
-            Ev::CtlRequest(handle, req) => {
-                self.engine.handle(
-                    now,
-                    Event::Request {
-                        handle,
-                        req,
-                        caller: Caller::admin("sim"),
-                    },
-                );
-                self.pump_ctl();
+            Ev::CtlRequest(c, handle, req) => {
+                if self.ctls[c].alive {
+                    self.ctls[c].engine.handle(
+                        now,
+                        Event::Request {
+                            handle,
+                            req,
+                            caller: Caller::admin("sim"),
+                        },
+                    );
+                    self.pump_ctl(c);
+                }
             }
             Ev::Answer(h, a) => self.answered(h, a),
             Ev::Release(h) => {
@@ -333,26 +390,40 @@ impl<'a> World<'a> {
                     return;
                 };
                 let Some(lease_id) = p.lease else { return };
-                let handle = self.next_handle;
-                self.next_handle += 1;
-                self.releasing.insert(handle, p.client);
-                self.engine.handle(
-                    now,
-                    Event::Release {
-                        handle,
-                        lease_id,
-                        caller: Caller::admin("sim"),
-                    },
-                );
-                self.pump_ctl();
+                self.release(p.ctl, lease_id, p.client);
             }
         }
     }
 
     fn ask(&mut self, put: Put, client: Option<usize>) {
         self.stats.offered += 1;
+        let ctl = self.controller_for(&put);
+        let p = Pending {
+            put,
+            asked_ns: self.now_ns,
+            client,
+            lease: None,
+            ctl,
+            orphaned: false,
+        };
+        self.send_request(p);
+    }
+
+    /// The controller a node asks for `put`: its group's, unless the node
+    /// found that one silent.
+    fn controller_for(&self, put: &Put) -> usize {
+        let n = self.ctls.len();
+        let shunned = self.shunned.get(&put.sender).copied().unwrap_or(0);
+        (0..n)
+            .map(|i| (put.group + i) % n)
+            .find(|c| shunned & (1 << c) == 0)
+            .unwrap_or(put.group % n)
+    }
+
+    fn send_request(&mut self, pending: Pending) {
         let handle = self.next_handle;
         self.next_handle += 1;
+        let put = &pending.put;
         let lat = self.f.host_to_ctl_us(put.sender) * 1000;
         let req = Request {
             parent: self.groups[put.group].parent.to_string(),
@@ -366,20 +437,121 @@ impl<'a> World<'a> {
             requester: self.f.hosts[put.sender].name.clone(),
             path: "http",
         };
-        self.pending.insert(
-            handle,
-            Pending {
-                put,
-                asked_ns: self.now_ns,
-                client,
-                lease: None,
+        let c = pending.ctl;
+        let mut pending = pending;
+        if !self.ctls[c].alive && !pending.orphaned {
+            // Asked a controller that is dead (the node does not know yet).
+            pending.orphaned = true;
+            self.stats.stranded += 1;
+        }
+        self.pending.insert(handle, pending);
+        // The request travels to the controller first.
+        self.push(self.now_ns + lat, Ev::CtlRequest(c, handle, req));
+        if self.ctls.len() > 1 {
+            self.push(
+                self.now_ns + self.p.failover_ms * 1_000_000,
+                Ev::Timeout(handle),
+            );
+        }
+    }
+
+    fn release(&mut self, c: usize, lease_id: u64, client: Option<usize>) {
+        if !self.ctls[c].alive {
+            if let Some(k) = client {
+                self.push(self.now_ns, Ev::ClientNext(k));
+            }
+            return;
+        }
+        let handle = self.next_handle;
+        self.next_handle += 1;
+        self.releasing.insert(handle, client);
+        let now = self.at(self.now_ns);
+        self.ctls[c].engine.handle(
+            now,
+            Event::Release {
+                handle,
+                lease_id,
+                caller: Caller::admin("sim"),
             },
         );
-        // The request travels to the controller first.
-        self.push(self.now_ns + lat, Ev::CtlRequest(handle, req));
+        self.pump_ctl(c);
+    }
+
+    /// No answer in time: the node asks the next controller.
+    fn timed_out(&mut self, h: Handle) {
+        let Some(p) = self.pending.get(&h) else {
+            return;
+        };
+        if p.lease.is_some() {
+            return;
+        }
+        let Some(mut p) = self.pending.remove(&h) else {
+            return;
+        };
+        let all = (1u64 << self.ctls.len()) - 1;
+        let bits = self.shunned.entry(p.put.sender).or_default();
+        *bits |= 1 << p.ctl;
+        if *bits == all {
+            // Every controller was silent once: try the others again.
+            *bits = 1 << p.ctl;
+        }
+        self.abandoned.insert(h, p.ctl);
+        self.stats.failovers += 1;
+        p.ctl = self.controller_for(&p.put);
+        self.send_request(p);
+    }
+
+    fn kill(&mut self, c: usize) {
+        self.ctls[c].alive = false;
+        self.stats.killed_at_ns = Some(self.now_ns);
+        let mut n = 0;
+        for p in self.pending.values_mut() {
+            if p.ctl == c && p.lease.is_none() {
+                p.orphaned = true;
+                n += 1;
+            }
+        }
+        self.stats.in_flight_at_kill = n;
+        self.stats.stranded += n;
+        self.push(self.now_ns, Ev::Sample);
+    }
+
+    /// After a kill: groups of the dead controller's slice still on switches.
+    fn sample(&mut self) {
+        let n = self.ctls.len() as u32;
+        let (lo, hi) = slice_bounds(0, n);
+        let left: usize = self
+            .sws
+            .iter()
+            .map(|s| {
+                s.mem
+                    .state()
+                    .groups
+                    .keys()
+                    .filter(|(_, g)| {
+                        let i = u32::from(g.segments()[7]);
+                        (lo..hi).contains(&i)
+                    })
+                    .count()
+            })
+            .sum();
+        if left == 0 {
+            if self.stats.dead_groups_gone_ns.is_none() {
+                self.stats.dead_groups_gone_ns = Some(self.now_ns);
+            }
+        } else {
+            self.stats.dead_groups_gone_ns = None;
+            self.push(self.now_ns + 250_000_000, Ev::Sample);
+        }
     }
 
     fn answered(&mut self, h: Handle, a: Answer) {
+        if let Some(c) = self.abandoned.remove(&h) {
+            if let Answer::Granted(l) = a {
+                self.release(c, l.id, None);
+            }
+            return;
+        }
         if let Some(client) = self.releasing.remove(&h) {
             if let Some(c) = client {
                 self.push(self.now_ns, Ev::ClientNext(c));
@@ -393,6 +565,9 @@ impl<'a> World<'a> {
         let waited_us = (self.now_ns - p.asked_ns) / 1000;
         let put = p.put.clone();
         let client = p.client;
+        if p.orphaned && counted {
+            self.stats.orphan_waits_us.push(waited_us);
+        }
         let payload = u128::from(self.p.payload_bytes);
         let unicast_links: u64 = put
             .targets
@@ -451,34 +626,35 @@ impl<'a> World<'a> {
         }
     }
 
-    fn pump_ctl(&mut self) {
+    fn pump_ctl(&mut self, c: usize) {
         let now = self.at(self.now_ns);
-        while let Some((to, bytes)) = self.engine.poll_transmit(now) {
+        let from = self.ctls[c].addr;
+        while let Some((to, bytes)) = self.ctls[c].engine.poll_transmit(now) {
             if let Some(&i) = self.by_addr.get(&to) {
                 let t = self.now_ns + self.f.ctl_to_switch_us(i) * 1000;
-                self.push(t, Ev::AgentRx(i, bytes));
+                self.push(t, Ev::AgentRx(i, from, bytes));
             }
         }
         let mut upto = None;
-        while let Some(w) = self.engine.poll_store() {
+        while let Some(w) = self.ctls[c].engine.poll_store() {
             upto = Some(w.seq);
         }
         if let Some(u) = upto {
             let t = self.now_ns + self.p.store_us * 1000;
-            self.push(t, Ev::StoreDone(u));
+            self.push(t, Ev::StoreDone(c, u));
         }
-        while let Some((h, a)) = self.engine.poll_reply() {
+        while let Some((h, a)) = self.ctls[c].engine.poll_reply() {
             let lat = self
                 .pending
                 .get(&h)
                 .map_or(0, |p| self.f.host_to_ctl_us(p.put.sender) * 1000);
             self.push(self.now_ns + lat, Ev::Answer(h, a));
         }
-        if let Some(t) = self.engine.poll_timeout() {
+        if let Some(t) = self.ctls[c].engine.poll_timeout() {
             let t = self.ns_of(t);
-            if self.ctl_wake.is_none_or(|w| t < w) {
-                self.ctl_wake = Some(t);
-                self.push(t, Ev::CtlWake);
+            if self.ctls[c].wake.is_none_or(|w| t < w) {
+                self.ctls[c].wake = Some(t);
+                self.push(t, Ev::CtlWake(c));
             }
         }
     }
@@ -503,8 +679,8 @@ impl<'a> World<'a> {
         while let Some(tx) = self.sws[i].agent.poll_transmit() {
             let t = self.now_ns + self.f.ctl_to_switch_us(i) * 1000;
             let from = setup::agent_addr(i);
-            if tx.to == self.ctl_addr {
-                self.push(t, Ev::CtlRx(from, tx.bytes));
+            if let Some(&c) = self.ctl_by_addr.get(&tx.to) {
+                self.push(t, Ev::CtlRx(c, from, tx.bytes));
             }
         }
         if let Some(t) = self.sws[i].agent.poll_timeout() {
@@ -515,4 +691,14 @@ impl<'a> World<'a> {
             }
         }
     }
+}
+
+/// Controller `i` of `n`'s slice of the pool's 65,536 addresses (low 16
+/// bits), as the controller's `Pool::new` cuts it.
+pub fn slice_bounds(i: u32, n: u32) -> (u32, u32) {
+    let total = 65_536u32;
+    let n = n.max(1);
+    let start = total / n * i + i.min(total % n);
+    let len = total / n + u32::from(i < total % n);
+    (start, start + len)
 }

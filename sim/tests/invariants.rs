@@ -148,3 +148,43 @@ fn validation_against_a_bench_file_reports_ok_per_cell() {
     assert_eq!(v["validation"]["ok"], json!(false), "{:#}", v["validation"]);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn puts_waiting_on_a_dead_controller_fail_over() {
+    // A load the surviving controller answers well within the timeout.
+    let v = sim(&[
+        &SMALL[..6],
+        &[
+            "--budget",
+            "32",
+            "--update-rate",
+            "200",
+            "--seconds",
+            "2",
+            "--rate",
+            "4",
+            "--seed",
+            "3",
+            "--policy",
+            "reuse",
+            "--controllers",
+            "2",
+            "--kill-controller-at",
+            "0.5",
+            "--failover-ms",
+            "300",
+        ],
+    ]
+    .concat());
+    let r = &v["policies"]["reuse"];
+    let k = &r["controller_failure"];
+    let stranded = k["stranded"].as_u64().unwrap();
+    assert!(stranded > 0, "no put asked the dead controller: {k}");
+    // Those asked in the last 300 ms of the window settle after it.
+    let settled = k["stranded_settled"].as_u64().unwrap();
+    assert!(settled * 10 >= stranded * 8, "{k}");
+    assert!(k["failovers"].as_u64().unwrap() >= settled, "{k}");
+    // Each of them waited for the node's timeout before asking the other.
+    assert!(f(&k["their_wait_ms"]["p50"]) >= 300.0, "{k}");
+    assert!(r["max_occupancy"].as_u64().unwrap() <= 32, "{r}");
+}
