@@ -67,14 +67,24 @@ struct Entry {
 
 /// Runs `mode` over the measured window (no warm-up needed: nothing is
 /// installed ahead).
-pub fn run(f: &Fabric, groups: &[NegGroup], p: &RunParams, mode: Mode, budget: u32) -> Stats {
+pub fn run(
+    f: &Fabric,
+    groups: &[NegGroup],
+    p: &RunParams,
+    mode: Mode,
+    budget: u32,
+) -> (Stats, u64, u64) {
     let mut rng = StdRng::seed_from_u64(p.seed);
     let n_sw = f.switches.len();
     let mut stats = Stats {
         switches: vec![SwitchStats::default(); n_sw],
         ..Stats::default()
     };
-    let end = (p.seconds * 1e9) as u64;
+    // The load runs `load_warmup_s` before the measured window.
+    let lw = (p.load_warmup_s * 1e9) as u64;
+    let end = lw + (p.seconds * 1e9) as u64;
+    let mut scratch = Stats::default();
+    let mut sw_stats = vec![SwitchStats::default(); n_sw];
     let period = 1_000_000_000 / u64::from(p.update_rate.max(1));
     let mut q = Queue::default();
     match p.arrivals {
@@ -93,12 +103,12 @@ pub fn run(f: &Fabric, groups: &[NegGroup], p: &RunParams, mode: Mode, budget: u
     let mut caches: HashMap<usize, VecDeque<Vec<usize>>> = HashMap::new();
     let payload = u128::from(p.payload_bytes);
     let one_change =
-        |q: &mut Queue, busy: &mut [u64], stats: &mut Stats, now: u64, add: bool| -> u64 {
+        |q: &mut Queue, busy: &mut [u64], sws: &mut [SwitchStats], now: u64, add: bool| -> u64 {
             let mut ready = now;
             for (sw, b) in busy.iter_mut().enumerate() {
                 let t = (*b).max(now) + period;
                 *b = t;
-                stats.switches[sw].update_at(t, 0);
+                sws[sw].update_at(t, lw);
                 q.push(t, Ev::Change(sw, add));
                 ready = ready.max(t);
             }
@@ -116,7 +126,7 @@ pub fn run(f: &Fabric, groups: &[NegGroup], p: &RunParams, mode: Mode, budget: u
                 } else {
                     table[sw] = table[sw].saturating_sub(1);
                 }
-                stats.switches[sw].occupancy_at(now, table[sw], 0);
+                sw_stats[sw].occupancy_at(now, table[sw], lw);
                 continue;
             }
             Ev::Arrival => {
@@ -131,6 +141,8 @@ pub fn run(f: &Fabric, groups: &[NegGroup], p: &RunParams, mode: Mode, budget: u
             Ev::Client(c) => Some(c),
         };
         let put: Put = p.picker.pick(&mut rng, groups);
+        let counted = now >= lw;
+        let stats = if counted { &mut stats } else { &mut scratch };
         stats.offered += 1;
         let r = put.targets.len() as u128;
         let unicast_links: u64 = put
@@ -147,7 +159,7 @@ pub fn run(f: &Fabric, groups: &[NegGroup], p: &RunParams, mode: Mode, budget: u
         };
         let mut done = now;
         if mode == Mode::Unicast {
-            unicast(&mut stats);
+            unicast(stats);
         } else {
             let cache = caches.entry(put.sender).or_default();
             if let Some(i) = cache.iter().position(|s| *s == put.targets) {
@@ -163,13 +175,13 @@ pub fn run(f: &Fabric, groups: &[NegGroup], p: &RunParams, mode: Mode, budget: u
                 let known = entries.get(&put.targets).is_some_and(|e| e.refs > 0);
                 if !known && reserved >= budget as usize {
                     *stats.refusals.entry("table-full".into()).or_default() += 1;
-                    unicast(&mut stats);
+                    unicast(stats);
                 } else {
                     let ready = if known {
                         entries[&put.targets].ready_ns
                     } else {
                         reserved += 1;
-                        one_change(&mut q, &mut busy, &mut stats, now, true)
+                        one_change(&mut q, &mut busy, &mut sw_stats, now, true)
                     };
                     let e = entries.entry(put.targets.clone()).or_default();
                     e.refs += 1;
@@ -192,7 +204,7 @@ pub fn run(f: &Fabric, groups: &[NegGroup], p: &RunParams, mode: Mode, budget: u
                         if e.refs == 0 {
                             entries.remove(&old);
                             reserved -= 1;
-                            one_change(&mut q, &mut busy, &mut stats, now, false);
+                            one_change(&mut q, &mut busy, &mut sw_stats, now, false);
                         }
                     }
                 }
@@ -202,5 +214,6 @@ pub fn run(f: &Fabric, groups: &[NegGroup], p: &RunParams, mode: Mode, budget: u
             q.push(done.max(now + CACHE_HIT_NS), Ev::Client(c));
         }
     }
-    stats
+    stats.switches = sw_stats;
+    (stats, lw, end)
 }

@@ -79,6 +79,10 @@ struct Args {
     /// Longest warm-up in simulated seconds (HELLOs, pre-enumerated groups).
     #[arg(long, default_value_t = 60.0)]
     max_warmup_s: f64,
+    /// Seconds of load before the measured window (tables fill, caches
+    /// warm; a switch fills at most --update-rate groups a second).
+    #[arg(long, default_value_t = 0.0)]
+    load_warmup_s: f64,
     /// Controllers side by side (1-4): disjoint pool slices, each switch's
     /// budget split evenly between them.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=4))]
@@ -203,6 +207,7 @@ fn cluster(a: &Args) -> Result<Value> {
             replicas: a.replicas,
         },
         max_warmup_s: a.max_warmup_s,
+        load_warmup_s: a.load_warmup_s,
         controllers: usize::from(a.controllers),
         kill_at_s: a.kill_controller_at,
         failover_ms: a.failover_ms,
@@ -229,7 +234,7 @@ fn cluster(a: &Args) -> Result<Value> {
             "nodes": nodes, "switches": f.switches.len(), "negotiating_groups": ng,
             "group_size": a.group_size, "replicas": a.replicas, "rate": a.rate,
             "budget": a.budget, "update_rate": a.update_rate, "seconds": a.seconds,
-            "seed": a.seed, "chunk_bytes": a.chunk_bytes, "link_gbps": a.link_gbps,
+            "seed": a.seed, "load_warmup_s": a.load_warmup_s, "chunk_bytes": a.chunk_bytes, "link_gbps": a.link_gbps,
             "link_us": a.link_us, "warm_ms": a.warm_ms, "retransmit_ms": a.retransmit_ms,
             "attempts": a.attempts, "store_us": a.store_us,
             "controllers": a.controllers, "kill_controller_at_s": a.kill_controller_at,

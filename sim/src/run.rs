@@ -73,13 +73,12 @@ pub fn run_policy(
         attempts: k.attempts,
         lease_ms: k.lease_ms,
     };
-    let end = (p.seconds * 1e9) as u64;
     Ok(match policy {
         Policy::Fresh => run_world(f, groups, p, &ctl(0, false))?,
         Policy::Reuse => run_world(f, groups, p, &ctl(k.warm_ms, false))?,
         Policy::Preenum => run_world(f, groups, p, &ctl(k.warm_ms, true))?,
-        Policy::LazyMld => (lazy::run(f, groups, p, Mode::LazyMld, k.budget), end, 0),
-        Policy::Unicast => (lazy::run(f, groups, p, Mode::Unicast, k.budget), end, 0),
+        Policy::LazyMld => swap(lazy::run(f, groups, p, Mode::LazyMld, k.budget)),
+        Policy::Unicast => swap(lazy::run(f, groups, p, Mode::Unicast, k.budget)),
     })
 }
 
@@ -119,4 +118,8 @@ pub fn run_all(
         out.insert(pol.name().to_owned(), v);
     }
     Ok(Value::Object(out))
+}
+
+fn swap((s, start, end): (Stats, u64, u64)) -> (Stats, u64, u64) {
+    (s, end, start)
 }

@@ -133,14 +133,22 @@ impl Stats {
         } else {
             means.iter().sum::<f64>() / means.len() as f64
         };
+        // Whole seconds of the window; a shorter window: its rate.
         let full_secs = seconds.floor() as usize;
-        let max_ups = self
-            .switches
-            .iter()
-            .flat_map(|s| s.updates_by_s.iter().take(full_secs.max(1)))
-            .copied()
-            .max()
-            .unwrap_or(0);
+        let max_ups = if full_secs >= 1 {
+            self.switches
+                .iter()
+                .flat_map(|s| s.updates_by_s.iter().take(full_secs))
+                .copied()
+                .max()
+                .unwrap_or(0)
+        } else {
+            self.switches
+                .iter()
+                .map(|s| (f64::from(s.updates_by_s.iter().sum::<u32>()) / seconds.max(1e-9)) as u32)
+                .max()
+                .unwrap_or(0)
+        };
         let total_updates: u64 = self
             .switches
             .iter()

@@ -152,6 +152,7 @@ pub fn validate(path: &Path, seconds: f64, seed: u64, link_us: u64) -> Result<Va
                 sets: combinations(&universe, 3.min(universe.len())),
             },
             max_warmup_s: 30.0,
+            load_warmup_s: 0.0,
             controllers: 1,
             kill_at_s: None,
             failover_ms: 250,

@@ -41,6 +41,8 @@ pub struct RunParams {
     pub picker: Picker,
     /// Longest warm-up (agents' HELLO, pre-enumerated groups installed).
     pub max_warmup_s: f64,
+    /// Load before the measured window (tables fill, caches warm).
+    pub load_warmup_s: f64,
     /// Controllers side by side (disjoint pool slices, each switch's budget
     /// split between them); negotiating group g asks controller g mod n first.
     pub controllers: usize,
@@ -262,35 +264,35 @@ impl<'a> World<'a> {
                 break;
             }
         }
-        let start = self.now_ns.max(t);
+        let load_start = self.now_ns.max(t);
+        let start = load_start + (self.p.load_warmup_s * 1e9) as u64;
         let end = start + (self.p.seconds * 1e9) as u64;
         self.window = (start, end);
+        match self.p.arrivals {
+            Arrivals::Open { .. } => self.push(load_start, Ev::Arrival),
+            Arrivals::Closed { clients } => {
+                for c in 0..clients {
+                    self.push(load_start, Ev::ClientNext(c));
+                }
+            }
+        }
+        if let Some(k) = self.p.kill_at_s {
+            self.push(start + (k * 1e9) as u64, Ev::Kill(0));
+        }
+        self.run_until(start);
         for (i, s) in self.stats.switches.iter_mut().enumerate() {
             let n = self.sws[i].mem.state().groups.len();
             *s = SwitchStats::default();
             s.occupancy_at(start, n, start);
         }
-        if let Some(k) = self.p.kill_at_s {
-            self.push(start + (k * 1e9) as u64, Ev::Kill(0));
-        }
-        match self.p.arrivals {
-            Arrivals::Open { .. } => self.push(start, Ev::Arrival),
-            Arrivals::Closed { clients } => {
-                for c in 0..clients {
-                    self.push(start, Ev::ClientNext(c));
-                }
-            }
-        }
+        self.stats.offered = 0;
+        self.stats.failovers = 0;
         self.run_until(end);
         let mut s = self.stats;
         s.switches.iter_mut().for_each(|x| {
             x.updates_by_s.truncate(self.p.seconds.ceil() as usize);
         });
         Ok((s, start, end))
-    }
-
-    fn in_window(&self) -> bool {
-        self.now_ns >= self.window.0 && self.now_ns < self.window.1
     }
 
     fn run_until(&mut self, end: u64) {
@@ -366,7 +368,7 @@ impl<'a> World<'a> {
                 self.ask(put, None);
             }
             Ev::ClientNext(c) => {
-                if self.in_window() {
+                if self.now_ns < self.window.1 {
                     let put = self.p.picker.pick(&mut self.rng, self.groups);
                     self.ask(put, Some(c));
                 }
