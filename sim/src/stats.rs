@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 /// Per-switch counters: updates by simulated second, table occupancy.
 #[derive(Debug, Clone, Default)]
 pub struct SwitchStats {
-    /// Table changes completed in each second of the measured window.
-    pub updates_by_s: Vec<u32>,
+    /// Table changes completed in each millisecond of the measured window.
+    pub updates_by_ms: Vec<u32>,
     pub max_occupancy: usize,
     occupancy: usize,
     since_ns: u64,
@@ -32,11 +32,11 @@ impl SwitchStats {
         if t_ns < window_start {
             return;
         }
-        let s = ((t_ns - window_start) / 1_000_000_000) as usize;
-        if self.updates_by_s.len() <= s {
-            self.updates_by_s.resize(s + 1, 0);
+        let s = ((t_ns - window_start) / 1_000_000) as usize;
+        if self.updates_by_ms.len() <= s {
+            self.updates_by_ms.resize(s + 1, 0);
         }
-        self.updates_by_s[s] += 1;
+        self.updates_by_ms[s] += 1;
     }
 
     pub fn mean_occupancy(&mut self, end_ns: u64, window_start: u64) -> f64 {
@@ -88,6 +88,22 @@ pub struct Stats {
     pub dead_groups_gone_ns: Option<u64>,
 }
 
+/// Most changes in any 1,000 consecutive milliseconds of `ms` (a window
+/// shorter than a second: its count scaled to a second).
+fn max_in_second(ms: &[u32], window_ms: usize) -> u32 {
+    if window_ms < 1000 {
+        let n: u32 = ms.iter().sum();
+        return (f64::from(n) * 1000.0 / window_ms.max(1) as f64) as u32;
+    }
+    let mut sum: u32 = ms.iter().take(1000).sum();
+    let mut best = sum;
+    for i in 1000..ms.len() {
+        sum = sum + ms[i] - ms[i - 1000];
+        best = best.max(sum);
+    }
+    best
+}
+
 pub fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
     if sorted.is_empty() {
         return None;
@@ -133,26 +149,22 @@ impl Stats {
         } else {
             means.iter().sum::<f64>() / means.len() as f64
         };
-        // Whole seconds of the window; a shorter window: its rate.
-        let full_secs = seconds.floor() as usize;
-        let max_ups = if full_secs >= 1 {
-            self.switches
-                .iter()
-                .flat_map(|s| s.updates_by_s.iter().take(full_secs))
-                .copied()
-                .max()
-                .unwrap_or(0)
-        } else {
-            self.switches
-                .iter()
-                .map(|s| (f64::from(s.updates_by_s.iter().sum::<u32>()) / seconds.max(1e-9)) as u32)
-                .max()
-                .unwrap_or(0)
-        };
+        // Changes inside the window only (queued ones complete later); the
+        // most in any 1-second sliding window, or a shorter window's rate.
+        let window_ms = (seconds * 1000.0).round() as usize;
+        for s in &mut self.switches {
+            s.updates_by_ms.truncate(window_ms);
+        }
+        let max_ups = self
+            .switches
+            .iter()
+            .map(|s| max_in_second(&s.updates_by_ms, window_ms))
+            .max()
+            .unwrap_or(0);
         let total_updates: u64 = self
             .switches
             .iter()
-            .map(|s| s.updates_by_s.iter().map(|u| u64::from(*u)).sum::<u64>())
+            .map(|s| s.updates_by_ms.iter().map(|u| u64::from(*u)).sum::<u64>())
             .sum();
         let per_switch_mean = if self.switches.is_empty() || seconds <= 0.0 {
             0.0

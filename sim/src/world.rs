@@ -254,12 +254,26 @@ impl<'a> World<'a> {
         let max = (self.p.max_warmup_s * 1e9) as u64;
         let mut quiet = 0;
         let mut t = 0;
+        let mut pinned = 0;
         while t < max {
             t += step;
             self.run_until(t);
             let hello = self.sws.iter().all(|s| s.agent.hello_acked());
             let idle = self.ctls.iter().all(|c| c.engine.backlog().1 == 0);
-            quiet = if hello && idle { quiet + 1 } else { 0 };
+            // Pre-enumeration goes on in steps: until the pinned count stays.
+            let now_pinned: u64 = self
+                .ctls
+                .iter()
+                .flat_map(|c| c.engine.budgets())
+                .map(|b| u64::from(b.pinned))
+                .sum();
+            let steady = now_pinned == pinned;
+            pinned = now_pinned;
+            quiet = if hello && idle && steady {
+                quiet + 1
+            } else {
+                0
+            };
             if quiet >= 4 {
                 break;
             }
@@ -288,10 +302,7 @@ impl<'a> World<'a> {
         self.stats.offered = 0;
         self.stats.failovers = 0;
         self.run_until(end);
-        let mut s = self.stats;
-        s.switches.iter_mut().for_each(|x| {
-            x.updates_by_s.truncate(self.p.seconds.ceil() as usize);
-        });
+        let s = self.stats;
         Ok((s, start, end))
     }
 
