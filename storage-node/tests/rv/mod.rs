@@ -325,7 +325,24 @@ parent_groups:
         );
     }
     let client_cfg = node_cfg(NODES + 1);
-    std::thread::sleep(Duration::from_secs(3));
+    // Every node listening (its socket bound) before the first put; the
+    // put itself is retried while the controller and agent come up.
+    let listening = format!("sport = :{}", subcast_node::config::DEFAULT_NODE_PORT);
+    for i in 1..=NODES {
+        let ns = lab.host(&format!("H{i}")).netns.clone();
+        let t0 = std::time::Instant::now();
+        while !lab
+            .exec(&ns, &["ss", "-Hlun", &listening])
+            .is_ok_and(|o| !o.stdout.is_empty())
+        {
+            assert!(
+                t0.elapsed() < Duration::from_secs(15),
+                "storage node H{i} never listened:\n{}",
+                std::fs::read_to_string(d.join(format!("node{i}.log"))).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
     let mut procs = vec![_ctl, _agent];
     procs.extend(nodes);
     Some(Rv {
