@@ -324,12 +324,40 @@ fn captured_put(
     } else {
         None
     };
+    let (ok, out, err, secs) = node_put(r, sender, &client, file, name, mode)?;
+    let egress = match eg {
+        Some(eg) => dstcap::sum(&eg.stop()?, |_| true).bytes,
+        None => 0,
+    };
+    let mut got = BTreeMap::new();
+    for (h, c) in caps {
+        got.insert(h, dstcap::sum(&c.stop()?, |_| true).bytes);
+    }
+    if !ok {
+        bail!("put --transport {mode} failed: {}", err.trim());
+    }
+    let rep: Value =
+        serde_json::from_str(out.trim()).with_context(|| format!("put printed {out:?}"))?;
+    Ok((rep, got, egress, secs))
+}
+
+/// `subcast-node put FILE --name NAME --transport MODE --json` with
+/// `client` (a config) in `sender`'s namespace, 120 s at most: (ok,
+/// stdout, stderr, seconds).
+pub(crate) fn node_put(
+    r: &crate::scenario::Running,
+    sender: &str,
+    client: &Path,
+    file: &Path,
+    name: &str,
+    mode: &str,
+) -> Result<(bool, String, String, f64)> {
     let node = r.bins.node.display().to_string();
     let (c, f) = (client.display().to_string(), file.display().to_string());
     let t = Instant::now();
     let (ok, out, err) = run_timeout(
-        lab,
-        &s.netns,
+        &r.lab,
+        &r.lab.host(sender).netns,
         &[
             &node,
             "--config",
@@ -345,21 +373,7 @@ fn captured_put(
         ],
         Duration::from_secs(120),
     )?;
-    let secs = t.elapsed().as_secs_f64();
-    let egress = match eg {
-        Some(eg) => dstcap::sum(&eg.stop()?, |_| true).bytes,
-        None => 0,
-    };
-    let mut got = BTreeMap::new();
-    for (h, c) in caps {
-        got.insert(h, dstcap::sum(&c.stop()?, |_| true).bytes);
-    }
-    if !ok {
-        bail!("put --transport {mode} failed: {}", err.trim());
-    }
-    let rep: Value =
-        serde_json::from_str(out.trim()).with_context(|| format!("put printed {out:?}"))?;
-    Ok((rep, got, egress, secs))
+    Ok((ok, out, err, t.elapsed().as_secs_f64()))
 }
 
 fn host_of(lab: &Lab, id: u64) -> String {

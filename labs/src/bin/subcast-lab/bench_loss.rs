@@ -9,13 +9,11 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use serde_json::{Value, json};
 
 use crate::dstcap::{self, DstCapture};
-use crate::putget::run_timeout;
 use crate::scenario::Running;
 
 /// Where the loss rules drop.
@@ -73,28 +71,7 @@ fn put_once(
     let client = r.stack.client_config(lab, sender)?;
     let before = lab.loss_drops()?.total;
     let eg = DstCapture::start(lab, &s.netns, &s.ifname, "out", "udp")?;
-    let node = r.bins.node.display().to_string();
-    let (c, f) = (client.display().to_string(), file.display().to_string());
-    let t = Instant::now();
-    let (ok, _out, err) = run_timeout(
-        lab,
-        &s.netns,
-        &[
-            &node,
-            "--config",
-            &c,
-            "put",
-            &f,
-            "--name",
-            name,
-            "--transport",
-            mode,
-            "--json",
-            "-q",
-        ],
-        Duration::from_secs(120),
-    )?;
-    let secs = t.elapsed().as_secs_f64();
+    let (ok, _out, err, secs) = crate::bench::node_put(r, sender, &client, file, name, mode)?;
     let egress = dstcap::sum(&eg.stop()?, |_| true).bytes;
     let dropped = lab.loss_drops()?.total.saturating_sub(before);
     Ok((ok, egress, secs, dropped, err.trim().to_string()))

@@ -175,21 +175,13 @@ impl MdbWatch {
                     now_us = timestamp_us(&toks);
                     continue;
                 }
-                let after = |k: &str| {
-                    toks.iter()
-                        .position(|t| *t == k)
-                        .and_then(|p| toks.get(p + 1))
-                };
-                let (Some(port), Some(grp)) = (after("port"), after("grp")) else {
-                    continue;
-                };
-                let Ok(group) = grp.parse::<Ipv6Addr>() else {
+                let Some((deleted, port, group)) = mdb_event(&toks) else {
                     continue;
                 };
                 if !in_pool(&group) {
                     continue;
                 }
-                if toks.first() == Some(&"Deleted") {
+                if deleted {
                     *w.deleted.entry(group).or_default() += 1;
                     continue;
                 }
@@ -623,4 +615,17 @@ pub fn put_get(r: &mut Running, opts: &RunOptions, sender: &str) -> Result<Value
         "loss": loss,
         "bytes_mean": "UDP payload bytes (Replicast headers included, IPv6/UDP headers not), counted by tcpdump outside the daemons",
     }))
+}
+
+/// One line of `bridge monitor mdb`, split into tokens: (deleted, port,
+/// group), or `None` for a line that names no group entry.
+pub(crate) fn mdb_event<'a>(toks: &[&'a str]) -> Option<(bool, &'a str, Ipv6Addr)> {
+    let after = |k: &str| {
+        toks.iter()
+            .position(|t| *t == k)
+            .and_then(|p| toks.get(p + 1))
+    };
+    let (port, grp) = (after("port")?, after("grp")?);
+    let group = grp.parse::<Ipv6Addr>().ok()?;
+    Some((toks.first() == Some(&"Deleted"), port, group))
 }

@@ -108,22 +108,14 @@ impl MdbEvents {
             };
             for line in text.lines() {
                 let toks: Vec<&str> = line.split_whitespace().collect();
-                let after = |k: &str| {
-                    toks.iter()
-                        .position(|t| *t == k)
-                        .and_then(|p| toks.get(p + 1))
-                };
-                let (Some(port), Some(grp)) = (after("port"), after("grp")) else {
-                    continue;
-                };
-                let Ok(group) = grp.parse::<Ipv6Addr>() else {
+                let Some((deleted, port, group)) = crate::putget::mdb_event(&toks) else {
                     continue;
                 };
                 if !in_pool(&group) {
                     continue;
                 }
                 let e = (group, port.to_string());
-                if toks.first() == Some(&"Deleted") {
+                if deleted {
                     if now.remove(&e) {
                         c.dels += 1;
                     }
