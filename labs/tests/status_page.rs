@@ -21,9 +21,12 @@ use std::time::{Duration, Instant};
 use labs::{ChildGuard, Lab, LabOptions, Topology};
 use serde_json::Value;
 use subcast_proto::{
-    GrantOutcome, Key, Keyring, Member, Message, Opener, RendezvousRequest, ReplayGuard, Sealer,
-    now_us,
+    GrantOutcome, Keyring, Member, Message, Opener, RendezvousRequest, ReplayGuard, Sealer, now_us,
 };
+
+#[path = "common/one_switch.rs"]
+mod one_switch;
+use one_switch::{key, key_hex, logs, required, wait_for};
 
 const POOL: &str = "ff05::5c:2:0/112";
 const TOKEN: &str = "status-page-admin-token-0123456789";
@@ -31,18 +34,6 @@ const API: &str = "http://[::1]:8411";
 /// The two leases' target sets and the refused request's target.
 const LEASES: [[&str; 2]; 2] = [["X1", "X4"], ["X2", "X8"]];
 const NOT_A_MEMBER: &str = "fd00:5c:dead::1";
-
-fn required() -> bool {
-    std::env::var(labs::REQUIRE_ENV).is_ok_and(|v| !v.is_empty() && v != "0")
-}
-
-fn key_hex(n: u8) -> String {
-    format!("{}{n:02x}", "5c".repeat(31))
-}
-
-fn key(id: u32, n: u8) -> Key {
-    Key::from_hex(id, &key_hex(n)).expect("test key")
-}
 
 /// `chromium` on PATH, or `None` with a skip line; a failure under
 /// SUBCAST_LABS_REQUIRED.
@@ -93,33 +84,6 @@ fn daemons() -> Option<[PathBuf; 2]> {
         return None;
     }
     Some(bins)
-}
-
-fn logs(dir: &Path) -> String {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    files.sort();
-    files
-        .iter()
-        .filter(|f| f.extension().is_some_and(|e| e == "log"))
-        .map(|f| {
-            let text = std::fs::read_to_string(f).unwrap_or_default();
-            format!("--- {}\n{text}", f.display())
-        })
-        .collect()
-}
-
-fn wait_for(what: &str, dir: &Path, within: Duration, mut f: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while !f() {
-        assert!(
-            t0.elapsed() < within,
-            "timed out waiting for {what}\n{}",
-            logs(dir)
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn members_yaml(lab: &Lab, indent: &str) -> String {
