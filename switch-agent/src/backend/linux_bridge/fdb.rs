@@ -1,9 +1,16 @@
 //! The bridge's unicast forwarding table (FDB) and IPv6 neighbour table,
 //! mirrored from rtnetlink: one dump at start, then RTM_NEWNEIGH /
 //! RTM_DELNEIGH notifications. No dump per instruction.
+//!
+//! It also follows each port's spanning-tree state (IFLA_BRPORT_STATE, from
+//! the link dump and RTM_NEWLINK notifications): a port that does not
+//! forward leads to no member.
 
 use netlink_packet_route::AddressFamily;
-use netlink_packet_route::link::{LinkAttribute, LinkMessage};
+use netlink_packet_core::Nla;
+use netlink_packet_route::link::{
+    InfoPortData, LinkAttribute, LinkInfo, LinkMessage, LinkProtoInfoBridge,
+};
 use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage};
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv6Addr;
@@ -20,6 +27,51 @@ pub struct FdbCache {
     neigh6: HashMap<Ipv6Addr, MacAddr>,
     /// Bridge ports: ifindex -> name.
     pub ports: BTreeMap<u32, String>,
+    /// Spanning-tree state (BR_STATE_*) of the ports whose state the kernel
+    /// reported; a port missing here counts as forwarding.
+    states: BTreeMap<u32, u8>,
+}
+
+/// BR_STATE_FORWARDING.
+pub const BR_STATE_FORWARDING: u8 = 3;
+/// IFLA_BRPORT_STATE inside IFLA_PROTINFO (AF_BRIDGE link messages).
+const IFLA_BRPORT_STATE: u16 = 1;
+
+/// A readable name of a BR_STATE_* value.
+pub fn state_name(s: u8) -> &'static str {
+    match s {
+        0 => "disabled",
+        1 => "listening",
+        2 => "learning",
+        3 => "forwarding",
+        4 => "blocking",
+        _ => "unknown",
+    }
+}
+
+/// The bridge port state a link message carries, if any: IFLA_BRPORT_STATE
+/// in the port's link info (AF_UNSPEC) or in IFLA_PROTINFO (the AF_BRIDGE
+/// notification the bridge sends when the spanning tree moves a port).
+pub fn port_state(msg: &LinkMessage) -> Option<u8> {
+    use netlink_packet_route::link::InfoBridgePort;
+    msg.attributes.iter().find_map(|a| match a {
+        LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
+            LinkInfo::PortData(InfoPortData::BridgePort(v)) => v.iter().find_map(|x| match x {
+                InfoBridgePort::State(s) => Some(u8::from(*s)),
+                _ => None,
+            }),
+            _ => None,
+        }),
+        LinkAttribute::ProtoInfoBridge(v) => v.iter().find_map(|x| match x {
+            LinkProtoInfoBridge::Other(nla) if nla.kind() == IFLA_BRPORT_STATE => {
+                let mut b = vec![0u8; nla.value_len()];
+                nla.emit_value(&mut b);
+                b.first().copied()
+            }
+            _ => None,
+        }),
+        _ => None,
+    })
 }
 
 impl FdbCache {
@@ -37,7 +89,20 @@ impl FdbCache {
             .get(&(vlan, *mac))
             .or_else(|| self.macs.get(&(0, *mac)))
             .copied()
-            .filter(|p| self.ports.contains_key(p))
+            .filter(|p| self.ports.contains_key(p) && self.forwards(*p))
+    }
+
+    /// Whether `port` forwards (its spanning-tree state is forwarding, or
+    /// the kernel never reported one).
+    pub fn forwards(&self, port: u32) -> bool {
+        self.states
+            .get(&port)
+            .is_none_or(|s| *s == BR_STATE_FORWARDING)
+    }
+
+    /// The reported spanning-tree state of `port`.
+    pub fn state(&self, port: u32) -> Option<u8> {
+        self.states.get(&port).copied()
     }
 
     pub fn mac_of_ipv6(&self, a: &Ipv6Addr) -> Option<MacAddr> {
@@ -49,7 +114,8 @@ impl FdbCache {
     }
 
     /// Applies a neighbour message (from the dump or a notification).
-    pub fn apply_neighbour(&mut self, msg: &NeighbourMessage, deleted: bool) {
+    /// Returns whether a MAC was placed behind a port it was not behind.
+    pub fn apply_neighbour(&mut self, msg: &NeighbourMessage, deleted: bool) -> bool {
         let mut mac = None;
         let mut vlan = 0u16;
         let mut master = None;
@@ -70,20 +136,20 @@ impl FdbCache {
         let port = msg.header.ifindex;
         match msg.header.family {
             AddressFamily::Bridge => {
-                let Some(mac) = mac else { return };
+                let Some(mac) = mac else { return false };
                 if master != Some(self.bridge_ifindex) || port == self.bridge_ifindex {
-                    return;
+                    return false;
                 }
                 if deleted {
                     if self.macs.get(&(vlan, mac)) == Some(&port) {
                         self.macs.remove(&(vlan, mac));
                     }
                 } else {
-                    self.macs.insert((vlan, mac), port);
+                    return self.macs.insert((vlan, mac), port) != Some(port);
                 }
             }
             AddressFamily::Inet6 if port == self.bridge_ifindex => {
-                let Some(dst) = dst else { return };
+                let Some(dst) = dst else { return false };
                 match (deleted, mac) {
                     (false, Some(m)) => {
                         self.neigh6.insert(dst, m);
@@ -96,10 +162,13 @@ impl FdbCache {
             }
             _ => {}
         }
+        false
     }
 
-    /// Applies a link message: tracks which interfaces are ports of our bridge.
-    pub fn apply_link(&mut self, msg: &LinkMessage, deleted: bool) {
+    /// Applies a link message: tracks which interfaces are ports of our
+    /// bridge and their spanning-tree state. Returns the port's new state
+    /// when it changed.
+    pub fn apply_link(&mut self, msg: &LinkMessage, deleted: bool) -> Option<u8> {
         let idx = msg.header.index;
         let mut name = None;
         let mut master = None;
@@ -113,8 +182,15 @@ impl FdbCache {
         if !deleted && master == Some(self.bridge_ifindex) {
             self.ports
                 .insert(idx, name.unwrap_or_else(|| format!("if{idx}")));
-        } else if self.ports.remove(&idx).is_some() {
-            self.macs.retain(|_, p| *p != idx);
+            let state = port_state(msg)?;
+            let old = self.states.insert(idx, state);
+            (old != Some(state)).then_some(state)
+        } else {
+            self.states.remove(&idx);
+            if self.ports.remove(&idx).is_some() {
+                self.macs.retain(|_, p| *p != idx);
+            }
+            None
         }
     }
 }

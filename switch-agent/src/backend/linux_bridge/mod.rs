@@ -12,6 +12,12 @@
 //!   is one netlink batch (`apply.rs`): adds (create-or-replace, so an entry
 //!   a host's MLD report created is made permanent, not left temporary)
 //!   before deletes, errors only, one barrier; a failure part way is undone.
+//! - Spanning tree: the FDB mirror follows each port's state
+//!   (IFLA_BRPORT_STATE); only forwarding ports lead to members or count as
+//!   ports of a parent group. When a port changes state (and, on a bridge
+//!   running STP, when a member is learned behind another port afterwards)
+//!   the backend notifies [`Backend::topology_events`] and the core re-pushes
+//!   its groups (`core/repush.rs`).
 //! - The agent runs inside the switch's network namespace; the backend only
 //!   sees that namespace.
 
@@ -49,6 +55,8 @@ pub struct BridgeState {
     pub guard: Option<(ipnet::Ipv6Net, prometheus_client::metrics::counter::Counter)>,
     /// Full MDB reads after lost notifications.
     pub resyncs: u64,
+    /// The bridge runs the spanning tree (`stp_state` != 0).
+    pub stp: bool,
 }
 
 pub(crate) fn lock(m: &Mutex<BridgeState>) -> MutexGuard<'_, BridgeState> {
@@ -90,10 +98,14 @@ impl SwitchView for BridgeView {
 
     fn parent_ports(&self, vlan: u16, parent: Ipv6Addr) -> Lookup<PortSet> {
         let vid = if self.vlan_filtering { vlan } else { 0 };
-        lock(&self.state)
-            .mdb
-            .ports(vid, parent)
-            .map_or(Lookup::Absent, Lookup::Found)
+        let st = lock(&self.state);
+        st.mdb.ports(vid, parent).map_or(Lookup::Absent, |p| {
+            Lookup::Found(p.into_iter().filter(|p| st.fdb.forwards(*p)).collect())
+        })
+    }
+
+    fn port_forwards(&self, port: PortId) -> bool {
+        lock(&self.state).fdb.forwards(port)
     }
 }
 
@@ -107,6 +119,8 @@ pub struct LinuxBridge {
     /// Without VLAN filtering the bridge takes MDB entries on VLAN 0 only.
     vlan_filtering: bool,
     tasks: Vec<JoinHandle<()>>,
+    /// Notified when forwarding ports change (see the module docs).
+    events: Arc<tokio::sync::Notify>,
 }
 
 /// Whether a bridge link message says VLAN filtering is on, and its hash_max.
@@ -132,6 +146,21 @@ fn bridge_info(link: &netlink_packet_route::link::LinkMessage) -> (bool, Option<
         }
     }
     (filtering, hash_max)
+}
+
+/// The bridge's `stp_state` from its link message, if present.
+fn bridge_stp(link: &netlink_packet_route::link::LinkMessage) -> Option<bool> {
+    use netlink_packet_route::link::{InfoBridge, InfoData, LinkAttribute, LinkInfo};
+    link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
+            LinkInfo::Data(InfoData::Bridge(b)) => b.iter().find_map(|x| match x {
+                InfoBridge::StpState(s) => Some(*s != netlink_packet_route::link::BridgeStpState::Disabled),
+                _ => None,
+            }),
+            _ => None,
+        }),
+        _ => None,
+    })
 }
 
 impl Drop for LinuxBridge {
@@ -179,6 +208,7 @@ impl LinuxBridge {
             .ok_or_else(|| BackendError::Other(format!("bridge {bridge:?} not found")))?;
         let bridge_ifindex = link.header.index;
         let (vlan_filtering, hash_max) = bridge_info(&link);
+        let stp = bridge_stp(&link).unwrap_or(false);
         let mut cache = FdbCache::new(bridge_ifindex);
         let mut links = handle.link().get().execute();
         while let Some(l) = links
@@ -211,6 +241,7 @@ impl LinuxBridge {
             ports = cache.ports.len(),
             fdb_entries = cache.fdb_len(),
             hash_max = ?hash_max,
+            stp,
             "linux bridge opened"
         );
         let state = Arc::new(Mutex::new(BridgeState {
@@ -219,27 +250,53 @@ impl LinuxBridge {
             hash_max,
             guard: None,
             resyncs: 0,
+            stp,
         }));
+        let events = Arc::new(tokio::sync::Notify::new());
         let s2 = state.clone();
+        let ev = events.clone();
         let follow = tokio::spawn(async move {
             while let Some((msg, _)) = messages.next().await {
                 let NetlinkPayload::InnerMessage(m) = msg.payload else {
                     continue;
                 };
                 let mut st = lock(&s2);
+                let mut moved = false;
                 match m {
-                    RouteNetlinkMessage::NewNeighbour(n) => st.fdb.apply_neighbour(&n, false),
-                    RouteNetlinkMessage::DelNeighbour(n) => st.fdb.apply_neighbour(&n, true),
-                    RouteNetlinkMessage::NewLink(l) => {
-                        if l.header.index == bridge_ifindex
-                            && let (_, Some(h)) = bridge_info(&l)
-                        {
-                            st.hash_max = Some(h);
-                        }
-                        st.fdb.apply_link(&l, false);
+                    RouteNetlinkMessage::NewNeighbour(n) => {
+                        moved = st.fdb.apply_neighbour(&n, false) && st.stp;
                     }
-                    RouteNetlinkMessage::DelLink(l) => st.fdb.apply_link(&l, true),
+                    RouteNetlinkMessage::DelNeighbour(n) => {
+                        st.fdb.apply_neighbour(&n, true);
+                    }
+                    RouteNetlinkMessage::NewLink(l) => {
+                        if l.header.index == bridge_ifindex {
+                            if let (_, Some(h)) = bridge_info(&l) {
+                                st.hash_max = Some(h);
+                            }
+                            if let Some(s) = bridge_stp(&l) {
+                                st.stp = s;
+                            }
+                        }
+                        if let Some(s) = st.fdb.apply_link(&l, false) {
+                            let port = st.fdb.ports.get(&l.header.index).cloned();
+                            tracing::info!(
+                                port = port.as_deref().unwrap_or("?"),
+                                ifindex = l.header.index,
+                                state = fdb::state_name(s),
+                                "bridge port changed state: re-pushing groups"
+                            );
+                            ev.notify_one();
+                        }
+                    }
+                    RouteNetlinkMessage::DelLink(l) => {
+                        st.fdb.apply_link(&l, true);
+                    }
                     _ => {}
+                }
+                if moved {
+                    tracing::debug!("a host was learned behind another port of a bridge running STP: re-pushing groups");
+                    ev.notify_one();
                 }
             }
             tracing::warn!("rtnetlink notification stream ended: FDB no longer followed");
@@ -259,6 +316,7 @@ impl LinuxBridge {
             mdb: sock,
             vlan_filtering,
             tasks: vec![conn_task, follow, watch_task],
+            events,
         })
     }
 
@@ -318,6 +376,10 @@ impl LinuxBridge {
 impl Backend for LinuxBridge {
     fn table_vlan(&self, vlan: u16) -> u16 {
         if self.vlan_filtering { vlan } else { 0 }
+    }
+
+    fn topology_events(&self) -> Option<Arc<tokio::sync::Notify>> {
+        Some(self.events.clone())
     }
 
     fn view(&self) -> Arc<dyn SwitchView> {
