@@ -101,8 +101,8 @@ pub use lab::{
 pub use mdb::{MLD_TABLE, MdbEntry};
 pub use ovs::OvsInfo;
 pub use process::ChildGuard;
-pub use stp::{FORWARD_DELAY_CS, HELLO_TIME_CS, MAX_AGE_CS, PortState};
 pub use shaping::{Drops, Hop, HopDrops, LAB_PROBE_PORT, LOSS_TABLE, Place, tbf_params};
+pub use stp::{FORWARD_DELAY_CS, HELLO_TIME_CS, MAX_AGE_CS, PortState};
 pub use topology::{
     Backend, GroupSpec, HostSpec, LinkSpec, RENDEZVOUS_POOL, Shaping, SnmpSpec, SnmpVersion,
     SwitchSpec, Topology, TopologyError, in_rendezvous_pool,

@@ -57,7 +57,11 @@ fn agent_bin() -> Option<PathBuf> {
             labs::REQUIRE_ENV,
             bin.display()
         );
-        assert!(has_tcpdump, "{}=1 but tcpdump is missing", labs::REQUIRE_ENV);
+        assert!(
+            has_tcpdump,
+            "{}=1 but tcpdump is missing",
+            labs::REQUIRE_ENV
+        );
     }
     if !labs::lab_tests_enabled() || !bin.is_file() || !has_tcpdump {
         println!("SKIP: needs root, iproute2, tcpdump and the subcast-agent binary");
@@ -103,7 +107,12 @@ fn start_agents(lab: &Lab, bin: &Path) -> Vec<ChildGuard> {
         std::fs::write(&cfg, agent_yaml(lab, &dir, sw.index)).unwrap();
         let log = std::fs::File::create(dir.join(format!("agent-{name}.log"))).unwrap();
         let out = log.try_clone().unwrap();
-        let args = [bin.to_str().unwrap(), "run", "--config", cfg.to_str().unwrap()];
+        let args = [
+            bin.to_str().unwrap(),
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+        ];
         procs.push(
             lab.spawn_with(&sw.netns, &args, move |c| {
                 c.stderr(log)
@@ -115,9 +124,12 @@ fn start_agents(lab: &Lab, bin: &Path) -> Vec<ChildGuard> {
         );
     }
     for name in lab.switches().keys() {
-        wait(&format!("agent {name} ready"), lab, Duration::from_secs(20), || {
-            agent_log(lab, name).contains("agent ready")
-        });
+        wait(
+            &format!("agent {name} ready"),
+            lab,
+            Duration::from_secs(20),
+            || agent_log(lab, name).contains("agent ready"),
+        );
     }
     procs
 }
@@ -193,7 +205,11 @@ fn set_group_everywhere(lab: &Lab, sock: &UdpSocket, group: Ipv6Addr) {
                 break;
             }
         }
-        assert!(answer.is_some(), "no answer from agent {name}\n{}", logs(lab));
+        assert!(
+            answer.is_some(),
+            "no answer from agent {name}\n{}",
+            logs(lab)
+        );
     }
 }
 
@@ -252,7 +268,8 @@ fn check_delivery(lab: &Lab, group: Ipv6Addr, when: &str) {
     for h in &hosts {
         let want = if TARGETS.contains(h) { DATAGRAMS } else { 0 };
         assert_eq!(
-            got[h], want,
+            got[h],
+            want,
             "{when}: host {h} received {} datagrams, wants {want} (all: {got:?})\n{}",
             got[h],
             logs(lab)

@@ -40,7 +40,10 @@ impl Agent {
         self.repush_queued = false;
         let planned = self.replan();
         if planned.is_empty() {
-            tracing::debug!(groups = self.leases.len(), "re-push: every group already follows the tree");
+            tracing::debug!(
+                groups = self.leases.len(),
+                "re-push: every group already follows the tree"
+            );
             return;
         }
         let changes: Vec<Change> = planned
@@ -123,7 +126,9 @@ impl Agent {
                 ports.get_or_insert_with(PortSet::new).extend(keep);
             }
             match ports {
-                Some(p) if !p.is_empty() && p != l.ports => out.push((*g, l.vlan, l.ports.clone(), p)),
+                Some(p) if !p.is_empty() && p != l.ports => {
+                    out.push((*g, l.vlan, l.ports.clone(), p))
+                }
                 Some(_) => {}
                 None => {
                     tracing::warn!(group = %g, "re-push: no member of the group can be placed on a forwarding port; the group is left as it is");

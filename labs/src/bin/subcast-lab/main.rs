@@ -321,7 +321,10 @@ fn run_cmd(topology: PathBuf, scenario: Scenario, a: ScenarioArgs) -> Result<()>
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", report::render(&topo, &report));
+        print!(
+            "{}",
+            report::render(&expect::tree_of_report(&topo, &report), &report)
+        );
     }
     if report["ok"].as_bool() != Some(true) {
         anyhow::bail!("some checks failed (see the report above)");

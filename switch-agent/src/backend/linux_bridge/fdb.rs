@@ -6,8 +6,8 @@
 //! the link dump and RTM_NEWLINK notifications): a port that does not
 //! forward leads to no member.
 
-use netlink_packet_route::AddressFamily;
 use netlink_packet_core::Nla;
+use netlink_packet_route::AddressFamily;
 use netlink_packet_route::link::{
     InfoPortData, LinkAttribute, LinkInfo, LinkMessage, LinkProtoInfoBridge,
 };
@@ -198,6 +198,7 @@ impl FdbCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use netlink_packet_route::link::{BridgePortState, InfoBridgePort};
     use netlink_packet_route::neighbour::NeighbourHeader;
 
     fn fdb_msg(port: u32, master: u32, mac: [u8; 6]) -> NeighbourMessage {
@@ -246,5 +247,63 @@ mod tests {
         c.apply_link(&link_msg(4, None), false);
         assert_eq!(c.port_of_mac(0, &mac), None);
         assert_eq!(c.ports.keys().copied().collect::<Vec<_>>(), vec![3]);
+    }
+
+    fn with_state_info(idx: u32, master: u32, s: BridgePortState) -> LinkMessage {
+        let mut l = link_msg(idx, Some(master));
+        l.attributes
+            .push(LinkAttribute::LinkInfo(vec![LinkInfo::PortData(
+                InfoPortData::BridgePort(vec![InfoBridgePort::State(s)]),
+            )]));
+        l
+    }
+
+    /// What the bridge sends when the spanning tree moves a port: an
+    /// AF_BRIDGE RTM_NEWLINK with IFLA_PROTINFO { IFLA_BRPORT_STATE }.
+    fn with_state_protinfo(idx: u32, master: u32, s: u8) -> LinkMessage {
+        let mut l = link_msg(idx, Some(master));
+        l.header.interface_family = AddressFamily::Bridge;
+        l.attributes.push(LinkAttribute::ProtoInfoBridge(vec![
+            LinkProtoInfoBridge::Other(netlink_packet_core::DefaultNla::new(
+                IFLA_BRPORT_STATE,
+                vec![s],
+            )),
+        ]));
+        l
+    }
+
+    #[test]
+    fn only_forwarding_ports_lead_to_members() {
+        let mut c = FdbCache::new(10);
+        // From the dump: both forwarding (link info of the port).
+        assert_eq!(
+            c.apply_link(&with_state_info(3, 10, BridgePortState::Forwarding), false),
+            Some(BR_STATE_FORWARDING)
+        );
+        c.apply_link(&with_state_info(4, 10, BridgePortState::Forwarding), false);
+        let mac = MacAddr([2, 0, 0, 0, 0, 1]);
+        assert!(c.apply_neighbour(&fdb_msg(3, 10, mac.0), false));
+        assert!(
+            !c.apply_neighbour(&fdb_msg(3, 10, mac.0), false),
+            "not moved"
+        );
+        assert_eq!(c.port_of_mac(0, &mac), Some(3));
+        // The spanning tree blocks port 3 (AF_BRIDGE notification).
+        assert_eq!(c.apply_link(&with_state_protinfo(3, 10, 4), false), Some(4));
+        assert!(!c.forwards(3) && c.forwards(4));
+        assert_eq!(c.port_of_mac(0, &mac), None);
+        // The same state again is no change; a message without a state keeps it.
+        assert_eq!(c.apply_link(&with_state_protinfo(3, 10, 4), false), None);
+        assert_eq!(c.apply_link(&link_msg(3, Some(10)), false), None);
+        assert_eq!(c.state(3), Some(4));
+        // Learned behind port 4: a move.
+        assert!(c.apply_neighbour(&fdb_msg(4, 10, mac.0), false));
+        assert_eq!(c.port_of_mac(0, &mac), Some(4));
+        // Port 3 forwards again.
+        assert_eq!(
+            c.apply_link(&with_state_protinfo(3, 10, BR_STATE_FORWARDING), false),
+            Some(BR_STATE_FORWARDING)
+        );
+        assert_eq!(state_name(4), "blocking");
     }
 }

@@ -154,7 +154,9 @@ fn bridge_stp(link: &netlink_packet_route::link::LinkMessage) -> Option<bool> {
     link.attributes.iter().find_map(|a| match a {
         LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
             LinkInfo::Data(InfoData::Bridge(b)) => b.iter().find_map(|x| match x {
-                InfoBridge::StpState(s) => Some(*s != netlink_packet_route::link::BridgeStpState::Disabled),
+                InfoBridge::StpState(s) => {
+                    Some(*s != netlink_packet_route::link::BridgeStpState::Disabled)
+                }
                 _ => None,
             }),
             _ => None,
@@ -295,7 +297,9 @@ impl LinuxBridge {
                     _ => {}
                 }
                 if moved {
-                    tracing::debug!("a host was learned behind another port of a bridge running STP: re-pushing groups");
+                    tracing::debug!(
+                        "a host was learned behind another port of a bridge running STP: re-pushing groups"
+                    );
                     ev.notify_one();
                 }
             }
