@@ -390,6 +390,16 @@ fn main() -> Result<()> {
                 t.hosts.len(),
                 t.negotiating_groups.len()
             );
+            if t.stp {
+                println!(
+                    "  stp: true: the bridges run the spanning tree{}",
+                    if t.has_loops() {
+                        " (the links form loops; it blocks trunks until they form a tree)"
+                    } else {
+                        ""
+                    }
+                );
+            }
             for s in t.switches.keys() {
                 println!(
                     "  switch {s}: hosts {:?}, trunks to {:?}",
