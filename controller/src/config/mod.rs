@@ -179,6 +179,7 @@ impl Group {
         match m {
             subcast_proto::Member::Ipv6(a) => self.members.iter().find(|x| x.ipv6 == *a),
             subcast_proto::Member::Mac(mac) => self.members.iter().find(|x| x.mac == *mac),
+            subcast_proto::Member::Ipv4(_) => None,
         }
     }
 }

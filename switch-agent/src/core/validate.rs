@@ -114,6 +114,10 @@ pub fn resolve<'a>(
                             .find(|d| match m {
                                 Member::Mac(mac) => d.mac == *mac,
                                 Member::Ipv6(a) => d.ipv6 == *a,
+                                // Configured members have no IPv4 address
+                                // yet, and IPv4 groups are outside every
+                                // rendezvous range (ff00::/8).
+                                Member::Ipv4(_) => false,
                             })
                             .map(|d| Member::Mac(d.mac))
                             .ok_or_else(|| {
@@ -162,7 +166,7 @@ pub fn resolve<'a>(
                 .iter()
                 .map(|m| match m {
                     Member::Ipv6(a) => parents.macs.get(a).map_or(*m, |mac| Member::Mac(*mac)),
-                    Member::Mac(_) => *m,
+                    Member::Mac(_) | Member::Ipv4(_) => *m,
                 })
                 .collect();
             Ok(Resolved {
@@ -227,6 +231,19 @@ mod tests {
         let bm = Members::Bitmap(Bitmap::from_indices([0, 3, 7]).unwrap());
         let r = resolve(&set("ff15::1", "ff15::5c00:1", 0, bm), &p, &range()).unwrap();
         assert_eq!(r.members[2], Member::Mac(MacAddr([2, 0, 0, 0, 0, 8])));
+    }
+
+    #[test]
+    fn ipv4_groups_are_refused_until_supported() {
+        let p = parents();
+        let g4 = |s: &str| subcast_proto::group_field(s.parse().unwrap());
+        let one = Members::List(vec![Member::Ipv4("10.0.0.1".parse().unwrap())]);
+        let mut s = set("ff15::1", "ff15::5c00:1", 0, one);
+        s.parent = g4("239.1.0.1");
+        s.group = g4("239.1.128.1");
+        let e = resolve(&s, &p, &range()).unwrap_err();
+        assert_eq!(e.reason, NakReason::NotASubset);
+        assert!(e.detail.contains("outside"), "{}", e.detail);
     }
 
     #[test]

@@ -84,6 +84,7 @@ impl SwitchView for BridgeView {
         let p = match member {
             Member::Mac(m) => c.port_of_mac(vlan, m),
             Member::Ipv6(a) => c.mac_of_ipv6(a).and_then(|m| c.port_of_mac(vlan, &m)),
+            Member::Ipv4(_) => None,
         };
         p.map_or(Lookup::Absent, Lookup::Found)
     }

@@ -438,6 +438,7 @@ impl SwitchView for OfView {
         let mac = match member {
             Member::Mac(m) => Some(m.0),
             Member::Ipv6(a) => st.ipv6.get(a).copied(),
+            Member::Ipv4(_) => None,
         };
         mac.and_then(|m| st.macs.get(&m).copied())
             .map_or(Lookup::Absent, Lookup::Found)
