@@ -116,7 +116,7 @@ impl Engine {
                 let m = &group.members[usize::from(*i)];
                 Target {
                     name: m.name.clone(),
-                    ipv6: m.ipv6,
+                    ipv6: m.ip,
                     mac: m.mac,
                 }
             })
