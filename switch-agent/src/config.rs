@@ -32,6 +32,9 @@ pub struct Config {
     pub controller_keys: Vec<KeyFile>,
     /// Subset group addresses the controller leases from. The agent only
     /// installs groups inside it, and removes everything inside it at start.
+    /// IPv6 (`ff15::5c00:0/104`), or IPv4 (`239.92.128.0/24`, Linux bridge
+    /// only), kept in the protocol's group form (`::ffff:239.92.128.0/120`).
+    #[serde(deserialize_with = "range_of_either_family")]
     pub rendezvous_range: ipnet::Ipv6Net,
     #[serde(default = "default_heartbeat")]
     pub heartbeat_interval_ms: u64,
@@ -63,6 +66,24 @@ pub struct Config {
     /// flow instead, and sweep only if this is set.
     #[serde(default)]
     pub guard_sweep_ms: Option<u64>,
+}
+
+/// A rendezvous range as written: an IPv6 prefix, or an IPv4 prefix kept
+/// IPv4-mapped (prefix length + 96), the group form of `subcast_proto::group`.
+fn range_of_either_family<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<ipnet::Ipv6Net, D::Error> {
+    let s = String::deserialize(d)?;
+    match s.parse::<ipnet::IpNet>() {
+        Ok(ipnet::IpNet::V6(n)) => Ok(n),
+        Ok(ipnet::IpNet::V4(n)) => {
+            ipnet::Ipv6Net::new(n.network().to_ipv6_mapped(), n.prefix_len() + 96)
+                .map_err(serde::de::Error::custom)
+        }
+        Err(_) => Err(serde::de::Error::custom(format!(
+            "rendezvous_range {s:?} is not an IPv6 or IPv4 prefix: write e.g. ff15::5c00:0/104 or 239.92.128.0/24"
+        ))),
+    }
 }
 
 /// The commented default configuration `subcast-agent default-config`
@@ -209,6 +230,30 @@ impl Config {
 
     /// Semantic checks serde cannot express.
     pub fn check(&self) -> Result<(), String> {
+        if let Some(v4) = self.rendezvous_range.addr().to_ipv4_mapped() {
+            let len = self.rendezvous_range.prefix_len().saturating_sub(96);
+            if !v4.is_multicast() || len < 4 {
+                return Err(format!(
+                    "rendezvous_range {v4}/{len} is not inside 224.0.0.0/4: use e.g. 239.92.128.0/24"
+                ));
+            }
+            if len < 9 {
+                return Err(format!(
+                    "rendezvous_range {v4}/{len} is shorter than /9: its groups would share Ethernet addresses (01:00:5e + the low 23 bits)"
+                ));
+            }
+            if !matches!(self.backend, BackendConfig::LinuxBridge { .. }) {
+                return Err(format!(
+                    "rendezvous_range {v4}/{len} is IPv4: only the linux-bridge backend installs IPv4 groups so far; use an IPv6 range with this backend"
+                ));
+            }
+            if !self.parent_groups.is_empty() {
+                return Err(
+                    "parent_groups are IPv6 only so far: with an IPv4 rendezvous_range the agent takes each parent's ports from the bridge MDB (IGMP snooping or static entries); remove parent_groups".into(),
+                );
+            }
+            return self.check_rest();
+        }
         if !self.rendezvous_range.addr().is_multicast() {
             return Err(format!(
                 "rendezvous_range {} is not multicast: use a range inside ff00::/8 (e.g. ff15::5c00:0/104)",
@@ -218,6 +263,10 @@ impl Config {
         if self.rendezvous_range.prefix_len() < 8 {
             return Err("rendezvous_range must be at most ff00::/8".into());
         }
+        self.check_rest()
+    }
+
+    fn check_rest(&self) -> Result<(), String> {
         if self.controller_keys.is_empty() {
             return Err(
                 "controller_keys is empty: list at least one key the controller signs with".into(),
@@ -343,6 +392,43 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("inside rendezvous_range"), "{e}");
+    }
+
+    #[test]
+    fn ipv4_rendezvous_range() {
+        let parse = |t: &str| Config::parse(t, Path::new("a.yaml"));
+        // The example without its (IPv6) parent groups, on an IPv4 range.
+        let cut = EXAMPLE
+            .find("parent_groups:")
+            .expect("example lists parent groups");
+        let end = EXAMPLE[cut..]
+            .find("\n\n")
+            .map_or(EXAMPLE.len(), |e| cut + e + 1);
+        let base = format!("{}{}", &EXAMPLE[..cut], &EXAMPLE[end..]);
+        let v4 = base.replace("ff15::5c00:0/104", "239.92.128.0/24");
+        let c = parse(&v4).unwrap();
+        assert_eq!(c.rendezvous_range.to_string(), "::ffff:239.92.128.0/120");
+        let e = parse(&v4.replace("239.92.128.0/24", "239.0.0.0/8"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("shorter than /9"), "{e}");
+        let e = parse(&v4.replace("239.92.128.0/24", "10.92.128.0/24"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("224.0.0.0/4"), "{e}");
+        let e = parse(&EXAMPLE.replace("ff15::5c00:0/104", "239.92.128.0/24"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("parent_groups are IPv6 only"), "{e}");
+        let snmp = include_str!("../examples/agent-snmp.yaml");
+        let range = snmp
+            .lines()
+            .find_map(|l| l.strip_prefix("rendezvous_range: "))
+            .expect("snmp example has a range");
+        let e = parse(&snmp.replace(range, "239.92.128.0/24"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("only the linux-bridge backend"), "{e}");
     }
 
     #[test]

@@ -114,9 +114,8 @@ pub fn resolve<'a>(
                             .find(|d| match m {
                                 Member::Mac(mac) => d.mac == *mac,
                                 Member::Ipv6(a) => d.ipv6 == *a,
-                                // Configured members have no IPv4 address
-                                // yet, and IPv4 groups are outside every
-                                // rendezvous range (ff00::/8).
+                                // Configured parent groups are IPv6 only
+                                // (an IPv4 agent takes parents from the MDB).
                                 Member::Ipv4(_) => false,
                             })
                             .map(|d| Member::Mac(d.mac))
@@ -234,7 +233,7 @@ mod tests {
     }
 
     #[test]
-    fn ipv4_groups_are_refused_until_supported() {
+    fn ipv4_groups_outside_an_ipv6_range_are_refused() {
         let p = parents();
         let g4 = |s: &str| subcast_proto::group_field(s.parse().unwrap());
         let one = Members::List(vec![Member::Ipv4("10.0.0.1".parse().unwrap())]);
