@@ -143,19 +143,66 @@ pub struct KeyFile {
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ParentGroup {
+    /// IPv6 (`ff15::1`), or IPv4 (`239.92.0.1`) kept IPv4-mapped.
+    #[serde(deserialize_with = "group_of_either_family")]
     pub address: Ipv6Addr,
     #[serde(default)]
     pub vlan: u16,
     pub members: Vec<MemberDef>,
 }
 
-/// One member of a parent group.
+/// One member of a parent group: `ipv6:` in an IPv6 group, `ipv4:` in an
+/// IPv4 one.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawMemberDef")]
 pub struct MemberDef {
     pub name: String,
+    /// Its IPv6 address, or its IPv4 address IPv4-mapped (`::ffff:10.0.0.1`).
     pub ipv6: Ipv6Addr,
     pub mac: MacAddr,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMemberDef {
+    name: String,
+    ipv6: Option<Ipv6Addr>,
+    ipv4: Option<std::net::Ipv4Addr>,
+    mac: MacAddr,
+}
+
+impl TryFrom<RawMemberDef> for MemberDef {
+    type Error = String;
+    fn try_from(r: RawMemberDef) -> Result<Self, String> {
+        let ipv6 = match (r.ipv6, r.ipv4) {
+            (Some(a), None) if a.to_ipv4_mapped().is_none() => a,
+            (None, Some(a)) if !a.is_multicast() && !a.is_unspecified() && !a.is_broadcast() => {
+                a.to_ipv6_mapped()
+            }
+            (None, Some(a)) => {
+                return Err(format!("member {:?}: ipv4 {a} is not unicast", r.name));
+            }
+            _ => {
+                return Err(format!(
+                    "member {:?}: give exactly one of ipv6 (IPv6 group) or ipv4 (IPv4 group)",
+                    r.name
+                ));
+            }
+        };
+        Ok(MemberDef {
+            name: r.name,
+            ipv6,
+            mac: r.mac,
+        })
+    }
+}
+
+/// A group address as written, IPv4 kept IPv4-mapped.
+fn group_of_either_family<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Ipv6Addr, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse::<std::net::IpAddr>()
+        .map(subcast_proto::group_field)
+        .map_err(|_| serde::de::Error::custom(format!("{s:?} is not an IPv6 or IPv4 address")))
 }
 
 fn default_listen() -> SocketAddr {
@@ -247,11 +294,6 @@ impl Config {
                     "rendezvous_range {v4}/{len} is IPv4: only the linux-bridge backend installs IPv4 groups so far; use an IPv6 range with this backend"
                 ));
             }
-            if !self.parent_groups.is_empty() {
-                return Err(
-                    "parent_groups are IPv6 only so far: with an IPv4 rendezvous_range the agent takes each parent's ports from the bridge MDB (IGMP snooping or static entries); remove parent_groups".into(),
-                );
-            }
             return self.check_rest();
         }
         if !self.rendezvous_range.addr().is_multicast() {
@@ -284,8 +326,17 @@ impl Config {
         let mut seen = HashSet::new();
         for (i, g) in self.parent_groups.iter().enumerate() {
             let at = format!("parent_groups[{i}] ({})", g.address);
-            if !g.address.is_multicast() {
-                return Err(format!("{at}: address must be IPv6 multicast"));
+            if !subcast_proto::GroupAddr::is_group(&g.address) {
+                return Err(format!(
+                    "{at}: address must be multicast (IPv6 ff00::/8 or IPv4 224.0.0.0/4)"
+                ));
+            }
+            let family = subcast_proto::GroupAddr::family(&g.address);
+            if family != subcast_proto::GroupAddr::family(&self.rendezvous_range.addr()) {
+                return Err(format!(
+                    "{at}: a parent group of the agent is of its rendezvous_range's family ({})",
+                    subcast_proto::GroupAddr::family(&self.rendezvous_range.addr())
+                ));
             }
             if self.rendezvous_range.contains(&g.address) {
                 return Err(format!(
@@ -312,6 +363,12 @@ impl Config {
                 }
                 if m.ipv6.is_multicast() || m.ipv6.is_unspecified() {
                     return Err(format!("{at}: member {:?} needs a unicast ipv6", m.name));
+                }
+                if subcast_proto::GroupAddr::family(&m.ipv6) != family {
+                    return Err(format!(
+                        "{at}: member {:?} is named by an address of the other family (use ipv4: in an IPv4 group, ipv6: in an IPv6 one)",
+                        m.name
+                    ));
                 }
             }
         }
@@ -419,7 +476,20 @@ mod tests {
         let e = parse(&EXAMPLE.replace("ff15::5c00:0/104", "239.92.128.0/24"))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("parent_groups are IPv6 only"), "{e}");
+        assert!(e.contains("rendezvous_range's family"), "{e}");
+        let with_parent = format!(
+            "{v4}parent_groups:\n  - address: 239.92.0.1\n    members:\n      - {{ name: x1, ipv4: 10.92.0.1, mac: \"02:00:00:00:00:01\" }}\n"
+        );
+        let c = parse(&with_parent).unwrap();
+        assert_eq!(c.parent_groups[0].address.to_string(), "::ffff:239.92.0.1");
+        assert_eq!(
+            c.parent_groups[0].members[0].ipv6.to_string(),
+            "::ffff:10.92.0.1"
+        );
+        let e = parse(&with_parent.replace("ipv4: 10.92.0.1", "ipv6: \"fd00::1\""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("other family"), "{e}");
         let snmp = include_str!("../examples/agent-snmp.yaml");
         let range = snmp
             .lines()
