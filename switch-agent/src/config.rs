@@ -289,9 +289,9 @@ impl Config {
                     "rendezvous_range {v4}/{len} is shorter than /9: its groups would share Ethernet addresses (01:00:5e + the low 23 bits)"
                 ));
             }
-            if !matches!(self.backend, BackendConfig::LinuxBridge { .. }) {
+            if matches!(self.backend, BackendConfig::Snmp { .. }) {
                 return Err(format!(
-                    "rendezvous_range {v4}/{len} is IPv4: only the linux-bridge backend installs IPv4 groups so far; use an IPv6 range with this backend"
+                    "rendezvous_range {v4}/{len} is IPv4: the snmp backend does not install IPv4 groups yet (linux-bridge and openflow do); use an IPv6 range with it"
                 ));
             }
             return self.check_rest();
@@ -498,7 +498,7 @@ mod tests {
         let e = parse(&snmp.replace(range, "239.92.128.0/24"))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("only the linux-bridge backend"), "{e}");
+        assert!(e.contains("snmp backend does not install IPv4"), "{e}");
     }
 
     #[test]
