@@ -169,6 +169,7 @@ impl SwitchView for MemSwitch {
         let mac = match member {
             Member::Mac(m) => Some(*m),
             Member::Ipv6(a) => st.neigh.get(a).copied(),
+            Member::Ipv4(_) => None,
         };
         match mac.and_then(|m| st.fdb.get(&m)) {
             Some(p) if st.blocked.contains(p) => Lookup::Absent,

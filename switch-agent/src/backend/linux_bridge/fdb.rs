@@ -1,4 +1,4 @@
-//! The bridge's unicast forwarding table (FDB) and IPv6 neighbour table,
+//! The bridge's unicast forwarding table (FDB) and IPv6/IPv4 neighbour tables,
 //! mirrored from rtnetlink: one dump at start, then RTM_NEWNEIGH /
 //! RTM_DELNEIGH notifications. No dump per instruction.
 //!
@@ -13,7 +13,7 @@ use netlink_packet_route::link::{
 };
 use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage};
 use std::collections::{BTreeMap, HashMap};
-use std::net::Ipv6Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use subcast_proto::MacAddr;
 
 /// What the bridge knows about unicast addresses and its ports.
@@ -25,6 +25,8 @@ pub struct FdbCache {
     macs: HashMap<(u16, MacAddr), u32>,
     /// IPv6 -> MAC from the bridge device's own neighbour table.
     neigh6: HashMap<Ipv6Addr, MacAddr>,
+    /// IPv4 -> MAC from the bridge device's own ARP table.
+    neigh4: HashMap<Ipv4Addr, MacAddr>,
     /// Bridge ports: ifindex -> name.
     pub ports: BTreeMap<u32, String>,
     /// Spanning-tree state (BR_STATE_*) of the ports whose state the kernel
@@ -109,6 +111,10 @@ impl FdbCache {
         self.neigh6.get(a).copied()
     }
 
+    pub fn mac_of_ipv4(&self, a: &Ipv4Addr) -> Option<MacAddr> {
+        self.neigh4.get(a).copied()
+    }
+
     pub fn fdb_len(&self) -> usize {
         self.macs.len()
     }
@@ -120,6 +126,7 @@ impl FdbCache {
         let mut vlan = 0u16;
         let mut master = None;
         let mut dst = None;
+        let mut dst4 = None;
         for a in &msg.attributes {
             match a {
                 NeighbourAttribute::LinkLayerAddress(l) => {
@@ -130,6 +137,7 @@ impl FdbCache {
                 NeighbourAttribute::Vlan(v) => vlan = *v,
                 NeighbourAttribute::Controller(m) => master = Some(*m),
                 NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => dst = Some(*a),
+                NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => dst4 = Some(*a),
                 _ => {}
             }
         }
@@ -156,6 +164,18 @@ impl FdbCache {
                     }
                     (true, _) => {
                         self.neigh6.remove(&dst);
+                    }
+                    _ => {}
+                }
+            }
+            AddressFamily::Inet if port == self.bridge_ifindex => {
+                let Some(dst) = dst4 else { return };
+                match (deleted, mac) {
+                    (false, Some(m)) => {
+                        self.neigh4.insert(dst, m);
+                    }
+                    (true, _) => {
+                        self.neigh4.remove(&dst);
                     }
                     _ => {}
                 }

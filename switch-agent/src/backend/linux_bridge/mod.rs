@@ -2,13 +2,13 @@
 //! codec (`subcast-mdb`).
 //!
 //! - The view ([`BridgeView`]) answers at once from mirrors kept by
-//!   notifications: the FDB and IPv6 neighbours ([`fdb::FdbCache`]: one
+//!   notifications: the FDB and IPv6/IPv4 neighbours ([`fdb::FdbCache`]: one
 //!   dump, then RTM_NEWNEIGH / RTM_DELNEIGH and link notifications) and the
 //!   MDB ([`mirror::MdbMirror`]: one dump, then RTM_NEWMDB / RTM_DELMDB,
 //!   resynchronised after lost notifications, `watch.rs`). Its capacity is
 //!   the bridge's `mcast_hash_max` minus the groups outside the rendezvous
 //!   range.
-//! - Subset groups are permanent IPv6 MDB entries, one per port. An action
+//! - Subset groups are permanent IPv6 or IPv4 MDB entries, one per port. An action
 //!   is one netlink batch (`apply.rs`): adds (create-or-replace, so an entry
 //!   a host's MLD report created is made permanent, not left temporary)
 //!   before deletes, errors only, one barrier; a failure part way is undone.
@@ -92,6 +92,7 @@ impl SwitchView for BridgeView {
         let p = match member {
             Member::Mac(m) => c.port_of_mac(vlan, m),
             Member::Ipv6(a) => c.mac_of_ipv6(a).and_then(|m| c.port_of_mac(vlan, &m)),
+            Member::Ipv4(a) => c.mac_of_ipv4(a).and_then(|m| c.port_of_mac(vlan, &m)),
         };
         p.map_or(Lookup::Absent, Lookup::Found)
     }
@@ -220,7 +221,11 @@ impl LinuxBridge {
         {
             cache.apply_link(&l, false);
         }
-        for family in [AddressFamily::Bridge, AddressFamily::Inet6] {
+        for family in [
+            AddressFamily::Bridge,
+            AddressFamily::Inet6,
+            AddressFamily::Inet,
+        ] {
             let mut n = handle
                 .neighbours()
                 .get()
@@ -415,7 +420,7 @@ impl Backend for LinuxBridge {
         let br = self.bridge_ifindex;
         let mut groups: BTreeMap<(u16, Ipv6Addr), PortSet> = BTreeMap::new();
         for e in self.mdb_entries().await? {
-            if let mdb::MdbAddr::Ipv6(a) = e.addr
+            if let Some(a) = e.addr.group()
                 && range.contains(&a)
                 && e.port != br
             {
