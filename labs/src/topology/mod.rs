@@ -7,6 +7,7 @@
 
 mod link;
 mod locate;
+pub mod sites;
 mod validate;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
