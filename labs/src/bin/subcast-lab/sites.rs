@@ -428,21 +428,40 @@ pub fn run(
     let mut converged: BTreeMap<String, Option<u128>> =
         sites.keys().map(|s| (s.clone(), None)).collect();
     let deadline = Duration::from_secs(60 + (object_size as u64 >> 20) * 3);
-    let r = wait_for("every site to hold the object", deadline, || {
-        for s in sites.values() {
-            if converged[&s.name].is_some() {
+    // Sites the object can reach without the cut link.
+    let mut reach = vec![from.clone()];
+    let mut k = 0;
+    while k < reach.len() {
+        for (i, l) in &links {
+            if Some(*i) == cut {
                 continue;
             }
-            let v = s.status()?;
-            if v["manifests"]
-                .as_array()
-                .is_some_and(|m| m.iter().any(|x| x["name"] == name.as_str()))
-            {
-                converged.insert(s.name.clone(), Some(t0.elapsed().as_millis()));
+            for (x, y) in [(&l.a, &l.b), (&l.b, &l.a)] {
+                if *x == reach[k] && !reach.contains(y) {
+                    reach.push(y.clone());
+                }
             }
         }
-        Ok(converged.values().all(Option::is_some))
-    });
+        k += 1;
+    }
+    let mut converge = |targets: &[String]| {
+        wait_for("the sites to hold the object", deadline, || {
+            for s in sites.values() {
+                if converged[&s.name].is_some() || !targets.contains(&s.name) {
+                    continue;
+                }
+                let v = s.status()?;
+                if v["manifests"]
+                    .as_array()
+                    .is_some_and(|m| m.iter().any(|x| x["name"] == name.as_str()))
+                {
+                    converged.insert(s.name.clone(), Some(t0.elapsed().as_millis()));
+                }
+            }
+            Ok(targets.iter().all(|t| converged[t].is_some()))
+        })
+    };
+    let r = converge(&reach);
     let mut errors = Vec::new();
     if let Err(e) = r {
         errors.push(format!("{e}"));
@@ -460,22 +479,27 @@ pub fn run(
         }
         Ok(v)
     };
-    let mut last = counters(&sites)?;
-    let mut still = 0;
-    let _ = wait_for("the links to go quiet", Duration::from_secs(30), || {
-        let now = counters(&sites)?;
-        still = if now == last { still + 1 } else { 0 };
-        last = now;
-        // Quiet for 1 s of polls (20 polls of 50 ms), nothing queued.
+    let wait_quiet = |sites: &BTreeMap<String, Site>| -> Result<bool> {
+        let mut last = counters(sites)?;
+        let mut still = 0;
+        let _ = wait_for("the links to go quiet", Duration::from_secs(30), || {
+            let now = counters(sites)?;
+            still = if now == last { still + 1 } else { 0 };
+            last = now;
+            // Quiet for 1 s of polls (20 polls of 50 ms), nothing queued.
+            Ok(still >= 20)
+        });
         Ok(still >= 20)
-    });
-    let quiet = still >= 20;
+    };
     let snapshot = |sites: &BTreeMap<String, Site>| -> Result<BTreeMap<String, Value>> {
         sites
             .iter()
             .map(|(k, s)| Ok((k.clone(), s.status()?)))
             .collect()
     };
+    if cut.is_some() {
+        wait_quiet(&sites)?;
+    }
     let st = snapshot(&sites)?;
     // The cut link comes back: its catch-up.
     let mut cut_report = Value::Null;
@@ -487,18 +511,22 @@ pub fn run(
                 .unwrap_or(0)
         };
         let (ab0, ba0) = (sent(&st, &l.a, &l.b), sent(&st, &l.b, &l.a));
-        let missing: u64 = [&l.a, &l.b]
-            .iter()
-            .filter(|s| converged[**s].is_none())
-            .count() as u64
-            * chunks as u64;
+        // What has to cross the link: every chunk, for each site that
+        // could not be reached without it.
+        let missing = (sites.len() - reach.len()) as u64 * chunks as u64;
+        // IPv6 drops the addresses of a link that goes down: again.
+        let ns = &sites[&l.a].gw_netns;
+        ip(&["-n", ns, "link", "set", &veth(c, true), "up"])?;
+        let addr = format!("{}/64", link_addr(c, true));
         ip(&[
             "-n",
-            &sites[&l.a].gw_netns,
-            "link",
-            "set",
+            ns,
+            "addr",
+            "replace",
+            &addr,
+            "dev",
             &veth(c, true),
-            "up",
+            "nodad",
         ])?;
         let t_back = Instant::now();
         wait_for(
@@ -517,6 +545,11 @@ pub fn run(
                 }))
             },
         )?;
+        let all: Vec<String> = sites.keys().cloned().collect();
+        if let Err(e) = converge(&all) {
+            errors.push(format!("after the cut link came back: {e}"));
+        }
+        wait_quiet(&sites)?;
         let st2 = snapshot(&sites)?;
         let (ab, ba) = (sent(&st2, &l.a, &l.b) - ab0, sent(&st2, &l.b, &l.a) - ba0);
         cut_report = json!({
@@ -525,6 +558,7 @@ pub fn run(
             "only_missing_moved": ab + ba <= missing,
         });
     }
+    let quiet = wait_quiet(&sites)?;
     let st = snapshot(&sites)?;
     // Gets, and the per-link table.
     let mut sites_v = serde_json::Map::new();
