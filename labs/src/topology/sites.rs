@@ -210,6 +210,9 @@ impl SitesTopology {
             .sites
             .get(name)
             .ok_or_else(|| TopologyError::Invalid(format!("no site {name:?}")))?;
+        // Fields this file does not set (other topology options) keep
+        // their defaults.
+        #[allow(clippy::needless_update)]
         let t = Topology {
             loss_pct: s.loss_pct,
             rate_mbit: s.rate_mbit,

@@ -102,6 +102,9 @@ impl Shared {
     }
 }
 
+/// Where a fetched chunk goes (None: not readable).
+type Reply = oneshot::Sender<Option<Arc<Vec<u8>>>>;
+
 /// Work for the local client.
 #[derive(Debug)]
 enum Job {
@@ -109,7 +112,7 @@ enum Job {
     Fetch {
         id: Hash32,
         size: Option<u32>,
-        reply: oneshot::Sender<Option<Arc<Vec<u8>>>>,
+        reply: Reply,
     },
     /// Store a chunk from `from` in the site (manifest: its name).
     Store {
@@ -260,7 +263,7 @@ fn group_of(c: &Config, id: &Hash32) -> Ipv6Addr {
 /// Runs a batch of jobs on the local client.
 async fn work(client: &mut Client, sh: &Arc<Shared>, batch: Vec<Job>) {
     let cfg = client.cfg.clone();
-    let mut fetches: HashMap<Hash32, Vec<oneshot::Sender<Option<Arc<Vec<u8>>>>>> = HashMap::new();
+    let mut fetches: HashMap<Hash32, Vec<Reply>> = HashMap::new();
     let mut stores: HashMap<Hash32, Job> = HashMap::new();
     let mut tasks = Vec::new();
     let now = Instant::now();
