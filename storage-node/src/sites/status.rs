@@ -171,13 +171,13 @@ pub fn render(v: &serde_json::Value) -> String {
             out,
             "{:<10} {:<5} {:>8} {:>12} {:>8} {:>12} {:>8} {:>8}",
             l["peer"].as_str().unwrap_or(""),
-            l["up"],
-            c["chunks_sent"],
-            c["bytes_sent"],
-            c["chunks_received"],
-            c["bytes_received"],
-            c["refused_known"],
-            l["backlog"]
+            l["up"].to_string(),
+            c["chunks_sent"].to_string(),
+            c["bytes_sent"].to_string(),
+            c["chunks_received"].to_string(),
+            c["bytes_received"].to_string(),
+            c["refused_known"].to_string(),
+            l["backlog"].to_string()
         );
     }
     out

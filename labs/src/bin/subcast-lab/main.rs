@@ -391,6 +391,11 @@ fn main() -> Result<()> {
         .init();
     match Cli::parse().cmd {
         Cmd::Check { file } => {
+            if std::fs::read_to_string(&file)
+                .is_ok_and(|t| labs::topology::sites::SitesTopology::is_sites_yaml(&t))
+            {
+                return sites::check(&file);
+            }
             let t = Topology::from_yaml_file(&file)?;
             println!(
                 "{}: {} switches, {} trunks, {} hosts, {} negotiating groups: OK",

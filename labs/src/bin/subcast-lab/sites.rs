@@ -117,6 +117,35 @@ fn if_bytes(netns: &str, dev: &str) -> Result<(u64, u64)> {
     ))
 }
 
+/// `check FILE` of a multi-site file.
+pub fn check(file: &Path) -> Result<()> {
+    let t = SitesTopology::from_yaml_file(file)?;
+    let links = t.links()?;
+    println!(
+        "{}: {} sites, {} site links: OK",
+        file.display(),
+        t.sites.len(),
+        links.len()
+    );
+    for name in t.sites.keys() {
+        let s = t.site(name)?;
+        println!(
+            "  site {name}: {} switches, {} hosts, {} negotiating groups, gateway {}",
+            s.switches.len(),
+            s.hosts.len(),
+            s.negotiating_groups.len(),
+            t.gateway(name)?
+        );
+    }
+    for l in &links {
+        let rate = l
+            .rate_mbit
+            .map_or("unshaped".to_owned(), |r| format!("{r} Mbit/s"));
+        println!("  link {}: {rate}", l.name());
+    }
+    Ok(())
+}
+
 /// The scenario; returns the JSON report.
 pub fn run(
     topology: &Path,
