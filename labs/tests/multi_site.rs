@@ -110,9 +110,14 @@ fn triangle_put_at_a_read_at_b_and_c() {
     }
     let v = run("three-sites.yaml", &[]);
     check(&v, &["A", "B", "C"], &["A-B", "B-C", "C-A"]);
-    // The source site sends every chunk on both of its links.
-    assert_eq!(v["site_links"]["A-B"]["chunks_ab"], CHUNKS, "{v:#}");
-    assert_eq!(v["site_links"]["C-A"]["chunks_ba"], CHUNKS, "{v:#}");
+    // Both links of the source carry chunks (no link is switched off);
+    // together at least one copy of each (a chunk C announced, having got
+    // it over B first, is not sent from A to C).
+    let (ab, ac) = (
+        v["site_links"]["A-B"]["chunks_ab"].as_u64().unwrap(),
+        v["site_links"]["C-A"]["chunks_ba"].as_u64().unwrap(),
+    );
+    assert!(ab >= 1 && ac >= 1 && ab + ac >= CHUNKS, "{v:#}");
 
     // Cut A-B during the put: B converges over C; when the link is back,
     // nothing is missing and nothing moves.

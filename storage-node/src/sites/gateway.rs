@@ -470,6 +470,11 @@ async fn session(sh: Arc<Shared>, link: LinkId, s: TcpStream) {
         }
         wire::write_frame(&mut wr, wire::T_HAVE_END, &[]).await?;
         loop {
+            let ads = sh.lock().router.take_adverts(link);
+            if !ads.is_empty() {
+                let body: Vec<u8> = ads.iter().flat_map(|id| id.iter().copied()).collect();
+                wire::write_frame(&mut wr, wire::T_HAVE, &[&body]).await?;
+            }
             let next = {
                 let mut st = sh.lock();
                 st.router.next_to_send(link).map(|id| {

@@ -13,6 +13,9 @@
 //! link at most once per direction. A link that comes up exchanges
 //! inventories (ids of every chunk stored here, in batches) and then
 //! queues only what the peer lacks: data chunks first, then manifests.
+//! While the session lasts, every chunk newly stored here is announced on
+//! each link (HAVE, 32 octets per chunk; [`Router::take_adverts`]), so a
+//! peer that got it over another path first does not send it here too.
 
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
@@ -54,6 +57,9 @@ pub struct Link {
     queued: HashSet<Hash32>,
     /// Chunks the peer holds as far as this side knows.
     peer_has: HashSet<Hash32>,
+    /// Ids stored here since the session began, to announce to the peer
+    /// (HAVE) so that it does not send them.
+    adverts: Vec<Hash32>,
     /// The peer's inventory has been received in this session.
     pub synced: bool,
     pub counters: LinkCounters,
@@ -214,10 +220,28 @@ impl Router {
 
     fn forward(&mut self, id: Hash32, except: Option<LinkId>) {
         for l in 0..self.links.len() {
-            if Some(l) != except && self.links[l].up {
+            if !self.links[l].up {
+                continue;
+            }
+            if !self.links[l].peer_has.contains(&id) {
+                self.links[l].adverts.push(id);
+            }
+            if Some(l) != except {
                 self.enqueue(l, id);
             }
         }
+    }
+
+    /// Ids to announce on `link` now (sent as HAVE before the next chunk):
+    /// a peer that learns that this site holds a chunk does not send it
+    /// here, even if it got it over another link first.
+    pub fn take_adverts(&mut self, link: LinkId) -> Vec<Hash32> {
+        let l = &mut self.links[link];
+        let peer_has = &l.peer_has;
+        let mut v = std::mem::take(&mut l.adverts);
+        v.retain(|id| !peer_has.contains(id));
+        l.counters.have_ids_sent += v.len() as u64;
+        v
     }
 
     /// Queues `id` on `link` unless its peer holds it or it is queued; a
@@ -274,6 +298,7 @@ impl Router {
         l.counters.sessions += 1;
         l.queue.clear();
         l.queued.clear();
+        l.adverts.clear();
         self.inventory()
     }
 
@@ -294,6 +319,7 @@ impl Router {
         l.synced = false;
         l.queue.clear();
         l.queued.clear();
+        l.adverts.clear();
     }
 
     /// A batch of the peer's inventory.
@@ -413,6 +439,8 @@ mod tests {
                         continue;
                     }
                     let l = link_to(from, to);
+                    let ads = rs[from].take_adverts(l);
+                    rs[to].on_have(link_to(to, from), &ads);
                     while let Some(id) = rs[from].next_to_send(l) {
                         rs[from].on_sent(l, id, 100);
                         *crossings.entry((from, to, id)).or_default() += 1;
@@ -429,6 +457,9 @@ mod tests {
             }
         }
         assert!(crossings.values().all(|n| *n == 1), "{crossings:?}");
+        // With the HAVE announcements, C does not send back to B what B
+        // announced: A to B, A to C and B to C only (80 without them).
+        assert_eq!(crossings.len(), 60, "{crossings:?}");
         for r in &rs {
             assert_eq!(r.local_count(), 20);
         }
