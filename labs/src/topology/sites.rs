@@ -297,6 +297,21 @@ site_links:
     }
 
     #[test]
+    fn the_shipped_file_is_valid() {
+        let t = SitesTopology::from_yaml_file(crate::topology_path("three-sites.yaml")).unwrap();
+        assert_eq!(t.sites.len(), 3);
+        assert_eq!(t.links().unwrap().len(), 3);
+        for s in ["A", "B", "C"] {
+            assert_eq!(
+                t.site(s).unwrap().negotiating_groups["NG0"].members.len(),
+                3
+            );
+        }
+        // A one-site reader refuses it (it is several labs).
+        assert!(crate::Topology::from_yaml_file(crate::topology_path("three-sites.yaml")).is_err());
+    }
+
+    #[test]
     fn mistakes_are_named() {
         let e = |s: &str| SitesTopology::from_yaml_str(s).unwrap_err().to_string();
         assert!(e(&TRIANGLE.replace("[B, C]", "[B, D]")).contains("no site \"D\""));
