@@ -104,6 +104,20 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Run a site gateway (multi-site replication; README "Sites").
+    Gateway {
+        /// The gateway's file (site, links, secrets; examples/gateway.yaml).
+        #[arg(long)]
+        sites: PathBuf,
+    },
+    /// Show a site gateway's links (sent, received, refused, backlog).
+    Sites {
+        /// The gateway's `status` address, e.g. `[::1]:7402`.
+        #[arg(long)]
+        status: std::net::SocketAddr,
+        #[arg(long)]
+        json: bool,
+    },
     /// Show an object's versions and newest manifest.
     Stat {
         name: String,

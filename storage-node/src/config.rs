@@ -133,6 +133,10 @@ pub struct NodeSection {
     /// Lost copies (corrupt or missing) fetched back at once at most.
     #[serde(default = "default_max_repairs")]
     pub max_repairs: usize,
+    /// Multi-site: report every chunk stored to this site gateway
+    /// (`{address, secret}`; README "Sites").
+    #[serde(default)]
+    pub gateway: Option<crate::sites::NotifyConfig>,
 }
 
 fn default_scrub_rate() -> f64 {

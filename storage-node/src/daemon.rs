@@ -61,12 +61,32 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let mut batch = SendBatch::new(&sock, cfg.udp_gso)?;
     let mut recv = RecvBatch::new(&sock)?;
     let mut io = IoCounters::default();
+    let mut notify = match &node.gateway {
+        Some(g) => Some(crate::sites::notify::Notifier::spawn(
+            g.address,
+            crate::keys::read_secret(&cfg.base_dir.join(&g.secret))?,
+            node_id,
+        )),
+        None => None,
+    };
     loop {
         while let Some(a) = core.poll_action() {
             let r = match a {
                 NodeAction::Join(g) => sock.join_multicast_v6(&g, ifx),
                 NodeAction::Leave(g) => sock.leave_multicast_v6(&g, ifx),
                 a @ (NodeAction::Store { .. } | NodeAction::Read { .. }) => {
+                    if let (
+                        Some(n),
+                        NodeAction::Store {
+                            job,
+                            kind,
+                            id,
+                            payload,
+                        },
+                    ) = (&mut notify, &a)
+                    {
+                        n.submitted(*job, *kind, id, payload);
+                    }
                     disk.submit(a);
                     continue;
                 }
@@ -147,6 +167,9 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
                 while let Some(d) = next.take() {
                     match d {
                         DiskDone::Stored { job, result, free_bytes } => {
+                            if let Some(n) = &mut notify {
+                                n.done(job, result.is_ok());
+                            }
                             core.index.free_bytes = free_bytes;
                             core.on_stored(job, result);
                         }

@@ -51,6 +51,7 @@ pub mod put;
 pub mod put_params;
 pub mod put_phases;
 pub mod receive;
+pub mod sites;
 pub mod store;
 pub mod transport;
 pub mod udp;

@@ -22,9 +22,23 @@ async fn main() -> anyhow::Result<()> {
         print!("{}", subcast_node::config::DEFAULT_CONFIG);
         return Ok(());
     }
+    if let Command::Sites { status, json } = cli.command {
+        let v = subcast_node::sites::status::fetch(status).await?;
+        match json {
+            true => println!("{v}"),
+            false => print!("{}", subcast_node::sites::status::render(&v)),
+        }
+        return Ok(());
+    }
     let cfg = Config::load(&cli.config)?;
     match cli.command {
-        Command::Keys { .. } | Command::DefaultConfig => unreachable!("handled above"),
+        Command::Keys { .. } | Command::DefaultConfig | Command::Sites { .. } => {
+            unreachable!("handled above")
+        }
+        Command::Gateway { sites } => {
+            let gw = subcast_node::sites::GatewayConfig::load(&sites)?;
+            subcast_node::sites::gateway::run(cfg, gw).await
+        }
         Command::Serve => subcast_node::daemon::serve(cfg).await,
         Command::CheckConfig => {
             let id = cfg.identity()?;

@@ -7,6 +7,7 @@
 
 mod link;
 mod locate;
+pub mod sites;
 mod stp;
 mod validate;
 

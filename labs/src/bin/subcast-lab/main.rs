@@ -20,6 +20,7 @@ mod rate_load;
 mod rate_watch;
 mod report;
 mod scenario;
+mod sites;
 mod snmp;
 mod soak;
 mod stack;
@@ -92,6 +93,8 @@ struct ScenarioArgs {
     json: bool,
     #[command(flatten)]
     rate: rate::RateArgs,
+    #[command(flatten)]
+    sites: sites::SitesArgs,
     #[command(flatten)]
     bins: BinArgs,
 }
@@ -303,6 +306,16 @@ fn emergency_teardown() {
 
 fn run_cmd(topology: PathBuf, scenario: Scenario, a: ScenarioArgs) -> Result<()> {
     let topology = topology_file(&topology);
+    if scenario == Scenario::MultiSite {
+        let (size, locate) = (a.object_size, a.bins.locate());
+        let report = guarded(move || sites::run(&topology, size, &a.sites, &locate))?;
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        anyhow::ensure!(
+            report["ok"] == true,
+            "some checks failed (see the report above)"
+        );
+        return Ok(());
+    }
     let topo = Topology::from_yaml_file(&topology)?;
     let opts = RunOptions {
         topology,
@@ -381,6 +394,11 @@ fn main() -> Result<()> {
         .init();
     match Cli::parse().cmd {
         Cmd::Check { file } => {
+            if std::fs::read_to_string(&file)
+                .is_ok_and(|t| labs::topology::sites::SitesTopology::is_sites_yaml(&t))
+            {
+                return sites::check(&file);
+            }
             let t = Topology::from_yaml_file(&file)?;
             println!(
                 "{}: {} switches, {} trunks, {} hosts, {} negotiating groups: OK",

@@ -62,6 +62,9 @@ pub enum Scenario {
     Rate,
     /// W writers run `subcast-node bench` (N puts, each read back and compared).
     PutBench,
+    /// Sites (`sites:`, `site_links:`): a gateway per site, a put at one
+    /// site, read at every site (see `sites.rs`).
+    MultiSite,
     /// `--seconds` (default 600) of puts, gets, grants and agent restarts;
     /// memory, replay maps, audit rows and leases at the end (see `soak.rs`).
     Soak,
@@ -459,6 +462,7 @@ pub fn run(opts: &RunOptions) -> Result<Value> {
         Scenario::SubsetOnly | Scenario::Rate => subset_only(&r, opts, &targets, &sender),
         Scenario::Attack => crate::attack::attack(&mut r, opts, &sender),
         Scenario::Soak => crate::soak::soak(&mut r, opts, &sender),
+        Scenario::MultiSite => bail!("multi-site needs a topology with `sites:`"),
         Scenario::PutBench => crate::putbench::put_bench(&mut r, opts),
         Scenario::PutGet => crate::putget::put_get(&mut r, opts, &sender).or_else(|e| {
             if crate::putget::unsupported(&e) {

@@ -45,6 +45,11 @@ pub fn shipped() -> Result<Vec<PathBuf>> {
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        // Multi-site files (`sites:`) are several labs (`--scenario multi-site`).
+        .filter(|p| {
+            !std::fs::read_to_string(p)
+                .is_ok_and(|t| labs::topology::sites::SitesTopology::is_sites_yaml(&t))
+        })
         .collect();
     v.sort();
     Ok(v)
