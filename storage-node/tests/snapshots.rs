@@ -240,3 +240,61 @@ fn snapshot_delete_clone_and_gc() {
     // A third pass finds nothing more.
     assert_eq!(removed(&json(&ok(&lab, &gc))), 0);
 }
+
+/// Benchmark (ignored; root): a snapshot of a bucket of 1,000 objects:
+/// time to create (the client's report and the process's wall time) and
+/// its size. Command in storage-node/RESULTS.md.
+#[test]
+#[ignore = "benchmark; run explicitly"]
+fn bench_snapshot_of_1000_objects() {
+    if skip() {
+        return;
+    }
+    let lab = Lab::new(5, CONFIG);
+    let r = json(&ok(
+        &lab,
+        &[
+            "bench",
+            "--puts",
+            "1000",
+            "--object-size",
+            "1024",
+            "--name-prefix",
+            "bk/",
+            "--no-verify",
+            "--transport",
+            "ng-multicast",
+            "--json",
+        ],
+    ));
+    assert_eq!(r["ok"], true, "{r}");
+    println!(
+        "| snapshot | objects | manifests listed | record bytes | record chunks | create s (report) | create s (process) |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for s in ["s1", "s2", "s3"] {
+        let t0 = std::time::Instant::now();
+        let v = json(&ok(
+            &lab,
+            &[
+                "snapshot",
+                "create",
+                "bk",
+                s,
+                "--json",
+                "--transport",
+                "ng-multicast",
+            ],
+        ));
+        let wall = t0.elapsed().as_secs_f64();
+        assert_eq!(v["objects"], 1000, "{v}");
+        println!(
+            "| {s} | {} | {} | {} | {} | {:.3} | {wall:.3} |",
+            v["objects"],
+            v["manifests_listed"],
+            v["record_bytes"],
+            v["record_chunks"],
+            v["seconds"].as_f64().unwrap()
+        );
+    }
+}

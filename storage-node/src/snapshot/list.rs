@@ -124,13 +124,14 @@ pub async fn list_bucket(client: &mut Client, bucket: &str) -> anyhow::Result<Ve
     Ok(v)
 }
 
-/// Fetches chunks by id from the given groups, verified; results by id.
+/// Fetches chunks by id from the given groups, verified; results by id
+/// (those no node served are missing).
 pub async fn fetch_chunks(
     client: &mut Client,
     items: &[(Ipv6Addr, Hash32, Option<usize>)],
 ) -> anyhow::Result<HashMap<Hash32, Vec<u8>>> {
     let (port, per) = (client.cfg.port, client.cfg.datagram_payload(1));
-    let parallel = client.cfg.parallel.max(8);
+    let parallel = client.cfg.parallel.max(1);
     let mut it = items.iter();
     let mut out = HashMap::with_capacity(items.len());
     client
@@ -151,8 +152,9 @@ pub async fn fetch_chunks(
                 ))))
             },
             |_, f| {
-                if let Finished::Get(r) = f {
-                    let bytes = r?;
+                // A chunk no node serves is left out: the caller sees it
+                // missing (a manifest gc collected since it was listed).
+                if let Finished::Get(Ok(bytes)) = f {
                     out.insert(chunk_id(&bytes), bytes);
                 }
                 Ok(())
@@ -160,6 +162,50 @@ pub async fn fetch_chunks(
         )
         .await?;
     Ok(out)
+}
+
+/// Lists `bucket` and fetches every listed manifest. A manifest listed
+/// but then served by nobody is one `gc` collected meanwhile (only
+/// versions no one needs any more): the bucket is listed again, and only
+/// a manifest still listed and still not served is an error.
+pub async fn list_and_fetch(
+    client: &mut Client,
+    bucket: &str,
+) -> anyhow::Result<(usize, Vec<(Hash32, Manifest)>)> {
+    let mut listed = list_bucket(client, bucket).await?;
+    let mut have: HashMap<Hash32, Manifest> = HashMap::new();
+    for round in 0..3 {
+        let want: Vec<Listed> = listed
+            .iter()
+            .filter(|l| !have.contains_key(&l.id))
+            .copied()
+            .collect();
+        let items: Vec<_> = want
+            .iter()
+            .map(|l| (l.group, l.id, Some(l.size as usize)))
+            .collect();
+        let got = fetch_chunks(client, &items).await?;
+        for (id, b) in got {
+            let m = Manifest::decode(&b).map_err(|e| {
+                anyhow::anyhow!("manifest {} does not decode: {e}", hex::encode(id))
+            })?;
+            have.insert(id, m);
+        }
+        if listed.iter().all(|l| have.contains_key(&l.id)) {
+            break;
+        }
+        anyhow::ensure!(
+            round < 2,
+            "{} listed manifests could not be read from any node: retry",
+            listed.iter().filter(|l| !have.contains_key(&l.id)).count()
+        );
+        listed = list_bucket(client, bucket).await?;
+        have.retain(|id, _| listed.iter().any(|l| l.id == *id));
+    }
+    let n = listed.len();
+    let mut out: Vec<(Hash32, Manifest)> = have.into_iter().collect();
+    out.sort_unstable_by_key(|(id, _)| *id);
+    Ok((n, out))
 }
 
 /// Fetches and decodes the listed manifests.

@@ -1,7 +1,7 @@
 //! The client side of `gc`: the mark (see [`crate::gc`] for the rules)
 //! and handing it to the nodes' stores.
 
-use super::list::{by_name, fetch_manifests, fetch_object, list_bucket};
+use super::list::{by_name, fetch_object, list_and_fetch};
 use super::record::{SNAPSHOT_BUCKET, SnapshotRecord, is_tombstone};
 use super::rules;
 use crate::client::Client;
@@ -27,15 +27,14 @@ pub struct MarkReport {
 pub async fn mark(client: &mut Client, grace: Duration) -> anyhow::Result<(Mark, MarkReport)> {
     let mark_us = subcast_proto::now_us();
     let grace_us = grace.as_micros() as u64;
-    let listed = list_bucket(client, "").await?;
-    let ms = fetch_manifests(client, &listed).await?;
+    let (listed, ms) = list_and_fetch(client, "").await?;
     let all: HashMap<_, _> = ms.iter().map(|(id, m)| (*id, m.clone())).collect();
     let objects = by_name(ms);
     let mut live = rules::live_versions(&objects, mark_us.saturating_sub(grace_us));
     let mut report = MarkReport {
         mark_us,
         grace_s: grace.as_secs_f64(),
-        manifests_listed: listed.len(),
+        manifests_listed: listed,
         ..MarkReport::default()
     };
     // Snapshots pin what they name.

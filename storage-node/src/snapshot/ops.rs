@@ -1,8 +1,6 @@
 //! Deletes, snapshots, clones and listings, on top of puts and gets.
 
-use super::list::{
-    by_name, fetch_manifest, fetch_manifests, fetch_object, group_of_name, list_bucket,
-};
+use super::list::{by_name, fetch_manifest, fetch_object, group_of_name, list_and_fetch};
 use super::record::{SNAPSHOT_BUCKET, SnapshotRecord, is_tombstone, record_name, tombstone};
 use super::rules;
 use crate::catalog::bucket_of;
@@ -123,8 +121,7 @@ pub async fn snapshot_create(
         );
     }
     let cut_us = subcast_proto::now_us();
-    let listed = list_bucket(client, bucket).await?;
-    let ms = fetch_manifests(client, &listed).await?;
+    let (listed, ms) = list_and_fetch(client, bucket).await?;
     let entries = rules::cut(&by_name(ms), cut_us);
     let rec = SnapshotRecord {
         bucket: bucket.to_owned(),
@@ -142,7 +139,7 @@ pub async fn snapshot_create(
         objects: rec.entries.len(),
         record_bytes: len,
         record_chunks: r.chunks,
-        manifests_listed: listed.len(),
+        manifests_listed: listed,
         seconds: start.elapsed().as_secs_f64(),
     })
 }
@@ -187,9 +184,8 @@ pub async fn snapshot_list(
     client: &mut Client,
     bucket: &str,
 ) -> anyhow::Result<Vec<SnapshotRecord>> {
-    let listed = list_bucket(client, SNAPSHOT_BUCKET).await?;
     let prefix = format!("{SNAPSHOT_BUCKET}/{bucket}/");
-    let ms = fetch_manifests(client, &listed).await?;
+    let (_, ms) = list_and_fetch(client, SNAPSHOT_BUCKET).await?;
     let mut out = Vec::new();
     for (name, vs) in by_name(ms) {
         if !name.starts_with(&prefix) {
@@ -328,8 +324,7 @@ pub struct LsObject {
 /// `ls BUCKET[/PREFIX]`.
 pub async fn ls(client: &mut Client, path: &str) -> anyhow::Result<Vec<LsObject>> {
     let bucket = bucket_of(path);
-    let listed = list_bucket(client, bucket).await?;
-    let ms = fetch_manifests(client, &listed).await?;
+    let (_, ms) = list_and_fetch(client, bucket).await?;
     let snaps = if bucket == SNAPSHOT_BUCKET {
         Vec::new()
     } else {
