@@ -452,6 +452,7 @@ pub fn vectors() -> Vec<Vector> {
     v.extend(batch_vectors::vectors());
     v.extend(replicast_identity());
     v.extend(replicast_limits());
+    v.extend(replicast_vectors::replicast_catalog());
     v
 }
 
