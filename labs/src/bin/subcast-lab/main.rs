@@ -20,6 +20,7 @@ mod rate_load;
 mod rate_watch;
 mod report;
 mod scenario;
+mod snapshots;
 mod snmp;
 mod soak;
 mod stack;
