@@ -132,6 +132,28 @@ pub async fn snapshot_create(
     let bytes = rec.encode();
     let len = bytes.len();
     let r = objects::put_reader(client, std::io::Cursor::new(bytes), len as u64, &rname, o).await?;
+    // The record pins its versions from now on. A version a tombstone
+    // superseded after the cut is kept by gc only for its grace period:
+    // if this took longer, gc may have collected one; then the record
+    // is withdrawn (a tombstone) rather than left naming a lost version.
+    let still: std::collections::HashSet<Hash32> = super::list::list_bucket(client, bucket)
+        .await?
+        .into_iter()
+        .map(|l| l.id)
+        .collect();
+    let lost = rec
+        .entries
+        .iter()
+        .filter(|e| !still.contains(&e.manifest_id))
+        .count();
+    if lost > 0 {
+        let v = next_version(client, &rname, o.replicas).await?;
+        put_manifest(client, &tombstone(&rname, v, client.node_id()), o).await?;
+        anyhow::bail!(
+            "snapshot {name:?} of {bucket:?}: {lost} versions it names were collected by gc while it was being made (it took {:.1} s, longer than the gc grace period): withdrawn, retry",
+            start.elapsed().as_secs_f64()
+        );
+    }
     Ok(SnapshotReport {
         bucket: bucket.to_owned(),
         name: name.to_owned(),
