@@ -64,7 +64,7 @@ local grant_status = {
 }
 local release_status = { [0] = "released", [1] = "unknown-lease" }
 local member_forms = { [1] = "list", [2] = "bitmap" }
-local member_types = { [1] = "mac", [2] = "ipv6" }
+local member_types = { [1] = "mac", [2] = "ipv6", [3] = "ipv4" }
 local batch_ops = { [1] = "set", [2] = "clear" }
 local chunk_kinds = { [0] = "data", [1] = "manifest" }
 local bid_status = { [0] = "bid", [1] = "already-stored", [2] = "not-now" }
@@ -114,6 +114,7 @@ uint(16, "member_count", "Member count")
 uint(8, "member_type", "Member type", member_types)
 F.member_mac = ProtoField.ether("subcast.member_mac", "Member MAC")
 F.member_ipv6 = ProtoField.ipv6("subcast.member_ipv6", "Member IPv6")
+F.member_ipv4 = ProtoField.ipv4("subcast.member_ipv4", "Member IPv4")
 uint(16, "bitmap_bits", "Bitmap length (bits)")
 F.bitmap = ProtoField.bytes("subcast.bitmap", "Bitmap")
 uint(8, "nak_reason", "NAK reason", nak_reasons)
@@ -310,9 +311,37 @@ local function is_unspecified(r)
   return true
 end
 
+-- An IPv4 group travels IPv4-mapped (::ffff:a.b.c.d): true for that form.
+local function is_mapped(r)
+  for i = 0, 9 do
+    if r:range(i, 1):uint() ~= 0 then return false end
+  end
+  return r:range(10, 2):uint() == 0xffff
+end
+
+-- "ipv4" or "ipv6": the family of a 16-octet group field.
+local function family(r) return is_mapped(r) and "ipv4" or "ipv6" end
+
 local function check_multicast(r, what)
-  if not is_multicast(r) then
-    invalid(what, "must be an IPv6 multicast address (ff00::/8)")
+  if is_mapped(r) then
+    local first = r:range(12, 1):uint()
+    if first < 224 or first > 239 then
+      invalid(what, "an IPv4 group must be a multicast address (224.0.0.0/4)")
+    end
+  elseif not is_multicast(r) then
+    invalid(what, "must be an IPv6 multicast address (ff00::/8) or an IPv4-mapped IPv4 multicast address (::ffff:224.0.0.0/100)")
+  end
+end
+
+-- Every IP member of a list is of the groups' family (MAC members fit any).
+local function check_member_families(families, fam)
+  for _, f in ipairs(families) do
+    if f ~= "mac" and f ~= fam then
+      if f == "ipv4" then
+        invalid("member IPv4", "an IPv4 member in an IPv6 group: name it by its IPv6 or MAC address")
+      end
+      invalid("member IPv6", "an IPv6 member in an IPv4 group: name it by its IPv4 or MAC address")
+    end
   end
 end
 
@@ -321,7 +350,7 @@ end
 ----------------------------------------------------------------------------
 
 local function member(c, i)
-  local m = c:subtree("Member " .. i, 7)
+  local m = c:subtree("Member " .. i, 5)
   local t = m:uint(8, "member_type", "member type")
   local text
   if t == 1 then
@@ -332,13 +361,23 @@ local function member(c, i)
     if is_multicast(r) or is_unspecified(r) then
       invalid("member IPv6", "a member must be a unicast address")
     end
+    if is_mapped(r) then
+      invalid("member IPv6", "an IPv4-mapped address: send an IPv4 member (type 3)")
+    end
     text = tostring(r:ipv6())
+  elseif t == 3 then
+    local r = m:bytes(4, "member_ipv4", "member IPv4")
+    local a = r:uint()
+    if (a >= 0xe0000000 and a < 0xf0000000) or a == 0 or a == 0xffffffff then
+      invalid("member IPv4", "a member must be a unicast address")
+    end
+    text = tostring(r:ipv4())
   else
-    invalid("member type", "must be 1 (MAC) or 2 (IPv6)")
+    invalid("member type", "must be 1 (MAC), 2 (IPv6) or 3 (IPv4)")
   end
   m.tree:append_text(": " .. text)
   c:join(m)
-  return text
+  return text, member_types[t]
 end
 
 local function member_list(c, label)
@@ -346,16 +385,17 @@ local function member_list(c, label)
   local n = l:uint(16, "member_count", "member count")
   if n == 0 then invalid("member count", "a subset needs at least one member") end
   if n > 512 then invalid("member count", "more than 512 members") end
-  l:check_count(n, 7, "member list")
-  local shown = {}
+  l:check_count(n, 5, "member list")
+  local shown, families = {}, {}
   for i = 1, n do
-    local text = member(l, i)
+    local text, fam = member(l, i)
     if i <= 4 then shown[#shown + 1] = text end
+    families[#families + 1] = fam
   end
   l.tree:append_text(string.format(" (%d): %s%s", n, table.concat(shown, ", "),
     n > 4 and ", ..." or ""))
   c:join(l)
-  return n
+  return n, families
 end
 
 local function bitmap(c)
@@ -383,7 +423,7 @@ local function members(c)
   local form = c:enum("member_form", member_forms, "member form",
     "must be 1 (list) or 2 (bitmap)")
   if form == 1 then return member_list(c, "Members") end
-  return bitmap(c)
+  return bitmap(c), {}
 end
 
 local function ranges(c, allow_empty)
@@ -421,7 +461,11 @@ local function subset_fields(c)
   end
   local life = c:uint(32, "lifetime_ms", "lifetime")
   if life == 0 then invalid("lifetime", "must be at least 1 ms") end
-  members(c)
+  local _, families = members(c)
+  if family(group) ~= family(parent) then
+    invalid("subset group", "must be of the parent group's address family")
+  end
+  check_member_families(families, family(parent))
   return tostring(group:ipv6())
 end
 
@@ -527,7 +571,8 @@ body[0x20] = function(c) -- RENDEZVOUS_REQUEST
   local parent = c:ipv6("parent", "parent group")
   check_multicast(parent, "parent group")
   c:uint(32, "lifetime_ms", "lifetime")
-  local n = member_list(c, "Targets")
+  local n, families = member_list(c, "Targets")
+  check_member_families(families, family(parent))
   return string.format("request %s, %d targets in %s", id, n, tostring(parent:ipv6()))
 end
 
@@ -619,8 +664,10 @@ body[0x42] = function(c) -- PUT_ACCEPT
   c:enum("kind", chunk_kinds, "chunk kind", "must be 0 (data) or 1 (manifest)")
   payload_size(c)
   local g = c:ipv6("group", "group")
-  if not is_multicast(g) and not is_unspecified(g) then
-    invalid("group", "must be multicast, or :: for unicast delivery")
+  local mapped_multicast = is_mapped(g) and g:range(12, 1):uint() >= 224
+    and g:range(12, 1):uint() <= 239
+  if not is_multicast(g) and not is_unspecified(g) and not mapped_multicast then
+    invalid("group", "must be multicast (IPv6, or IPv4 in IPv4-mapped form), or :: for unicast delivery")
   end
   local n = c:uint(8, "target_count", "target count")
   if n == 0 or n > 32 then invalid("target count", "must be 1 to 32") end

@@ -189,6 +189,21 @@ mod tests {
     }
 
     #[test]
+    fn ipv4_pool_hands_out_distinct_macs() {
+        use subcast_proto::{GroupAddr, MacAddr};
+        // 239.92.128.0/24 in group form (the config's IPv4 pools).
+        let mut p = Pool::new(&[net("::ffff:239.92.128.0/120")], 0, 1);
+        assert_eq!(p.size(), 256);
+        let got: Vec<_> = (0..256).map(|_| p.allocate().unwrap()).collect();
+        let macs: HashSet<_> = got
+            .iter()
+            .map(|a| MacAddr::ipv4_multicast(a.ipv4_group().expect("IPv4 group")))
+            .collect();
+        assert_eq!(macs.len(), 256, "no two groups of the pool share a MAC");
+        assert!(got.iter().all(|a| a.is_group()));
+    }
+
+    #[test]
     fn reuses_least_recently_released_first() {
         let mut p = Pool::new(&[net("ff15::/126")], 0, 1);
         let v: Vec<_> = (0..4).map(|_| p.allocate().unwrap()).collect();

@@ -19,6 +19,7 @@ fn warm_setup(budget: Option<u32>) -> Setup {
     setup_with(&Tuning {
         leases: "default_ms: 10000, max_ms: 60000, warm_ms: 60000".into(),
         budget,
+        ipv4: false,
     })
 }
 

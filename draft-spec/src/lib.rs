@@ -14,6 +14,7 @@ use subcast_proto::replicast::{self, ReplicastMessage};
 use subcast_proto::*;
 
 mod batch_vectors;
+mod ipv4_vectors;
 mod replicast_vectors;
 pub use replicast_vectors::{CLIENT_ID, NODE_ID, TARGETS, vector_pair_keys, vector_secret};
 use replicast_vectors::{
@@ -452,6 +453,7 @@ pub fn vectors() -> Vec<Vector> {
     v.extend(batch_vectors::vectors());
     v.extend(replicast_identity());
     v.extend(replicast_limits());
+    v.extend(ipv4_vectors::vectors());
     v.extend(replicast_vectors::replicast_catalog());
     v
 }

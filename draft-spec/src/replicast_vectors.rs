@@ -66,7 +66,12 @@ fn replicast_with(
 }
 
 /// From the client to the three targets (or the group's members).
-fn from_client(name: &str, description: &str, seq: u64, message: ReplicastMessage) -> Vector {
+pub(crate) fn from_client(
+    name: &str,
+    description: &str,
+    seq: u64,
+    message: ReplicastMessage,
+) -> Vector {
     replicast_with(
         name,
         description,
@@ -241,7 +246,7 @@ pub(crate) fn replicast_vectors() -> Vec<Vector> {
 
 /// A refused Replicast datagram, opened by `receiver` with the key it
 /// shares with `sender`.
-fn replicast_refused(
+pub(crate) fn replicast_refused(
     name: &str,
     description: &str,
     sender: u32,

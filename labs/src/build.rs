@@ -90,11 +90,19 @@ impl Lab {
         let started = Instant::now();
         let mut lab = Lab::empty(topo, fresh_prefix())?;
         lab.make_switches()?;
+        if topo.stp {
+            lab.enable_stp()?;
+        }
         lab.make_hosts()?;
         lab.isolate_queriers()?;
         lab.make_trunks()?;
         lab.fill_ifindexes()?;
         lab.add_neighbours()?;
+        if topo.stp {
+            // Static groups and paths follow the tree the bridges elect.
+            let (took, _) = lab.wait_stp_converged(opts.settle_timeout)?;
+            tracing::debug!(?took, "spanning tree converged");
+        }
         if opts.static_negotiating_groups {
             for name in topo.negotiating_groups.keys() {
                 let addr = topo.group_address(name).ok_or_else(|| {
@@ -465,13 +473,14 @@ impl Lab {
     /// does this unless `LabOptions::wait_settled` is false.
     pub fn settle(&self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
+        self.wait_topology_change_over(timeout)?;
         self.wait_fdb(deadline)?;
         self.wait_queriers(deadline)
     }
 
     /// Wait until every switch's FDB holds every host MAC. Each host announces itself
     /// with a datagram to ff02::1 (flooded everywhere) until learned.
-    fn wait_fdb(&self, deadline: Instant) -> Result<()> {
+    pub(crate) fn wait_fdb(&self, deadline: Instant) -> Result<()> {
         let all: BTreeSet<String> = self.hosts.values().map(HostInfo::mac_string).collect();
         loop {
             let mut missing = BTreeMap::new();

@@ -324,16 +324,27 @@ pub fn udp6(frame: &[u8]) -> Option<Udp6<'_>> {
     })
 }
 
-/// Count IPv6/UDP datagrams in a classic pcap file with Ethernet link type. Returns
+/// The UDP payload length of an Ethernet/IPv4/UDP frame.
+pub fn udp4_len(frame: &[u8]) -> Option<u16> {
+    if frame.get(12..14)? != [0x08, 0x00] || *frame.get(23)? != 17 {
+        return None;
+    }
+    let ihl = usize::from(frame.get(14)? & 0x0f) * 4;
+    let at = 14 + ihl + 4;
+    let udp_len = u16::from_be_bytes(frame.get(at..at + 2)?.try_into().ok()?);
+    udp_len.checked_sub(8)
+}
+
+/// Count IPv6/UDP (and IPv4/UDP) datagrams in a classic pcap file with Ethernet link type. Returns
 /// `None` if the file is not such a pcap. A truncated last record is ignored. Never
 /// panics, whatever the input.
 pub fn count_pcap(data: &[u8]) -> Option<Counts> {
     let mut counts = Counts::default();
     for r in pcap_records(data)? {
-        match udp6(r.frame) {
-            Some(u) => {
+        match udp6(r.frame).map(|u| u.len).or_else(|| udp4_len(r.frame)) {
+            Some(len) => {
                 counts.datagrams += 1;
-                counts.bytes += u64::from(u.len);
+                counts.bytes += u64::from(len);
             }
             None => counts.other_frames += 1,
         }

@@ -200,6 +200,9 @@ pub fn to_yaml(t: &Topology, comment: &str) -> String {
     if let Some(r) = t.rate_mbit {
         let _ = writeln!(y, "rate_mbit: {r}");
     }
+    if t.stp {
+        y.push_str("stp: true\n");
+    }
     y.push_str("switches:\n");
     for (name, s) in &t.switches {
         let snmp = match &s.snmp {
@@ -305,6 +308,7 @@ mod tests {
             "seed-snmp.yaml",
             "seed-three-switch-lossy.yaml",
             "three-backends.yaml",
+            "seed-triangle.yaml",
         ] {
             let t = Topology::from_yaml_file(crate::topology_path(f)).unwrap();
             let back = Topology::from_yaml_str(&to_yaml(&t, f)).unwrap();

@@ -329,10 +329,19 @@ impl Lab {
             .capture_seq
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let file = self.workdir.join(format!("cap{seq}.pcap"));
-        let mut full = if filter.trim().is_empty() {
-            "ip6 and udp".to_string()
+        // A filter naming an IPv4 address captures IPv4/UDP, others IPv6/UDP.
+        let ip = if filter
+            .split(|c: char| c.is_whitespace() || c == '(' || c == ')')
+            .any(|t| t.parse::<std::net::Ipv4Addr>().is_ok())
+        {
+            "ip"
         } else {
-            format!("ip6 and udp and ({filter})")
+            "ip6"
+        };
+        let mut full = if filter.trim().is_empty() {
+            format!("{ip} and udp")
+        } else {
+            format!("{ip} and udp and ({filter})")
         };
         // On a host's own interface, the direction also goes into the kernel filter
         // (by source MAC: a host never receives its own frames back), so tcpdump's

@@ -34,7 +34,12 @@
 //!   all others, so unicast needs no neighbour discovery. Switch N's bridge has the
 //!   management address `fd00:5c::1:N/64` (reachable in band from hosts and other
 //!   switches, e.g. for an agent running in the switch namespace) and MAC
-//!   `02:5c:01:00:00:N`; it runs no spanning tree, so trunks must form a tree.
+//!   `02:5c:01:00:00:N`; it runs no spanning tree, so trunks must form a tree, unless
+//!   the topology sets `stp: true`: then every bridge runs the kernel's STP
+//!   (forward_delay 4 s), `build` waits until the port states converged, and
+//!   [`Lab::active_topology`] (the tree the bridges elected, from the kernel's port
+//!   states), [`Lab::port_states`], [`Lab::wait_stp_converged`], [`Lab::set_trunk`]
+//!   and [`Lab::relearn`] follow it.
 //! * Bridges: snooping on, own querier settled before `build` returns (an unregistered
 //!   group no longer floods), trunk ports `mcast_router 0`, `mcast_hash_max 65536`,
 //!   FDB learned with every host MAC (ageing 30000 s).
@@ -82,6 +87,7 @@ pub mod netns;
 mod ovs;
 mod process;
 mod shaping;
+mod stp;
 pub mod stress;
 pub mod topology;
 
@@ -96,6 +102,7 @@ pub use mdb::{MLD_TABLE, MdbEntry};
 pub use ovs::OvsInfo;
 pub use process::ChildGuard;
 pub use shaping::{Drops, Hop, HopDrops, LAB_PROBE_PORT, LOSS_TABLE, Place, tbf_params};
+pub use stp::{FORWARD_DELAY_CS, HELLO_TIME_CS, MAX_AGE_CS, PortState};
 pub use topology::{
     Backend, GroupSpec, HostSpec, LinkSpec, RENDEZVOUS_POOL, Shaping, SnmpSpec, SnmpVersion,
     SwitchSpec, Topology, TopologyError, in_rendezvous_pool,

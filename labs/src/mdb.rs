@@ -34,7 +34,7 @@ impl Lab {
                 .or_default()
                 .push(h.switch_port.clone());
         }
-        for (sw, toward) in self.topo.trunks_toward(members) {
+        for (sw, toward) in self.active_topology()?.trunks_toward(members) {
             let port = self
                 .try_switch(&sw)?
                 .port_to_switch(&toward)
@@ -148,13 +148,13 @@ impl Lab {
             &["ip", "netns", "exec", &sw.netns, "nft", "-f", "-"],
             Some(&rules),
         )?;
+        let tree = self.active_topology()?;
         let mut entries = Vec::new();
         for h in self.hosts.values() {
             let port = if h.switch == sw.name {
                 h.switch_port.clone()
             } else {
-                let side = self
-                    .topo
+                let side = tree
                     .trunks_toward(&[h.name.as_str()])
                     .into_iter()
                     .find(|(from, _)| *from == sw.name)

@@ -57,6 +57,28 @@ pub enum MdbAddr {
     },
 }
 
+impl MdbAddr {
+    /// The entry for a group in the 16-octet group form of the push
+    /// protocol: an IPv4-mapped address (`::ffff:239.92.128.1`) is an IPv4
+    /// group, anything else an IPv6 group.
+    pub fn from_group(group: Ipv6Addr) -> MdbAddr {
+        match group.to_ipv4_mapped() {
+            Some(v4) => MdbAddr::Ipv4(v4),
+            None => MdbAddr::Ipv6(group),
+        }
+    }
+
+    /// The group in that 16-octet form (IPv4 groups IPv4-mapped); `None`
+    /// for L2 and unknown entries.
+    pub fn group(&self) -> Option<Ipv6Addr> {
+        match self {
+            MdbAddr::Ipv6(a) => Some(*a),
+            MdbAddr::Ipv4(a) => Some(a.to_ipv6_mapped()),
+            MdbAddr::Other { .. } => None,
+        }
+    }
+}
+
 /// One (group, port) entry of the MDB.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct MdbEntry {
@@ -79,19 +101,32 @@ pub enum MdbDecodeError {
     BadAttr { len: usize, have: usize },
 }
 
-/// Encodes a `br_mdb_entry` for an IPv6 group.
+/// Encodes a `br_mdb_entry` for a group in the 16-octet group form
+/// ([`MdbAddr::from_group`]): an IPv6 group as 16 octets with proto
+/// 0x86DD; an IPv4 group (IPv4-mapped) as its 4 octets in the first four
+/// of the address union, 12 zero octets, proto 0x0800.
 fn emit_entry(buf: &mut Vec<u8>, port: u32, state: u8, vid: u16, group: &Ipv6Addr) {
     buf.extend_from_slice(&port.to_ne_bytes());
     buf.push(state);
     buf.push(0); // flags
     buf.extend_from_slice(&vid.to_ne_bytes());
-    buf.extend_from_slice(&group.octets());
-    buf.extend_from_slice(&ETH_P_IPV6.to_be_bytes());
+    match group.to_ipv4_mapped() {
+        Some(v4) => {
+            buf.extend_from_slice(&v4.octets());
+            buf.extend_from_slice(&[0; 12]);
+            buf.extend_from_slice(&ETH_P_IP.to_be_bytes());
+        }
+        None => {
+            buf.extend_from_slice(&group.octets());
+            buf.extend_from_slice(&ETH_P_IPV6.to_be_bytes());
+        }
+    }
     buf.extend_from_slice(&[0, 0]);
 }
 
 /// Appends one complete netlink request (header included) adding
-/// (`add == true`) or deleting a permanent IPv6 group entry on `port`.
+/// (`add == true`) or deleting a permanent group entry on `port` (`group`
+/// IPv6, or IPv4 IPv4-mapped: see [`MdbAddr::from_group`]).
 pub fn emit_set(
     buf: &mut Vec<u8>,
     add: bool,
@@ -399,6 +434,25 @@ mod tests {
         assert_eq!(entries[1].port, 4);
         assert_eq!(entries[0].addr, MdbAddr::Ipv6(g));
         assert_eq!(entries[0].state, MDB_PERMANENT);
+    }
+
+    #[test]
+    fn ipv4_entries_round_trip() {
+        let g = Ipv4Addr::new(239, 92, 128, 1).to_ipv6_mapped();
+        let entries = decode_mdb_message(&dump_payload(9, &[3], &g)).unwrap();
+        assert_eq!(
+            entries[0].addr,
+            MdbAddr::Ipv4(Ipv4Addr::new(239, 92, 128, 1))
+        );
+        assert_eq!(entries[0].addr.group(), Some(g));
+        assert_eq!(MdbAddr::from_group(g), entries[0].addr);
+        let mut b = Vec::new();
+        emit_set(&mut b, true, 5, 2, 3, 0, &g);
+        assert_eq!(b.len(), 56);
+        let entry = &b[28..56];
+        assert_eq!(&entry[8..12], &[239, 92, 128, 1]);
+        assert_eq!(&entry[12..24], &[0; 12]);
+        assert_eq!(&entry[24..26], &[0x08, 0x00]);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! OXM match fields (`ofp_oxm_header` + value) and the `ofp_match` container.
 
-use std::net::Ipv6Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use bytes::{BufMut, BytesMut};
 
@@ -16,6 +16,7 @@ const ETH_DST: u8 = 3;
 const ETH_SRC: u8 = 4;
 const ETH_TYPE: u8 = 5;
 const VLAN_VID: u8 = 6;
+const IPV4_DST: u8 = 12;
 const IPV6_DST: u8 = 27;
 
 /// `OFPVID_PRESENT`: set in `VlanVid` values that match a tagged frame.
@@ -48,6 +49,13 @@ pub enum Oxm {
         vid: u16,
         /// Mask (None = exact).
         mask: Option<u16>,
+    },
+    /// OFPXMT_OFB_IPV4_DST, optionally masked (prerequisite: `EthType(0x0800)`).
+    Ipv4Dst {
+        /// Address.
+        addr: Ipv4Addr,
+        /// Mask (None = exact).
+        mask: Option<Ipv4Addr>,
     },
     /// OFPXMT_OFB_IPV6_DST, optionally masked.
     Ipv6Dst {
@@ -102,6 +110,18 @@ impl Oxm {
                 let (v, vid) = u16_(v)?;
                 let mask = if has_mask { Some(u16_(v)?.1) } else { None };
                 Some(Oxm::VlanVid { vid, mask })
+            }
+            (true, IPV4_DST, false, 4) | (true, IPV4_DST, true, 8) => {
+                let (v, addr) = array::<4>(v)?;
+                let mask = if has_mask {
+                    Some(Ipv4Addr::from(array::<4>(v)?.1))
+                } else {
+                    None
+                };
+                Some(Oxm::Ipv4Dst {
+                    addr: Ipv4Addr::from(addr),
+                    mask,
+                })
             }
             (true, IPV6_DST, false, 16) | (true, IPV6_DST, true, 32) => {
                 let (v, addr) = array::<16>(v)?;
@@ -162,6 +182,18 @@ impl Oxm {
                 buf.put_u16(*vid);
                 if let Some(m) = mask {
                     buf.put_u16(*m);
+                }
+            }
+            Oxm::Ipv4Dst { addr, mask } => {
+                basic(
+                    buf,
+                    IPV4_DST,
+                    mask.is_some(),
+                    if mask.is_some() { 8 } else { 4 },
+                );
+                buf.put_slice(&addr.octets());
+                if let Some(m) = mask {
+                    buf.put_slice(&m.octets());
                 }
             }
             Oxm::Ipv6Dst { addr, mask } => {

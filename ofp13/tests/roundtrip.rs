@@ -16,6 +16,7 @@ fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
 fn oxm() -> impl Strategy<Value = Oxm> {
     let mac = any::<[u8; 6]>();
     let ip = any::<[u8; 16]>().prop_map(Ipv6Addr::from);
+    let ip4 = any::<[u8; 4]>().prop_map(std::net::Ipv4Addr::from);
     prop_oneof![
         any::<u32>().prop_map(Oxm::InPort),
         any::<u16>().prop_map(Oxm::EthType),
@@ -24,6 +25,8 @@ fn oxm() -> impl Strategy<Value = Oxm> {
         (any::<u16>(), proptest::option::of(any::<u16>()))
             .prop_map(|(vid, mask)| Oxm::VlanVid { vid, mask }),
         (ip.clone(), proptest::option::of(ip)).prop_map(|(addr, mask)| Oxm::Ipv6Dst { addr, mask }),
+        (ip4.clone(), proptest::option::of(ip4))
+            .prop_map(|(addr, mask)| Oxm::Ipv4Dst { addr, mask }),
         (
             any::<u16>().prop_filter("not basic", |c| *c != 0x8000),
             0u8..128,

@@ -11,7 +11,7 @@
 
 use crate::error::DecodeError;
 use crate::member::Members;
-use crate::push::{Clear, SetSubset, check_multicast, check_vlan};
+use crate::push::{Clear, SetSubset, check_multicast, check_set_families, check_vlan};
 use crate::wire::{Reader, Writer};
 use serde::{Deserialize, Serialize};
 use std::net::Ipv6Addr;
@@ -127,12 +127,14 @@ impl BatchItem {
                         why: "must be at least 1 ms",
                     });
                 }
+                let members = Members::parse(r)?;
+                check_set_families(parent, group, &members)?;
                 Ok(BatchItem::Set {
                     vlan,
                     parent,
                     group,
                     lifetime_ms,
-                    members: Members::parse(r)?,
+                    members,
                 })
             }
             OP_CLEAR => Ok(BatchItem::Clear {

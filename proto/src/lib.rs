@@ -6,6 +6,7 @@
 //! - [`batch`]: BATCH and BATCH_ACK (several groups in one instruction).
 //! - [`rendezvous`]: storage node <-> controller (RENDEZVOUS_REQUEST,
 //!   RENDEZVOUS_GRANT, RENDEZVOUS_RELEASE, RELEASE_ACK).
+//! - [`group`]: IPv4 and IPv6 groups in one 16-octet field, family rules.
 //! - [`member`]: unicast members, member lists and BIER-style bitmaps.
 //! - [`auth`]: keys, keyed BLAKE3 tags, the replay window.
 //! - [`pairkeys`]: Replicast identity: keys per pair of nodes, derived
@@ -21,6 +22,7 @@ pub mod auth;
 pub mod batch;
 pub mod envelope;
 pub mod error;
+pub mod group;
 pub mod header;
 pub mod member;
 pub mod message;
@@ -34,6 +36,7 @@ pub use auth::{Key, KeyError, Keyring, ReplayGuard, ReplayWindow};
 pub use batch::{Batch, BatchAck, BatchItem, MAX_BATCH_ITEMS};
 pub use envelope::{Body, Envelope, MAX_DATAGRAM, Origin, Sealer};
 pub use error::{DecodeError, OpenError};
+pub use group::{Family, GroupAddr, group_field};
 pub use header::Header;
 pub use member::{Bitmap, MacAddr, Member, Members};
 pub use message::{Datagram, Message, Opener, decode, msg_type, now_us, seal, verify_tag};

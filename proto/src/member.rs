@@ -1,4 +1,4 @@
-//! Unicast members (IPv6 or MAC) and the two ways a message names a subset:
+//! Unicast members (IPv4, IPv6 or MAC) and the two ways a message names a subset:
 //! an explicit list, or a BIER-style bitmap over the parent group's ordered
 //! member list.
 
@@ -6,7 +6,7 @@ use crate::error::DecodeError;
 use crate::wire::{Reader, Writer};
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::net::Ipv6Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 /// A 48-bit IEEE MAC address, written `aa:bb:cc:dd:ee:ff`.
@@ -24,6 +24,20 @@ impl MacAddr {
     /// True for 33:33:xx:xx:xx:xx, the addresses of IPv6 multicast groups.
     pub fn is_ipv6_multicast(&self) -> bool {
         self.0[0] == 0x33 && self.0[1] == 0x33
+    }
+
+    /// The Ethernet address an IPv4 multicast group maps to (RFC 1112:
+    /// 01:00:5e followed by the low 23 bits of the group). 32 groups share
+    /// each MAC: the 5 high bits after 1110 are lost.
+    pub fn ipv4_multicast(group: Ipv4Addr) -> MacAddr {
+        let o = group.octets();
+        MacAddr([0x01, 0x00, 0x5e, o[1] & 0x7f, o[2], o[3]])
+    }
+
+    /// True for 01:00:5e:00:00:00 to 01:00:5e:7f:ff:ff, the addresses of
+    /// IPv4 multicast groups.
+    pub fn is_ipv4_multicast(&self) -> bool {
+        self.0[..3] == [0x01, 0x00, 0x5e] && self.0[3] & 0x80 == 0
     }
 }
 
@@ -86,6 +100,18 @@ impl<'de> Deserialize<'de> for MacAddr {
 pub enum Member {
     Mac(MacAddr),
     Ipv6(Ipv6Addr),
+    Ipv4(Ipv4Addr),
+}
+
+impl Member {
+    /// The member's IP family; `None` for a MAC address (fits either).
+    pub fn family(&self) -> Option<crate::group::Family> {
+        match self {
+            Member::Mac(_) => None,
+            Member::Ipv6(_) => Some(crate::group::Family::Ipv6),
+            Member::Ipv4(_) => Some(crate::group::Family::Ipv4),
+        }
+    }
 }
 
 impl fmt::Display for Member {
@@ -93,6 +119,7 @@ impl fmt::Display for Member {
         match self {
             Member::Mac(m) => write!(f, "{m}"),
             Member::Ipv6(a) => write!(f, "{a}"),
+            Member::Ipv4(a) => write!(f, "{a}"),
         }
     }
 }
@@ -100,8 +127,9 @@ impl fmt::Display for Member {
 /// Member entry type codes on the wire.
 const MEMBER_MAC: u8 = 1;
 const MEMBER_IPV6: u8 = 2;
-/// The smallest member entry (type + MAC).
-pub(crate) const MIN_MEMBER_LEN: usize = 7;
+const MEMBER_IPV4: u8 = 3;
+/// The smallest member entry (type + IPv4 address).
+pub(crate) const MIN_MEMBER_LEN: usize = 5;
 /// At most this many members in one list.
 pub const MAX_MEMBERS: usize = 512;
 
@@ -115,6 +143,10 @@ impl Member {
             Member::Ipv6(a) => {
                 w.u8(MEMBER_IPV6);
                 w.ipv6(a);
+            }
+            Member::Ipv4(a) => {
+                w.u8(MEMBER_IPV4);
+                w.bytes(&a.octets());
             }
         }
     }
@@ -130,11 +162,27 @@ impl Member {
                         why: "a member must be a unicast address",
                     });
                 }
+                if a.to_ipv4_mapped().is_some() {
+                    return Err(DecodeError::Invalid {
+                        field: "member IPv6",
+                        why: "an IPv4-mapped address: send an IPv4 member (type 3)",
+                    });
+                }
                 Ok(Member::Ipv6(a))
+            }
+            MEMBER_IPV4 => {
+                let a = Ipv4Addr::from(r.array::<4>("member IPv4")?);
+                if a.is_multicast() || a.is_unspecified() || a.is_broadcast() {
+                    return Err(DecodeError::Invalid {
+                        field: "member IPv4",
+                        why: "a member must be a unicast address",
+                    });
+                }
+                Ok(Member::Ipv4(a))
             }
             _ => Err(DecodeError::Invalid {
                 field: "member type",
-                why: "must be 1 (MAC) or 2 (IPv6)",
+                why: "must be 1 (MAC), 2 (IPv6) or 3 (IPv4)",
             }),
         }
     }
@@ -261,7 +309,7 @@ impl Bitmap {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Members {
-    /// Explicit unicast addresses (IPv6 or MAC, mixed).
+    /// Explicit unicast addresses (MAC, and IP of the groups' family).
     List(Vec<Member>),
     /// Indices into the parent group's ordered member list.
     Bitmap(Bitmap),

@@ -2,6 +2,7 @@
 //! HEARTBEAT, SET_SUBSET, CLEAR, ACK, NAK.
 
 use crate::error::DecodeError;
+use crate::group::GroupAddr;
 use crate::member::Members;
 use crate::wire::{Reader, Writer};
 use serde::{Deserialize, Serialize};
@@ -175,14 +176,22 @@ pub(crate) fn check_vlan(vlan: u16) -> Result<u16, DecodeError> {
     Ok(vlan)
 }
 
+/// A group field of either family ([`crate::group`]).
 pub(crate) fn check_multicast(a: Ipv6Addr, field: &'static str) -> Result<Ipv6Addr, DecodeError> {
-    if !a.is_multicast() {
-        return Err(DecodeError::Invalid {
-            field,
-            why: "must be an IPv6 multicast address (ff00::/8)",
-        });
+    crate::group::check_group(a, field)
+}
+
+/// The family rules of a set: X of Y's family, IP members of that family.
+pub(crate) fn check_set_families(
+    parent: Ipv6Addr,
+    group: Ipv6Addr,
+    members: &Members,
+) -> Result<(), DecodeError> {
+    crate::group::check_same_family(parent, group)?;
+    if let Members::List(l) = members {
+        crate::group::check_member_family(l, parent.family())?;
     }
-    Ok(a)
+    Ok(())
 }
 
 impl Hello {
@@ -263,13 +272,15 @@ impl SetSubset {
                 why: "must be at least 1 ms",
             });
         }
+        let members = Members::parse(r)?;
+        check_set_families(parent, group, &members)?;
         Ok(SetSubset {
             txid,
             vlan,
             parent,
             group,
             lifetime_ms,
-            members: Members::parse(r)?,
+            members,
         })
     }
 }

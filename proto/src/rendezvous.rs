@@ -2,6 +2,7 @@
 //! RENDEZVOUS_RELEASE, RELEASE_ACK.
 
 use crate::error::DecodeError;
+use crate::group::{GroupAddr, check_member_family};
 use crate::member::{Member, emit_list, parse_list};
 use crate::push::{check_multicast, check_vlan};
 use crate::wire::{Reader, Writer};
@@ -122,13 +123,15 @@ impl RendezvousRequest {
         emit_list(&self.targets, w);
     }
     pub(crate) fn parse(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        Ok(RendezvousRequest {
+        let request = RendezvousRequest {
             request_id: r.u64("request id")?,
             vlan: check_vlan(r.u16("VLAN")?)?,
             parent: check_multicast(r.ipv6("parent group")?, "parent group")?,
             lifetime_ms: r.u32("lifetime")?,
             targets: parse_list(r)?,
-        })
+        };
+        check_member_family(&request.targets, request.parent.family())?;
+        Ok(request)
     }
 }
 

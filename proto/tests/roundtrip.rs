@@ -2,14 +2,34 @@
 //! byte string makes the decoder panic.
 
 use proptest::prelude::*;
-use std::net::Ipv6Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use subcast_proto::*;
 
+fn family() -> impl Strategy<Value = Family> {
+    prop_oneof![Just(Family::Ipv4), Just(Family::Ipv6)]
+}
+
+/// A group of either family.
 fn multicast() -> impl Strategy<Value = Ipv6Addr> {
-    any::<[u8; 16]>().prop_map(|mut o| {
-        o[0] = 0xff;
-        Ipv6Addr::from(o)
-    })
+    family().prop_flat_map(multicast_of)
+}
+
+/// An IPv6 multicast group, or an IPv4 one (224.0.0.0/4) in mapped form.
+fn multicast_of(f: Family) -> BoxedStrategy<Ipv6Addr> {
+    match f {
+        Family::Ipv6 => any::<[u8; 16]>()
+            .prop_map(|mut o| {
+                o[0] = 0xff;
+                Ipv6Addr::from(o)
+            })
+            .boxed(),
+        Family::Ipv4 => any::<[u8; 4]>()
+            .prop_map(|mut o| {
+                o[0] = 0xe0 | (o[0] & 0x0f);
+                group_field(Ipv4Addr::from(o).into())
+            })
+            .boxed(),
+    }
 }
 
 fn unicast() -> impl Strategy<Value = Ipv6Addr> {
@@ -19,16 +39,26 @@ fn unicast() -> impl Strategy<Value = Ipv6Addr> {
     })
 }
 
-fn member() -> impl Strategy<Value = Member> {
-    prop_oneof![
-        any::<[u8; 6]>().prop_map(|m| Member::Mac(MacAddr(m))),
-        unicast().prop_map(Member::Ipv6),
-    ]
+fn unicast4() -> impl Strategy<Value = Ipv4Addr> {
+    any::<[u8; 4]>().prop_map(|mut o| {
+        o[0] = 10;
+        Ipv4Addr::from(o)
+    })
 }
 
-fn members() -> impl Strategy<Value = Members> {
+/// A member that may name a host in a group of family `f`: its MAC, or
+/// its address of that family.
+fn member_of(f: Family) -> BoxedStrategy<Member> {
+    let mac = any::<[u8; 6]>().prop_map(|m| Member::Mac(MacAddr(m)));
+    match f {
+        Family::Ipv6 => prop_oneof![mac, unicast().prop_map(Member::Ipv6)].boxed(),
+        Family::Ipv4 => prop_oneof![mac, unicast4().prop_map(Member::Ipv4)].boxed(),
+    }
+}
+
+fn members_of(f: Family) -> impl Strategy<Value = Members> {
     prop_oneof![
-        prop::collection::vec(member(), 1..40).prop_map(Members::List),
+        prop::collection::vec(member_of(f), 1..40).prop_map(Members::List),
         prop::collection::btree_set(0usize..4096, 1..20)
             .prop_map(|s| Members::Bitmap(Bitmap::from_indices(s).expect("in range"))),
     ]
@@ -36,13 +66,14 @@ fn members() -> impl Strategy<Value = Members> {
 
 fn batch_item() -> impl Strategy<Value = BatchItem> {
     prop_oneof![
-        (
-            0u16..=4094,
-            multicast(),
-            multicast(),
-            1u32..,
-            prop::collection::vec(member(), 1..4).prop_map(Members::List)
-        )
+        family()
+            .prop_flat_map(|f| (
+                0u16..=4094,
+                multicast_of(f),
+                multicast_of(f),
+                1u32..,
+                prop::collection::vec(member_of(f), 1..4).prop_map(Members::List)
+            ))
             .prop_filter("X differs from Y", |t| t.1 != t.2)
             .prop_map(|(v, p, g, l, m)| BatchItem::Set {
                 vlan: v,
@@ -113,14 +144,15 @@ fn message() -> impl Strategy<Value = Message> {
                 switch_id: s,
                 port_counts: p,
             })),
-        (
-            any::<u64>(),
-            0u16..=4094,
-            multicast(),
-            multicast(),
-            1u32..,
-            members()
-        )
+        family()
+            .prop_flat_map(|f| (
+                any::<u64>(),
+                0u16..=4094,
+                multicast_of(f),
+                multicast_of(f),
+                1u32..,
+                members_of(f)
+            ))
             .prop_filter("X differs from Y", |t| t.2 != t.3)
             .prop_map(|(t, v, p, g, l, m)| Message::SetSubset(SetSubset {
                 txid: t,
@@ -148,13 +180,14 @@ fn message() -> impl Strategy<Value = Message> {
                 reason: r,
                 detail: d,
             })),
-        (
-            any::<u64>(),
-            0u16..=4094,
-            multicast(),
-            any::<u32>(),
-            prop::collection::vec(member(), 1..20)
-        )
+        family()
+            .prop_flat_map(|f| (
+                any::<u64>(),
+                0u16..=4094,
+                multicast_of(f),
+                any::<u32>(),
+                prop::collection::vec(member_of(f), 1..20)
+            ))
             .prop_map(
                 |(r, v, p, l, t)| Message::RendezvousRequest(RendezvousRequest {
                     request_id: r,
@@ -249,6 +282,52 @@ proptest! {
         b.extend_from_slice(&body);
         b.extend_from_slice(&[0; 32]);
         let _ = decode(&b);
+    }
+
+    /// Groups of two families in one set, an IP member of the other
+    /// family, an IPv4 multicast member or an IPv4 "group" outside
+    /// 224.0.0.0/4 never decode; what decodes keeps one family per set.
+    #[test]
+    fn family_rules(
+        f in family(),
+        p6 in multicast_of(Family::Ipv6),
+        p4 in multicast_of(Family::Ipv4),
+        m6 in unicast(),
+        m4 in unicast4(),
+        mc4 in any::<[u8; 4]>(),
+        bad in any::<[u8; 4]>(),
+    ) {
+        let key = Key::new(9, [3; 32]);
+        let origin = Origin { key_id: 9, sender_id: 1, sequence: 1, timestamp_us: 1 };
+        let (parent, other, wrong) = match f {
+            Family::Ipv6 => (p6, p4, Member::Ipv4(m4)),
+            Family::Ipv4 => (p4, p6, Member::Ipv6(m6)),
+        };
+        let set = |group, members: Vec<Member>| Message::SetSubset(SetSubset {
+            txid: 1, vlan: 0, parent, group, lifetime_ms: 1, members: Members::List(members),
+        });
+        let refused = |m: &Message| decode(&seal(&key, origin, m)).map_err(|e| e.kind());
+        let same = group_field(std::net::IpAddr::V6("ff3e::1".parse().unwrap()));
+        let group = if f == Family::Ipv6 { same } else { group_field(Ipv4Addr::new(239, 0, 0, 1).into()) };
+        prop_assume!(group != parent);
+        let mac = Member::Mac(MacAddr([2, 0, 0, 0, 0, 1]));
+        prop_assert!(refused(&set(group, vec![mac])).is_ok());
+        prop_assert_eq!(refused(&set(other, vec![mac])).err(), Some("invalid-field"));
+        prop_assert_eq!(refused(&set(group, vec![mac, wrong])).err(), Some("invalid-field"));
+        let request = Message::RendezvousRequest(RendezvousRequest {
+            request_id: 1, vlan: 0, parent, lifetime_ms: 1, targets: vec![wrong],
+        });
+        prop_assert_eq!(refused(&request).err(), Some("invalid-field"));
+        let mut mc = mc4;
+        mc[0] = 0xe0 | (mc[0] & 0x0f);
+        let mc_member = set(group, vec![Member::Ipv4(Ipv4Addr::from(mc))]);
+        if f == Family::Ipv4 {
+            prop_assert_eq!(refused(&mc_member).err(), Some("invalid-field"));
+        }
+        let outside = Ipv4Addr::from(bad);
+        prop_assume!(!outside.is_multicast());
+        let clear = Message::Clear(Clear { txid: 1, group: group_field(outside.into()) });
+        prop_assert_eq!(refused(&clear).err(), Some("invalid-field"));
     }
 }
 

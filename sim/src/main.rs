@@ -76,6 +76,17 @@ struct Args {
     /// Store (SQLite) commit latency, µs.
     #[arg(long, default_value_t = 50)]
     store_us: u64,
+    /// Controller CPU per message (request, release, agent datagram), µs;
+    /// messages queue behind each other. 0: the controller costs no time.
+    #[arg(long, default_value_t = 0)]
+    ctl_us: u64,
+    /// Latency of one batch of table changes on a switch (µs), on top of
+    /// its `--update-rate` time; batches overlap in it.
+    #[arg(long, default_value_t = 0)]
+    apply_us: u64,
+    /// Extra one-way latency of controller <-> agent datagrams (µs).
+    #[arg(long, default_value_t = 0)]
+    agent_path_us: u64,
     /// Longest warm-up in simulated seconds (HELLOs, pre-enumerated groups).
     #[arg(long, default_value_t = 60.0)]
     max_warmup_s: f64,
@@ -100,6 +111,23 @@ struct Args {
     /// Simulated seconds per validation cell.
     #[arg(long, default_value_t = 2.0)]
     validate_seconds: f64,
+    /// Validation timing, calibrated on the lab's one-client cells (see
+    /// sim/RESULTS.md): one-way link latency (µs).
+    #[arg(long, default_value_t = validate::Calibration::LAB.link_us)]
+    validate_link_us: u64,
+    /// Validation: controller CPU per message (µs).
+    #[arg(long, default_value_t = validate::Calibration::LAB.ctl_us)]
+    validate_ctl_us: u64,
+    /// Validation: table changes a second a lab switch (Linux bridge through
+    /// its agent) makes.
+    #[arg(long, default_value_t = validate::Calibration::LAB.update_rate)]
+    validate_update_rate: u32,
+    /// Validation: latency of one batch of changes on a lab switch (µs).
+    #[arg(long, default_value_t = validate::Calibration::LAB.apply_us)]
+    validate_apply_us: u64,
+    /// Validation: extra one-way controller <-> agent latency (µs).
+    #[arg(long, default_value_t = validate::Calibration::LAB.agent_path_us)]
+    validate_agent_path_us: u64,
     /// Only the validation (no cluster run).
     #[arg(long)]
     validate_only: bool,
@@ -146,7 +174,19 @@ fn main() -> Result<()> {
         out = cluster(&a)?;
     }
     if let Some(path) = &a.validate_against {
-        out["validation"] = validate::validate(path, a.validate_seconds, a.seed, 30)?;
+        out["validation"] = validate::validate(
+            path,
+            a.validate_seconds,
+            a.seed,
+            &validate::Calibration {
+                link_us: a.validate_link_us,
+                ctl_us: a.validate_ctl_us,
+                update_rate: a.validate_update_rate,
+                apply_us: a.validate_apply_us,
+                agent_path_us: a.validate_agent_path_us,
+                ..validate::Calibration::LAB
+            },
+        )?;
     }
     if let Some(path) = &a.chart
         && !a.validate_only
@@ -201,6 +241,9 @@ fn cluster(a: &Args) -> Result<Value> {
         release_at_once: false,
         update_rate: a.update_rate,
         store_us: a.store_us,
+        ctl_us: a.ctl_us,
+        apply_us: a.apply_us,
+        agent_path_us: a.agent_path_us,
         arrivals: Arrivals::Open { per_node: a.rate },
         picker: Picker::Cluster {
             nodes,
@@ -236,7 +279,7 @@ fn cluster(a: &Args) -> Result<Value> {
             "budget": a.budget, "update_rate": a.update_rate, "seconds": a.seconds,
             "seed": a.seed, "load_warmup_s": a.load_warmup_s, "chunk_bytes": a.chunk_bytes, "link_gbps": a.link_gbps,
             "link_us": a.link_us, "warm_ms": a.warm_ms, "retransmit_ms": a.retransmit_ms,
-            "attempts": a.attempts, "store_us": a.store_us,
+            "attempts": a.attempts, "store_us": a.store_us, "ctl_us": a.ctl_us, "apply_us": a.apply_us, "agent_path_us": a.agent_path_us,
             "controllers": a.controllers, "kill_controller_at_s": a.kill_controller_at,
             "failover_ms": a.failover_ms,
         },

@@ -37,6 +37,17 @@ pub struct RunParams {
     pub release_at_once: bool,
     pub update_rate: u32,
     pub store_us: u64,
+    /// Controller CPU time per message it handles (a request, a release,
+    /// an agent's datagram), µs: each controller serves them one at a time,
+    /// so they queue behind each other. 0: the controller costs no time.
+    pub ctl_us: u64,
+    /// Latency of one batch of table changes on a switch, µs, on top of the
+    /// `update_rate` time of its changes; batches overlap in this latency
+    /// (a switch whose cost is a round trip to its driver, not its table).
+    pub apply_us: u64,
+    /// Extra one-way latency of every controller <-> agent datagram, µs (a
+    /// process woken from idle to read it).
+    pub agent_path_us: u64,
     pub arrivals: Arrivals,
     pub picker: Picker,
     /// Longest warm-up (agents' HELLO, pre-enumerated groups installed).
@@ -77,6 +88,10 @@ enum Ev {
     Arrival,
     ClientNext(usize),
     CtlRequest(usize, Handle, Request),
+    /// A node's release reaches controller `0` (handle of the release, lease).
+    CtlRelease(usize, Handle, u64),
+    /// A message the controller has spent its `ctl_us` on: handled now.
+    Served(Box<Ev>),
     Answer(Handle, Answer),
     Release(Handle),
 }
@@ -99,6 +114,8 @@ struct Ctl {
     addr: SocketAddr,
     wake: Option<u64>,
     alive: bool,
+    /// The controller's CPU is taken until then (`ctl_us` per message).
+    busy_until: u64,
 }
 
 #[derive(Debug)]
@@ -126,10 +143,11 @@ pub struct World<'a> {
     /// Per node: controllers it found silent.
     shunned: HashMap<usize, u64>,
     /// Requests a node gave up on (a late grant is released at once).
-    abandoned: HashMap<Handle, usize>,
+    abandoned: HashMap<Handle, (usize, usize)>,
     rng: StdRng,
     pending: HashMap<Handle, Pending>,
-    releasing: HashMap<Handle, Option<usize>>,
+    /// Releases in flight: the client to go on, the node that released.
+    releasing: HashMap<Handle, (Option<usize>, usize)>,
     next_handle: Handle,
     window: (u64, u64),
     period_ns: u64,
@@ -166,6 +184,7 @@ impl<'a> World<'a> {
                 addr: setup::ctl_addr(c),
                 wake: None,
                 alive: true,
+                busy_until: 0,
             });
         }
         // Agents say HELLO to (and heartbeat) one controller: the first.
@@ -319,8 +338,38 @@ impl<'a> World<'a> {
     }
 
     fn handle(&mut self, ev: Ev) {
+        let ctl = match &ev {
+            Ev::CtlRx(c, ..) | Ev::CtlRequest(c, ..) | Ev::CtlRelease(c, ..) => Some(*c),
+            _ => None,
+        };
+        match ctl {
+            Some(c) if self.p.ctl_us > 0 => {
+                // The controller takes its messages one at a time.
+                let done = self.ctls[c].busy_until.max(self.now_ns) + self.p.ctl_us * 1000;
+                self.ctls[c].busy_until = done;
+                self.push(done, Ev::Served(Box::new(ev)));
+            }
+            _ => self.process(ev),
+        }
+    }
+
+    fn process(&mut self, ev: Ev) {
         let now = self.at(self.now_ns);
         match ev {
+            Ev::Served(inner) => self.process(*inner),
+            Ev::CtlRelease(c, handle, lease_id) => {
+                if self.ctls[c].alive {
+                    self.ctls[c].engine.handle(
+                        now,
+                        Event::Release {
+                            handle,
+                            lease_id,
+                            caller: Caller::admin("sim"),
+                        },
+                    );
+                    self.pump_ctl(c);
+                }
+            }
             Ev::CtlRx(c, from, bytes) => {
                 if self.ctls[c].alive {
                     self.ctls[c].engine.handle_datagram(now, from, &bytes);
@@ -403,7 +452,7 @@ impl<'a> World<'a> {
                     return;
                 };
                 let Some(lease_id) = p.lease else { return };
-                self.release(p.ctl, lease_id, p.client);
+                self.release(p.ctl, lease_id, p.client, p.put.sender);
             }
         }
     }
@@ -468,7 +517,7 @@ impl<'a> World<'a> {
         }
     }
 
-    fn release(&mut self, c: usize, lease_id: u64, client: Option<usize>) {
+    fn release(&mut self, c: usize, lease_id: u64, client: Option<usize>, sender: usize) {
         if !self.ctls[c].alive {
             if let Some(k) = client {
                 self.push(self.now_ns, Ev::ClientNext(k));
@@ -477,17 +526,10 @@ impl<'a> World<'a> {
         }
         let handle = self.next_handle;
         self.next_handle += 1;
-        self.releasing.insert(handle, client);
-        let now = self.at(self.now_ns);
-        self.ctls[c].engine.handle(
-            now,
-            Event::Release {
-                handle,
-                lease_id,
-                caller: Caller::admin("sim"),
-            },
-        );
-        self.pump_ctl(c);
+        self.releasing.insert(handle, (client, sender));
+        // The release travels to the controller like a request.
+        let lat = self.f.host_to_ctl_us(sender) * 1000;
+        self.push(self.now_ns + lat, Ev::CtlRelease(c, handle, lease_id));
     }
 
     /// No answer in time: the node asks the next controller.
@@ -508,7 +550,7 @@ impl<'a> World<'a> {
             // Every controller was silent once: try the others again.
             *bits = 1 << p.ctl;
         }
-        self.abandoned.insert(h, p.ctl);
+        self.abandoned.insert(h, (p.ctl, p.put.sender));
         self.stats.failovers += 1;
         p.ctl = self.controller_for(&p.put);
         self.send_request(p);
@@ -559,13 +601,13 @@ impl<'a> World<'a> {
     }
 
     fn answered(&mut self, h: Handle, a: Answer) {
-        if let Some(c) = self.abandoned.remove(&h) {
+        if let Some((c, sender)) = self.abandoned.remove(&h) {
             if let Answer::Granted(l) = a {
-                self.release(c, l.id, None);
+                self.release(c, l.id, None, sender);
             }
             return;
         }
-        if let Some(client) = self.releasing.remove(&h) {
+        if let Some((client, _)) = self.releasing.remove(&h) {
             if let Some(c) = client {
                 self.push(self.now_ns, Ev::ClientNext(c));
             }
@@ -644,7 +686,7 @@ impl<'a> World<'a> {
         let from = self.ctls[c].addr;
         while let Some((to, bytes)) = self.ctls[c].engine.poll_transmit(now) {
             if let Some(&i) = self.by_addr.get(&to) {
-                let t = self.now_ns + self.f.ctl_to_switch_us(i) * 1000;
+                let t = self.now_ns + (self.f.ctl_to_switch_us(i) + self.p.agent_path_us) * 1000;
                 self.push(t, Ev::AgentRx(i, from, bytes));
             }
         }
@@ -657,10 +699,11 @@ impl<'a> World<'a> {
             self.push(t, Ev::StoreDone(c, u));
         }
         while let Some((h, a)) = self.ctls[c].engine.poll_reply() {
-            let lat = self
-                .pending
-                .get(&h)
-                .map_or(0, |p| self.f.host_to_ctl_us(p.put.sender) * 1000);
+            let node = match self.pending.get(&h) {
+                Some(p) => Some(p.put.sender),
+                None => self.releasing.get(&h).map(|r| r.1),
+            };
+            let lat = node.map_or(0, |n| self.f.host_to_ctl_us(n) * 1000);
             self.push(self.now_ns + lat, Ev::Answer(h, a));
         }
         if let Some(t) = self.ctls[c].engine.poll_timeout() {
@@ -683,14 +726,14 @@ impl<'a> World<'a> {
                     }
                     let done = start + changes.len() as u64 * self.period_ns;
                     self.sws[i].busy_until = done;
-                    done
+                    done + self.p.apply_us * 1000
                 }
                 _ => self.now_ns,
             };
             self.push(done, Ev::ActionDone(i, a));
         }
         while let Some(tx) = self.sws[i].agent.poll_transmit() {
-            let t = self.now_ns + self.f.ctl_to_switch_us(i) * 1000;
+            let t = self.now_ns + (self.f.ctl_to_switch_us(i) + self.p.agent_path_us) * 1000;
             let from = setup::agent_addr(i);
             if let Some(&c) = self.ctl_by_addr.get(&tx.to) {
                 self.push(t, Ev::CtlRx(c, from, tx.bytes));

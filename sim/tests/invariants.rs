@@ -150,6 +150,45 @@ fn validation_against_a_bench_file_reports_ok_per_cell() {
 }
 
 #[test]
+fn a_controller_that_costs_time_caps_the_grant_rate() {
+    // 16 back-to-back clients, hits only (budget 64 over 20 sets): with
+    // 50 µs of controller time per message (a request and a release per
+    // grant) the controller grants at most 10,000 a second; with none, the
+    // clients go as fast as the links let them.
+    let dir = std::env::temp_dir().join(format!("subcast-sim-ctl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bench.json");
+    std::fs::write(
+        &file,
+        json!({"cells": [{"budget": 64, "clients": 16, "column": "reuse-64", "report": {
+            "policy": "reuse", "hit_ratio": 1.0,
+            "max_occupancy": {"A": 20, "B": 20, "C": 20}}}]})
+        .to_string(),
+    )
+    .unwrap();
+    let rate = |ctl_us: &str| {
+        let f = file.display().to_string();
+        let v = sim(&[
+            "--validate-only",
+            "--validate-seconds",
+            "0.2",
+            "--validate-ctl-us",
+            ctl_us,
+            "--validate-against",
+            &f,
+        ]);
+        v["validation"]["cells"][0]["sim"]["puts_per_s"]
+            .as_f64()
+            .unwrap()
+    };
+    let capped = rate("50");
+    let free = rate("0");
+    std::fs::remove_dir_all(&dir).ok();
+    assert!((9_000.0..=10_000.0).contains(&capped), "{capped}");
+    assert!(free > 3.0 * capped, "{free} vs {capped}");
+}
+
+#[test]
 fn puts_waiting_on_a_dead_controller_fail_over() {
     // A load the surviving controller answers well within the timeout.
     let v = sim(&[

@@ -32,6 +32,9 @@ pub struct Config {
     pub controller_keys: Vec<KeyFile>,
     /// Subset group addresses the controller leases from. The agent only
     /// installs groups inside it, and removes everything inside it at start.
+    /// IPv6 (`ff15::5c00:0/104`), or IPv4 (`239.92.128.0/24`, Linux bridge
+    /// only), kept in the protocol's group form (`::ffff:239.92.128.0/120`).
+    #[serde(deserialize_with = "range_of_either_family")]
     pub rendezvous_range: ipnet::Ipv6Net,
     #[serde(default = "default_heartbeat")]
     pub heartbeat_interval_ms: u64,
@@ -63,6 +66,24 @@ pub struct Config {
     /// flow instead, and sweep only if this is set.
     #[serde(default)]
     pub guard_sweep_ms: Option<u64>,
+}
+
+/// A rendezvous range as written: an IPv6 prefix, or an IPv4 prefix kept
+/// IPv4-mapped (prefix length + 96), the group form of `subcast_proto::group`.
+fn range_of_either_family<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<ipnet::Ipv6Net, D::Error> {
+    let s = String::deserialize(d)?;
+    match s.parse::<ipnet::IpNet>() {
+        Ok(ipnet::IpNet::V6(n)) => Ok(n),
+        Ok(ipnet::IpNet::V4(n)) => {
+            ipnet::Ipv6Net::new(n.network().to_ipv6_mapped(), n.prefix_len() + 96)
+                .map_err(serde::de::Error::custom)
+        }
+        Err(_) => Err(serde::de::Error::custom(format!(
+            "rendezvous_range {s:?} is not an IPv6 or IPv4 prefix: write e.g. ff15::5c00:0/104 or 239.92.128.0/24"
+        ))),
+    }
 }
 
 /// The commented default configuration `subcast-agent default-config`
@@ -122,19 +143,66 @@ pub struct KeyFile {
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ParentGroup {
+    /// IPv6 (`ff15::1`), or IPv4 (`239.92.0.1`) kept IPv4-mapped.
+    #[serde(deserialize_with = "group_of_either_family")]
     pub address: Ipv6Addr,
     #[serde(default)]
     pub vlan: u16,
     pub members: Vec<MemberDef>,
 }
 
-/// One member of a parent group.
+/// One member of a parent group: `ipv6:` in an IPv6 group, `ipv4:` in an
+/// IPv4 one.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawMemberDef")]
 pub struct MemberDef {
     pub name: String,
+    /// Its IPv6 address, or its IPv4 address IPv4-mapped (`::ffff:10.0.0.1`).
     pub ipv6: Ipv6Addr,
     pub mac: MacAddr,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMemberDef {
+    name: String,
+    ipv6: Option<Ipv6Addr>,
+    ipv4: Option<std::net::Ipv4Addr>,
+    mac: MacAddr,
+}
+
+impl TryFrom<RawMemberDef> for MemberDef {
+    type Error = String;
+    fn try_from(r: RawMemberDef) -> Result<Self, String> {
+        let ipv6 = match (r.ipv6, r.ipv4) {
+            (Some(a), None) if a.to_ipv4_mapped().is_none() => a,
+            (None, Some(a)) if !a.is_multicast() && !a.is_unspecified() && !a.is_broadcast() => {
+                a.to_ipv6_mapped()
+            }
+            (None, Some(a)) => {
+                return Err(format!("member {:?}: ipv4 {a} is not unicast", r.name));
+            }
+            _ => {
+                return Err(format!(
+                    "member {:?}: give exactly one of ipv6 (IPv6 group) or ipv4 (IPv4 group)",
+                    r.name
+                ));
+            }
+        };
+        Ok(MemberDef {
+            name: r.name,
+            ipv6,
+            mac: r.mac,
+        })
+    }
+}
+
+/// A group address as written, IPv4 kept IPv4-mapped.
+fn group_of_either_family<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Ipv6Addr, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse::<std::net::IpAddr>()
+        .map(subcast_proto::group_field)
+        .map_err(|_| serde::de::Error::custom(format!("{s:?} is not an IPv6 or IPv4 address")))
 }
 
 fn default_listen() -> SocketAddr {
@@ -209,6 +277,25 @@ impl Config {
 
     /// Semantic checks serde cannot express.
     pub fn check(&self) -> Result<(), String> {
+        if let Some(v4) = self.rendezvous_range.addr().to_ipv4_mapped() {
+            let len = self.rendezvous_range.prefix_len().saturating_sub(96);
+            if !v4.is_multicast() || len < 4 {
+                return Err(format!(
+                    "rendezvous_range {v4}/{len} is not inside 224.0.0.0/4: use e.g. 239.92.128.0/24"
+                ));
+            }
+            if len < 9 {
+                return Err(format!(
+                    "rendezvous_range {v4}/{len} is shorter than /9: its groups would share Ethernet addresses (01:00:5e + the low 23 bits)"
+                ));
+            }
+            if matches!(self.backend, BackendConfig::Snmp { .. }) {
+                return Err(format!(
+                    "rendezvous_range {v4}/{len} is IPv4: the snmp backend does not install IPv4 groups yet (linux-bridge and openflow do); use an IPv6 range with it"
+                ));
+            }
+            return self.check_rest();
+        }
         if !self.rendezvous_range.addr().is_multicast() {
             return Err(format!(
                 "rendezvous_range {} is not multicast: use a range inside ff00::/8 (e.g. ff15::5c00:0/104)",
@@ -218,6 +305,10 @@ impl Config {
         if self.rendezvous_range.prefix_len() < 8 {
             return Err("rendezvous_range must be at most ff00::/8".into());
         }
+        self.check_rest()
+    }
+
+    fn check_rest(&self) -> Result<(), String> {
         if self.controller_keys.is_empty() {
             return Err(
                 "controller_keys is empty: list at least one key the controller signs with".into(),
@@ -235,8 +326,17 @@ impl Config {
         let mut seen = HashSet::new();
         for (i, g) in self.parent_groups.iter().enumerate() {
             let at = format!("parent_groups[{i}] ({})", g.address);
-            if !g.address.is_multicast() {
-                return Err(format!("{at}: address must be IPv6 multicast"));
+            if !subcast_proto::GroupAddr::is_group(&g.address) {
+                return Err(format!(
+                    "{at}: address must be multicast (IPv6 ff00::/8 or IPv4 224.0.0.0/4)"
+                ));
+            }
+            let family = subcast_proto::GroupAddr::family(&g.address);
+            if family != subcast_proto::GroupAddr::family(&self.rendezvous_range.addr()) {
+                return Err(format!(
+                    "{at}: a parent group of the agent is of its rendezvous_range's family ({})",
+                    subcast_proto::GroupAddr::family(&self.rendezvous_range.addr())
+                ));
             }
             if self.rendezvous_range.contains(&g.address) {
                 return Err(format!(
@@ -263,6 +363,12 @@ impl Config {
                 }
                 if m.ipv6.is_multicast() || m.ipv6.is_unspecified() {
                     return Err(format!("{at}: member {:?} needs a unicast ipv6", m.name));
+                }
+                if subcast_proto::GroupAddr::family(&m.ipv6) != family {
+                    return Err(format!(
+                        "{at}: member {:?} is named by an address of the other family (use ipv4: in an IPv4 group, ipv6: in an IPv6 one)",
+                        m.name
+                    ));
                 }
             }
         }
@@ -343,6 +449,56 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("inside rendezvous_range"), "{e}");
+    }
+
+    #[test]
+    fn ipv4_rendezvous_range() {
+        let parse = |t: &str| Config::parse(t, Path::new("a.yaml"));
+        // The example without its (IPv6) parent groups, on an IPv4 range.
+        let cut = EXAMPLE
+            .find("parent_groups:")
+            .expect("example lists parent groups");
+        let end = EXAMPLE[cut..]
+            .find("\n\n")
+            .map_or(EXAMPLE.len(), |e| cut + e + 1);
+        let base = format!("{}{}", &EXAMPLE[..cut], &EXAMPLE[end..]);
+        let v4 = base.replace("ff15::5c00:0/104", "239.92.128.0/24");
+        let c = parse(&v4).unwrap();
+        assert_eq!(c.rendezvous_range.to_string(), "::ffff:239.92.128.0/120");
+        let e = parse(&v4.replace("239.92.128.0/24", "239.0.0.0/8"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("shorter than /9"), "{e}");
+        let e = parse(&v4.replace("239.92.128.0/24", "10.92.128.0/24"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("224.0.0.0/4"), "{e}");
+        let e = parse(&EXAMPLE.replace("ff15::5c00:0/104", "239.92.128.0/24"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("rendezvous_range's family"), "{e}");
+        let with_parent = format!(
+            "{v4}parent_groups:\n  - address: 239.92.0.1\n    members:\n      - {{ name: x1, ipv4: 10.92.0.1, mac: \"02:00:00:00:00:01\" }}\n"
+        );
+        let c = parse(&with_parent).unwrap();
+        assert_eq!(c.parent_groups[0].address.to_string(), "::ffff:239.92.0.1");
+        assert_eq!(
+            c.parent_groups[0].members[0].ipv6.to_string(),
+            "::ffff:10.92.0.1"
+        );
+        let e = parse(&with_parent.replace("ipv4: 10.92.0.1", "ipv6: \"fd00::1\""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("other family"), "{e}");
+        let snmp = include_str!("../examples/agent-snmp.yaml");
+        let range = snmp
+            .lines()
+            .find_map(|l| l.strip_prefix("rendezvous_range: "))
+            .expect("snmp example has a range");
+        let e = parse(&snmp.replace(range, "239.92.128.0/24"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("snmp backend does not install IPv4"), "{e}");
     }
 
     #[test]

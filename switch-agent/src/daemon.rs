@@ -171,6 +171,7 @@ pub async fn run_with<B: Backend>(
         metrics.clone(),
         Now::system(),
     );
+    let topology = backend.topology_events();
     let (act_tx, act_rx) = mpsc::unbounded_channel();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
     let worker = tokio::spawn(backend_worker(backend, act_rx, done_tx, metrics.clone()));
@@ -194,6 +195,7 @@ pub async fn run_with<B: Backend>(
                 None => anyhow::bail!("the backend task stopped"),
             },
             () = sleep_until(deadline) => agent.handle_timeout(Now::system()),
+            () = notified(topology.as_deref()) => agent.on_topology_change(Now::system()),
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
             _ = hup.recv() => match &reloader {
@@ -260,6 +262,13 @@ pub fn reload(
     *current = new;
     metrics.reload("applied");
     tracing::info!(changed = ?changed, "config reloaded (key files re-read)");
+}
+
+async fn notified(n: Option<&tokio::sync::Notify>) {
+    match n {
+        Some(n) => n.notified().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until(d: Option<Instant>) {

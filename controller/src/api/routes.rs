@@ -20,11 +20,11 @@ type Ctl = State<Arc<Controller>>;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RendezvousBody {
-    /// Parent group address (e.g. "ff15::5c:0:1") or group name.
+    /// Parent group address, IPv6 or IPv4 (e.g. "ff15::5c:0:1", "239.92.0.1"), or group name.
     pub parent: String,
     /// Optional check: the VLAN the caller believes the group is in.
     pub vlan: Option<u16>,
-    /// Member names, IPv6 or MAC addresses.
+    /// Member names, IP addresses (of the parent's family) or MAC addresses.
     pub targets: Vec<String>,
     /// Omitted or 0: the configured default.
     pub lifetime_ms: Option<u64>,
@@ -112,7 +112,7 @@ pub async fn release(
     match ctl.release_as(id, caller).await {
         Ok(r) => Ok(Json(ReleaseView {
             lease_id: r.lease.id.to_string(),
-            group: r.lease.group.to_string(),
+            group: r.lease.group.to_canonical().to_string(),
             released: true,
             group_state: r.group_state.to_owned(),
             clear: r

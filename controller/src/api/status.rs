@@ -100,13 +100,14 @@ pub async fn groups(State(ctl): Ctl) -> Json<Vec<GroupView>> {
             .map(|g| GroupView {
                 name: g.name.clone(),
                 vlan: g.vlan,
-                parent: g.parent.to_string(),
+                parent: g.parent.to_canonical().to_string(),
                 members: g
                     .members
                     .iter()
                     .map(|m| MemberView {
                         name: m.name.clone(),
-                        ipv6: m.ipv6.to_string(),
+                        ipv6: m.ip.to_ipv4_mapped().is_none().then(|| m.ip.to_string()),
+                        ipv4: m.ip.to_ipv4_mapped().map(|a| a.to_string()),
                         mac: m.mac.to_string(),
                     })
                     .collect(),
@@ -147,11 +148,11 @@ pub async fn subsets(
         .group
         .as_deref()
         .map(|g| {
-            g.parse::<Ipv6Addr>().map_err(|_| {
+            g.parse::<std::net::IpAddr>().map_err(|_| {
                 ApiError::new(
                     StatusCode::BAD_REQUEST,
                     "bad-request",
-                    format!("group {g:?} is not an IPv6 address"),
+                    format!("group {g:?} is not an IPv4 or IPv6 address"),
                 )
             })
         })
@@ -159,7 +160,11 @@ pub async fn subsets(
     let all = snapshot(&ctl).await.subsets;
     Ok(Json(
         all.into_iter()
-            .filter(|s| group.is_none_or(|g| s.group == g.to_string()))
+            .filter(|s| {
+                group.is_none_or(|g| {
+                    s.group == subcast_proto::group_field(g).to_canonical().to_string()
+                })
+            })
             .filter(|s| {
                 sw.is_none_or(|id| {
                     s.switches
@@ -215,13 +220,15 @@ pub async fn audit(
         .transpose()?;
     let group = match q.group.as_deref() {
         None => None,
-        Some(g) => Some(g.parse::<Ipv6Addr>().map_err(|_| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad-request",
-                format!("group {g:?} is not an IPv6 address"),
-            )
-        })?),
+        Some(g) => Some(subcast_proto::group_field(
+            g.parse::<std::net::IpAddr>().map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad-request",
+                    format!("group {g:?} is not an IPv4 or IPv6 address"),
+                )
+            })?,
+        )),
     };
     let f = AuditFilter {
         lease: q.lease,

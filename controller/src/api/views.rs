@@ -33,7 +33,12 @@ pub struct AgentView {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MemberView {
     pub name: String,
-    pub ipv6: String,
+    /// The member's address in an IPv6 group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<String>,
+    /// The member's address in an IPv4 group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv4: Option<String>,
     pub mac: String,
 }
 
@@ -138,8 +143,8 @@ impl From<&Lease> for LeaseView {
     fn from(l: &Lease) -> Self {
         LeaseView {
             lease_id: l.id.to_string(),
-            group: l.group.to_string(),
-            parent: l.parent.to_string(),
+            group: l.group.to_canonical().to_string(),
+            parent: l.parent.to_canonical().to_string(),
             vlan: l.vlan,
             targets: l.targets.iter().map(|t| t.name.clone()).collect(),
             switches: l.switches.clone(),
@@ -230,8 +235,8 @@ pub fn agent_view(a: AgentStatus, budgets: &[BudgetStatus], now_ms: u64) -> Agen
 
 pub fn subset_view(g: &GroupStatus) -> SubsetView {
     SubsetView {
-        group: g.group.to_string(),
-        parent: g.parent.to_string(),
+        group: g.group.to_canonical().to_string(),
+        parent: g.parent.to_canonical().to_string(),
         vlan: g.vlan,
         targets: g.targets.clone(),
         state: g.state.clone(),

@@ -5,6 +5,7 @@
 //! check, so the rest of the controller can trust it.
 
 pub mod check;
+mod family;
 pub mod model;
 mod unknown;
 pub mod validate;
@@ -125,7 +126,9 @@ pub enum Preenumerate {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupMember {
     pub name: String,
-    pub ipv6: Ipv6Addr,
+    /// Its IPv6 address, or its IPv4 address IPv4-mapped (an IPv4 group's
+    /// members; see `subcast_proto::group`). Shown with `to_canonical`.
+    pub ip: Ipv6Addr,
     pub mac: MacAddr,
 }
 
@@ -150,10 +153,13 @@ impl Config {
         self.switches.iter().find(|s| s.id == id)
     }
 
-    /// A parent group by address or by name.
+    /// A parent group by address (IPv4 or IPv6) or by name.
     pub fn group(&self, parent_or_name: &str) -> Option<&Group> {
-        match parent_or_name.parse::<Ipv6Addr>() {
-            Ok(a) => self.groups.iter().find(|g| g.parent == a),
+        match parent_or_name.parse::<std::net::IpAddr>() {
+            Ok(a) => {
+                let a = subcast_proto::group_field(a);
+                self.groups.iter().find(|g| g.parent == a)
+            }
             Err(_) => self.groups.iter().find(|g| g.name == parent_or_name),
         }
     }
@@ -164,10 +170,11 @@ impl Config {
 }
 
 impl Group {
-    /// The member named by a name, an IPv6 address or a MAC address.
+    /// The member named by a name, an IP address or a MAC address.
     pub fn member(&self, who: &str) -> Option<&GroupMember> {
-        if let Ok(a) = who.parse::<Ipv6Addr>() {
-            return self.members.iter().find(|m| m.ipv6 == a);
+        if let Ok(a) = who.parse::<std::net::IpAddr>() {
+            let a = subcast_proto::group_field(a);
+            return self.members.iter().find(|m| m.ip == a);
         }
         if let Ok(mac) = who.parse::<MacAddr>() {
             return self.members.iter().find(|m| m.mac == mac);
@@ -177,8 +184,12 @@ impl Group {
 
     pub fn member_of(&self, m: &subcast_proto::Member) -> Option<&GroupMember> {
         match m {
-            subcast_proto::Member::Ipv6(a) => self.members.iter().find(|x| x.ipv6 == *a),
+            subcast_proto::Member::Ipv6(a) => self.members.iter().find(|x| x.ip == *a),
             subcast_proto::Member::Mac(mac) => self.members.iter().find(|x| x.mac == *mac),
+            subcast_proto::Member::Ipv4(a) => {
+                let a = a.to_ipv6_mapped();
+                self.members.iter().find(|x| x.ip == a)
+            }
         }
     }
 }

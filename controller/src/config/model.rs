@@ -134,7 +134,10 @@ pub enum RawPreenumerate {
 #[serde(deny_unknown_fields)]
 pub struct RawMember {
     pub name: S<String>,
-    pub ipv6: S<String>,
+    /// The member's address in an IPv6 group.
+    pub ipv6: Option<S<String>>,
+    /// The member's address in an IPv4 group.
+    pub ipv4: Option<S<String>>,
     pub mac: S<String>,
 }
 

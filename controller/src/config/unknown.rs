@@ -109,7 +109,7 @@ fn schema(path: &str) -> Option<&'static [&'static str]> {
             "preenumerate",
         ],
         "groups[].preenumerate" => &["top"],
-        "groups[].members[]" => &["name", "ipv6", "mac"],
+        "groups[].members[]" => &["name", "ipv6", "ipv4", "mac"],
         "leases" => &[
             "default_ms",
             "max_ms",

@@ -8,10 +8,10 @@ use super::{Config, Group, GroupMember, Problem, Role, Severity, Switch, Token, 
 use ipnet::Ipv6Net;
 use serde_saphyr::Location;
 use std::collections::{BTreeMap, HashMap};
-use std::net::{Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use subcast_proto::{DEFAULT_AGENT_PORT, DEFAULT_CONTROLLER_PORT, Key, MacAddr};
+use subcast_proto::{DEFAULT_AGENT_PORT, DEFAULT_CONTROLLER_PORT, GroupAddr, Key, MacAddr};
 
 /// Collects problems while checking.
 pub(super) struct Checker<'a> {
@@ -262,24 +262,39 @@ pub fn validate(raw: &RawConfig, base: &Path) -> Result<(Config, Vec<Problem>), 
             );
         }
         for p in &v.pool {
-            let Ok(net) = p.value.parse::<Ipv6Net>() else {
-                c.error(
-                    p.referenced,
-                    format!("pool {:?} is not an IPv6 prefix", p.value),
-                    "write e.g. ff15::5c:1:0/112",
-                );
-                continue;
+            let net = match super::family::parse_pool(&p.value) {
+                Ok(net) => net,
+                Err((what, hint)) => {
+                    c.error(p.referenced, what, hint);
+                    continue;
+                }
             };
-            let net = net.trunc();
-            if !net.network().is_multicast() || net.prefix_len() < 8 {
+            if let Some(first) = pool.first()
+                && super::family::pool_family(first) != super::family::pool_family(&net)
+            {
                 c.error(
                     p.referenced,
-                    format!("pool {net} is not inside ff00::/8"),
-                    "rendezvous groups must be IPv6 multicast addresses, e.g. ff15::5c:1:0/112",
+                    format!("VLAN {id} mixes IPv4 and IPv6 pools"),
+                    "one VLAN's pool is of one family: give the other family's groups their own VLAN",
                 );
                 continue;
             }
-            if net.prefix_len() < 96 {
+            if let Some(other) = pool
+                .iter()
+                .find(|o| super::family::pools_share_macs(o, &net))
+            {
+                c.error(
+                    p.referenced,
+                    format!(
+                        "pool {} shares Ethernet addresses with pool {} of VLAN {id} (32 IPv4 groups share each 01:00:5e MAC)",
+                        net.network().to_canonical(),
+                        other.network().to_canonical()
+                    ),
+                    "choose pools that differ in the low 23 bits, e.g. 239.92.128.0/24 and 239.92.129.0/24",
+                );
+                continue;
+            }
+            if net.prefix_len() < 96 && net.network().to_ipv4_mapped().is_none() {
                 c.warn(p.referenced, format!("pool {net} changes more than the low 32 bits"), "groups that differ only above the low 32 bits share an Ethernet address (33:33:xx:xx:xx:xx); prefer /96 or longer");
             }
             for (other, ov, _) in &all_pools {
@@ -390,43 +405,58 @@ pub fn validate(raw: &RawConfig, base: &Path) -> Result<(Config, Vec<Problem>), 
                 "names must be unique",
             );
         }
-        let parent = match g.parent.value.parse::<Ipv6Addr>() {
-            Ok(a) if a.is_multicast() => Some(a),
-            Ok(a) => {
-                c.error(
-                    g.parent.referenced,
-                    format!(
-                        "parent {a} of group {} is not a multicast address",
-                        g.name.value
-                    ),
-                    "use an address in ff00::/8, e.g. ff15::5c:0:1",
-                );
-                None
-            }
-            Err(_) => {
-                c.error(
-                    g.parent.referenced,
-                    format!(
-                        "parent {:?} of group {} is not an IPv6 address",
-                        g.parent.value, g.name.value
-                    ),
-                    "use an address in ff00::/8, e.g. ff15::5c:0:1",
-                );
+        let parent = match super::family::parse_parent(&g.parent.value, &g.name.value) {
+            Ok(a) => Some(a),
+            Err((what, hint)) => {
+                c.error(g.parent.referenced, what, hint);
                 None
             }
         };
+        let family = parent.map(|p| subcast_proto::GroupAddr::family(&p));
+        if let (Some(p), Some(pool)) = (parent, vlans.get(&vlan).map(|v| &v.pool)) {
+            if let Some(first) = pool.first()
+                && super::family::pool_family(first) != p.family()
+            {
+                c.error(
+                    g.parent.referenced,
+                    format!(
+                        "parent {} of group {} is {}, VLAN {vlan}'s pool is {}",
+                        p.to_canonical(),
+                        g.name.value,
+                        p.family(),
+                        super::family::pool_family(first)
+                    ),
+                    "a rendezvous group has its parent's family: put the group in a VLAN whose pool is of that family",
+                );
+            }
+            if let Some(net) = pool.iter().find(|n| super::family::parent_shares_mac(p, n)) {
+                c.error(
+                    g.parent.referenced,
+                    format!(
+                        "parent {} shares its Ethernet address with an address of pool {}/{} in VLAN {vlan}",
+                        p.to_canonical(),
+                        net.network().to_canonical(),
+                        net.prefix_len() - 96
+                    ),
+                    "choose a parent whose low 23 bits lie outside every IPv4 pool of the VLAN",
+                );
+            }
+        }
         if let Some(p) = parent {
             if groups.iter().any(|o| o.parent == p) {
                 c.error(
                     g.parent.referenced,
-                    format!("parent {p} is used by two groups"),
+                    format!("parent {} is used by two groups", p.to_canonical()),
                     "each negotiating group needs its own address",
                 );
             }
             if let Some((net, v, _)) = all_pools.iter().find(|(n, _, _)| n.contains(&p)) {
                 c.error(
                     g.parent.referenced,
-                    format!("parent {p} lies inside the rendezvous pool {net} of VLAN {v}"),
+                    format!(
+                        "parent {} lies inside the rendezvous pool {net} of VLAN {v}",
+                        p.to_canonical()
+                    ),
                     "move the parent group or the pool so they do not overlap",
                 );
             }
@@ -440,20 +470,7 @@ pub fn validate(raw: &RawConfig, base: &Path) -> Result<(Config, Vec<Problem>), 
         }
         let mut members: Vec<GroupMember> = Vec::new();
         for m in &g.members {
-            let ipv6 = match m.ipv6.value.parse::<Ipv6Addr>() {
-                Ok(a) if !a.is_multicast() && !a.is_unspecified() => Some(a),
-                _ => {
-                    c.error(
-                        m.ipv6.referenced,
-                        format!(
-                            "member {} has ipv6 {:?}, not a unicast IPv6 address",
-                            m.name.value, m.ipv6.value
-                        ),
-                        "write e.g. fd00::101",
-                    );
-                    None
-                }
-            };
+            let ipv6 = super::family::member_ip(&mut c, m, &g.name.value, family);
             let mac = match m.mac.value.parse::<MacAddr>() {
                 Ok(mac) if mac.0[0] & 1 == 0 => Some(mac),
                 Ok(_) => {
@@ -478,7 +495,7 @@ pub fn validate(raw: &RawConfig, base: &Path) -> Result<(Config, Vec<Problem>), 
             };
             if members
                 .iter()
-                .any(|o| o.name == m.name.value || Some(o.ipv6) == ipv6 || Some(o.mac) == mac)
+                .any(|o| o.name == m.name.value || Some(o.ip) == ipv6 || Some(o.mac) == mac)
             {
                 c.error(
                     m.name.referenced,
@@ -486,13 +503,13 @@ pub fn validate(raw: &RawConfig, base: &Path) -> Result<(Config, Vec<Problem>), 
                         "member {} appears twice in group {}",
                         m.name.value, g.name.value
                     ),
-                    "each member once per group (same name, IPv6 or MAC)",
+                    "each member once per group (same name, IP or MAC)",
                 );
             }
             let mut clash: Option<(u16, u64, Vec<String>)> = None;
             for key in [
                 Some(m.name.value.clone()),
-                ipv6.map(|a| a.to_string()),
+                ipv6.map(|a| a.to_canonical().to_string()),
                 mac.map(|a| a.to_string()),
             ]
             .into_iter()
@@ -525,7 +542,7 @@ pub fn validate(raw: &RawConfig, base: &Path) -> Result<(Config, Vec<Problem>), 
             if let (Some(ipv6), Some(mac)) = (ipv6, mac) {
                 members.push(GroupMember {
                     name: m.name.value.clone(),
-                    ipv6,
+                    ip: ipv6,
                     mac,
                 });
             }

@@ -138,7 +138,7 @@ impl Engine {
                         let m = &self.cfg.groups[gi].members[usize::from(*i)];
                         Target {
                             name: m.name.clone(),
-                            ipv6: m.ipv6,
+                            ipv6: m.ip,
                             mac: m.mac,
                         }
                     })

@@ -18,15 +18,19 @@ pub(super) struct Resolved {
 impl Engine {
     pub(super) fn resolve(&self, req: &Request) -> Result<Resolved, Refusal> {
         let cfg = &self.cfg;
-        let found = match req.parent.parse::<std::net::Ipv6Addr>() {
-            Ok(a) => cfg.groups.iter().position(|g| g.parent == a),
+        // An IPv4 parent (`239.92.0.1`) is kept IPv4-mapped, as in the config.
+        let found = match req.parent.parse::<std::net::IpAddr>() {
+            Ok(a) => {
+                let a = subcast_proto::group_field(a);
+                cfg.groups.iter().position(|g| g.parent == a)
+            }
             Err(_) => cfg.groups.iter().position(|g| g.name == req.parent),
         };
         let Some(gi) = found else {
             let known: Vec<String> = cfg
                 .groups
                 .iter()
-                .map(|g| format!("{} ({})", g.name, g.parent))
+                .map(|g| format!("{} ({})", g.name, g.parent.to_canonical()))
                 .collect();
             return Err(Refusal::new(
                 RefuseReason::UnknownParent,
@@ -116,7 +120,7 @@ impl Engine {
                 let m = &group.members[usize::from(*i)];
                 Target {
                     name: m.name.clone(),
-                    ipv6: m.ipv6,
+                    ipv6: m.ip,
                     mac: m.mac,
                 }
             })

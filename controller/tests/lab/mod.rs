@@ -18,6 +18,32 @@ pub const ADMIN: &str = "e2e-admin-token-0123456789";
 pub const NODES: &str = "e2e-storage-node-token-0123456789";
 pub const NODE_KEY: &str = "3333333333333333333333333333333333333333333333333333333333333333";
 pub const POOL: &str = "ff05::5c:2:0/112";
+/// With `Tuning::ipv4`: the pool, the parent NG0 and the hosts' addresses.
+pub const POOL4: &str = "239.92.128.0/24";
+pub const PARENT4: &str = "239.92.0.1";
+
+/// Host `h`'s IPv4 address with `Tuning::ipv4` (10.92.0.INDEX/24).
+pub fn host_ipv4(lab: &Lab, h: &str) -> std::net::Ipv4Addr {
+    std::net::Ipv4Addr::new(10, 92, 0, lab.host(h).index as u8)
+}
+
+/// NG0's members: `ipv6:` addresses, or `ipv4:` ones with `ipv4`.
+fn member_lines(lab: &Lab, ipv4: bool) -> String {
+    let mut y = String::new();
+    for m in &lab.topology().negotiating_groups["NG0"].members {
+        let h = lab.host(m);
+        let ip = if ipv4 {
+            format!("ipv4: \"{}\"", host_ipv4(lab, m))
+        } else {
+            format!("ipv6: \"{}\"", h.ipv6)
+        };
+        y += &format!(
+            "      - {{ name: {m}, {ip}, mac: \"{}\" }}\n",
+            h.mac_string()
+        );
+    }
+    y
+}
 pub const API_PORT: u16 = 8411;
 
 pub fn agent_bin() -> PathBuf {
@@ -41,27 +67,27 @@ pub fn mgmt(lab: &Lab, switch: &str) -> Ipv6Addr {
     lab.switch(switch).mgmt_ipv6
 }
 
-pub fn agent_yaml(lab: &Lab, switch: &str, id: u32) -> String {
+pub fn agent_yaml(lab: &Lab, switch: &str, id: u32, ipv4: bool) -> String {
     let dir = lab.workdir();
-    let ng0 = lab.topology().group_address("NG0").unwrap();
+    let (ng0, range) = if ipv4 {
+        (PARENT4.to_owned(), POOL4)
+    } else {
+        (
+            lab.topology().group_address("NG0").unwrap().to_string(),
+            POOL,
+        )
+    };
     let mut y = format!(
         "switch_id: {id}\nbackend: {{ kind: linux-bridge, bridge: br0 }}\ncontroller: \"[{}]:7411\"\n\
 listen: \"[{}]:7410\"\nkey: {{ id: 101, file: \"{}\" }}\ncontroller_keys:\n  - {{ id: 1, file: \"{}\" }}\n\
-rendezvous_range: \"{POOL}\"\nheartbeat_interval_ms: 500\nmetrics: \"[{}]:9410\"\nparent_groups:\n  - address: \"{ng0}\"\n    vlan: 0\n    members:\n",
+rendezvous_range: \"{range}\"\nheartbeat_interval_ms: 500\nmetrics: \"[{}]:9410\"\nparent_groups:\n  - address: \"{ng0}\"\n    vlan: 0\n    members:\n",
         mgmt(lab, "A"),
         mgmt(lab, switch),
         dir.join("agent.key").display(),
         dir.join("ctl.key").display(),
         mgmt(lab, switch)
     );
-    for m in &lab.topology().negotiating_groups["NG0"].members {
-        let h = lab.host(m);
-        y += &format!(
-            "      - {{ name: {m}, ipv6: \"{}\", mac: \"{}\" }}\n",
-            h.ipv6,
-            h.mac_string()
-        );
-    }
+    y += &member_lines(lab, ipv4);
     y
 }
 
@@ -72,6 +98,8 @@ pub struct Tuning {
     pub leases: String,
     /// `budget:` of every switch.
     pub budget: Option<u32>,
+    /// IPv4 pool, parent and members (hosts get 10.92.0.INDEX/24).
+    pub ipv4: bool,
 }
 
 impl Default for Tuning {
@@ -79,16 +107,24 @@ impl Default for Tuning {
         Tuning {
             leases: "default_ms: 10000, max_ms: 60000, warm_ms: 0, hold_ms: 1000".into(),
             budget: None,
+            ipv4: false,
         }
     }
 }
 
 pub fn controller_yaml(lab: &Lab, t: &Tuning) -> String {
-    let ng0 = lab.topology().group_address("NG0").unwrap();
+    let (ng0, pool) = if t.ipv4 {
+        (PARENT4.to_owned(), POOL4)
+    } else {
+        (
+            lab.topology().group_address("NG0").unwrap().to_string(),
+            POOL,
+        )
+    };
     let mut y = format!(
         "controller:\n  id: 1\n  udp_listen: \"[{}]:7411\"\n  database: controller.sqlite\n  agent_timeout_ms: 5000\n\
 keys:\n  - {{ id: 1, file: ctl.key }}\n  - {{ id: 101, file: agent.key }}\n  - {{ id: 2, file: node.key }}\n\
-vlans:\n  - {{ id: 0, pool: [\"{POOL}\"] }}\nswitches:\n",
+vlans:\n  - {{ id: 0, pool: [\"{pool}\"] }}\nswitches:\n",
         mgmt(lab, "A")
     );
     for (i, s) in ["A", "B", "C"].iter().enumerate() {
@@ -103,14 +139,7 @@ vlans:\n  - {{ id: 0, pool: [\"{POOL}\"] }}\nswitches:\n",
         );
     }
     y += &format!("groups:\n  - name: NG0\n    vlan: 0\n    parent: \"{ng0}\"\n    members:\n");
-    for m in &lab.topology().negotiating_groups["NG0"].members {
-        let h = lab.host(m);
-        y += &format!(
-            "      - {{ name: {m}, ipv6: \"{}\", mac: \"{}\" }}\n",
-            h.ipv6,
-            h.mac_string()
-        );
-    }
+    y += &member_lines(lab, t.ipv4);
     y += &format!(
         "leases: {{ {} }}\nfanout: {{ retransmit_ms: 20, attempts: 5 }}\n\
 api:\n  listen: \"[::1]:{API_PORT}\"\n  tokens: [{{ role: admin, name: e2e, file: admin.token }}, {{ role: storage-node, name: nodes, file: nodes.token }}]\n\
@@ -232,6 +261,16 @@ pub fn setup_with(t: &Tuning) -> Setup {
     let agent = agent_bin();
     let topo = Topology::from_yaml_file(labs::topology_path("seed-three-switch.yaml")).unwrap();
     let lab = Lab::build(&topo, LabOptions::default()).unwrap();
+    if t.ipv4 {
+        for h in lab.hosts().keys() {
+            let a = format!("{}/24", host_ipv4(&lab, h));
+            let ns = &lab.host(h).netns;
+            lab.exec(ns, &["ip", "addr", "add", &a, "dev", "eth0"])
+                .unwrap();
+            lab.exec(ns, &["ip", "route", "add", "224.0.0.0/4", "dev", "eth0"])
+                .unwrap();
+        }
+    }
     let dir = lab.workdir().to_owned();
     secret(&dir.join("ctl.key"), CTL_KEY);
     secret(&dir.join("agent.key"), AGENT_KEY);
@@ -257,7 +296,7 @@ pub fn setup_with(t: &Tuning) -> Setup {
     let mut agents: BTreeMap<&'static str, ChildGuard> = BTreeMap::new();
     for (i, s) in ["A", "B", "C"].iter().enumerate() {
         let path = dir.join(format!("agent-{s}.yaml"));
-        std::fs::write(&path, agent_yaml(&lab, s, i as u32 + 1)).unwrap();
+        std::fs::write(&path, agent_yaml(&lab, s, i as u32 + 1, t.ipv4)).unwrap();
         let alog = std::fs::File::create(dir.join(format!("agent-{s}.log"))).unwrap();
         let p = path.to_str().unwrap().to_owned();
         let child = lab

@@ -28,6 +28,7 @@ pub const DOMAIN: &[&str] = &[
     "member_form",
     "member_mac",
     "member_ipv6",
+    "member_ipv4",
     "bitmap",
     "nak_reason",
     "detail",

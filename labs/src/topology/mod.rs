@@ -7,6 +7,7 @@
 
 mod link;
 mod locate;
+mod stp;
 mod validate;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -196,9 +197,14 @@ pub struct Topology {
     /// Switches by name.
     pub switches: BTreeMap<String, SwitchSpec>,
     /// Trunks between switches. Must form a tree (no loops: the lab runs no
-    /// spanning tree).
+    /// spanning tree) unless `stp` is set.
     #[serde(default)]
     pub links: Vec<LinkSpec>,
+    /// Run the Linux bridges' spanning tree (`stp_state 1`): `links` may then
+    /// form loops, and the bridges block trunks until the active links form a
+    /// tree. Only Linux-bridge data planes (`linux-bridge`, `snmp`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stp: bool,
     /// Hosts by name.
     #[serde(default)]
     pub hosts: BTreeMap<String, HostSpec>,

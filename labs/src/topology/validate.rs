@@ -161,12 +161,15 @@ impl Topology {
     fn check_tree(&self) -> Check {
         // A tree over n switches has exactly n - 1 links and is connected.
         let n = self.switches.len();
-        if self.links.len() >= n {
+        if self.stp {
+            self.check_stp()?;
+        } else if self.links.len() >= n {
             return bad(
                 Where::Link(n - 1),
                 format!(
-                    "{} links between {n} switches form a loop; the lab runs no spanning tree, \
-                     so trunks must form a tree (at most {} links): remove a link",
+                    "{} links between {n} switches form a loop; without spanning tree trunks \
+                     must form a tree (at most {} links): remove a link, or set `stp: true` \
+                     at the top level to let the bridges' spanning tree block it",
                     self.links.len(),
                     n - 1
                 ),
@@ -193,7 +196,7 @@ impl Topology {
                 w,
                 format!(
                     "switches {missing:?} are not connected to `{first}` by links: add links \
-                     so that all switches form one tree"
+                     so that all switches form one network"
                 ),
             );
         }

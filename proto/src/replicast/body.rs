@@ -167,10 +167,10 @@ impl PutAccept {
         let kind = ChunkKind::parse(r.u8("chunk kind")?)?;
         let datagram_payload = check_payload_size(r.u16("datagram payload")?)?;
         let group = r.ipv6("group")?;
-        if !group.is_multicast() && !group.is_unspecified() {
+        if !crate::group::GroupAddr::is_group(&group) && !group.is_unspecified() {
             return Err(DecodeError::Invalid {
                 field: "group",
-                why: "must be multicast, or :: for unicast delivery",
+                why: "must be multicast (IPv6, or IPv4 in IPv4-mapped form), or :: for unicast delivery",
             });
         }
         let n = usize::from(r.u8("target count")?);

@@ -155,8 +155,9 @@ pub struct PutAccept {
     pub kind: ChunkKind,
     /// Payload octets per DATA datagram (the last may be shorter).
     pub datagram_payload: u16,
-    /// Where DATA is sent: the rendezvous group, the negotiating group,
-    /// or `::` for unicast delivery to each target.
+    /// Where DATA is sent: the rendezvous group, the negotiating group
+    /// (either family, IPv4 as `::ffff:224.0.0.0/100`, see
+    /// [`crate::group`]), or `::` for unicast delivery to each target.
     pub group: Ipv6Addr,
     /// Node ids (header sender ids of their bids).
     pub targets: Vec<u32>,

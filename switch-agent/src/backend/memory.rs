@@ -42,6 +42,8 @@ pub struct MemState {
     /// FDB entries that appear only when refreshed (learned by the switch
     /// but not yet in the view).
     pub fdb_on_refresh: HashMap<MacAddr, PortId>,
+    /// Ports that do not forward (spanning tree blocked or disabled).
+    pub blocked: BTreeSet<PortId>,
     /// Counters of what the switch was asked to do.
     pub applies: usize,
     pub changes: usize,
@@ -167,12 +169,18 @@ impl SwitchView for MemSwitch {
         let mac = match member {
             Member::Mac(m) => Some(*m),
             Member::Ipv6(a) => st.neigh.get(a).copied(),
+            Member::Ipv4(_) => None,
         };
         match mac.and_then(|m| st.fdb.get(&m)) {
+            Some(p) if st.blocked.contains(p) => Lookup::Absent,
             Some(p) => Lookup::Found(*p),
             None if st.stale => Lookup::Unknown,
             None => Lookup::Absent,
         }
+    }
+
+    fn port_forwards(&self, port: PortId) -> bool {
+        !self.state().blocked.contains(&port)
     }
 
     fn parent_ports(&self, vlan: u16, parent: Ipv6Addr) -> Lookup<PortSet> {

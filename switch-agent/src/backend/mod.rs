@@ -82,6 +82,15 @@ pub trait Backend: Send + 'static {
         vlan
     }
 
+    /// Notified when the switch's forwarding ports change (a port changed
+    /// spanning-tree state, or a member was learned behind another port on a
+    /// bridge running STP): the daemon then calls
+    /// [`crate::core::Agent::on_topology_change`], which re-pushes the live
+    /// groups. `None`: the backend never says so.
+    fn topology_events(&self) -> Option<Arc<tokio::sync::Notify>> {
+        None
+    }
+
     /// Removes every group inside `range` except `keep` (instruction VLANs);
     /// returns how many. The default reads [`Backend::installed`] and applies
     /// removals.

@@ -100,6 +100,7 @@ pub fn build(items: Vec<ItemPlan>, ctx: ApplyCtx<'_>) -> Result<Plan, (Option<us
                 group,
                 lifetime_ms,
                 ports,
+                members,
             } => {
                 let expires = leases::expiry(ctx.received, lifetime_ms, ctx.max_lifetime_ms);
                 let lease = Lease {
@@ -108,6 +109,7 @@ pub fn build(items: Vec<ItemPlan>, ctx: ApplyCtx<'_>) -> Result<Plan, (Option<us
                     parent,
                     ports: ports.clone(),
                     expires,
+                    members,
                 };
                 match ctx.leases.get(&group) {
                     Some(old) if old.txid == ctx.txid => {

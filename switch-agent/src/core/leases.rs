@@ -22,6 +22,9 @@ pub struct Lease {
     pub parent: Ipv6Addr,
     pub ports: PortSet,
     pub expires: Instant,
+    /// The members the group was set for (re-planned when the switch's
+    /// ports change state, see `core/repush.rs`).
+    pub members: Vec<subcast_proto::Member>,
 }
 
 /// The installed groups by address.
@@ -94,6 +97,7 @@ mod tests {
             parent: "ff15::1".parse().unwrap(),
             ports: [1, 2].into(),
             expires,
+            members: Vec::new(),
         }
     }
 

@@ -56,6 +56,10 @@ pub struct Metrics {
     pub closed_group_removals: Counter,
     pub refused_datagrams: Family<RefusedLabels, Counter>,
     pub lease_refreshes: Counter,
+    /// Re-pushes: groups reinstalled because a port changed state.
+    pub topology_repushes: Counter,
+    /// Port-state changes (and member moves) that made the agent re-plan.
+    pub topology_events: Counter,
     pub table_capacity: Gauge,
     pub backend_actions: Counter,
     pub hello_sent: Counter,
@@ -139,6 +143,18 @@ impl Metrics {
             "SET_SUBSETs of an installed group with the same ports: lifetime renewed without touching the switch",
             lease_refreshes.clone(),
         );
+        let topology_repushes = Counter::default();
+        registry.register(
+            "topology_repushes",
+            "Groups reinstalled on other ports because a switch port changed spanning-tree state (or a member was learned behind another port afterwards)",
+            topology_repushes.clone(),
+        );
+        let topology_events = Counter::default();
+        registry.register(
+            "topology_events",
+            "Port-state changes and member moves that made the agent re-plan its live groups",
+            topology_events.clone(),
+        );
         let table_capacity = Gauge::default();
         registry.register(
             "table_capacity",
@@ -202,6 +218,8 @@ impl Metrics {
             replay_senders,
             refused_datagrams,
             lease_refreshes,
+            topology_repushes,
+            topology_events,
             table_capacity,
             backend_actions,
             hello_sent,

@@ -39,6 +39,7 @@ pub mod leases;
 pub mod metrics;
 pub mod plan;
 pub mod reload;
+pub mod repush;
 pub mod rule;
 pub mod validate;
 pub mod view;
@@ -138,6 +139,8 @@ enum Work {
     /// Make the switch hold exactly the leases for these groups again
     /// (after an undo failed): (VLAN, group) -> ports that may be installed.
     Repair(BTreeMap<(u16, Ipv6Addr), PortSet>),
+    /// Plan every live group again (a port changed state; `repush.rs`).
+    Repush,
     Shutdown,
 }
 
@@ -150,6 +153,8 @@ enum InFlight {
     Expire(Vec<(Ipv6Addr, Lease)>),
     Sweep,
     Repair(BTreeMap<(u16, Ipv6Addr), PortSet>),
+    /// Re-pushed groups and their new ports.
+    Repush(Vec<(Ipv6Addr, PortSet)>),
     Shutdown,
 }
 
@@ -176,6 +181,8 @@ pub struct Agent {
     next_sweep: Option<Instant>,
     /// Work to queue again at a time (failed cleanup or repair).
     retry: Vec<(Instant, Work)>,
+    /// A [`Work::Repush`] waits in the queue.
+    repush_queued: bool,
 }
 
 impl Agent {
@@ -217,6 +224,7 @@ impl Agent {
             expire_queued: false,
             next_sweep: None,
             retry: Vec::new(),
+            repush_queued: false,
         };
         a.advance(now);
         a
@@ -404,6 +412,7 @@ impl Agent {
                     self.retry.push((now.at + RETRY, Work::Repair(suspects)));
                 }
             },
+            InFlight::Repush(done) => self.repush_done(done, result, now),
             InFlight::Shutdown => {
                 if let Err(e) = result {
                     tracing::error!(error = %e.error, "removing groups at shutdown failed");
@@ -589,6 +598,7 @@ impl Agent {
                         InFlight::Repair(suspects),
                     );
                 }
+                Work::Repush => self.start_repush(),
                 Work::Shutdown => {
                     let changes: Vec<action::Change> = self
                         .leases

@@ -24,6 +24,8 @@ pub enum ItemPlan {
         group: Ipv6Addr,
         lifetime_ms: u32,
         ports: PortSet,
+        /// The listed members as resolved (kept in the lease for re-pushes).
+        members: Vec<Member>,
     },
     Clear {
         group: Ipv6Addr,
@@ -135,6 +137,7 @@ pub fn plan_items(
             continue;
         };
         let (listed, parent) = looked.next().expect("one lookup per set item");
+        let members: Vec<Member> = listed.iter().map(|(m, _)| *m).collect();
         let Some(parent_ports) = parent.found() else {
             return Err((
                 i,
@@ -156,6 +159,7 @@ pub fn plan_items(
             group: s.group,
             lifetime_ms: s.lifetime_ms,
             ports,
+            members,
         });
     }
     Ok(Some(out))

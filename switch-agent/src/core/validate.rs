@@ -114,6 +114,7 @@ pub fn resolve<'a>(
                             .find(|d| match m {
                                 Member::Mac(mac) => d.mac == *mac,
                                 Member::Ipv6(a) => d.ipv6 == *a,
+                                Member::Ipv4(a) => d.ipv6 == a.to_ipv6_mapped(),
                             })
                             .map(|d| Member::Mac(d.mac))
                             .ok_or_else(|| {
@@ -162,6 +163,10 @@ pub fn resolve<'a>(
                 .iter()
                 .map(|m| match m {
                     Member::Ipv6(a) => parents.macs.get(a).map_or(*m, |mac| Member::Mac(*mac)),
+                    Member::Ipv4(a) => parents
+                        .macs
+                        .get(&a.to_ipv6_mapped())
+                        .map_or(*m, |mac| Member::Mac(*mac)),
                     Member::Mac(_) => *m,
                 })
                 .collect();
@@ -227,6 +232,57 @@ mod tests {
         let bm = Members::Bitmap(Bitmap::from_indices([0, 3, 7]).unwrap());
         let r = resolve(&set("ff15::1", "ff15::5c00:1", 0, bm), &p, &range()).unwrap();
         assert_eq!(r.members[2], Member::Mac(MacAddr([2, 0, 0, 0, 0, 8])));
+    }
+
+    #[test]
+    fn ipv4_groups_outside_an_ipv6_range_are_refused() {
+        let p = parents();
+        let g4 = |s: &str| subcast_proto::group_field(s.parse().unwrap());
+        let one = Members::List(vec![Member::Ipv4("10.0.0.1".parse().unwrap())]);
+        let mut s = set("ff15::1", "ff15::5c00:1", 0, one);
+        s.parent = g4("239.1.0.1");
+        s.group = g4("239.1.128.1");
+        let e = resolve(&s, &p, &range()).unwrap_err();
+        assert_eq!(e.reason, NakReason::NotASubset);
+        assert!(e.detail.contains("outside"), "{}", e.detail);
+    }
+
+    #[test]
+    fn configured_ipv4_parent_places_ipv4_members_by_mac() {
+        let g4 = |s: &str| subcast_proto::group_field(s.parse().unwrap());
+        let members = (1..=3)
+            .map(|i| MemberDef {
+                name: format!("x{i}"),
+                ipv6: format!("::ffff:10.0.0.{i}").parse().unwrap(),
+                mac: MacAddr([2, 0, 0, 0, 0, i]),
+            })
+            .collect();
+        let p = Parents::new(&[ParentGroup {
+            address: g4("239.1.0.1"),
+            vlan: 0,
+            members,
+        }]);
+        let range: ipnet::Ipv6Net = "::ffff:239.1.128.0/120".parse().unwrap();
+        let list = Members::List(vec![
+            Member::Ipv4("10.0.0.2".parse().unwrap()),
+            Member::Mac(MacAddr([2, 0, 0, 0, 0, 3])),
+        ]);
+        let mut s = set("ff15::1", "ff15::5c00:1", 0, list);
+        s.parent = g4("239.1.0.1");
+        s.group = g4("239.1.128.1");
+        let r = resolve(&s, &p, &range).unwrap();
+        assert_eq!(
+            r.members,
+            vec![
+                Member::Mac(MacAddr([2, 0, 0, 0, 0, 2])),
+                Member::Mac(MacAddr([2, 0, 0, 0, 0, 3]))
+            ]
+        );
+        s.members = Members::List(vec![Member::Ipv4("10.0.0.9".parse().unwrap())]);
+        assert_eq!(
+            resolve(&s, &p, &range).unwrap_err().reason,
+            NakReason::NotASubset
+        );
     }
 
     #[test]

@@ -51,4 +51,10 @@ pub trait SwitchView: Send + Sync + std::fmt::Debug {
     /// multicast table, flows); used when the configuration does not define
     /// the parent group.
     fn parent_ports(&self, vlan: u16, parent: Ipv6Addr) -> Lookup<PortSet>;
+
+    /// Whether `port` forwards now (spanning tree: only ports in forwarding
+    /// state may be in a group). Backends without port states: always.
+    fn port_forwards(&self, _port: PortId) -> bool {
+        true
+    }
 }

@@ -3,11 +3,45 @@
 //! (ports toward the targets) ∩ (ports toward the parent group's members).
 //!
 //! A host port leads toward its host; a trunk toward neighbour N leads toward every
-//! host on N's side of the tree (trunks form a tree, see `Topology::validate`).
+//! host on N's side of the tree (trunks form a tree, see `Topology::validate`). With
+//! `stp: true` the trunks may form loops: callers pass the tree the bridges elected,
+//! [`labs::Lab::active_topology`] (the trunks that forward, read from the kernel's
+//! port states when the oracle is computed), never the file's topology.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use labs::Topology;
+use labs::{Lab, Topology};
+use serde_json::{Value, json};
+
+/// With `stp: true`, record in the report the trunks the spanning tree blocked
+/// (`spanning_tree.blocked_trunks`, pairs of switch names) and the port states.
+pub fn annotate_tree(v: &mut Value, lab: &Lab) -> labs::Result<()> {
+    if !lab.topology().stp {
+        return Ok(());
+    }
+    let blocked: Vec<[String; 2]> = lab
+        .blocked_trunks()?
+        .into_iter()
+        .map(|(a, b)| [a, b])
+        .collect();
+    v["spanning_tree"] = json!({
+        "blocked_trunks": blocked,
+        "port_states": lab.port_states()?,
+    });
+    Ok(())
+}
+
+/// The tree a report was made on: `topo` without the trunks the report says the
+/// spanning tree blocked (see [`annotate_tree`]).
+pub fn tree_of_report(topo: &Topology, v: &Value) -> Topology {
+    let blocked: BTreeSet<(String, String)> = v["spanning_tree"]["blocked_trunks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| Some((p[0].as_str()?.to_string(), p[1].as_str()?.to_string())))
+        .collect();
+    topo.active_tree(&blocked)
+}
 
 /// The hosts reachable through each port of `switch`, by port name (`h-X1`, `t-B`).
 pub fn hosts_behind_ports(topo: &Topology, switch: &str) -> BTreeMap<String, BTreeSet<String>> {

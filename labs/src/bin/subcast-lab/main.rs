@@ -322,7 +322,10 @@ fn run_cmd(topology: PathBuf, scenario: Scenario, a: ScenarioArgs) -> Result<()>
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", report::render(&topo, &report));
+        print!(
+            "{}",
+            report::render(&expect::tree_of_report(&topo, &report), &report)
+        );
     }
     if report["ok"].as_bool() != Some(true) {
         anyhow::bail!("some checks failed (see the report above)");
@@ -388,6 +391,16 @@ fn main() -> Result<()> {
                 t.hosts.len(),
                 t.negotiating_groups.len()
             );
+            if t.stp {
+                println!(
+                    "  stp: true: the bridges run the spanning tree{}",
+                    if t.has_loops() {
+                        " (the links form loops; it blocks trunks until they form a tree)"
+                    } else {
+                        ""
+                    }
+                );
+            }
             for s in t.switches.keys() {
                 println!(
                     "  switch {s}: hosts {:?}, trunks to {:?}",

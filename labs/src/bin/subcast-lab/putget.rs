@@ -439,7 +439,7 @@ pub fn put_get(r: &mut Running, opts: &RunOptions, sender: &str) -> Result<Value
         for sw in topo.switches.keys() {
             full.insert(sw.clone(), installed.get(sw).cloned().unwrap_or_default());
         }
-        let expected = expect::expected_ports(&topo, &targets, &members);
+        let expected = expect::expected_ports(&lab.active_topology()?, &targets, &members);
         let (mut switches, mut ports_ok) = switches_json(&full, &expected);
         // `bridge monitor` sees Linux bridges only; an OVS switch's group lives in its
         // flow table for the put's milliseconds and is not observed here.

@@ -397,7 +397,7 @@ fn controller_load(lab: &Lab, stack: &Stack, p: &Plan, a: &RateArgs, up_ms: u64)
         let names = &p.set_names[i];
         let lease = crate::scenario::request(lab, stack, &p.parent.0, names)?;
         let installed = mdb_ports(lab, lease.group)?;
-        let expected = crate::expect::expected_ports(&p.topo, names, &p.parent.2);
+        let expected = crate::expect::expected_ports(&lab.active_topology()?, names, &p.parent.2);
         let (switches, ports_ok) = switches_json(&installed, &expected);
         let (dl, dl_ok) = deliveries(lab, &p.sender, lease.group, names)?;
         let (released, _) = crate::scenario::release(lab, stack, &lease)?;
@@ -477,7 +477,7 @@ fn run_lazy(p: &Plan, a: &RateArgs) -> Result<Value> {
         let names = &p.set_names[i];
         let g = load::lazy_group(&sets[i]);
         let socks = load::join_set(&lab, &sets[i], g)?;
-        let expected = crate::expect::expected_ports(&p.topo, names, &p.parent.2);
+        let expected = crate::expect::expected_ports(&lab.active_topology()?, names, &p.parent.2);
         // Wait for the snooped entries themselves (at most 5 s), then check.
         let _ = wait_for("the MLD joins in the MDBs", Duration::from_secs(5), || {
             Ok(mdb_ports(&lab, g)? == expected)

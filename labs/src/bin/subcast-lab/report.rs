@@ -222,7 +222,8 @@ pub fn render(topo: &Topology, r: &Value) -> String {
     let _ = writeln!(
         out,
         "  (installed = read from each bridge's MDB with {}; expected = ports toward targets \
-         n ports toward parent members, from the topology; !! = differs)\n",
+         n ports toward parent members, from the topology (with `stp: true`, on the tree \
+         the bridges elected); !! = differs)\n",
         if put_get {
             "`bridge monitor mdb` during the put (OVS switches: not observed)"
         } else {

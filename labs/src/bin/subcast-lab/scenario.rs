@@ -318,7 +318,7 @@ pub fn subset_only(
     let (ng, ng_addr, members) = parent_group(topo)?;
     let lease = request(lab, stack, &ng, targets)?;
     let installed = mdb_ports(lab, lease.group)?;
-    let expected = expect::expected_ports(topo, targets, &members);
+    let expected = expect::expected_ports(&lab.active_topology()?, targets, &members);
     let (switches, ports_ok) = switches_json(&installed, &expected);
 
     let g = lease.group;
@@ -483,6 +483,10 @@ pub fn run(opts: &RunOptions) -> Result<Value> {
     let out = out.map(|mut v| {
         annotate_backends(&mut v, &topo, &r.stack);
         v
+    });
+    let out = out.and_then(|mut v| {
+        crate::expect::annotate_tree(&mut v, &r.lab)?;
+        Ok(v)
     });
     let Running { lab, stack, .. } = r;
     stack.stop();

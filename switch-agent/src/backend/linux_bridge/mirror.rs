@@ -59,7 +59,7 @@ impl MdbMirror {
     pub fn ports(&self, vlan: u16, group: Ipv6Addr) -> Option<PortSet> {
         let mut out = PortSet::new();
         for vid in [vlan, 0] {
-            if let Some(p) = self.groups.get(&(vid, MdbAddr::Ipv6(group))) {
+            if let Some(p) = self.groups.get(&(vid, MdbAddr::from_group(group))) {
                 out.extend(p.keys().filter(|p| **p != self.bridge));
             }
         }
@@ -71,8 +71,8 @@ impl MdbMirror {
     pub fn groups_outside(&self, range: Option<&ipnet::Ipv6Net>) -> usize {
         self.groups
             .keys()
-            .filter(|(_, a)| match (a, range) {
-                (MdbAddr::Ipv6(g), Some(r)) => !r.contains(g),
+            .filter(|(_, a)| match (a.group(), range) {
+                (Some(g), Some(r)) => !r.contains(&g),
                 _ => true,
             })
             .count()
@@ -83,13 +83,13 @@ impl MdbMirror {
     pub fn learned_in(&self, range: &ipnet::Ipv6Net) -> Vec<(u32, u16, Ipv6Addr)> {
         let mut out = Vec::new();
         for ((vid, a), ports) in &self.groups {
-            let MdbAddr::Ipv6(g) = a else { continue };
-            if !range.contains(g) {
+            let Some(g) = a.group() else { continue };
+            if !range.contains(&g) {
                 continue;
             }
             for (port, state) in ports {
                 if *state == mdb::MDB_TEMPORARY && *port != self.bridge {
-                    out.push((*port, *vid, *g));
+                    out.push((*port, *vid, g));
                 }
             }
         }

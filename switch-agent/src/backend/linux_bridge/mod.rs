@@ -2,16 +2,22 @@
 //! codec (`subcast-mdb`).
 //!
 //! - The view ([`BridgeView`]) answers at once from mirrors kept by
-//!   notifications: the FDB and IPv6 neighbours ([`fdb::FdbCache`]: one
+//!   notifications: the FDB and IPv6/IPv4 neighbours ([`fdb::FdbCache`]: one
 //!   dump, then RTM_NEWNEIGH / RTM_DELNEIGH and link notifications) and the
 //!   MDB ([`mirror::MdbMirror`]: one dump, then RTM_NEWMDB / RTM_DELMDB,
 //!   resynchronised after lost notifications, `watch.rs`). Its capacity is
 //!   the bridge's `mcast_hash_max` minus the groups outside the rendezvous
 //!   range.
-//! - Subset groups are permanent IPv6 MDB entries, one per port. An action
+//! - Subset groups are permanent IPv6 or IPv4 MDB entries, one per port. An action
 //!   is one netlink batch (`apply.rs`): adds (create-or-replace, so an entry
 //!   a host's MLD report created is made permanent, not left temporary)
 //!   before deletes, errors only, one barrier; a failure part way is undone.
+//! - Spanning tree: the FDB mirror follows each port's state
+//!   (IFLA_BRPORT_STATE); only forwarding ports lead to members or count as
+//!   ports of a parent group. When a port changes state (and, on a bridge
+//!   running STP, when a member is learned behind another port afterwards)
+//!   the backend notifies [`Backend::topology_events`] and the core re-pushes
+//!   its groups (`core/repush.rs`).
 //! - The agent runs inside the switch's network namespace; the backend only
 //!   sees that namespace.
 
@@ -49,6 +55,8 @@ pub struct BridgeState {
     pub guard: Option<(ipnet::Ipv6Net, prometheus_client::metrics::counter::Counter)>,
     /// Full MDB reads after lost notifications.
     pub resyncs: u64,
+    /// The bridge runs the spanning tree (`stp_state` != 0).
+    pub stp: bool,
 }
 
 pub(crate) fn lock(m: &Mutex<BridgeState>) -> MutexGuard<'_, BridgeState> {
@@ -84,16 +92,21 @@ impl SwitchView for BridgeView {
         let p = match member {
             Member::Mac(m) => c.port_of_mac(vlan, m),
             Member::Ipv6(a) => c.mac_of_ipv6(a).and_then(|m| c.port_of_mac(vlan, &m)),
+            Member::Ipv4(a) => c.mac_of_ipv4(a).and_then(|m| c.port_of_mac(vlan, &m)),
         };
         p.map_or(Lookup::Absent, Lookup::Found)
     }
 
     fn parent_ports(&self, vlan: u16, parent: Ipv6Addr) -> Lookup<PortSet> {
         let vid = if self.vlan_filtering { vlan } else { 0 };
-        lock(&self.state)
-            .mdb
-            .ports(vid, parent)
-            .map_or(Lookup::Absent, Lookup::Found)
+        let st = lock(&self.state);
+        st.mdb.ports(vid, parent).map_or(Lookup::Absent, |p| {
+            Lookup::Found(p.into_iter().filter(|p| st.fdb.forwards(*p)).collect())
+        })
+    }
+
+    fn port_forwards(&self, port: PortId) -> bool {
+        lock(&self.state).fdb.forwards(port)
     }
 }
 
@@ -107,6 +120,8 @@ pub struct LinuxBridge {
     /// Without VLAN filtering the bridge takes MDB entries on VLAN 0 only.
     vlan_filtering: bool,
     tasks: Vec<JoinHandle<()>>,
+    /// Notified when forwarding ports change (see the module docs).
+    events: Arc<tokio::sync::Notify>,
 }
 
 /// Whether a bridge link message says VLAN filtering is on, and its hash_max.
@@ -132,6 +147,23 @@ fn bridge_info(link: &netlink_packet_route::link::LinkMessage) -> (bool, Option<
         }
     }
     (filtering, hash_max)
+}
+
+/// The bridge's `stp_state` from its link message, if present.
+fn bridge_stp(link: &netlink_packet_route::link::LinkMessage) -> Option<bool> {
+    use netlink_packet_route::link::{InfoBridge, InfoData, LinkAttribute, LinkInfo};
+    link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
+            LinkInfo::Data(InfoData::Bridge(b)) => b.iter().find_map(|x| match x {
+                InfoBridge::StpState(s) => {
+                    Some(*s != netlink_packet_route::link::BridgeStpState::Disabled)
+                }
+                _ => None,
+            }),
+            _ => None,
+        }),
+        _ => None,
+    })
 }
 
 impl Drop for LinuxBridge {
@@ -179,6 +211,7 @@ impl LinuxBridge {
             .ok_or_else(|| BackendError::Other(format!("bridge {bridge:?} not found")))?;
         let bridge_ifindex = link.header.index;
         let (vlan_filtering, hash_max) = bridge_info(&link);
+        let stp = bridge_stp(&link).unwrap_or(false);
         let mut cache = FdbCache::new(bridge_ifindex);
         let mut links = handle.link().get().execute();
         while let Some(l) = links
@@ -188,7 +221,11 @@ impl LinuxBridge {
         {
             cache.apply_link(&l, false);
         }
-        for family in [AddressFamily::Bridge, AddressFamily::Inet6] {
+        for family in [
+            AddressFamily::Bridge,
+            AddressFamily::Inet6,
+            AddressFamily::Inet,
+        ] {
             let mut n = handle
                 .neighbours()
                 .get()
@@ -211,6 +248,7 @@ impl LinuxBridge {
             ports = cache.ports.len(),
             fdb_entries = cache.fdb_len(),
             hash_max = ?hash_max,
+            stp,
             "linux bridge opened"
         );
         let state = Arc::new(Mutex::new(BridgeState {
@@ -219,27 +257,55 @@ impl LinuxBridge {
             hash_max,
             guard: None,
             resyncs: 0,
+            stp,
         }));
+        let events = Arc::new(tokio::sync::Notify::new());
         let s2 = state.clone();
+        let ev = events.clone();
         let follow = tokio::spawn(async move {
             while let Some((msg, _)) = messages.next().await {
                 let NetlinkPayload::InnerMessage(m) = msg.payload else {
                     continue;
                 };
                 let mut st = lock(&s2);
+                let mut moved = false;
                 match m {
-                    RouteNetlinkMessage::NewNeighbour(n) => st.fdb.apply_neighbour(&n, false),
-                    RouteNetlinkMessage::DelNeighbour(n) => st.fdb.apply_neighbour(&n, true),
-                    RouteNetlinkMessage::NewLink(l) => {
-                        if l.header.index == bridge_ifindex
-                            && let (_, Some(h)) = bridge_info(&l)
-                        {
-                            st.hash_max = Some(h);
-                        }
-                        st.fdb.apply_link(&l, false);
+                    RouteNetlinkMessage::NewNeighbour(n) => {
+                        moved = st.fdb.apply_neighbour(&n, false) && st.stp;
                     }
-                    RouteNetlinkMessage::DelLink(l) => st.fdb.apply_link(&l, true),
+                    RouteNetlinkMessage::DelNeighbour(n) => {
+                        st.fdb.apply_neighbour(&n, true);
+                    }
+                    RouteNetlinkMessage::NewLink(l) => {
+                        if l.header.index == bridge_ifindex {
+                            if let (_, Some(h)) = bridge_info(&l) {
+                                st.hash_max = Some(h);
+                            }
+                            if let Some(s) = bridge_stp(&l) {
+                                st.stp = s;
+                            }
+                        }
+                        if let Some(s) = st.fdb.apply_link(&l, false) {
+                            let port = st.fdb.ports.get(&l.header.index).cloned();
+                            tracing::info!(
+                                port = port.as_deref().unwrap_or("?"),
+                                ifindex = l.header.index,
+                                state = fdb::state_name(s),
+                                "bridge port changed state: re-pushing groups"
+                            );
+                            ev.notify_one();
+                        }
+                    }
+                    RouteNetlinkMessage::DelLink(l) => {
+                        st.fdb.apply_link(&l, true);
+                    }
                     _ => {}
+                }
+                if moved {
+                    tracing::debug!(
+                        "a host was learned behind another port of a bridge running STP: re-pushing groups"
+                    );
+                    ev.notify_one();
                 }
             }
             tracing::warn!("rtnetlink notification stream ended: FDB no longer followed");
@@ -259,6 +325,7 @@ impl LinuxBridge {
             mdb: sock,
             vlan_filtering,
             tasks: vec![conn_task, follow, watch_task],
+            events,
         })
     }
 
@@ -320,6 +387,10 @@ impl Backend for LinuxBridge {
         if self.vlan_filtering { vlan } else { 0 }
     }
 
+    fn topology_events(&self) -> Option<Arc<tokio::sync::Notify>> {
+        Some(self.events.clone())
+    }
+
     fn view(&self) -> Arc<dyn SwitchView> {
         Arc::new(BridgeView {
             state: self.state.clone(),
@@ -349,7 +420,7 @@ impl Backend for LinuxBridge {
         let br = self.bridge_ifindex;
         let mut groups: BTreeMap<(u16, Ipv6Addr), PortSet> = BTreeMap::new();
         for e in self.mdb_entries().await? {
-            if let mdb::MdbAddr::Ipv6(a) = e.addr
+            if let Some(a) = e.addr.group()
                 && range.contains(&a)
                 && e.port != br
             {

@@ -83,7 +83,7 @@ async fn resync(state: &Arc<Mutex<BridgeState>>, req: &mut MdbSocket, bridge: u3
         }
     };
     for (port, _, group) in &learned {
-        tracing::info!(%group, port, "closed group: removing an MLD-learned entry found by the resync");
+        tracing::info!(%group, port, "closed group: removing an MLD- or IGMP-learned entry found by the resync");
     }
     delete_learned(req, bridge, &learned).await;
 }
@@ -116,14 +116,14 @@ pub async fn follow(
                 };
                 for e in entries {
                     st.mdb.apply(ty, &e);
-                    if let (Some((range, removed)), mdb::MdbAddr::Ipv6(g)) = (&st.guard, e.addr)
+                    if let (Some((range, removed)), Some(g)) = (&st.guard, e.addr.group())
                         && ty == mdb::RTM_NEWMDB
                         && e.bridge == bridge
                         && e.port != bridge
                         && e.state == mdb::MDB_TEMPORARY
                         && range.contains(&g)
                     {
-                        tracing::info!(group = %g, port = e.port, "closed group: removing an MLD-learned entry");
+                        tracing::info!(group = %g, port = e.port, "closed group: removing an MLD- or IGMP-learned entry");
                         removed.inc();
                         learned.push((e.port, e.vid, g));
                     }

@@ -16,7 +16,8 @@
 //!   learned locations and re-installs their flows.
 //! - Subset group X: GROUP_MOD type ALL, one `output:PORT` bucket per port (ADD the
 //!   first time, MODIFY afterwards: hitless), plus FLOW_MOD `eth_type=0x86dd,
-//!   ipv6_dst=X [, vlan_vid=V]` -> group (table 1, priority 100, cookie `0x5c..` | id).
+//!   ipv6_dst=X [, vlan_vid=V]` (an IPv4 group: `eth_type=0x0800, ipv4_dst=X`) -> group
+//!   (table 1, priority 100, cookie `0x5c..` | id).
 //!   Removal deletes the flow (by cookie) and the group. Every action's mods go in
 //!   one atomic bundle (`apply.rs`): all of them or none.
 //! - Capacity: GROUP_FEATURES' limit for groups of type ALL minus the groups on the
@@ -213,13 +214,23 @@ fn group_mod_for(command: u16, gid: u32, ports: &PortSet) -> GroupMod {
 }
 
 fn group_match(vlan: u16, group: Ipv6Addr) -> Match {
-    let mut f = vec![
-        Oxm::EthType(0x86dd),
-        Oxm::Ipv6Dst {
-            addr: group,
-            mask: None,
-        },
-    ];
+    // An IPv4 group (IPv4-mapped in the push protocol) matches `ipv4_dst`.
+    let mut f = match group.to_ipv4_mapped() {
+        Some(v4) => vec![
+            Oxm::EthType(0x0800),
+            Oxm::Ipv4Dst {
+                addr: v4,
+                mask: None,
+            },
+        ],
+        None => vec![
+            Oxm::EthType(0x86dd),
+            Oxm::Ipv6Dst {
+                addr: group,
+                mask: None,
+            },
+        ],
+    };
     if vlan != 0 {
         f.insert(
             0,
@@ -438,6 +449,7 @@ impl SwitchView for OfView {
         let mac = match member {
             Member::Mac(m) => Some(m.0),
             Member::Ipv6(a) => st.ipv6.get(a).copied(),
+            Member::Ipv4(_) => None,
         };
         mac.and_then(|m| st.macs.get(&m).copied())
             .map_or(Lookup::Absent, Lookup::Found)
@@ -617,6 +629,10 @@ impl Backend for OpenFlow {
                         addr: a,
                         mask: None,
                     } => addr = Some(*a),
+                    Oxm::Ipv4Dst {
+                        addr: a,
+                        mask: None,
+                    } => addr = Some(a.to_ipv6_mapped()),
                     Oxm::VlanVid { vid, mask: None } => vlan = vid & 0x0fff,
                     _ => {}
                 }

@@ -61,23 +61,34 @@ fn mcast_scope(scope: u8) -> Oxm {
     }
 }
 
-/// Drops IPv6 traffic to `range` that no subset-group flow matches, so a
-/// rendezvous group reaches no one before `install` and after `remove`.
+/// Drops traffic to `range` that no subset-group flow matches, so a
+/// rendezvous group reaches no one before `install` and after `remove`
+/// (an IPv4 range, IPv4-mapped, matches `ipv4_dst`).
 pub fn guard_flow(range: Ipv6Net) -> Message {
+    let m = match range.network().to_ipv4_mapped() {
+        Some(v4) => {
+            let len = u32::from(range.prefix_len().saturating_sub(96));
+            let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+            vec![
+                Oxm::EthType(0x0800),
+                Oxm::Ipv4Dst {
+                    addr: v4,
+                    mask: Some(mask.into()),
+                },
+            ]
+        }
+        None => vec![
+            Oxm::EthType(0x86dd),
+            Oxm::Ipv6Dst {
+                addr: range.network(),
+                mask: Some(range.netmask()),
+            },
+        ],
+    };
     Message::FlowMod(FlowMod {
         table_id: FWD_TABLE,
         cookie: GUARD_COOKIE,
-        ..FlowMod::add(
-            PRIO_GUARD,
-            Match::new(vec![
-                Oxm::EthType(0x86dd),
-                Oxm::Ipv6Dst {
-                    addr: range.network(),
-                    mask: Some(range.netmask()),
-                },
-            ]),
-            vec![],
-        )
+        ..FlowMod::add(PRIO_GUARD, Match::new(m), vec![])
     })
 }
 

@@ -66,6 +66,7 @@ fn member_mac(member: &Member) -> Option<MacAddr> {
     match member {
         Member::Mac(m) => Some(MacAddr(m.0)),
         Member::Ipv6(a) => mac_from_eui64(a),
+        Member::Ipv4(_) => None,
     }
 }
 

@@ -7,6 +7,7 @@ mod batch;
 mod gate;
 mod instructions;
 mod lifecycle;
+mod repush;
 
 use super::*;
 use crate::backend::memory::{MemState, MemSwitch};
