@@ -184,8 +184,8 @@ fn snapshotter(lab: &Lab, sh: &Shared, until: Instant) {
             sh.clones.lock().unwrap().push((dest, name.to_owned(), v));
         }
         // Keep every other snapshot: deleted ones pin nothing more.
-        if n % 2 == 0 {
-            let _ = transient(run_as(
+        if n % 2 == 0
+            && let Err(e) = run_as(
                 lab,
                 103,
                 &[
@@ -196,7 +196,9 @@ fn snapshotter(lab: &Lab, sh: &Shared, until: Instant) {
                     TR[0],
                     TR[1],
                 ],
-            ));
+            )
+        {
+            assert!(e.contains("retry"), "{e}");
         }
     }
 }
