@@ -169,7 +169,7 @@ impl FdbCache {
                 }
             }
             AddressFamily::Inet if port == self.bridge_ifindex => {
-                let Some(dst) = dst4 else { return };
+                let Some(dst) = dst4 else { return false };
                 match (deleted, mac) {
                     (false, Some(m)) => {
                         self.neigh4.insert(dst, m);
