@@ -513,9 +513,22 @@ pub async fn get_object(
     out: &Path,
     quiet: bool,
 ) -> anyhow::Result<GetReport> {
-    use std::os::unix::fs::FileExt;
     let start = Instant::now();
     let m = manifest(client, name, version).await?;
+    get_manifest_object(client, &m, out, quiet, start).await
+}
+
+/// Gets the object version `m` describes into `out` (written to a
+/// temporary name, verified, renamed); `start` is when the get began.
+pub async fn get_manifest_object(
+    client: &mut Client,
+    m: &Manifest,
+    out: &Path,
+    quiet: bool,
+    start: Instant,
+) -> anyhow::Result<GetReport> {
+    use std::os::unix::fs::FileExt;
+    let name = m.name.as_str();
     let dir = out
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -543,7 +556,7 @@ pub async fn get_object(
     let cfg = client.cfg.clone();
     let mut next_i = 0usize;
     {
-        let m2 = &m;
+        let m2 = m;
         let mut next = |now: Instant| -> Option<Task> {
             if next_i >= m2.chunks.len() {
                 return None;

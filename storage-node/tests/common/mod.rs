@@ -58,6 +58,8 @@ pub struct Lab {
     pub extra_config: String,
     /// The insecure single-key mode (`key:`) instead of pair keys.
     pub single_key: bool,
+    /// More client ids, in the client namespace.
+    pub extra_clients: Vec<usize>,
 }
 
 impl Lab {
@@ -72,15 +74,23 @@ impl Lab {
 
     /// As [`Lab::new`], links with the given MTU (written to the configs).
     pub fn with_mtu(n: usize, extra_config: &str, mtu: u32) -> Lab {
-        Lab::build(n, extra_config, mtu, false)
+        Lab::build(n, extra_config, mtu, false, 0)
+    }
+
+    /// As [`Lab::new`], with `k` more clients (ids 101..=100+k, in the
+    /// client namespace; run them with [`Lab::client_as`]): concurrent
+    /// client processes each need an id of their own (replay windows and
+    /// per-peer limits are per id).
+    pub fn with_clients(n: usize, extra_config: &str, k: usize) -> Lab {
+        Lab::build(n, extra_config, 1500, false, k)
     }
 
     /// As [`Lab::new`] in the insecure single-key mode (one shared `key:`).
     pub fn single_key(n: usize, extra_config: &str) -> Lab {
-        Lab::build(n, extra_config, 1500, true)
+        Lab::build(n, extra_config, 1500, true, 0)
     }
 
-    fn build(n: usize, extra_config: &str, mtu: u32, single_key: bool) -> Lab {
+    fn build(n: usize, extra_config: &str, mtu: u32, single_key: bool, clients: usize) -> Lab {
         let extra_config = &format!("{extra_config}\nmtu: {mtu}");
         let mtu = mtu.to_string();
         let tag = format!(
@@ -96,6 +106,7 @@ impl Lab {
             namespaces: Vec::new(),
             extra_config: extra_config.to_owned(),
             single_key,
+            extra_clients: (CLIENT + 1..=CLIENT + clients).collect(),
         };
         let br = format!("{tag}b");
         run(&["ip", "netns", "add", &br]);
@@ -160,6 +171,9 @@ impl Lab {
             lab.derive_keys();
         }
         lab.write_config(CLIENT);
+        for i in lab.extra_clients.clone() {
+            lab.write_config(i);
+        }
         for i in lab.nodes.clone() {
             lab.write_config(i);
             lab.start(i);
@@ -185,10 +199,16 @@ impl Lab {
     fn derive_keys(&self) {
         let secret = self.dir.path().join("cluster.secret");
         std::fs::write(&secret, KEY).unwrap();
-        let hosts: Vec<usize> = self.nodes.iter().copied().chain([CLIENT]).collect();
+        let hosts: Vec<usize> = self
+            .nodes
+            .iter()
+            .copied()
+            .chain([CLIENT])
+            .chain(self.extra_clients.iter().copied())
+            .collect();
         let peers: Vec<String> = hosts
             .iter()
-            .map(|i| format!("{i}=fd00:5c::{i:x}"))
+            .map(|i| format!("{i}=fd00:5c::{:x}", (*i).min(CLIENT)))
             .collect();
         for i in &hosts {
             run(&[
@@ -217,7 +237,7 @@ impl Lab {
             "negotiating_groups: [ff15::5c:0, ff15::5c:1]\nport: 7412\ninterface: eth0\n{keys}\n{}\n",
             self.extra_config
         );
-        if i != CLIENT {
+        if i < CLIENT {
             c += &format!(
                 "node: {{id: {i}, store: {}, reserve_bytes: 0}}\n",
                 self.store(i).display()
@@ -281,11 +301,16 @@ impl Lab {
 
     /// Runs the client with `args` in the client namespace.
     pub fn client(&self, args: &[&str]) -> Output {
+        self.client_as(CLIENT, args)
+    }
+
+    /// A client command as client `id` (100, or one of `extra_clients`).
+    pub fn client_as(&self, id: usize, args: &[&str]) -> Output {
         Command::new("ip")
             .args(["netns", "exec", &self.ns(CLIENT), &bin()])
             .args(args)
             .arg("--config")
-            .arg(self.config(CLIENT))
+            .arg(self.config(id))
             .output()
             .unwrap()
     }
