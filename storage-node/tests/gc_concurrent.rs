@@ -19,7 +19,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use subcast_node::manifest::Manifest;
 
-const CONFIG: &str = "chunk_size: 65536\nrate_mbps: 300\nmembers: {ff15::5c:0: [1, 2, 3, 4, 5], ff15::5c:1: [1, 2, 3, 4, 5]}";
+// put_max_s 2: gc's 4 s grace is twice it, so a put slower than 2 s
+// abandons itself before its manifest ("retry") instead of naming chunks
+// gc may have taken.
+const CONFIG: &str = "chunk_size: 65536\nrate_mbps: 300\nput_max_s: 2\nmembers: {ff15::5c:0: [1, 2, 3, 4, 5], ff15::5c:1: [1, 2, 3, 4, 5]}";
 const GRACE_S: f64 = 4.0;
 const TR: [&str; 2] = ["--transport", "ng-multicast"];
 

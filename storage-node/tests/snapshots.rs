@@ -188,7 +188,7 @@ fn snapshot_delete_clone_and_gc() {
     // pins stays. Then s1 is deleted: b/obj's v1 manifest goes, its chunks
     // stay while b/keep and the clones (same bytes) name them.
     let v2_chunks = data_chunks(&lab, "b/obj", 2);
-    let mut gc = vec!["gc", "--grace-s", "0", "--json"];
+    let mut gc = vec!["gc", "--grace-s", "0", "--no-puts-running", "--json"];
     let st = stores(&lab);
     gc.extend(st.iter().map(String::as_str));
     let removed = |r: &serde_json::Value| -> u64 {
@@ -297,4 +297,62 @@ fn bench_snapshot_of_1000_objects() {
             v["seconds"].as_f64().unwrap()
         );
     }
+}
+
+/// A put slower than the config's `put_max_s` (from its first data chunk's
+/// acknowledgement to releasing its manifest) abandons itself before the
+/// manifest: nothing is stored under the name, and it says to retry. gc
+/// refuses a grace period shorter than twice `put_max_s` unless told no put
+/// is under way.
+#[test]
+fn a_put_slower_than_put_max_stores_no_manifest_and_gc_keeps_its_margin() {
+    if skip() {
+        return;
+    }
+    let lab = Lab::new(5, CONFIG);
+    let d = lab.dir.path();
+    let f = random_file(d, "slow.bin", 4 * 65536 + 3, 9);
+    // The client's own config, with a put_max_s no put of 5 chunks meets.
+    let base = lab.config(common::CLIENT);
+    let strict = base.with_file_name("client-strict.yaml");
+    let mut text = std::fs::read_to_string(&base).unwrap();
+    text.push_str("\nput_max_s: 0.000001\n");
+    std::fs::write(&strict, text).unwrap();
+    let o = std::process::Command::new("ip")
+        .args(["netns", "exec", &lab.ns(common::CLIENT), &common::bin()])
+        .args(["put", f.to_str().unwrap(), "--name", "b/slow", "-q"])
+        .args(["--transport", "ng-multicast", "--config"])
+        .arg(&strict)
+        .output()
+        .unwrap();
+    let (good, _, err) = out(&o);
+    assert!(!good, "a put over put_max_s succeeded");
+    assert!(
+        err.contains("abandoned before its manifest") && err.contains("retry"),
+        "{err}"
+    );
+    // Nothing under the name: the manifest was never released.
+    let (good, _, err) = out(&lab.client(&["stat", "b/slow", "--json"]));
+    assert!(!good && err.contains("not found"), "{err}");
+    // The same put within the default put_max_s is stored.
+    ok(
+        &lab,
+        &[
+            "put",
+            f.to_str().unwrap(),
+            "--name",
+            "b/slow",
+            "-q",
+            "--transport",
+            "ng-multicast",
+        ],
+    );
+    // gc: 1 s is shorter than twice the default put_max_s (1800 s).
+    let mut gc = vec!["gc", "--grace-s", "1", "--dry-run", "--json"];
+    let st = stores(&lab);
+    gc.extend(st.iter().map(String::as_str));
+    let (good, _, err) = out(&lab.client(&gc));
+    assert!(!good && err.contains("put_max_s"), "{err}");
+    gc.insert(3, "--no-puts-running");
+    ok(&lab, &gc);
 }

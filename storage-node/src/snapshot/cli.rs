@@ -50,9 +50,14 @@ pub enum SnapCommand {
         #[arg(long = "store", required = true)]
         stores: Vec<PathBuf>,
         /// Chunks stored or claimed by a put less than this long before
-        /// the mark are kept. A put must finish within it.
+        /// the mark are kept. At least twice the config's `put_max_s` (a
+        /// put slower than that abandons itself before its manifest).
         #[arg(long, default_value_t = 3600.0)]
         grace_s: f64,
+        /// No put is under way anywhere (a maintenance window, a test):
+        /// accept a --grace-s shorter than twice `put_max_s`.
+        #[arg(long)]
+        no_puts_running: bool,
         /// Run a pass every N seconds (the background task) instead of once.
         #[arg(long)]
         every_s: Option<f64>,
@@ -189,11 +194,21 @@ async fn run_with(c: &mut Client, cfg: &Config, cmd: SnapCommand) -> anyhow::Res
         SnapCommand::Gc {
             stores,
             grace_s,
+            no_puts_running,
             every_s,
             dry_run,
             json,
         } => {
             anyhow::ensure!(grace_s >= 0.0, "--grace-s must not be negative");
+            anyhow::ensure!(
+                no_puts_running || grace_s >= 2.0 * cfg.put_max_s,
+                "--grace-s {grace_s} is shorter than twice the config's put_max_s ({} s): \
+                 gc could collect the chunks of a put still under way; give --grace-s {} \
+                 or more, lower put_max_s in the config the clients use, or say \
+                 --no-puts-running when no put is under way",
+                cfg.put_max_s,
+                2.0 * cfg.put_max_s
+            );
             let grace = Duration::from_secs_f64(grace_s);
             loop {
                 let r = mark::gc_pass(c, &stores, grace, dry_run).await?;
