@@ -176,13 +176,13 @@ pub async fn run(cfg: Config, gw: GatewayConfig) -> anyhow::Result<()> {
                     )
                     .await;
                     match r {
-                        Ok(Ok((_, peer))) => {
+                        Ok(Ok((_, peer, keys))) => {
                             let i = links
                                 .links
                                 .iter()
                                 .position(|l| l.peer == peer)
                                 .expect("checked by the handshake");
-                            session(sh, i, s).await;
+                            session(sh, i, s, keys).await;
                         }
                         Ok(Err(e)) => tracing::warn!(%from, error = %e, "link refused"),
                         Err(_) => tracing::warn!(%from, "link handshake timed out"),
@@ -200,7 +200,7 @@ pub async fn run(cfg: Config, gw: GatewayConfig) -> anyhow::Result<()> {
             tokio::spawn(async move {
                 loop {
                     match connect(addr, buf, &site, &secret).await {
-                        Ok(s) => session(sh.clone(), i, s).await,
+                        Ok((s, keys)) => session(sh.clone(), i, s, keys).await,
                         Err(e) => tracing::debug!(%addr, error = %e, "link not up; retrying"),
                     }
                     tokio::time::sleep(PING_EVERY).await;
@@ -438,18 +438,22 @@ async fn connect(
     buf: usize,
     site: &str,
     secret: &[u8; 32],
-) -> anyhow::Result<TcpStream> {
+) -> anyhow::Result<(TcpStream, wire::Session)> {
     let mut s = tokio::time::timeout(LINK_TIMEOUT, socket(addr, buf)?.connect(addr)).await??;
-    tokio::time::timeout(
+    let (_, keys) = tokio::time::timeout(
         LINK_TIMEOUT,
         wire::client_handshake(&mut s, Purpose::Link, site, secret),
     )
     .await??;
-    Ok(s)
+    Ok((s, keys))
 }
 
 /// One session on link `link`: inventories, then chunks both ways.
-async fn session(sh: Arc<Shared>, link: LinkId, s: TcpStream) {
+async fn session(sh: Arc<Shared>, link: LinkId, s: TcpStream, keys: wire::Session) {
+    let wire::Session {
+        send: mut tx,
+        recv: mut rx,
+    } = keys;
     let inv = {
         let mut st = sh.lock();
         if st.router.links[link].up {
@@ -465,15 +469,15 @@ async fn session(sh: Arc<Shared>, link: LinkId, s: TcpStream) {
     let writer = async {
         for b in inv.chunks(wire::HAVE_BATCH) {
             let body: Vec<u8> = b.iter().flat_map(|id| id.iter().copied()).collect();
-            wire::write_frame(&mut wr, wire::T_HAVE, &[&body]).await?;
+            wire::write_frame(&mut wr, &mut tx, wire::T_HAVE, &[&body]).await?;
             sh.lock().router.links[link].counters.have_ids_sent += b.len() as u64;
         }
-        wire::write_frame(&mut wr, wire::T_HAVE_END, &[]).await?;
+        wire::write_frame(&mut wr, &mut tx, wire::T_HAVE_END, &[]).await?;
         loop {
             let ads = sh.lock().router.take_adverts(link);
             if !ads.is_empty() {
                 let body: Vec<u8> = ads.iter().flat_map(|id| id.iter().copied()).collect();
-                wire::write_frame(&mut wr, wire::T_HAVE, &[&body]).await?;
+                wire::write_frame(&mut wr, &mut tx, wire::T_HAVE, &[&body]).await?;
             }
             let next = {
                 let mut st = sh.lock();
@@ -486,7 +490,7 @@ async fn session(sh: Arc<Shared>, link: LinkId, s: TcpStream) {
                 tokio::select! {
                     _ = sh.wake[link].notified() => {}
                     _ = tokio::time::sleep(PING_EVERY) => {
-                        wire::write_frame(&mut wr, wire::T_PING, &[]).await?;
+                        wire::write_frame(&mut wr, &mut tx, wire::T_PING, &[]).await?;
                     }
                 }
                 continue;
@@ -509,6 +513,7 @@ async fn session(sh: Arc<Shared>, link: LinkId, s: TcpStream) {
             };
             let n = wire::write_frame(
                 &mut wr,
+                &mut tx,
                 wire::T_CHUNK,
                 &[&[u8::from(manifest)], &id, &bytes],
             )
@@ -520,7 +525,7 @@ async fn session(sh: Arc<Shared>, link: LinkId, s: TcpStream) {
     };
     let reader = async {
         loop {
-            let (ty, body) = tokio::time::timeout(LINK_TIMEOUT, wire::read_frame(&mut rd))
+            let (ty, body) = tokio::time::timeout(LINK_TIMEOUT, wire::read_frame(&mut rd, &mut rx))
                 .await
                 .map_err(|_| anyhow::anyhow!("no frame for {LINK_TIMEOUT:?}"))??;
             match ty {
@@ -592,7 +597,7 @@ fn on_chunk(sh: &Arc<Shared>, link: LinkId, body: &[u8]) -> anyhow::Result<()> {
 /// A node's report stream.
 async fn notes(sh: Arc<Shared>, mut s: TcpStream, secret: [u8; 32]) -> anyhow::Result<()> {
     let site = sh.lock().site.clone();
-    let (_, node) = tokio::time::timeout(
+    let (_, node, mut keys) = tokio::time::timeout(
         LINK_TIMEOUT,
         wire::server_handshake(&mut s, &site, |p, _| {
             (p == Purpose::Notify).then_some(secret)
@@ -601,7 +606,7 @@ async fn notes(sh: Arc<Shared>, mut s: TcpStream, secret: [u8; 32]) -> anyhow::R
     .await??;
     tracing::info!(%node, "node reports its stores");
     loop {
-        let (ty, body) = wire::read_frame(&mut s).await?;
+        let (ty, body) = wire::read_frame(&mut s, &mut keys.recv).await?;
         if ty != wire::T_NOTE {
             continue;
         }

@@ -67,15 +67,16 @@ async fn report(
                 tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr))
                     .await??;
             s.set_nodelay(true)?;
-            wire::client_handshake(&mut s, Purpose::Notify, &me, &secret).await?;
+            let (_, mut keys) =
+                wire::client_handshake(&mut s, Purpose::Notify, &me, &secret).await?;
             tracing::info!(%addr, "reporting stores to the site gateway");
             for n in &history {
-                wire::write_frame(&mut s, wire::T_NOTE, &[n]).await?;
+                wire::write_frame(&mut s, &mut keys.send, wire::T_NOTE, &[n]).await?;
             }
             while let Some(n) = rx.recv().await {
                 history.push(n);
                 let n = history.last().expect("just pushed");
-                wire::write_frame(&mut s, wire::T_NOTE, &[n]).await?;
+                wire::write_frame(&mut s, &mut keys.send, wire::T_NOTE, &[n]).await?;
             }
             Ok(())
         }
