@@ -58,6 +58,9 @@ pub struct Lab {
     pub extra_config: String,
     /// The insecure single-key mode (`key:`) instead of pair keys.
     pub single_key: bool,
+    /// IPv4 only: 10.92.0.0/24 addresses and 239.92.0.10-11 negotiating
+    /// groups instead of fd00:5c::/64 and ff15::5c:0-1.
+    pub ipv4: bool,
 }
 
 impl Lab {
@@ -72,15 +75,29 @@ impl Lab {
 
     /// As [`Lab::new`], links with the given MTU (written to the configs).
     pub fn with_mtu(n: usize, extra_config: &str, mtu: u32) -> Lab {
-        Lab::build(n, extra_config, mtu, false)
+        Lab::build(n, extra_config, mtu, false, false)
+    }
+
+    /// As [`Lab::new`] over IPv4 only (README "IPv4").
+    pub fn ipv4(n: usize, extra_config: &str) -> Lab {
+        Lab::build(n, extra_config, 1500, false, true)
+    }
+
+    /// Host `i`'s address.
+    pub fn addr(&self, i: usize) -> String {
+        if self.ipv4 {
+            format!("10.92.0.{i}")
+        } else {
+            format!("fd00:5c::{i:x}")
+        }
     }
 
     /// As [`Lab::new`] in the insecure single-key mode (one shared `key:`).
     pub fn single_key(n: usize, extra_config: &str) -> Lab {
-        Lab::build(n, extra_config, 1500, true)
+        Lab::build(n, extra_config, 1500, true, false)
     }
 
-    fn build(n: usize, extra_config: &str, mtu: u32, single_key: bool) -> Lab {
+    fn build(n: usize, extra_config: &str, mtu: u32, single_key: bool, ipv4: bool) -> Lab {
         let extra_config = &format!("{extra_config}\nmtu: {mtu}");
         let mtu = mtu.to_string();
         let tag = format!(
@@ -96,6 +113,7 @@ impl Lab {
             namespaces: Vec::new(),
             extra_config: extra_config.to_owned(),
             single_key,
+            ipv4,
         };
         let br = format!("{tag}b");
         run(&["ip", "netns", "add", &br]);
@@ -141,17 +159,30 @@ impl Lab {
                 "ip", "-n", &ns, "link", "set", &v, "name", "eth0", "mtu", &mtu,
             ]);
             run(&["ip", "-n", &br, "link", "set", &p, "mtu", &mtu]);
-            run(&[
-                "ip",
-                "-n",
-                &ns,
-                "addr",
-                "add",
-                &format!("fd00:5c::{i:x}/64"),
-                "dev",
-                "eth0",
-                "nodad",
-            ]);
+            if ipv4 {
+                run(&[
+                    "ip",
+                    "-n",
+                    &ns,
+                    "addr",
+                    "add",
+                    &format!("{}/24", lab.addr(i)),
+                    "dev",
+                    "eth0",
+                ]);
+            } else {
+                run(&[
+                    "ip",
+                    "-n",
+                    &ns,
+                    "addr",
+                    "add",
+                    &format!("fd00:5c::{i:x}/64"),
+                    "dev",
+                    "eth0",
+                    "nodad",
+                ]);
+            }
             run(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
             run(&["ip", "-n", &br, "link", "set", &p, "master", "br0"]);
             run(&["ip", "-n", &br, "link", "set", &p, "up"]);
@@ -188,7 +219,7 @@ impl Lab {
         let hosts: Vec<usize> = self.nodes.iter().copied().chain([CLIENT]).collect();
         let peers: Vec<String> = hosts
             .iter()
-            .map(|i| format!("{i}=fd00:5c::{i:x}"))
+            .map(|i| format!("{i}={}", self.addr(*i)))
             .collect();
         for i in &hosts {
             run(&[
@@ -213,8 +244,13 @@ impl Lab {
         } else {
             format!("keys: {{file: {}}}", self.key_file(i).display())
         };
+        let groups = if self.ipv4 {
+            "239.92.0.10, 239.92.0.11"
+        } else {
+            "ff15::5c:0, ff15::5c:1"
+        };
         let mut c = format!(
-            "negotiating_groups: [ff15::5c:0, ff15::5c:1]\nport: 7412\ninterface: eth0\n{keys}\n{}\n",
+            "negotiating_groups: [{groups}]\nport: 7412\ninterface: eth0\n{keys}\n{}\n",
             self.extra_config
         );
         if i != CLIENT {
