@@ -373,17 +373,6 @@ impl Config {
                 shown(g)
             );
         }
-        if let Some(c) = &self.controller {
-            let cf = Family::of(&crate::transport::canonical(c.address.ip()));
-            anyhow::ensure!(
-                cf == family,
-                "controller.address: {} is {} but negotiating_groups are {}: give the controller's {} address",
-                c.address,
-                cf.name(),
-                family.name(),
-                family.name()
-            );
-        }
         anyhow::ensure!(
             self.fallback_transport != Mode::Rendezvous,
             "fallback_transport must be ng-multicast or unicast"
