@@ -610,4 +610,81 @@ mod tests {
         .to_string();
         assert!(e.contains("node.id is required"), "{e}");
     }
+
+    const KEY: &str = "key: {id: 1, hex: '00'}\n";
+
+    #[test]
+    fn ipv4_groups_set_the_family() {
+        let c = Config::parse(include_str!("../examples/node-ipv4.yaml")).unwrap();
+        assert_eq!(c.family(), Family::Ipv4);
+        let g: Ipv6Addr = "::ffff:239.92.0.1".parse().unwrap();
+        assert_eq!(c.negotiating_groups[0], g);
+        assert_eq!(
+            crate::transport::sock_addr(g, 7412),
+            "239.92.0.1:7412".parse::<SocketAddr>().unwrap()
+        );
+        let c = Config::parse(&format!(
+            "negotiating_groups: [239.1.0.1, 239.1.0.2]\nmembers: {{239.1.0.2: [1, 2]}}\n{KEY}"
+        ))
+        .unwrap();
+        assert_eq!(c.members[&c.negotiating_groups[1]], vec![1, 2]);
+        assert_eq!(c.member_groups().len(), 2);
+        // IPv6 configs stay IPv6.
+        let c = Config::parse(&format!("negotiating_groups: [ff15::1]\n{KEY}")).unwrap();
+        assert_eq!(c.family(), Family::Ipv6);
+        assert_eq!(
+            crate::transport::sock_addr(c.negotiating_groups[0], 1),
+            "[ff15::1]:1".parse::<SocketAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn ipv4_refusals_name_the_entry() {
+        let e = |text: String| Config::parse(&text).unwrap_err().to_string();
+        let m = e(format!("negotiating_groups: [239.1.0.1, 10.0.0.1]\n{KEY}"));
+        assert!(
+            m.contains("negotiating_groups[1]: 10.0.0.1 is not an IPv4 multicast address"),
+            "{m}"
+        );
+        let m = e(format!("negotiating_groups: [239.1.0.1, ff15::1]\n{KEY}"));
+        assert!(
+            m.contains("negotiating_groups[1]: ff15::1 is IPv6 but negotiating_groups[0] (239.1.0.1) is IPv4"),
+            "{m}"
+        );
+        let m = e(format!("negotiating_groups: [ff15::1, 239.1.0.1]\n{KEY}"));
+        assert!(m.contains("239.1.0.1 is IPv4"), "{m}");
+        let m = e(format!(
+            "negotiating_groups: [239.1.0.1]\nmembers: {{239.1.0.9: [1]}}\n{KEY}"
+        ));
+        assert!(
+            m.contains("members: 239.1.0.9 is not one of negotiating_groups"),
+            "{m}"
+        );
+        // Not an address at all: serde's positioned error.
+        let m = e(format!("negotiating_groups: [239.1.0.300]\n{KEY}"));
+        assert!(m.contains("line 1"), "{m}");
+    }
+
+    #[test]
+    fn key_file_addresses_must_match_the_family() {
+        let dir = tempfile::tempdir().unwrap();
+        let peers = crate::keys::parse_peers("2=fd00::2").unwrap();
+        let kf = crate::keys::KeyFile::derive(&[4u8; 32], 1, 1, &peers).unwrap();
+        std::fs::write(dir.path().join("n1.keys"), kf.to_yaml()).unwrap();
+        let mut c =
+            Config::parse("negotiating_groups: [239.1.0.1]\nkeys: {file: n1.keys}\n").unwrap();
+        c.base_dir = dir.path().to_owned();
+        let m = c.identity().unwrap_err().to_string();
+        assert!(m.contains("peer 2 has the IPv6 address fd00::2"), "{m}");
+        let peers = crate::keys::parse_peers("2=10.0.0.2").unwrap();
+        let kf = crate::keys::KeyFile::derive(&[4u8; 32], 1, 1, &peers).unwrap();
+        std::fs::write(dir.path().join("n1.keys"), kf.to_yaml()).unwrap();
+        let id = c.identity().unwrap();
+        assert!(id.addresses.allows(2, "10.0.0.2:7412".parse().unwrap()));
+        assert!(!id.addresses.allows(2, "10.0.0.3:7412".parse().unwrap()));
+        assert!(
+            !id.addresses
+                .allows(2, "[::ffff:10.0.0.3]:7412".parse().unwrap())
+        );
+    }
 }
