@@ -454,6 +454,7 @@ pub fn vectors() -> Vec<Vector> {
     v.extend(replicast_identity());
     v.extend(replicast_limits());
     v.extend(ipv4_vectors::vectors());
+    v.extend(replicast_vectors::replicast_catalog());
     v
 }
 

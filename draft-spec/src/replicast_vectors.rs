@@ -425,3 +425,55 @@ pub(crate) fn replicast_limits() -> Vec<Vector> {
         }),
     )]
 }
+
+/// The catalog form of MANIFEST_QUERY and MANIFEST_OFFER (listings of a
+/// bucket, "Listings, Snapshots and Deletes"): name_hash =
+/// BLAKE3("subcast catalog v1" || 0x00 || bucket), version = cursor.
+pub(crate) fn replicast_catalog() -> Vec<Vector> {
+    use replicast::*;
+    let mut h = blake3::Hasher::new();
+    h.update(b"subcast catalog v1\0");
+    h.update(b"bucket");
+    let catalog: Hash32 = *h.finalize().as_bytes();
+    let txid = 0x00c0_ffee_0000_0002;
+    let m1 = *blake3::hash(b"bucket/a v1").as_bytes();
+    let m2 = *blake3::hash(b"bucket/b v3").as_bytes();
+    let cursor = |id: &Hash32| u64::from_be_bytes(id[..8].try_into().expect("8 octets"));
+    let mut entries = vec![
+        VersionEntry {
+            version: 1,
+            writer: CLIENT_ID,
+            manifest_id: m1,
+            size: 140,
+        },
+        VersionEntry {
+            version: 3,
+            writer: CLIENT_ID,
+            manifest_id: m2,
+            size: 0x9c,
+        },
+    ];
+    entries.sort_by_key(|e| cursor(&e.manifest_id));
+    vec![
+        from_client(
+            "manifest-query-catalog",
+            "Listing of bucket \"bucket\" from the start (cursor 0): name_hash is the catalog hash of the bucket.",
+            60,
+            ReplicastMessage::ManifestQuery(ManifestQuery {
+                txid,
+                name_hash: catalog,
+                version: 0,
+            }),
+        ),
+        to_client(
+            "manifest-offer-catalog",
+            "Two manifests of the bucket this member holds, in cursor order (fewer than 16: its last page).",
+            61,
+            ReplicastMessage::ManifestOffer(ManifestOffer {
+                txid,
+                name_hash: catalog,
+                versions: entries,
+            }),
+        ),
+    ]
+}

@@ -445,7 +445,7 @@ fn every_code_shows_its_rust_name() {
 /// either compared with the JSON or knowingly left out.
 #[test]
 fn every_declared_field_is_classified() {
-    let lua = std::fs::read_to_string(tshark::lua_script()).expect("wireshark/subcast.lua");
+    let lua = tshark::lua_sources();
     let mut declared = Vec::new();
     for line in lua.lines().map(str::trim) {
         let name = if let Some(rest) = line.strip_prefix("uint(") {

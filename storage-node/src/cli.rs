@@ -63,6 +63,9 @@ pub enum Command {
         /// A version other than the newest.
         #[arg(long)]
         version: Option<u64>,
+        /// The version a snapshot of the object's bucket holds.
+        #[arg(long)]
+        snapshot: Option<String>,
         #[arg(long, short)]
         quiet: bool,
         #[arg(long)]
@@ -118,6 +121,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    // Snapshots, clones, deletes, listings, gc (issue 16).
+    #[command(flatten)]
+    Snap(crate::snapshot::cli::SnapCommand),
     /// Show an object's versions and newest manifest.
     Stat {
         name: String,

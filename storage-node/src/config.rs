@@ -226,6 +226,10 @@ fn default_parallel() -> usize {
     4
 }
 
+fn default_put_max_s() -> f64 {
+    1800.0
+}
+
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -263,6 +267,13 @@ pub struct Config {
     /// Chunks in flight at once per put / get.
     #[serde(default = "default_parallel")]
     pub parallel: usize,
+    /// Longest a put may take from its first data chunk's acknowledgement
+    /// to releasing its manifest, in seconds; a put slower than that is
+    /// abandoned before its manifest (nothing is stored under the name) and
+    /// fails with "retry". gc's `--grace-s` must be at least twice this, so
+    /// gc never collects the chunks of a put still under way.
+    #[serde(default = "default_put_max_s")]
+    pub put_max_s: f64,
     /// Default transport for puts.
     #[serde(default)]
     pub transport: Mode,
@@ -378,6 +389,10 @@ impl Config {
             "fallback_transport must be ng-multicast or unicast"
         );
         anyhow::ensure!(self.replicas >= 1, "replicas must be at least 1");
+        anyhow::ensure!(
+            self.put_max_s.is_finite() && self.put_max_s > 0.0,
+            "put_max_s must be a positive number of seconds (default 1800)"
+        );
         anyhow::ensure!(
             self.chunk_size >= 1 && self.chunk_size <= 16 << 20,
             "chunk_size must be 1 byte to 16 MiB"

@@ -133,6 +133,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
                 &io_stats(&io, &batch),
             ));
             next_stats = now + Duration::from_secs(1);
+            crate::gc::daemon_tick(&mut core, &node.store);
         }
         let mut wake = next_stats;
         if let Some(t) = core.poll_timeout() {

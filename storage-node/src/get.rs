@@ -70,7 +70,6 @@ pub enum GetEvent {
 enum State {
     Querying {
         deadline: Instant,
-        round: u32,
     },
     Fetching {
         holder: usize,
@@ -105,6 +104,8 @@ pub struct GetMachine {
     corrupt: Vec<u32>,
     control: VecDeque<Transmit>,
     events: VecDeque<GetEvent>,
+    /// GET_REQUEST rounds sent.
+    queries: u32,
 }
 
 impl GetMachine {
@@ -131,18 +132,19 @@ impl GetMachine {
             t,
             state: State::Querying {
                 deadline: now + t.offer_timeout,
-                round: 1,
             },
             offers: Vec::new(),
             corrupt: Vec::new(),
             control: VecDeque::new(),
             events: VecDeque::new(),
+            queries: 0,
         };
         m.query();
         m
     }
 
     fn query(&mut self) {
+        self.queries += 1;
         self.control.push_back(Transmit {
             dest: crate::transport::sock_addr(self.group, self.port),
             to: To::Members(self.group),
@@ -165,11 +167,10 @@ impl GetMachine {
 
     fn next_holder(&mut self, now: Instant) {
         let Some(i) = self.offers.iter().position(|o| !o.tried) else {
-            let round = match self.state {
-                State::Querying { round, .. } => round,
-                _ => 0,
-            };
-            let round = round.max(1);
+            // Rounds asked so far (not the state's: a fetch in between
+            // would reset it, and a holder that offers but never serves
+            // would be asked forever).
+            let round = self.queries;
             if round >= self.t.max_queries {
                 self.state = State::Finished;
                 self.events.push_back(GetEvent::Failed(GetError::NotFound {
@@ -187,7 +188,6 @@ impl GetMachine {
             }
             self.state = State::Querying {
                 deadline: now + self.t.offer_timeout,
-                round: round + 1,
             };
             self.query();
             return;
@@ -274,10 +274,7 @@ impl GetMachine {
                     } else {
                         let node = self.offers[holder].node;
                         self.report_corrupt(node);
-                        self.state = State::Querying {
-                            deadline: now,
-                            round: 1,
-                        };
+                        self.state = State::Querying { deadline: now };
                         self.next_holder(now);
                     }
                 }

@@ -30,6 +30,8 @@ pub struct StoreIndex {
     manifests: HashMap<Hash32, BTreeMap<(u64, u32, Hash32), u32>>,
     /// Free bytes of the store's file system (refreshed by the owner).
     pub free_bytes: u64,
+    /// Listings by bucket and touch times (snapshots, `ls`, `gc`).
+    pub catalog: crate::catalog::Catalog,
 }
 
 impl StoreIndex {
@@ -37,6 +39,16 @@ impl StoreIndex {
     /// rest on).
     pub fn contains(&self, id: &Hash32) -> bool {
         self.held.get(id).is_some_and(|e| e.verified)
+    }
+
+    /// [`Self::contains`], and if so the chunk counts as just stored for
+    /// `gc` (a put that is told "already stored" will reference it).
+    pub fn claim(&mut self, id: &Hash32) -> bool {
+        let held = self.contains(id);
+        if held {
+            self.catalog.touch(id);
+        }
+        held
     }
 
     /// Whether a file is there, verified or not.
@@ -73,6 +85,7 @@ impl StoreIndex {
         manifest: Option<&Manifest>,
         verified: bool,
     ) {
+        self.catalog.on_insert(id, payload_len as u32, manifest);
         let kind = if manifest.is_some() {
             ChunkKind::Manifest
         } else {
@@ -124,6 +137,7 @@ impl StoreIndex {
 
     /// A chunk is gone (found corrupt and quarantined, or missing).
     pub fn remove(&mut self, id: &Hash32) {
+        self.catalog.on_remove(id);
         self.held.remove(id);
         for v in self.manifests.values_mut() {
             v.retain(|k, _| k.2 != *id);
@@ -134,6 +148,9 @@ impl StoreIndex {
     /// manifest id); `version` 0 = the newest `max`, otherwise the entries
     /// of that version number (every writer's), at most `max`.
     pub fn versions(&self, name_hash: &Hash32, version: u64, max: usize) -> Vec<VersionEntry> {
+        if let Some(page) = self.catalog.page(name_hash, version, max) {
+            return page;
+        }
         let Some(vs) = self.manifests.get(name_hash) else {
             return Vec::new();
         };

@@ -29,12 +29,14 @@
 
 pub mod bench;
 pub mod bids;
+pub mod catalog;
 pub mod chunking;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod disk;
+pub mod gc;
 pub mod get;
 pub mod groups;
 pub mod index;
@@ -52,6 +54,7 @@ pub mod put_params;
 pub mod put_phases;
 pub mod receive;
 pub mod sites;
+pub mod snapshot;
 pub mod store;
 pub mod transport;
 pub mod udp;

@@ -127,13 +127,21 @@ async fn main() -> anyhow::Result<()> {
             name,
             output,
             version,
+            snapshot,
             quiet,
             json,
         } => {
             let mut c = Client::new(cfg).await?;
-            let r = objects::get_object(&mut c, &name, version, &output, quiet)
-                .await
-                .with_context(|| format!("get of {name:?} failed"))?;
+            let r = subcast_node::snapshot::get(
+                &mut c,
+                &name,
+                version,
+                snapshot.as_deref(),
+                &output,
+                quiet,
+            )
+            .await
+            .with_context(|| format!("get of {name:?} failed"))?;
             for (node, chunk) in &r.corrupt_reports {
                 eprintln!(
                     "warning: node {node} held a corrupt copy of chunk {chunk} (quarantined there; served from another node)"
@@ -204,6 +212,7 @@ async fn main() -> anyhow::Result<()> {
             anyhow::ensure!(r.ok, "bench failed: {} errors", r.errors.len());
             Ok(())
         }
+        Command::Snap(c) => subcast_node::snapshot::cli::run(cfg, c).await,
         Command::Stat {
             name,
             version,

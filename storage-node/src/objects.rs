@@ -287,7 +287,26 @@ pub async fn put_reader(
         phases: ObjectPhases::default(),
         chunk_phases: Vec::new(),
         data_end: None,
+        first_ack: None,
     });
+    let put_max = Duration::from_secs_f64(cfg.put_max_s);
+    // gc collects a chunk no manifest names once it was last stored or
+    // claimed more than its grace period before a mark (at least twice
+    // `put_max`): a manifest released later than `put_max` after the first
+    // chunk's acknowledgement could name chunks gc already took.
+    let too_slow = |first: Option<Instant>| -> Option<String> {
+        let age = first?.elapsed();
+        (age > put_max).then(|| {
+            format!(
+                "put of {name:?}: abandoned before its manifest: its first chunk was \
+                 acknowledged {:.1} s ago, more than put_max_s ({} s), so gc may collect \
+                 it; nothing was stored under the name: retry (or raise put_max_s, and \
+                 gc's --grace-s to at least twice it)",
+                age.as_secs_f64(),
+                cfg.put_max_s
+            )
+        })
+    };
     let next = |now: Instant| -> Next {
         if let Some(t) = lookup.take() {
             return Next::Task(t);
@@ -346,6 +365,10 @@ pub async fn put_reader(
         let t = PutMachine::new(new_txid(), Arc::new(enc), p, now).with_gate(gate.clone());
         s.manifest = Some((*t.chunk_id(), m));
         if s.data_done == n {
+            if let Some(why) = too_slow(s.first_ack) {
+                s.read_err = Some(std::io::Error::other(why));
+                return Next::Done;
+            }
             gate.store(true, Ordering::Release);
         }
         Next::Task(Task::Put(Box::new(t)))
@@ -383,9 +406,14 @@ pub async fn put_reader(
                 s.chunk_phases.push(out.phases);
                 s.holders_of.insert(out.chunk_id, holders);
                 s.data_done += 1;
+                s.first_ack.get_or_insert_with(Instant::now);
                 if s.data_done == n {
                     // Every data chunk is durable on R nodes: the
-                    // manifest may go.
+                    // manifest may go, unless the put took so long that gc
+                    // may have collected its first chunks.
+                    if let Some(why) = too_slow(s.first_ack) {
+                        anyhow::bail!(why);
+                    }
                     s.data_end = Some(Instant::now());
                     gate.store(true, Ordering::Release);
                 }
@@ -457,6 +485,8 @@ struct PutProgress {
     manifest: Option<(Hash32, Manifest)>,
     holders_of: HashMap<Hash32, Vec<u32>>,
     manifest_holders: Option<Vec<u32>>,
+    /// When the first data chunk was acknowledged (stored or already held).
+    first_ack: Option<Instant>,
     dedup: usize,
     replaced: u32,
     fallbacks: u64,
@@ -513,9 +543,22 @@ pub async fn get_object(
     out: &Path,
     quiet: bool,
 ) -> anyhow::Result<GetReport> {
-    use std::os::unix::fs::FileExt;
     let start = Instant::now();
     let m = manifest(client, name, version).await?;
+    get_manifest_object(client, &m, out, quiet, start).await
+}
+
+/// Gets the object version `m` describes into `out` (written to a
+/// temporary name, verified, renamed); `start` is when the get began.
+pub async fn get_manifest_object(
+    client: &mut Client,
+    m: &Manifest,
+    out: &Path,
+    quiet: bool,
+    start: Instant,
+) -> anyhow::Result<GetReport> {
+    use std::os::unix::fs::FileExt;
+    let name = m.name.as_str();
     let dir = out
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -543,7 +586,7 @@ pub async fn get_object(
     let cfg = client.cfg.clone();
     let mut next_i = 0usize;
     {
-        let m2 = &m;
+        let m2 = m;
         let mut next = |now: Instant| -> Option<Task> {
             if next_i >= m2.chunks.len() {
                 return None;

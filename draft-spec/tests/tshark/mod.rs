@@ -16,6 +16,25 @@ pub fn lua_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../wireshark/subcast.lua")
 }
 
+/// The text of the dissector: `subcast.lua` and every part it loads
+/// (`wireshark/subcast/*.lua`).
+pub fn lua_sources() -> String {
+    let entry = lua_script();
+    let mut text = std::fs::read_to_string(&entry).expect("wireshark/subcast.lua");
+    let dir = entry.with_file_name("subcast");
+    let mut parts: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "lua"))
+        .collect();
+    parts.sort();
+    assert!(!parts.is_empty(), "no parts in {}", dir.display());
+    for p in parts {
+        text.push_str(&std::fs::read_to_string(&p).expect("a part of the dissector"));
+    }
+    text
+}
+
 /// tshark's path, or `None` (after a skip line) when it is not installed.
 /// Panics instead when `SUBCAST_LABS_REQUIRED` is set.
 pub fn tshark(test: &str) -> Option<PathBuf> {

@@ -56,7 +56,7 @@ impl NodeCore {
         now_us: u64,
     ) {
         let state = BidState {
-            already_stored: self.index.contains(&p.chunk_id),
+            already_stored: self.index.claim(&p.chunk_id),
             free_bytes: self
                 .index
                 .free_bytes

@@ -12,6 +12,7 @@
 //! lost copy back).
 
 mod accept;
+mod gc_sweep;
 pub mod limits;
 mod repair;
 pub mod scrub;

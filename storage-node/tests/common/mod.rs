@@ -61,6 +61,8 @@ pub struct Lab {
     /// IPv4 only: 10.92.0.0/24 addresses and 239.92.0.10-11 negotiating
     /// groups instead of fd00:5c::/64 and ff15::5c:0-1.
     pub ipv4: bool,
+    /// More client ids, in the client namespace.
+    pub extra_clients: Vec<usize>,
 }
 
 impl Lab {
@@ -75,12 +77,20 @@ impl Lab {
 
     /// As [`Lab::new`], links with the given MTU (written to the configs).
     pub fn with_mtu(n: usize, extra_config: &str, mtu: u32) -> Lab {
-        Lab::build(n, extra_config, mtu, false, false)
+        Lab::build(n, extra_config, mtu, false, 0, false)
+    }
+
+    /// As [`Lab::new`], with `k` more clients (ids 101..=100+k, in the
+    /// client namespace; run them with [`Lab::client_as`]): concurrent
+    /// client processes each need an id of their own (replay windows and
+    /// per-peer limits are per id).
+    pub fn with_clients(n: usize, extra_config: &str, k: usize) -> Lab {
+        Lab::build(n, extra_config, 1500, false, k, false)
     }
 
     /// As [`Lab::new`] over IPv4 only (README "IPv4").
     pub fn ipv4(n: usize, extra_config: &str) -> Lab {
-        Lab::build(n, extra_config, 1500, false, true)
+        Lab::build(n, extra_config, 1500, false, 0, true)
     }
 
     /// Host `i`'s address.
@@ -94,10 +104,17 @@ impl Lab {
 
     /// As [`Lab::new`] in the insecure single-key mode (one shared `key:`).
     pub fn single_key(n: usize, extra_config: &str) -> Lab {
-        Lab::build(n, extra_config, 1500, true, false)
+        Lab::build(n, extra_config, 1500, true, 0, false)
     }
 
-    fn build(n: usize, extra_config: &str, mtu: u32, single_key: bool, ipv4: bool) -> Lab {
+    fn build(
+        n: usize,
+        extra_config: &str,
+        mtu: u32,
+        single_key: bool,
+        clients: usize,
+        ipv4: bool,
+    ) -> Lab {
         let extra_config = &format!("{extra_config}\nmtu: {mtu}");
         let mtu = mtu.to_string();
         let tag = format!(
@@ -114,6 +131,7 @@ impl Lab {
             extra_config: extra_config.to_owned(),
             single_key,
             ipv4,
+            extra_clients: (CLIENT + 1..=CLIENT + clients).collect(),
         };
         let br = format!("{tag}b");
         run(&["ip", "netns", "add", &br]);
@@ -191,6 +209,9 @@ impl Lab {
             lab.derive_keys();
         }
         lab.write_config(CLIENT);
+        for i in lab.extra_clients.clone() {
+            lab.write_config(i);
+        }
         for i in lab.nodes.clone() {
             lab.write_config(i);
             lab.start(i);
@@ -216,10 +237,16 @@ impl Lab {
     fn derive_keys(&self) {
         let secret = self.dir.path().join("cluster.secret");
         std::fs::write(&secret, KEY).unwrap();
-        let hosts: Vec<usize> = self.nodes.iter().copied().chain([CLIENT]).collect();
+        let hosts: Vec<usize> = self
+            .nodes
+            .iter()
+            .copied()
+            .chain([CLIENT])
+            .chain(self.extra_clients.iter().copied())
+            .collect();
         let peers: Vec<String> = hosts
             .iter()
-            .map(|i| format!("{i}={}", self.addr(*i)))
+            .map(|i| format!("{i}={}", self.addr((*i).min(CLIENT))))
             .collect();
         for i in &hosts {
             run(&[
@@ -253,7 +280,7 @@ impl Lab {
             "negotiating_groups: [{groups}]\nport: 7412\ninterface: eth0\n{keys}\n{}\n",
             self.extra_config
         );
-        if i != CLIENT {
+        if i < CLIENT {
             c += &format!(
                 "node: {{id: {i}, store: {}, reserve_bytes: 0}}\n",
                 self.store(i).display()
@@ -317,11 +344,16 @@ impl Lab {
 
     /// Runs the client with `args` in the client namespace.
     pub fn client(&self, args: &[&str]) -> Output {
+        self.client_as(CLIENT, args)
+    }
+
+    /// A client command as client `id` (100, or one of `extra_clients`).
+    pub fn client_as(&self, id: usize, args: &[&str]) -> Output {
         Command::new("ip")
             .args(["netns", "exec", &self.ns(CLIENT), &bin()])
             .args(args)
             .arg("--config")
-            .arg(self.config(CLIENT))
+            .arg(self.config(id))
             .output()
             .unwrap()
     }

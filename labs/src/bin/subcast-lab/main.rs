@@ -21,6 +21,7 @@ mod rate_watch;
 mod report;
 mod scenario;
 mod sites;
+mod snapshots;
 mod snmp;
 mod soak;
 mod stack;

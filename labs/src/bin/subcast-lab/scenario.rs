@@ -68,6 +68,8 @@ pub enum Scenario {
     /// `--seconds` (default 600) of puts, gets, grants and agent restarts;
     /// memory, replay maps, audit rows and leases at the end (see `soak.rs`).
     Soak,
+    /// Snapshots, deletes and clones (issue 16; see `snapshots.rs`).
+    Snapshots,
 }
 
 /// The negotiating group used: the first one (name order) that has members.
@@ -463,6 +465,7 @@ pub fn run(opts: &RunOptions) -> Result<Value> {
         Scenario::Attack => crate::attack::attack(&mut r, opts, &sender),
         Scenario::Soak => crate::soak::soak(&mut r, opts, &sender),
         Scenario::MultiSite => bail!("multi-site needs a topology with `sites:`"),
+        Scenario::Snapshots => crate::snapshots::snapshots(&mut r, &sender),
         Scenario::PutBench => crate::putbench::put_bench(&mut r, opts),
         Scenario::PutGet => crate::putget::put_get(&mut r, opts, &sender).or_else(|e| {
             if crate::putget::unsupported(&e) {
