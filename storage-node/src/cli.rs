@@ -151,7 +151,8 @@ pub enum KeysCommand {
         /// The node (or client) the key file is for.
         #[arg(long)]
         node: u32,
-        /// Peers: ids, ranges and id=address, e.g. `1-5,100=fd00:5c::64`.
+        /// Peers: ids, ranges and id=address, e.g. `1-5,100=fd00:5c::64`
+        /// (IPv4: `100=10.92.0.100`).
         /// A peer with an address is accepted only from it.
         #[arg(long)]
         peers: String,

@@ -145,7 +145,7 @@ impl Client {
         let id = cfg.identity()?;
         let keys = id.keys.clone();
         let ifx = ifindex(cfg.interface.as_deref())?;
-        let sock = udp_socket(0, ifx, cfg.hops, &[])?;
+        let sock = udp_socket(cfg.family(), 0, ifx, cfg.hops, &[])?;
         let sender_id = keys.own_id();
         let audience = cfg
             .negotiating_groups
@@ -155,7 +155,11 @@ impl Client {
         let ctl = match &cfg.controller {
             Some(c) => {
                 let k = c.key.load(&cfg.base_dir)?;
-                let s = UdpSocket::bind("[::]:0").await?;
+                let s = if c.address.is_ipv4() {
+                    UdpSocket::bind("0.0.0.0:0").await?
+                } else {
+                    UdpSocket::bind("[::]:0").await?
+                };
                 Some(CtlLink {
                     sock: s,
                     addr: c.address,

@@ -4,9 +4,9 @@
 //! for `serve`, the node itself (`node:` section). See
 //! `storage-node/examples/node.yaml`.
 
-use crate::transport::Mode;
+use crate::transport::{Family, Mode};
 use serde::Deserialize;
-use std::net::{Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use subcast_proto::Key;
 use subcast_proto::replicast::{MAX_DATAGRAM_PAYLOAD, MAX_TARGETS, data_overhead};
@@ -236,6 +236,9 @@ fn default_put_max_s() -> f64 {
 pub struct Config {
     /// The cluster's negotiating groups, in the same order everywhere:
     /// an id belongs to group `first 8 octets mod len` (see placement).
+    /// IPv6 (ff00::/8) or IPv4 (224.0.0.0/4) groups, all of one family:
+    /// the family of every socket (IPv4 ones are kept IPv4-mapped).
+    #[serde(deserialize_with = "any_family_groups")]
     pub negotiating_groups: Vec<Ipv6Addr>,
     #[serde(default = "default_port")]
     pub port: u16,
@@ -292,7 +295,7 @@ pub struct Config {
     /// datagrams to the group are tagged for exactly them (without it: for
     /// every peer in the key file). Without it a client learns members
     /// from their answers.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "any_family_members")]
     pub members: std::collections::HashMap<Ipv6Addr, Vec<u32>>,
     #[serde(default)]
     pub controller: Option<ControllerConfig>,
@@ -301,6 +304,30 @@ pub struct Config {
     /// Directory relative key files are resolved against (the config's).
     #[serde(skip)]
     pub base_dir: PathBuf,
+}
+
+/// Groups of either family, IPv4 ones in IPv4-mapped form.
+fn any_family_groups<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Ipv6Addr>, D::Error> {
+    let v: Vec<IpAddr> = Deserialize::deserialize(d)?;
+    Ok(v.into_iter().map(crate::transport::canonical).collect())
+}
+
+/// `members:` keyed by groups of either family (IPv4 ones mapped).
+fn any_family_members<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<std::collections::HashMap<Ipv6Addr, Vec<u32>>, D::Error> {
+    let m: std::collections::HashMap<IpAddr, Vec<u32>> = Deserialize::deserialize(d)?;
+    Ok(m.into_iter()
+        .map(|(g, v)| (crate::transport::canonical(g), v))
+        .collect())
+}
+
+/// An address in the node's form as the admin wrote it (IPv4 unmapped).
+fn shown(a: &Ipv6Addr) -> String {
+    match a.to_ipv4_mapped() {
+        Some(v4) => v4.to_string(),
+        None => a.to_string(),
+    }
 }
 
 /// The commented default configuration `subcast-node default-config`
@@ -326,18 +353,35 @@ impl Config {
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(
             !self.negotiating_groups.is_empty(),
-            "negotiating_groups: list at least one IPv6 multicast group"
+            "negotiating_groups: list at least one IPv6 (ff00::/8) or IPv4 (224.0.0.0/4) multicast group"
         );
-        for g in &self.negotiating_groups {
+        let family = self.family();
+        for (i, g) in self.negotiating_groups.iter().enumerate() {
+            match Family::of(g) {
+                Family::Ipv6 => anyhow::ensure!(
+                    g.is_multicast(),
+                    "negotiating_groups[{i}]: {g} is not an IPv6 multicast address (ff00::/8)"
+                ),
+                Family::Ipv4 => anyhow::ensure!(
+                    crate::transport::is_group(g),
+                    "negotiating_groups[{i}]: {} is not an IPv4 multicast address (224.0.0.0/4; e.g. 239.x.y.z, administratively scoped)",
+                    shown(g)
+                ),
+            }
             anyhow::ensure!(
-                g.is_multicast(),
-                "negotiating_groups: {g} is not an IPv6 multicast address (ff00::/8)"
+                Family::of(g) == family,
+                "negotiating_groups[{i}]: {} is {} but negotiating_groups[0] ({}) is {}: one config is one address family (a node speaks either IPv4 or IPv6, not both); list groups of one family",
+                shown(g),
+                Family::of(g).name(),
+                shown(&self.negotiating_groups[0]),
+                family.name()
             );
         }
         for g in self.members.keys() {
             anyhow::ensure!(
                 self.negotiating_groups.contains(g),
-                "members: {g} is not one of negotiating_groups"
+                "members: {} is not one of negotiating_groups",
+                shown(g)
             );
         }
         anyhow::ensure!(
@@ -412,6 +456,15 @@ impl Config {
         Ok(())
     }
 
+    /// The address family of every socket: that of the negotiating groups
+    /// (validated to be one).
+    pub fn family(&self) -> Family {
+        self.negotiating_groups
+            .first()
+            .map(Family::of)
+            .unwrap_or_default()
+    }
+
     /// Payload octets per DATA datagram for this MTU when it is tagged for
     /// `receivers` (IPv6 + UDP headers, the Replicast header and the tag
     /// list subtracted; the single-key mode always has one entry).
@@ -440,6 +493,20 @@ impl Config {
                 );
             }
             let keys = file.pair_keys()?;
+            for p in &file.peers {
+                if let Some(a) = p.address {
+                    anyhow::ensure!(
+                        Family::of(&a) == self.family(),
+                        "key file {}: peer {} has the {} address {} but negotiating_groups are {}; derive the key file again with --peers ID={} addresses",
+                        path.display(),
+                        p.id,
+                        Family::of(&a).name(),
+                        shown(&a),
+                        self.family().name(),
+                        self.family().name()
+                    );
+                }
+            }
             for (g, m) in &self.members {
                 for id in m {
                     anyhow::ensure!(
@@ -557,5 +624,82 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("node.id is required"), "{e}");
+    }
+
+    const KEY: &str = "key: {id: 1, hex: '00'}\n";
+
+    #[test]
+    fn ipv4_groups_set_the_family() {
+        let c = Config::parse(include_str!("../examples/node-ipv4.yaml")).unwrap();
+        assert_eq!(c.family(), Family::Ipv4);
+        let g: Ipv6Addr = "::ffff:239.92.0.1".parse().unwrap();
+        assert_eq!(c.negotiating_groups[0], g);
+        assert_eq!(
+            crate::transport::sock_addr(g, 7412),
+            "239.92.0.1:7412".parse::<SocketAddr>().unwrap()
+        );
+        let c = Config::parse(&format!(
+            "negotiating_groups: [239.1.0.1, 239.1.0.2]\nmembers: {{239.1.0.2: [1, 2]}}\n{KEY}"
+        ))
+        .unwrap();
+        assert_eq!(c.members[&c.negotiating_groups[1]], vec![1, 2]);
+        assert_eq!(c.member_groups().len(), 2);
+        // IPv6 configs stay IPv6.
+        let c = Config::parse(&format!("negotiating_groups: [ff15::1]\n{KEY}")).unwrap();
+        assert_eq!(c.family(), Family::Ipv6);
+        assert_eq!(
+            crate::transport::sock_addr(c.negotiating_groups[0], 1),
+            "[ff15::1]:1".parse::<SocketAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn ipv4_refusals_name_the_entry() {
+        let e = |text: String| Config::parse(&text).unwrap_err().to_string();
+        let m = e(format!("negotiating_groups: [239.1.0.1, 10.0.0.1]\n{KEY}"));
+        assert!(
+            m.contains("negotiating_groups[1]: 10.0.0.1 is not an IPv4 multicast address"),
+            "{m}"
+        );
+        let m = e(format!("negotiating_groups: [239.1.0.1, ff15::1]\n{KEY}"));
+        assert!(
+            m.contains("negotiating_groups[1]: ff15::1 is IPv6 but negotiating_groups[0] (239.1.0.1) is IPv4"),
+            "{m}"
+        );
+        let m = e(format!("negotiating_groups: [ff15::1, 239.1.0.1]\n{KEY}"));
+        assert!(m.contains("239.1.0.1 is IPv4"), "{m}");
+        let m = e(format!(
+            "negotiating_groups: [239.1.0.1]\nmembers: {{239.1.0.9: [1]}}\n{KEY}"
+        ));
+        assert!(
+            m.contains("members: 239.1.0.9 is not one of negotiating_groups"),
+            "{m}"
+        );
+        // Not an address at all: serde's positioned error.
+        let m = e(format!("negotiating_groups: [239.1.0.300]\n{KEY}"));
+        assert!(m.contains("line 1"), "{m}");
+    }
+
+    #[test]
+    fn key_file_addresses_must_match_the_family() {
+        let dir = tempfile::tempdir().unwrap();
+        let peers = crate::keys::parse_peers("2=fd00::2").unwrap();
+        let kf = crate::keys::KeyFile::derive(&[4u8; 32], 1, 1, &peers).unwrap();
+        std::fs::write(dir.path().join("n1.keys"), kf.to_yaml()).unwrap();
+        let mut c =
+            Config::parse("negotiating_groups: [239.1.0.1]\nkeys: {file: n1.keys}\n").unwrap();
+        c.base_dir = dir.path().to_owned();
+        let m = c.identity().unwrap_err().to_string();
+        assert!(m.contains("peer 2 has the IPv6 address fd00::2"), "{m}");
+        let peers = crate::keys::parse_peers("2=10.0.0.2").unwrap();
+        let kf = crate::keys::KeyFile::derive(&[4u8; 32], 1, 1, &peers).unwrap();
+        std::fs::write(dir.path().join("n1.keys"), kf.to_yaml()).unwrap();
+        let id = c.identity().unwrap();
+        assert!(id.addresses.allows(2, "10.0.0.2:7412".parse().unwrap()));
+        assert!(!id.addresses.allows(2, "10.0.0.3:7412".parse().unwrap()));
+        assert!(
+            !id.addresses
+                .allows(2, "[::ffff:10.0.0.3]:7412".parse().unwrap())
+        );
     }
 }

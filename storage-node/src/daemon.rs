@@ -7,7 +7,7 @@ use crate::node::{NodeAction, NodeCore, params_from};
 use crate::outgoing::To;
 use crate::outgoing::{Outbound, Pacer};
 use crate::store::Store;
-use crate::transport::{IP_UDP_OVERHEAD, ifindex, udp_socket};
+use crate::transport::{IP_UDP_OVERHEAD, ifindex, join, leave, udp_socket};
 use crate::udp::{RecvBatch, SendBatch};
 use std::time::{Duration, Instant};
 use subcast_proto::replicast::{self, ReplicastSealer};
@@ -33,7 +33,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let (disk, mut disk_done) = Disk::spawn(store);
     let ifx = ifindex(cfg.interface.as_deref())?;
     let groups = cfg.member_groups();
-    let sock = udp_socket(cfg.port, ifx, cfg.hops, &groups)
+    let sock = udp_socket(cfg.family(), cfg.port, ifx, cfg.hops, &groups)
         .map_err(|e| anyhow::anyhow!("cannot open UDP port {} for the node: {e}", cfg.port))?;
     // Fresh start: datagrams sealed before this start are refused (the
     // replay windows of the previous run are gone).
@@ -72,8 +72,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     loop {
         while let Some(a) = core.poll_action() {
             let r = match a {
-                NodeAction::Join(g) => sock.join_multicast_v6(&g, ifx),
-                NodeAction::Leave(g) => sock.leave_multicast_v6(&g, ifx),
+                NodeAction::Join(g) => join(&sock, &g, ifx),
+                NodeAction::Leave(g) => leave(&sock, &g, ifx),
                 a @ (NodeAction::Store { .. } | NodeAction::Read { .. }) => {
                     if let (
                         Some(n),

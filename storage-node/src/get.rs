@@ -6,7 +6,7 @@ use crate::members::Round;
 use crate::outgoing::{To, Transmit};
 use crate::receive::{NACK_RANGES, Reassembly};
 use std::collections::VecDeque;
-use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::net::{Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 use subcast_proto::replicast::{
     GetFetch, GetRequest, Hash32, ManifestQuery, OfferStatus, ReplicastMessage,
@@ -146,7 +146,7 @@ impl GetMachine {
     fn query(&mut self) {
         self.queries += 1;
         self.control.push_back(Transmit {
-            dest: SocketAddr::V6(SocketAddrV6::new(self.group, self.port, 0, 0)),
+            dest: crate::transport::sock_addr(self.group, self.port),
             to: To::Members(self.group),
             msg: ReplicastMessage::GetRequest(GetRequest {
                 txid: self.txid,
@@ -399,7 +399,7 @@ impl ManifestLookup {
 
     fn query(&mut self) {
         self.control.push_back(Transmit {
-            dest: SocketAddr::V6(SocketAddrV6::new(self.group, self.port, 0, 0)),
+            dest: crate::transport::sock_addr(self.group, self.port),
             to: To::Members(self.group),
             msg: ReplicastMessage::ManifestQuery(ManifestQuery {
                 txid: self.txid,

@@ -118,7 +118,14 @@ impl GroupCache {
             vlan: self.p.vlan,
             parent,
             lifetime_ms: self.p.lifetime.as_millis().min(u128::from(u32::MAX)) as u32,
-            targets: key.1.iter().map(|a| Member::Ipv6(*a)).collect(),
+            targets: key
+                .1
+                .iter()
+                .map(|a| match a.to_ipv4_mapped() {
+                    Some(v4) => Member::Ipv4(v4),
+                    None => Member::Ipv6(*a),
+                })
+                .collect(),
         };
         self.requests += 1;
         self.out.push(ControllerOut::Request(request.clone()));

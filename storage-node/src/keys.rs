@@ -172,7 +172,7 @@ impl Addresses {
             None => true,
             Some(a) => match from.ip() {
                 IpAddr::V6(ip) => ip == *a,
-                IpAddr::V4(_) => false,
+                IpAddr::V4(ip) => ip.to_ipv6_mapped() == *a,
             },
         }
     }
@@ -196,10 +196,10 @@ pub fn parse_peers(spec: &str) -> anyhow::Result<Vec<(u32, Option<Ipv6Addr>)>> {
                 .trim()
                 .parse()
                 .map_err(|_| anyhow::anyhow!("peer {item:?}: {id:?} is not a node id"))?;
-            let addr: Ipv6Addr = addr
-                .trim()
-                .parse()
-                .map_err(|_| anyhow::anyhow!("peer {item:?}: {addr:?} is not an IPv6 address"))?;
+            let addr: IpAddr = addr.trim().parse().map_err(|_| {
+                anyhow::anyhow!("peer {item:?}: {addr:?} is not an IPv6 or IPv4 address")
+            })?;
+            let addr = crate::transport::canonical(addr);
             out.push((id, Some(addr)));
         } else if let Some((a, b)) = item.split_once('-') {
             let (a, b): (u32, u32) = (

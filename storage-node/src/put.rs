@@ -17,7 +17,7 @@ pub use crate::put_phases::PutPhases;
 use crate::put_phases::Timeline;
 use crate::transport::Mode;
 use std::collections::VecDeque;
-use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::net::{Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -228,7 +228,7 @@ impl PutMachine {
     }
 
     fn ng(&self) -> SocketAddr {
-        SocketAddr::V6(SocketAddrV6::new(self.p.group, self.p.port, 0, 0))
+        crate::transport::sock_addr(self.p.group, self.p.port)
     }
 
     fn propose(&mut self) {
@@ -484,10 +484,7 @@ impl PutMachine {
                 let targets = self
                     .targets
                     .iter()
-                    .filter_map(|t| match t.addr {
-                        SocketAddr::V6(a) => Some(*a.ip()),
-                        SocketAddr::V4(_) => None,
-                    })
+                    .map(|t| crate::transport::canonical(t.addr.ip()))
                     .collect();
                 self.events.push_back(PutEvent::NeedRendezvous {
                     parent: self.p.group,
@@ -522,12 +519,7 @@ impl PutMachine {
         let dests = if delivery.is_unspecified() {
             self.targets.iter().map(|t| t.addr).collect()
         } else {
-            vec![SocketAddr::V6(SocketAddrV6::new(
-                delivery,
-                self.p.port,
-                0,
-                0,
-            ))]
+            vec![crate::transport::sock_addr(delivery, self.p.port)]
         };
         let mut o = Outgoing::new(
             self.txid,

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 use std::io;
-use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 /// How payload datagrams reach the targets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize, clap::ValueEnum)]
@@ -43,17 +43,79 @@ pub fn ifindex(name: Option<&str>) -> io::Result<u32> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("bad ifindex in {p}")))
 }
 
-/// A UDP socket bound to `[::]:port`, multicast on `ifindex`, member of
-/// `groups`, with large buffers; as a tokio socket.
+/// The address family of a node's or client's sockets, from the config
+/// (README "IPv4"). Inside the node every address is an [`Ipv6Addr`]; an
+/// IPv4 one in its IPv4-mapped form (`::ffff:239.1.2.3`), as Replicast and
+/// the rendezvous messages carry it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Family {
+    #[default]
+    Ipv6,
+    Ipv4,
+}
+
+impl Family {
+    /// The family of an address in the node's form.
+    pub fn of(a: &Ipv6Addr) -> Family {
+        if a.to_ipv4_mapped().is_some() {
+            Family::Ipv4
+        } else {
+            Family::Ipv6
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Ipv6 => "IPv6",
+            Family::Ipv4 => "IPv4",
+        }
+    }
+}
+
+/// An address in the node's form: IPv4 as IPv4-mapped IPv6.
+pub fn canonical(a: IpAddr) -> Ipv6Addr {
+    match a {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        IpAddr::V6(v6) => v6,
+    }
+}
+
+/// Whether `a` (node form) is a multicast group of its family.
+pub fn is_group(a: &Ipv6Addr) -> bool {
+    match a.to_ipv4_mapped() {
+        Some(v4) => v4.is_multicast(),
+        None => a.is_multicast(),
+    }
+}
+
+/// The socket address to send to for `a` (node form) and `port`: an IPv4
+/// one for an IPv4-mapped address.
+pub fn sock_addr(a: Ipv6Addr, port: u16) -> SocketAddr {
+    match a.to_ipv4_mapped() {
+        Some(v4) => SocketAddr::V4(SocketAddrV4::new(v4, port)),
+        None => SocketAddr::V6(SocketAddrV6::new(a, port, 0, 0)),
+    }
+}
+
+/// A UDP socket bound to `[::]:port` (IPv6) or `0.0.0.0:port` (IPv4),
+/// multicast on `ifindex`, member of `groups` (node form, all of
+/// `family`), with large buffers; as a tokio socket.
 pub fn udp_socket(
+    family: Family,
     port: u16,
     ifindex: u32,
     hops: u32,
     groups: &[Ipv6Addr],
 ) -> io::Result<tokio::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
-    let s = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))?;
-    s.set_only_v6(true)?;
+    let domain = match family {
+        Family::Ipv6 => Domain::IPV6,
+        Family::Ipv4 => Domain::IPV4,
+    };
+    let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+    if family == Family::Ipv6 {
+        s.set_only_v6(true)?;
+    }
     s.set_reuse_address(true)?;
     // Best effort: the kernel caps these at net.core.[rw]mem_max, unless
     // we may force them (root; CAP_NET_ADMIN). A deep receive buffer rides
@@ -62,12 +124,35 @@ pub fn udp_socket(
         let _ = s.set_recv_buffer_size(32 << 20);
     }
     let _ = s.set_send_buffer_size(8 << 20);
-    s.bind(&SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, port, 0, 0)).into())?;
-    s.set_multicast_if_v6(ifindex)?;
-    s.set_multicast_hops_v6(hops)?;
-    s.set_multicast_loop_v6(true)?;
+    match family {
+        Family::Ipv6 => {
+            s.bind(&SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, port, 0, 0)).into())?;
+            s.set_multicast_if_v6(ifindex)?;
+            s.set_multicast_hops_v6(hops)?;
+            s.set_multicast_loop_v6(true)?;
+        }
+        Family::Ipv4 => {
+            s.bind(
+                &SocketAddr::V4(SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, port)).into(),
+            )?;
+            if ifindex != 0 {
+                // IP_MULTICAST_IF by interface index (struct ip_mreqn).
+                rustix::net::sockopt::set_ip_multicast_if_with_ifindex(
+                    &s,
+                    &std::net::Ipv4Addr::UNSPECIFIED,
+                    &std::net::Ipv4Addr::UNSPECIFIED,
+                    ifindex,
+                )?;
+            }
+            s.set_multicast_ttl_v4(hops)?;
+            s.set_multicast_loop_v4(true)?;
+            // Only the groups joined on this socket, not every group any
+            // socket of the host joined (Linux's default for IPv4).
+            s.set_multicast_all_v4(false)?;
+        }
+    }
     for g in groups {
-        s.join_multicast_v6(g, ifindex).map_err(|e| {
+        join(&s, g, ifindex).map_err(|e| {
             io::Error::new(e.kind(), format!("joining {g} on interface {ifindex}: {e}"))
         })?;
     }
@@ -75,5 +160,24 @@ pub fn udp_socket(
     tokio::net::UdpSocket::from_std(s.into())
 }
 
-/// Bytes IPv6 and UDP add to every datagram on the wire.
+/// Joins group `g` (node form) on interface `ifindex`, in its family.
+pub fn join<S: std::os::fd::AsFd>(s: &S, g: &Ipv6Addr, ifindex: u32) -> io::Result<()> {
+    let s = socket2::SockRef::from(s);
+    match g.to_ipv4_mapped() {
+        Some(v4) => s.join_multicast_v4_n(&v4, &socket2::InterfaceIndexOrAddress::Index(ifindex)),
+        None => s.join_multicast_v6(g, ifindex),
+    }
+}
+
+/// Leaves group `g` (node form) on interface `ifindex`.
+pub fn leave<S: std::os::fd::AsFd>(s: &S, g: &Ipv6Addr, ifindex: u32) -> io::Result<()> {
+    let s = socket2::SockRef::from(s);
+    match g.to_ipv4_mapped() {
+        Some(v4) => s.leave_multicast_v4_n(&v4, &socket2::InterfaceIndexOrAddress::Index(ifindex)),
+        None => s.leave_multicast_v6(g, ifindex),
+    }
+}
+
+/// Bytes IPv6 and UDP add to every datagram on the wire (IPv4 adds 28;
+/// datagrams are sized for 48 in both families).
 pub const IP_UDP_OVERHEAD: usize = 48;

@@ -238,7 +238,7 @@ impl NodeCore {
             self.ack(from, sender, &a, status);
             return;
         }
-        let group = (a.group.is_multicast()).then_some(a.group);
+        let group = crate::transport::is_group(&a.group).then_some(a.group);
         if let Some(g) = group {
             self.join(g);
         }

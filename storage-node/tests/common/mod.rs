@@ -58,6 +58,9 @@ pub struct Lab {
     pub extra_config: String,
     /// The insecure single-key mode (`key:`) instead of pair keys.
     pub single_key: bool,
+    /// IPv4 only: 10.92.0.0/24 addresses and 239.92.0.10-11 negotiating
+    /// groups instead of fd00:5c::/64 and ff15::5c:0-1.
+    pub ipv4: bool,
     /// More client ids, in the client namespace.
     pub extra_clients: Vec<usize>,
 }
@@ -74,7 +77,7 @@ impl Lab {
 
     /// As [`Lab::new`], links with the given MTU (written to the configs).
     pub fn with_mtu(n: usize, extra_config: &str, mtu: u32) -> Lab {
-        Lab::build(n, extra_config, mtu, false, 0)
+        Lab::build(n, extra_config, mtu, false, 0, false)
     }
 
     /// As [`Lab::new`], with `k` more clients (ids 101..=100+k, in the
@@ -82,15 +85,36 @@ impl Lab {
     /// client processes each need an id of their own (replay windows and
     /// per-peer limits are per id).
     pub fn with_clients(n: usize, extra_config: &str, k: usize) -> Lab {
-        Lab::build(n, extra_config, 1500, false, k)
+        Lab::build(n, extra_config, 1500, false, k, false)
+    }
+
+    /// As [`Lab::new`] over IPv4 only (README "IPv4").
+    pub fn ipv4(n: usize, extra_config: &str) -> Lab {
+        Lab::build(n, extra_config, 1500, false, 0, true)
+    }
+
+    /// Host `i`'s address.
+    pub fn addr(&self, i: usize) -> String {
+        if self.ipv4 {
+            format!("10.92.0.{i}")
+        } else {
+            format!("fd00:5c::{i:x}")
+        }
     }
 
     /// As [`Lab::new`] in the insecure single-key mode (one shared `key:`).
     pub fn single_key(n: usize, extra_config: &str) -> Lab {
-        Lab::build(n, extra_config, 1500, true, 0)
+        Lab::build(n, extra_config, 1500, true, 0, false)
     }
 
-    fn build(n: usize, extra_config: &str, mtu: u32, single_key: bool, clients: usize) -> Lab {
+    fn build(
+        n: usize,
+        extra_config: &str,
+        mtu: u32,
+        single_key: bool,
+        clients: usize,
+        ipv4: bool,
+    ) -> Lab {
         let extra_config = &format!("{extra_config}\nmtu: {mtu}");
         let mtu = mtu.to_string();
         let tag = format!(
@@ -106,6 +130,7 @@ impl Lab {
             namespaces: Vec::new(),
             extra_config: extra_config.to_owned(),
             single_key,
+            ipv4,
             extra_clients: (CLIENT + 1..=CLIENT + clients).collect(),
         };
         let br = format!("{tag}b");
@@ -152,17 +177,30 @@ impl Lab {
                 "ip", "-n", &ns, "link", "set", &v, "name", "eth0", "mtu", &mtu,
             ]);
             run(&["ip", "-n", &br, "link", "set", &p, "mtu", &mtu]);
-            run(&[
-                "ip",
-                "-n",
-                &ns,
-                "addr",
-                "add",
-                &format!("fd00:5c::{i:x}/64"),
-                "dev",
-                "eth0",
-                "nodad",
-            ]);
+            if ipv4 {
+                run(&[
+                    "ip",
+                    "-n",
+                    &ns,
+                    "addr",
+                    "add",
+                    &format!("{}/24", lab.addr(i)),
+                    "dev",
+                    "eth0",
+                ]);
+            } else {
+                run(&[
+                    "ip",
+                    "-n",
+                    &ns,
+                    "addr",
+                    "add",
+                    &format!("fd00:5c::{i:x}/64"),
+                    "dev",
+                    "eth0",
+                    "nodad",
+                ]);
+            }
             run(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
             run(&["ip", "-n", &br, "link", "set", &p, "master", "br0"]);
             run(&["ip", "-n", &br, "link", "set", &p, "up"]);
@@ -208,7 +246,7 @@ impl Lab {
             .collect();
         let peers: Vec<String> = hosts
             .iter()
-            .map(|i| format!("{i}=fd00:5c::{:x}", (*i).min(CLIENT)))
+            .map(|i| format!("{i}={}", self.addr((*i).min(CLIENT))))
             .collect();
         for i in &hosts {
             run(&[
@@ -233,8 +271,13 @@ impl Lab {
         } else {
             format!("keys: {{file: {}}}", self.key_file(i).display())
         };
+        let groups = if self.ipv4 {
+            "239.92.0.10, 239.92.0.11"
+        } else {
+            "ff15::5c:0, ff15::5c:1"
+        };
         let mut c = format!(
-            "negotiating_groups: [ff15::5c:0, ff15::5c:1]\nport: 7412\ninterface: eth0\n{keys}\n{}\n",
+            "negotiating_groups: [{groups}]\nport: 7412\ninterface: eth0\n{keys}\n{}\n",
             self.extra_config
         );
         if i < CLIENT {

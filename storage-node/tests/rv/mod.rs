@@ -35,6 +35,26 @@ pub fn key(n: u8) -> String {
 
 pub const NG: [&str; 2] = ["ff05::5c:1:1", "ff05::5c:1:2"];
 pub const NODES: usize = 5;
+/// IPv4 setup ([`setup_ipv4`]): negotiating groups, the controller's pool
+/// (the agent's rendezvous range) and hosts at 10.92.0.INDEX/24.
+pub const NG4: [&str; 2] = ["239.92.0.1", "239.92.0.2"];
+pub const POOL4: &str = "239.92.128.0/24";
+
+pub fn host_ipv4(i: usize) -> String {
+    format!("10.92.0.{i}")
+}
+
+/// [`members_yaml`] with `ipv4:` addresses.
+pub fn members_yaml4(indent: &str) -> String {
+    (1..=NODES)
+        .map(|i| {
+            format!(
+                "{indent}- {{ name: h{i}, ipv4: \"{}\", mac: \"02:5c:00:00:00:{i:02x}\" }}\n",
+                host_ipv4(i)
+            )
+        })
+        .collect()
+}
 
 pub fn members_yaml(indent: &str) -> String {
     (1..=NODES)
@@ -111,6 +131,29 @@ pub fn setup(extra: &str) -> Option<Rv> {
 
 /// [`setup`] with the nodes running `node_bin`.
 pub fn setup_with(extra: &str, node_bin: &str) -> Option<Rv> {
+    setup_family(extra, node_bin, false)
+}
+
+/// [`setup`] over IPv4: IPv4 negotiating groups ([`NG4`]) with `ipv4:`
+/// members, an IPv4 pool ([`POOL4`]), nodes and client on 10.92.0.0/24
+/// (the controller and agent keep their IPv6 management link).
+pub fn setup_ipv4(extra: &str) -> Option<Rv> {
+    setup_family(extra, &node_bin(), true)
+}
+
+fn setup_family(extra: &str, node_bin: &str, ipv4: bool) -> Option<Rv> {
+    let (ng, pool, range) = if ipv4 {
+        (NG4, POOL4, POOL4)
+    } else {
+        (NG, "ff15::5c00:0/112", "ff15::5c00:0/104")
+    };
+    let members_yaml = |indent: &str| {
+        if ipv4 {
+            members_yaml4(indent)
+        } else {
+            members_yaml(indent)
+        }
+    };
     if !labs::lab_tests_enabled() {
         eprintln!("skipped: needs root");
         return None;
@@ -150,12 +193,22 @@ pub fn setup_with(extra: &str, node_bin: &str) -> Option<Rv> {
     .unwrap();
     let client_host = format!("H{}", NODES + 1);
     let ctl_addr = lab.host(&client_host).ipv6;
+    if ipv4 {
+        for i in 1..=NODES + 1 {
+            let ns = lab.host(&format!("H{i}")).netns.clone();
+            let a = format!("{}/24", host_ipv4(i));
+            lab.exec(&ns, &["ip", "addr", "add", &a, "dev", "eth0"])
+                .unwrap();
+            lab.exec(&ns, &["ip", "route", "add", "224.0.0.0/4", "dev", "eth0"])
+                .unwrap();
+        }
+    }
     let sw = lab.switch("S");
 
     for (id, n) in [(1u32, 1u8), (101, 101)] {
         std::fs::write(d.join(format!("k{id}.key")), key(n)).unwrap();
     }
-    let groups: String = NG
+    let groups: String = ng
         .iter()
         .enumerate()
         .map(|(i, g)| {
@@ -179,7 +232,7 @@ keys:
 vlans:
   - id: 0
     name: lab
-    pool: ["ff15::5c00:0/112"]
+    pool: ["{pool}"]
 switches:
   - name: S
     id: 1
@@ -200,9 +253,10 @@ rendezvous:
         k2 = key(2),
         k101 = key(101),
         mgmt = sw.mgmt_ipv6,
+        pool = pool,
     );
     std::fs::write(d.join("controller.yaml"), ctl_cfg).unwrap();
-    let parents: String = NG
+    let parents: String = ng
         .iter()
         .map(|g| {
             format!(
@@ -221,11 +275,12 @@ listen: "[::]:7410"
 key: {{ id: 101, file: {dir}/k101.key }}
 controller_keys:
   - {{ id: 1, file: {dir}/k1.key }}
-rendezvous_range: ff15::5c00:0/104
+rendezvous_range: {range}
 heartbeat_interval_ms: 1000
 parent_groups:
 {parents}"#,
-        dir = d.display()
+        dir = d.display(),
+        range = range
     );
     std::fs::write(d.join("agent.yaml"), agent_cfg).unwrap();
     // Pair keys when the binary has them (`keys derive`), else (an older
@@ -234,7 +289,13 @@ parent_groups:
     if pair_keys {
         std::fs::write(d.join("cluster.secret"), key(7)).unwrap();
         let peers: Vec<String> = (1..=NODES + 1)
-            .map(|i| format!("{i}={}", lab.host(&format!("H{i}")).ipv6))
+            .map(|i| {
+                if ipv4 {
+                    format!("{i}={}", host_ipv4(i))
+                } else {
+                    format!("{i}={}", lab.host(&format!("H{i}")).ipv6)
+                }
+            })
             .collect();
         for i in 1..=NODES + 1 {
             let o = std::process::Command::new(node_bin)
@@ -256,8 +317,8 @@ parent_groups:
         };
         let mut c = format!(
             "negotiating_groups: [{}, {}]\ninterface: eth0\n{extra}\n{keys}\ncontroller: {{address: \"[{ctl_addr}]:7411\", vlan: 0, key: {{id: 2, hex: \"{}\"}}}}\n",
-            NG[0],
-            NG[1],
+            ng[0],
+            ng[1],
             key(2),
             extra = extra
         );

@@ -1,0 +1,140 @@
+//! The storage node over IPv4 only (issue 21, stage 4): real `subcast-node
+//! serve` processes in network namespaces on one Linux bridge (snooping
+//! off: multicast floods), 10.92.0.0/24 addresses, no global IPv6
+//! address, negotiating groups 239.92.0.10-11, pair keys bound to the
+//! nodes' IPv4 addresses. Needs root; skipped (with a message) otherwise.
+
+mod common;
+
+use common::{Lab, is_root, random_file, run};
+
+fn skip() -> bool {
+    if !is_root() {
+        assert!(
+            std::env::var_os("SUBCAST_LABS_REQUIRED").is_none(),
+            "SUBCAST_LABS_REQUIRED is set but these tests need root"
+        );
+        eprintln!("skipped: needs root for network namespaces");
+        return true;
+    }
+    false
+}
+
+fn ok(o: &std::process::Output) -> String {
+    assert!(
+        o.status.success(),
+        "client failed: {}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        String::from_utf8_lossy(&o.stdout)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("{e}: {s}"))
+}
+
+/// Every chunk of the newest version of `name` is on exactly `r` nodes.
+fn assert_placement(lab: &Lab, name: &str, r: usize) {
+    let stat = json(&ok(&lab.client(&["stat", name, "--json"])));
+    let placement = lab.placement();
+    let chunks = stat["chunks"].as_array().unwrap();
+    assert!(!chunks.is_empty());
+    for c in chunks {
+        let id = c.as_str().unwrap();
+        let holders = placement.get(id).cloned().unwrap_or_default();
+        assert_eq!(holders.len(), r, "chunk {id} on {holders:?}");
+    }
+}
+
+#[test]
+fn ipv4_put_get_ng_multicast_and_unicast() {
+    if skip() {
+        return;
+    }
+    let lab = Lab::ipv4(4, "chunk_size: 262144\nrate_mbps: 300");
+    // Every node joined both IPv4 negotiating groups on eth0 (IGMP, as the
+    // kernel reports it), and nobody has a global IPv6 address.
+    for i in &lab.nodes {
+        let o = run(&["ip", "-n", &lab.ns(*i), "maddr", "show", "dev", "eth0"]);
+        let text = String::from_utf8_lossy(&o.stdout);
+        for g in ["239.92.0.10", "239.92.0.11"] {
+            assert!(text.contains(&format!("inet  {g}")), "node {i}: {text}");
+        }
+        let o = run(&[
+            "ip",
+            "-n",
+            &lab.ns(*i),
+            "-6",
+            "addr",
+            "show",
+            "scope",
+            "global",
+        ]);
+        assert!(
+            o.stdout.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+    }
+    let f1 = random_file(lab.dir.path(), "one.bin", 3 * 262144 + 12345, 11);
+    let f2 = random_file(lab.dir.path(), "two.bin", 2 * 262144 + 7, 12);
+    let out = lab.dir.path().join("out.bin");
+    let out_s = out.to_str().unwrap();
+
+    // ng-multicast: sent once to 239.92.0.x.
+    let r = json(&ok(&lab.client(&[
+        "put",
+        f1.to_str().unwrap(),
+        "--name",
+        "v4/o",
+        "--transport",
+        "ng-multicast",
+        "--quiet",
+        "--json",
+    ])));
+    assert_eq!(r["version"], 1);
+    assert_placement(&lab, "v4/o", 3);
+    ok(&lab.client(&["get", "v4/o", "-o", out_s, "--quiet"]));
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&f1).unwrap());
+
+    // unicast to the targets' IPv4 addresses, as version 2.
+    let r = json(&ok(&lab.client(&[
+        "put",
+        f2.to_str().unwrap(),
+        "--name",
+        "v4/o",
+        "--transport",
+        "unicast",
+        "--quiet",
+        "--json",
+    ])));
+    assert_eq!(r["version"], 2);
+    assert_placement(&lab, "v4/o", 3);
+    ok(&lab.client(&["get", "v4/o", "-o", out_s, "--quiet"]));
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&f2).unwrap());
+    ok(&lab.client(&["get", "v4/o", "--version", "1", "-o", out_s, "--quiet"]));
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&f1).unwrap());
+
+    // Every datagram came from the IPv4 address its sender's pair key is
+    // bound to: none refused (read from each node's stats file once it was
+    // written again after the last get).
+    let after = std::time::SystemTime::now();
+    let t0 = std::time::Instant::now();
+    for i in &lab.nodes {
+        let path = lab.store(*i).join("stats.json");
+        loop {
+            let m = std::fs::metadata(&path).and_then(|m| m.modified());
+            if m.is_ok_and(|m| m > after) && lab.stats(*i)["node"].is_object() {
+                break;
+            }
+            assert!(
+                t0.elapsed() < std::time::Duration::from_secs(10),
+                "node {i} wrote no stats"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let refused = lab.stats(*i)["node"]["refused_datagrams"].as_u64();
+        assert_eq!(refused, Some(0), "node {i}: {}", lab.log(*i));
+    }
+}
