@@ -29,6 +29,11 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let node_id = keys.own_id();
     let mut store = Store::open(&node.store)?;
     let index = store.index();
+    // What the store held before this start, for the site gateway.
+    let held = match &node.gateway {
+        Some(_) => crate::sites::notify::startup_notes(&mut store),
+        None => Vec::new(),
+    };
     let mut core = NodeCore::new(params_from(&cfg, &id)?, index);
     let (disk, mut disk_done) = Disk::spawn(store);
     let ifx = ifindex(cfg.interface.as_deref())?;
@@ -66,6 +71,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             g.address,
             crate::keys::read_secret(&cfg.base_dir.join(&g.secret))?,
             node_id,
+            held,
         )),
         None => None,
     };

@@ -327,6 +327,16 @@ impl Store {
         out
     }
 
+    /// Ids of all manifests present (not read).
+    pub fn list_manifests(&self) -> Vec<Hash32> {
+        fs::read_dir(self.root.join("manifests"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| parse_hex_id(&e.file_name().to_string_lossy()))
+            .collect()
+    }
+
     /// What the store holds, for the core's in-memory index (manifests
     /// are read and decoded; data chunks are listed, not verified).
     pub fn index(&mut self) -> crate::index::StoreIndex {
@@ -338,14 +348,7 @@ impl Store {
                 ix.insert_as(id, m.len() as usize, None, false);
             }
         }
-        let mdir = self.root.join("manifests");
-        let ids: Vec<Hash32> = fs::read_dir(&mdir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| parse_hex_id(&e.file_name().to_string_lossy()))
-            .collect();
-        for id in ids {
+        for id in self.list_manifests() {
             match self.get(&id) {
                 Ok(bytes) => ix.insert(id, bytes.len(), Manifest::decode(&bytes).ok().as_ref()),
                 Err(e) => tracing::warn!(error = %e, "manifest not indexed"),
