@@ -347,6 +347,35 @@ fn a_put_slower_than_put_max_stores_no_manifest_and_gc_keeps_its_margin() {
             "ng-multicast",
         ],
     );
+    // A snapshot whose record is stored more than twice put_max_s after its
+    // cut withdraws itself (1 ms: a one-chunk record's own put passes, the
+    // listing before it takes longer).
+    let quick = base.with_file_name("client-quick.yaml");
+    let mut text = std::fs::read_to_string(&base).unwrap();
+    text.push_str("\nput_max_s: 0.001\n");
+    std::fs::write(&quick, text).unwrap();
+    let o = std::process::Command::new("ip")
+        .args(["netns", "exec", &lab.ns(common::CLIENT), &common::bin()])
+        .args([
+            "snapshot",
+            "create",
+            "b",
+            "late",
+            "--transport",
+            "ng-multicast",
+        ])
+        .arg("--config")
+        .arg(&quick)
+        .output()
+        .unwrap();
+    let (good, _, err) = out(&o);
+    assert!(!good, "a late snapshot record was kept");
+    assert!(
+        err.contains("twice put_max_s") && err.contains("withdrawn, retry"),
+        "{err}"
+    );
+    let (good, _, _) = out(&lab.client(&["snapshot", "show", "b", "late", "--json"]));
+    assert!(!good, "a withdrawn snapshot still shows");
     // gc: 1 s is shorter than twice the default put_max_s (1800 s).
     let mut gc = vec!["gc", "--grace-s", "1", "--dry-run", "--json"];
     let st = stores(&lab);

@@ -146,12 +146,25 @@ pub async fn snapshot_create(
         .iter()
         .filter(|e| !still.contains(&e.manifest_id))
         .count();
-    if lost > 0 {
+    // A gc mark taken before the record was stored, swept after the list
+    // above, can still take a version the record names, but only if the
+    // record was stored more than the grace period after the cut; gc's
+    // grace is at least twice `put_max_s`, so a record stored within that
+    // of its cut is safe.
+    let cut_age_s = subcast_proto::now_us().saturating_sub(cut_us) as f64 / 1e6;
+    let too_slow = cut_age_s > 2.0 * client.cfg.put_max_s;
+    if lost > 0 || too_slow {
         let v = next_version(client, &rname, o.replicas).await?;
         put_manifest(client, &tombstone(&rname, v, client.node_id()), o).await?;
+        if lost > 0 {
+            anyhow::bail!(
+                "snapshot {name:?} of {bucket:?}: {lost} versions it names were collected by gc while it was being made (it took {:.1} s, longer than the gc grace period): withdrawn, retry",
+                start.elapsed().as_secs_f64()
+            );
+        }
         anyhow::bail!(
-            "snapshot {name:?} of {bucket:?}: {lost} versions it names were collected by gc while it was being made (it took {:.1} s, longer than the gc grace period): withdrawn, retry",
-            start.elapsed().as_secs_f64()
+            "snapshot {name:?} of {bucket:?}: its record was stored {cut_age_s:.1} s after its cut, more than twice put_max_s ({} s), so gc may collect what it names: withdrawn, retry",
+            client.cfg.put_max_s
         );
     }
     Ok(SnapshotReport {
