@@ -398,9 +398,11 @@ impl Lab {
             if files.iter().all(|f| self.count(f, probe_port) == 0) {
                 return;
             }
+            // ~3 s on an idle machine; on a loaded one (CI beside other
+            // work) it has taken over 20 s.
             assert!(
-                t0.elapsed() < Duration::from_secs(20),
-                "unregistered multicast still floods after 20 s: the bridge querier never became active"
+                t0.elapsed() < Duration::from_secs(60),
+                "unregistered multicast still floods after 60 s: the bridge querier never became active"
             );
         }
     }
