@@ -11,19 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{CLIENT, Lab, bin, is_root, random_file};
-
-fn skip() -> bool {
-    if !is_root() {
-        assert!(
-            std::env::var_os("SUBCAST_LABS_REQUIRED").is_none(),
-            "SUBCAST_LABS_REQUIRED is set but these tests need root"
-        );
-        eprintln!("skipped: needs root for network namespaces");
-        return true;
-    }
-    false
-}
+use common::{CLIENT, Lab, bin, random_file, skip};
 
 fn json(o: &std::process::Output) -> serde_json::Value {
     let s = String::from_utf8_lossy(&o.stdout);

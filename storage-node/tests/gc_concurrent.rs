@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{Lab, is_root, random_file};
+use common::{Lab, random_file, skip};
 use rand::Rng;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -25,18 +25,6 @@ use subcast_node::manifest::Manifest;
 const CONFIG: &str = "chunk_size: 65536\nrate_mbps: 300\nput_max_s: 2\nmembers: {ff15::5c:0: [1, 2, 3, 4, 5], ff15::5c:1: [1, 2, 3, 4, 5]}";
 const GRACE_S: f64 = 4.0;
 const TR: [&str; 2] = ["--transport", "ng-multicast"];
-
-fn skip() -> bool {
-    if !is_root() {
-        assert!(
-            std::env::var_os("SUBCAST_LABS_REQUIRED").is_none(),
-            "SUBCAST_LABS_REQUIRED is set but these tests need root"
-        );
-        eprintln!("skipped: needs root for network namespaces");
-        return true;
-    }
-    false
-}
 
 fn run(lab: &Lab, args: &[&str]) -> Result<String, String> {
     run_as(lab, common::CLIENT, args)

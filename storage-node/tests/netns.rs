@@ -4,19 +4,7 @@
 
 mod common;
 
-use common::{Lab, is_root, random_file};
-
-fn skip() -> bool {
-    if !is_root() {
-        assert!(
-            std::env::var_os("SUBCAST_LABS_REQUIRED").is_none(),
-            "SUBCAST_LABS_REQUIRED is set but these tests need root"
-        );
-        eprintln!("skipped: needs root for network namespaces");
-        return true;
-    }
-    false
-}
+use common::{Lab, random_file, skip};
 
 fn ok(o: &std::process::Output) -> String {
     assert!(

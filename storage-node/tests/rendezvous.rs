@@ -12,7 +12,7 @@
 
 mod rv;
 
-use rv::{NODES, put_with_retry, setup};
+use rv::{NODES, put_reaches_only_the_targets, put_with_retry, setup};
 use std::time::Duration;
 
 #[test]
@@ -20,62 +20,7 @@ fn rendezvous_put_reaches_only_the_targets() {
     let Some(rv) = setup("chunk_size: 262144\nrate_mbps: 300") else {
         return;
     };
-    let d = rv.dir.path();
-
-    let size = 3 * 262144 + 1000;
-    let data: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
-    let file = d.join("in.bin");
-    std::fs::write(&file, &data).unwrap();
-    let caps: Vec<_> = (1..=NODES)
-        .map(|i| {
-            rv.lab
-                .capture(&format!("H{i}"), "ip6 dst net ff15::5c00:0/104")
-                .unwrap()
-        })
-        .collect();
-    let out = put_with_retry(&rv, &file, "rv/obj", "rendezvous");
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let counts: Vec<u64> = caps
-        .into_iter()
-        .map(|c| c.stop().unwrap().datagrams)
-        .collect();
-
-    // Every chunk (data and manifest) on exactly 3 nodes.
-    let placement = report["placement"].as_array().unwrap();
-    for p in placement {
-        assert_eq!(p.as_array().unwrap().len(), 3, "{report}");
-    }
-    // Each payload datagram reached exactly its 3 targets: the number of
-    // datagrams to rendezvous groups seen at each host is what the chunks
-    // it stores need, and non-targets saw none.
-    let per = 1500 - 48 - subcast_proto::replicast::data_overhead(3);
-    let mut expect = vec![0u64; NODES];
-    let chunk_sizes: Vec<usize> = (0..4).map(|i| (size - i * 262144).min(262144)).collect();
-    for (i, p) in placement.iter().enumerate().take(4) {
-        for n in p.as_array().unwrap() {
-            expect[n.as_u64().unwrap() as usize - 1] += chunk_sizes[i].div_ceil(per) as u64;
-        }
-    }
-    eprintln!("datagrams to rendezvous groups per host: {counts:?}; placement {placement:?}");
-    for (i, (got, want)) in counts.iter().zip(&expect).enumerate() {
-        // The manifest chunk adds one datagram at its holders.
-        let manifest_here = placement[4]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|n| n.as_u64() == Some(i as u64 + 1));
-        assert_eq!(
-            *got,
-            want + u64::from(manifest_here),
-            "host H{}: {counts:?} vs {expect:?} (placement {placement:?})\n{}",
-            i + 1,
-            rv.logs()
-        );
-    }
-    let got = d.join("out.bin");
-    let o = rv.client(&["get", "rv/obj", "-o", got.to_str().unwrap(), "--quiet"]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(std::fs::read(&got).unwrap(), data);
+    put_reaches_only_the_targets(&rv, "ip6 dst net ff15::5c00:0/104", "rv/obj", 7);
 }
 
 /// Benchmark on the same topology (ignored; root; release binaries advised):

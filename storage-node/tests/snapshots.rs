@@ -5,23 +5,11 @@
 
 mod common;
 
-use common::{Lab, is_root, random_file};
+use common::{Lab, random_file, skip};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 const CONFIG: &str = "chunk_size: 65536\nrate_mbps: 300\nmembers: {ff15::5c:0: [1, 2, 3, 4, 5], ff15::5c:1: [1, 2, 3, 4, 5]}";
-
-fn skip() -> bool {
-    if !is_root() {
-        assert!(
-            std::env::var_os("SUBCAST_LABS_REQUIRED").is_none(),
-            "SUBCAST_LABS_REQUIRED is set but these tests need root"
-        );
-        eprintln!("skipped: needs root for network namespaces");
-        return true;
-    }
-    false
-}
 
 fn out(o: &std::process::Output) -> (bool, String, String) {
     (

@@ -24,6 +24,20 @@ pub fn is_root() -> bool {
     rustix_uid() == 0
 }
 
+/// Whether a test that needs root should skip (after saying so); fails
+/// instead under SUBCAST_LABS_REQUIRED.
+pub fn skip() -> bool {
+    if !is_root() {
+        assert!(
+            std::env::var_os("SUBCAST_LABS_REQUIRED").is_none(),
+            "SUBCAST_LABS_REQUIRED is set but these tests need root"
+        );
+        eprintln!("skipped: needs root for network namespaces");
+        return true;
+    }
+    false
+}
+
 fn rustix_uid() -> u32 {
     std::fs::read_to_string("/proc/self/status")
         .ok()

@@ -440,3 +440,59 @@ pub fn put_with_retry(rv: &Rv, file: &Path, name: &str, mode: &str) -> std::proc
     }
     panic!("{mode} put failed\n{}", rv.logs());
 }
+
+/// Puts an object of 4 chunks of 256 KiB by rendezvous while every host
+/// captures `filter` (datagrams to the rendezvous pool), then checks:
+/// every chunk (data and manifest) on exactly 3 nodes; each host got
+/// exactly the datagrams the chunks it stores need and non-targets none;
+/// the get is byte-identical. `seed` varies the object's bytes.
+pub fn put_reaches_only_the_targets(rv: &Rv, filter: &str, name: &str, seed: usize) {
+    let d = rv.dir.path();
+    let size = 3 * 262144 + 1000;
+    let data: Vec<u8> = (0..size).map(|i| (i * seed % 251) as u8).collect();
+    let file = d.join("in.bin");
+    std::fs::write(&file, &data).unwrap();
+    let caps: Vec<_> = (1..=NODES)
+        .map(|i| rv.lab.capture(&format!("H{i}"), filter).unwrap())
+        .collect();
+    let out = put_with_retry(rv, &file, name, "rendezvous");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let counts: Vec<u64> = caps
+        .into_iter()
+        .map(|c| c.stop().unwrap().datagrams)
+        .collect();
+    let placement = report["placement"].as_array().unwrap();
+    for p in placement {
+        assert_eq!(p.as_array().unwrap().len(), 3, "{report}");
+    }
+    // Datagrams are sized for 48 octets of IP + UDP in both families.
+    let per = 1500 - 48 - subcast_proto::replicast::data_overhead(3);
+    let mut expect = vec![0u64; NODES];
+    let chunk_sizes: Vec<usize> = (0..4).map(|i| (size - i * 262144).min(262144)).collect();
+    for (i, p) in placement.iter().enumerate().take(4) {
+        for n in p.as_array().unwrap() {
+            expect[n.as_u64().unwrap() as usize - 1] += chunk_sizes[i].div_ceil(per) as u64;
+        }
+    }
+    eprintln!("datagrams to rendezvous groups per host: {counts:?}; placement {placement:?}");
+    assert!(counts.iter().sum::<u64>() > 0, "{}", rv.logs());
+    for (i, (got, want)) in counts.iter().zip(&expect).enumerate() {
+        // The manifest chunk adds one datagram at its holders.
+        let manifest_here = placement[4]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_u64() == Some(i as u64 + 1));
+        assert_eq!(
+            *got,
+            want + u64::from(manifest_here),
+            "host H{}: {counts:?} vs {expect:?} (placement {placement:?})\n{}",
+            i + 1,
+            rv.logs()
+        );
+    }
+    let got = d.join("out.bin");
+    let o = rv.client(&["get", name, "-o", got.to_str().unwrap(), "--quiet"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::read(&got).unwrap(), data);
+}
