@@ -48,6 +48,10 @@ def load_topology(path):
     for key in ("switches", "hosts"):
         if key not in topo:
             sys.exit(f"{path}: missing '{key}'")
+    family = topo.get("family", "ipv6")
+    if family != "ipv6":
+        sys.exit(f"{path}: family: {family} is not supported by this script yet "
+                 "(IPv6 only); remove `family:` or set `family: ipv6`")
     topo.setdefault("links", [])
     topo.setdefault("negotiating_groups", {})
     return topo

@@ -104,8 +104,8 @@ pub use process::ChildGuard;
 pub use shaping::{Drops, Hop, HopDrops, LAB_PROBE_PORT, LOSS_TABLE, Place, tbf_params};
 pub use stp::{FORWARD_DELAY_CS, HELLO_TIME_CS, MAX_AGE_CS, PortState};
 pub use topology::{
-    Backend, GroupSpec, HostSpec, LinkSpec, RENDEZVOUS_POOL, Shaping, SnmpSpec, SnmpVersion,
-    SwitchSpec, Topology, TopologyError, in_rendezvous_pool,
+    Backend, Family, GroupSpec, HostSpec, LinkSpec, RENDEZVOUS_POOL, Shaping, SnmpSpec,
+    SnmpVersion, SwitchSpec, Topology, TopologyError, in_rendezvous_pool,
 };
 
 /// Environment variable that turns a skipped lab test into a failure (set it in CI).

@@ -17,7 +17,7 @@ use serde_saphyr::Spanned;
 pub(crate) enum Where {
     /// Nothing in particular (the whole file).
     Nowhere,
-    /// A top-level key (`loss_pct`, `rate_mbit`, `switches`, `links`).
+    /// A top-level key (`family`, `loss_pct`, `rate_mbit`, `switches`, `links`).
     Top(&'static str),
     /// A switch entry.
     Switch(String),
@@ -97,6 +97,7 @@ impl<'de> Deserialize<'de> for LinkFields {
 
 #[derive(Deserialize)]
 struct Shadow {
+    family: Option<Sp>,
     loss_pct: Option<Sp>,
     rate_mbit: Option<Sp>,
     mtu: Option<Sp>,
@@ -111,6 +112,7 @@ pub(crate) fn locate(text: &str, w: &Where) -> Option<Pos> {
     let s: Shadow = serde_saphyr::from_str(text).ok()?;
     match w {
         Where::Nowhere => None,
+        Where::Top("family") => s.family.as_ref().and_then(pos),
         Where::Top("loss_pct") => s.loss_pct.as_ref().and_then(pos),
         Where::Top("rate_mbit") => s.rate_mbit.as_ref().and_then(pos),
         Where::Top("mtu") => s.mtu.as_ref().and_then(pos),

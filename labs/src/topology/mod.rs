@@ -79,6 +79,39 @@ pub enum Backend {
     Snmp,
 }
 
+/// The IP family of a lab (`family:` in a topology file): what the hosts'
+/// addresses, the negotiating and rendezvous groups and the snooping protocol
+/// (MLD or IGMP) are. The labs build IPv6 only so far: `ipv4` and `dual` are
+/// parsed so that a file asking for them is refused at its line and column
+/// with a message saying so (see `check_family`), never built as IPv6.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    /// IPv6 hosts, IPv6 groups, MLD snooping (the only family built so far).
+    #[default]
+    Ipv6,
+    /// IPv4 hosts and groups with IGMP snooping (not supported by the labs yet).
+    Ipv4,
+    /// IPv4 and IPv6 rendezvous groups side by side (not supported yet).
+    Dual,
+}
+
+impl Family {
+    /// `ipv6`, `ipv4` or `dual`, as written in topology files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Ipv6 => "ipv6",
+            Family::Ipv4 => "ipv4",
+            Family::Dual => "dual",
+        }
+    }
+
+    /// Whether it is the default (`ipv6`), for serde's `skip_serializing_if`.
+    pub fn is_default(&self) -> bool {
+        *self == Family::Ipv6
+    }
+}
+
 /// One switch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -182,6 +215,10 @@ pub struct GroupSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Topology {
+    /// IP family of the lab (default `ipv6`, the only one built so far: `ipv4` and
+    /// `dual` are refused with their position).
+    #[serde(default, skip_serializing_if = "Family::is_default")]
+    pub family: Family,
     /// Percentage of UDP datagrams dropped on every link, each direction (0-100;
     /// links and hosts may override it). See the README for exactly what is dropped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -230,19 +267,29 @@ impl Topology {
     }
 
     fn parse(text: &str, file: &str) -> Result<Self, TopologyError> {
+        let positioned = |(w, message)| match locate::locate(text, &w) {
+            Some(p) => TopologyError::InvalidAt {
+                file: file.to_string(),
+                line: p.line,
+                column: p.column,
+                message,
+            },
+            None if file.is_empty() => TopologyError::Invalid(message),
+            None => TopologyError::Invalid(format!("{file}{message}")),
+        };
+        // The family first: a file written for IPv4 (e.g. `group: "239.1.1.1"`)
+        // is refused for its family, not for the first IPv4 value it holds.
+        #[derive(Deserialize)]
+        struct Head {
+            #[serde(default)]
+            family: Family,
+        }
+        if let Ok(h) = serde_saphyr::from_str::<Head>(text) {
+            validate::check_family(h.family).map_err(positioned)?;
+        }
         let topo: Topology =
             serde_saphyr::from_str(text).map_err(|e| TopologyError::Yaml(e.to_string()))?;
-        topo.check()
-            .map_err(|(w, message)| match locate::locate(text, &w) {
-                Some(p) => TopologyError::InvalidAt {
-                    file: file.to_string(),
-                    line: p.line,
-                    column: p.column,
-                    message,
-                },
-                None if file.is_empty() => TopologyError::Invalid(message),
-                None => TopologyError::Invalid(format!("{file}{message}")),
-            })?;
+        topo.check().map_err(positioned)?;
         Ok(topo)
     }
 

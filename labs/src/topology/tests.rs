@@ -247,3 +247,42 @@ fn mtu_defaults_to_1500_and_is_checked_with_its_line() {
         assert!(err.contains("line 5"), "says where: {err}");
     }
 }
+
+#[test]
+fn family_defaults_to_ipv6_and_ipv4_dual_are_refused_with_position() {
+    let seed = Topology::from_yaml_str(SEED).unwrap();
+    assert_eq!(seed.family, Family::Ipv6);
+    let t = format!("family: ipv6\n{SEED}");
+    assert_eq!(Topology::from_yaml_str(&t).unwrap(), seed);
+    // Not serialized when default: a round trip keeps files unchanged.
+    let y = serde_saphyr::to_string(&seed).unwrap();
+    assert!(!y.contains("family"), "{y}");
+    for fam in ["ipv4", "dual"] {
+        // Refused for the family even when the groups are IPv4 (which the IPv6
+        // `group:` field cannot hold): the family is checked first.
+        let t = format!(
+            "switches: {{A: {{}}}}\nhosts: {{H1: {{switch: A}}}}\nfamily: {fam}\n\
+             negotiating_groups: {{NG: {{group: \"239.1.1.1\", members: [H1]}}}}\n"
+        );
+        let e = Topology::from_yaml_str(&t).unwrap_err().to_string();
+        assert!(
+            e.contains("line 3, column 9")
+                && e.contains(&format!("family: {fam} is not supported"))
+                && e.contains("family: ipv6"),
+            "{e}"
+        );
+        // Built in code (no file): refused too.
+        let mut t = seed.clone();
+        t.family = if fam == "ipv4" {
+            Family::Ipv4
+        } else {
+            Family::Dual
+        };
+        let e = t.validate().unwrap_err().to_string();
+        assert!(e.contains("not supported"), "{e}");
+    }
+    let e = Topology::from_yaml_str(&format!("family: ipv5\n{SEED}"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("ipv5"), "{e}");
+}
