@@ -7,12 +7,11 @@
 //! Needs root (skips otherwise, fails under SUBCAST_LABS_REQUIRED) and the
 //! daemons: `cargo build -p subcast-agent -p subcast-controller -p subcast-node --bins`.
 
-use std::process::Command;
 
 use serde_json::Value;
 
 mod common;
-use common::daemons_dir;
+use common::lab_json;
 
 const SIZE: u64 = 3_000_000;
 /// Three 1 MiB data chunks and the manifest.
@@ -20,21 +19,17 @@ const CHUNKS: u64 = 4;
 
 fn run(topology: &str, extra: &[&str]) -> Value {
     let size = SIZE.to_string();
-    let out = Command::new(env!("CARGO_BIN_EXE_subcast-lab"))
-        .args(["run", topology, "--scenario", "multi-site"])
-        .args(["--object-size", &size, "--json"])
-        .args(extra)
-        .arg("--bin-dir")
-        .arg(daemons_dir())
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let v: Value = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("no JSON report ({e}); stdout:\n{stdout}\nstderr:\n{stderr}"));
-    assert!(out.status.success(), "subcast-lab failed: {stderr}\n{v:#}");
-    v
+    let mut args = vec![
+        "run",
+        topology,
+        "--scenario",
+        "multi-site",
+        "--object-size",
+        &size,
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    lab_json(&args)
 }
 
 /// What every run must show.

@@ -10,7 +10,7 @@ use std::process::Command;
 use serde_json::Value;
 
 mod common;
-use common::daemons_dir;
+use common::{daemons_dir, lab_json};
 
 fn enabled(test: &str) -> bool {
     if labs::lab_tests_enabled() {
@@ -29,29 +29,19 @@ fn put_bench(extra: &[&str]) -> Value {
 
 /// [`put_bench`] on `topology` (a shipped name or a path).
 fn put_bench_on(topology: &str, extra: &[&str]) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_subcast-lab"))
-        .args([
-            "run",
-            topology,
-            "--scenario",
-            "put-bench",
-            "--object-size",
-            "262144",
-            "--puts",
-            "20",
-            "--json",
-        ])
-        .args(extra)
-        .arg("--bin-dir")
-        .arg(daemons_dir())
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let v: Value = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("no JSON report ({e}); stdout:\n{stdout}\nstderr:\n{stderr}"));
-    assert!(out.status.success(), "subcast-lab failed: {stderr}\n{v:#}");
+    let mut args = vec![
+        "run",
+        topology,
+        "--scenario",
+        "put-bench",
+        "--object-size",
+        "262144",
+        "--puts",
+        "20",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let v = lab_json(&args);
     println!(
         "{extra:?}: egress/B {} p50 {} ms p99 {} ms {} MiB/s",
         v["sender_egress_per_payload_byte"],

@@ -6,12 +6,11 @@
 //! Nothing here asserts speed: only that the budget held, every checked group
 //! reached exactly its targets, and the policy did what it says.
 
-use std::process::Command;
 
 use serde_json::Value;
 
 mod common;
-use common::daemons_dir;
+use common::lab_json;
 
 fn enabled(test: &str) -> bool {
     if labs::lab_tests_enabled() {
@@ -39,18 +38,7 @@ fn rate(policy: &str, extra: &[&str]) -> Value {
         "--json",
     ];
     args.extend_from_slice(extra);
-    let out = Command::new(env!("CARGO_BIN_EXE_subcast-lab"))
-        .args(&args)
-        .arg("--bin-dir")
-        .arg(daemons_dir())
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let v: Value = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("no JSON report ({e}); stdout:\n{stdout}\nstderr:\n{stderr}"));
-    assert!(out.status.success(), "subcast-lab failed: {stderr}\n{v:#}");
+    let v = lab_json(&args);
     assert_eq!(v["ok"], true, "{v:#}");
     assert_eq!(v["policy"], policy);
     assert!(v["grants_per_s"].as_f64().unwrap() > 0.0, "{v:#}");

@@ -1,6 +1,7 @@
 //! Helpers shared by the lab tests that run `subcast-lab` with the daemons.
 
 use std::path::PathBuf;
+use std::process::Command;
 
 /// The directory of `subcast-lab`, where the daemons must have been built.
 pub fn daemons_dir() -> PathBuf {
@@ -15,4 +16,24 @@ pub fn daemons_dir() -> PathBuf {
         );
     }
     dir
+}
+
+/// Runs `subcast-lab ARGS --bin-dir <daemons>` (with RUST_LOG=warn) and
+/// returns its JSON report; fails the test, with the output, when there is
+/// no report or the run failed.
+#[allow(dead_code)] // not every test that includes this module runs scenarios
+pub fn lab_json(args: &[&str]) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_subcast-lab"))
+        .args(args)
+        .arg("--bin-dir")
+        .arg(daemons_dir())
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let v: serde_json::Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("no JSON report ({e}); stdout:\n{stdout}\nstderr:\n{stderr}"));
+    assert!(out.status.success(), "subcast-lab failed: {stderr}\n{v:#}");
+    v
 }
