@@ -7,7 +7,6 @@
 //! Needs root (skips otherwise, fails under SUBCAST_LABS_REQUIRED) and the
 //! daemons: `cargo build -p subcast-agent -p subcast-controller -p subcast-node --bins`.
 
-
 use serde_json::Value;
 
 mod common;

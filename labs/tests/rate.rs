@@ -6,7 +6,6 @@
 //! Nothing here asserts speed: only that the budget held, every checked group
 //! reached exactly its targets, and the policy did what it says.
 
-
 use serde_json::Value;
 
 mod common;
