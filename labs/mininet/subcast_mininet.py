@@ -51,7 +51,8 @@ def load_topology(path):
     family = topo.get("family", "ipv6")
     if family != "ipv6":
         sys.exit(f"{path}: family: {family} is not supported by this script yet "
-                 "(IPv6 only); remove `family:` or set `family: ipv6`")
+                 "(IPv6 only); remove `family:` or set `family: ipv6`. IPv4 labs run "
+                 "with subcast-lab: `subcast-lab run FILE --scenario put-get`")
     topo.setdefault("links", [])
     topo.setdefault("negotiating_groups", {})
     return topo

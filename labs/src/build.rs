@@ -212,6 +212,14 @@ impl Lab {
                 &ns,
                 &["addr", "add", &mgmt_s, "dev", BRIDGE, "nodad"],
             ))?;
+            let mgmt_ipv4 = topo
+                .family
+                .has_ipv4()
+                .then(|| crate::v4::switch_ipv4(index));
+            if let Some(a) = mgmt_ipv4 {
+                let a = format!("{a}/{}", crate::v4::PREFIX_LEN);
+                run(&ip_n(&ns, &["addr", "add", &a, "dev", BRIDGE]))?;
+            }
             run(&ip_n(&ns, &["link", "set", BRIDGE, "up"]))?;
             if !is_ovs {
                 run(&ip_n(
@@ -245,6 +253,7 @@ impl Lab {
                     bridge_link_local: ll,
                     bridge_mac,
                     mgmt_ipv6: mgmt,
+                    mgmt_ipv4,
                     ports: Vec::new(),
                     ovs,
                 },
@@ -276,7 +285,16 @@ impl Lab {
             let ipv6 = Ipv6Addr::new(0xfd00, 0x5c, 0, 0, 0, 0, 0, index);
             let addr = format!("{ipv6}/64");
             run(&ip_n(&ns, &["addr", "add", &addr, "dev", HOST_IF, "nodad"]))?;
+            let ipv4 = topo.family.has_ipv4().then(|| crate::v4::host_ipv4(index));
+            if let Some(a) = ipv4 {
+                let a = format!("{a}/{}", crate::v4::PREFIX_LEN);
+                run(&ip_n(&ns, &["addr", "add", &a, "dev", HOST_IF]))?;
+            }
             run(&ip_n(&ns, &["link", "set", HOST_IF, "up"]))?;
+            if ipv4.is_some() {
+                // IPv4 multicast out of eth0 (the hosts have no default route).
+                run(&ip_n(&ns, &["route", "add", "224.0.0.0/4", "dev", HOST_IF]))?;
+            }
             if self.has_ovs() {
                 // Veth checksum offload leaves bad UDP checksums after OVS's userspace
                 // datapath: compute checksums in the sender.
@@ -301,6 +319,7 @@ impl Lab {
                     ifindex: 0,
                     ipv6,
                     link_local: link_local_of(&mac),
+                    ipv4,
                     mac,
                     switch: sw_name,
                     switch_port: port,
@@ -339,8 +358,8 @@ impl Lab {
         Ok(())
     }
 
-    /// Keep every Linux bridge its own querier: drop MLD queries that arrive on
-    /// trunk ports. Otherwise the bridges elect one querier among themselves, and
+    /// Keep every Linux bridge its own querier: drop MLD queries (and, with IPv4,
+    /// IGMP queries) that arrive on trunk ports. Otherwise the bridges elect one querier among themselves, and
     /// whenever a bridge first hears the winner's query (the second startup
     /// query, ~31 s after the build) the kernel treats the querier as unknown
     /// for the response delay and floods registered groups to every port for ~1 s.
@@ -357,10 +376,15 @@ impl Lab {
             if trunks.is_empty() {
                 continue;
             }
+            let igmp = if self.topo.family.has_ipv4() {
+                crate::v4::igmp_query_rule(&trunks.join(", "))
+            } else {
+                String::new()
+            };
             let rules = format!(
                 "table bridge {QUERY_TABLE} {{\n  chain pre {{\n    \
                  type filter hook prerouting priority -300; policy accept;\n    \
-                 iifname {{ {} }} meta l4proto ipv6-icmp icmpv6 type 130 counter drop\n  }}\n}}\n",
+                 iifname {{ {} }} meta l4proto ipv6-icmp icmpv6 type 130 counter drop\n{igmp}  }}\n}}\n",
                 trunks.join(", ")
             );
             cmd::run_stdin(
@@ -443,6 +467,20 @@ impl Lab {
         }
         for s in self.switches.values() {
             all.push((s.mgmt_ipv6, mac_string(&s.bridge_mac)));
+        }
+        // IPv4 too: ARP works (broadcast floods), but a permanent entry keeps the
+        // first datagram of a put from waiting for it, as with IPv6.
+        let mut all: Vec<(std::net::IpAddr, String)> =
+            all.into_iter().map(|(a, m)| (a.into(), m)).collect();
+        for o in self.hosts.values() {
+            if let Some(a) = o.ipv4 {
+                all.push((a.into(), o.mac_string()));
+            }
+        }
+        for s in self.switches.values() {
+            if let Some(a) = s.mgmt_ipv4 {
+                all.push((a.into(), mac_string(&s.bridge_mac)));
+            }
         }
         let places = self
             .hosts
@@ -528,26 +566,39 @@ impl Lab {
         let started = Instant::now();
         while !pending.is_empty() {
             let mut caps = Vec::new();
+            // The MLD querier, and with IPv4 the IGMP querier too.
+            let mut probes = vec![(PROBE_GROUP, format!("dst {PROBE_GROUP}"))];
+            if self.topo.family.has_ipv4() {
+                let g = crate::v4::PROBE_GROUP_V4;
+                probes.push((g.to_ipv6_mapped(), format!("dst {g}")));
+            }
             for sw in &pending {
                 let port = &sw.ports[0].name;
-                let cap = self.capture_on(&sw.netns, port, "out", &format!("dst {PROBE_GROUP}"))?;
-                caps.push((sw, cap));
+                for (_, filter) in &probes {
+                    let cap = self.capture_on(&sw.netns, port, "out", filter)?;
+                    caps.push((sw, cap));
+                }
             }
             // A bridge not ready for IPv6 yet sent nothing: it stays pending
             // (no flood seen then proves nothing).
             let mut unsent = Vec::new();
             for sw in &pending {
-                match send_from(&sw.netns, &sw.bridge, PROBE_GROUP, PROBE_PORT, 2, 8) {
-                    Err(e) if e.is_link_not_ready() => {
-                        tracing::debug!(switch = %sw.name, "bridge not ready yet: {e}");
-                        unsent.push(sw.name.clone());
+                for (group, _) in &probes {
+                    match send_from(&sw.netns, &sw.bridge, *group, PROBE_PORT, 2, 8) {
+                        Err(e) if e.is_link_not_ready() => {
+                            tracing::debug!(switch = %sw.name, "bridge not ready yet: {e}");
+                            unsent.push(sw.name.clone());
+                        }
+                        r => r?,
                     }
-                    r => r?,
                 }
             }
-            let mut still = Vec::new();
+            let mut still: Vec<&SwitchInfo> = Vec::new();
             for (sw, cap) in caps {
-                if cap.stop()?.datagrams > 0 || unsent.contains(&sw.name) {
+                let flooded = cap.stop()?.datagrams > 0;
+                if (flooded || unsent.contains(&sw.name))
+                    && !still.iter().any(|s| s.name == sw.name)
+                {
                     still.push(*sw);
                 }
             }

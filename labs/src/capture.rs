@@ -298,7 +298,8 @@ pub fn pcap_records(data: &[u8]) -> Option<impl Iterator<Item = PcapRecord<'_>>>
     }))
 }
 
-/// An Ethernet/IPv6/UDP frame (no extension headers).
+/// An Ethernet/IPv6/UDP frame (no extension headers), or an IPv4 one read by
+/// [`udp4`] (destination IPv4-mapped).
 #[derive(Debug, Clone, Copy)]
 pub struct Udp6<'a> {
     pub dst: Ipv6Addr,
@@ -322,6 +323,31 @@ pub fn udp6(frame: &[u8]) -> Option<Udp6<'_>> {
         len,
         payload: &payload[..payload.len().min(usize::from(len))],
     })
+}
+
+/// Reads `frame` as Ethernet/IPv4/UDP (options allowed, first fragment or
+/// unfragmented); the destination comes IPv4-mapped (`::ffff:239.92.128.1`), the
+/// protocol's group form.
+pub fn udp4(frame: &[u8]) -> Option<Udp6<'_>> {
+    if frame.get(12..14)? != [0x08, 0x00] || *frame.get(23)? != 17 {
+        return None;
+    }
+    let ihl = usize::from(frame.get(14)? & 0x0f) * 4;
+    let dst: [u8; 4] = frame.get(30..34)?.try_into().ok()?;
+    let at = 14 + ihl;
+    let udp_len = u16::from_be_bytes(frame.get(at + 4..at + 6)?.try_into().ok()?);
+    let len = udp_len.checked_sub(8)?;
+    let payload = frame.get(at + 8..).unwrap_or_default();
+    Some(Udp6 {
+        dst: std::net::Ipv4Addr::from(dst).to_ipv6_mapped(),
+        len,
+        payload: &payload[..payload.len().min(usize::from(len))],
+    })
+}
+
+/// [`udp6`] or [`udp4`]: an Ethernet frame carrying UDP over either family.
+pub fn udp(frame: &[u8]) -> Option<Udp6<'_>> {
+    udp6(frame).or_else(|| udp4(frame))
 }
 
 /// The UDP payload length of an Ethernet/IPv4/UDP frame.
@@ -436,6 +462,23 @@ mod tests {
             d2.extend_from_slice(f);
         }
         d2
+    }
+
+    #[test]
+    fn reads_ipv4_udp_with_a_mapped_destination() {
+        let mut f = vec![0u8; 14 + 24 + 8 + 5];
+        f[12] = 0x08;
+        f[14] = 0x46; // IHL 6: one option word
+        f[23] = 17;
+        f[30..34].copy_from_slice(&[239, 92, 128, 9]);
+        f[14 + 24 + 4..14 + 24 + 6].copy_from_slice(&13u16.to_be_bytes());
+        f[14 + 24 + 8..].copy_from_slice(b"hello");
+        let u = udp(&f).unwrap();
+        assert_eq!(u.dst, "::ffff:239.92.128.9".parse::<Ipv6Addr>().unwrap());
+        assert_eq!((u.len, u.payload), (5, &b"hello"[..]));
+        assert!(udp6(&f).is_none());
+        assert!(udp4(&f[..30]).is_none());
+        assert_eq!(udp4_len(&f), Some(5));
     }
 
     fn udp6_frame(payload: u16) -> Vec<u8> {

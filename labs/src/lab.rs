@@ -61,6 +61,8 @@ pub struct HostInfo {
     pub ipv6: Ipv6Addr,
     /// Link-local address (EUI-64 of the MAC).
     pub link_local: Ipv6Addr,
+    /// `10.92.HI.LO/15` (index) in `family: ipv4` and `dual` labs, else `None`.
+    pub ipv4: Option<std::net::Ipv4Addr>,
     /// MAC `02:5c:00:00:HI:LO`.
     #[serde(serialize_with = "ser_mac")]
     pub mac: [u8; 6],
@@ -129,6 +131,9 @@ pub struct SwitchInfo {
     /// Management address on the bridge, `fd00:5c::1:INDEX/64` (hex index): hosts and
     /// other switches reach a process in the switch namespace (an agent) here, in band.
     pub mgmt_ipv6: Ipv6Addr,
+    /// Management address `10.93.HI.LO/15` (switch index) on the bridge in
+    /// `family: ipv4` and `dual` labs, else `None`.
+    pub mgmt_ipv4: Option<std::net::Ipv4Addr>,
     /// All ports, host ports first (natural host order), then trunks (link order).
     pub ports: Vec<PortInfo>,
     /// The private OVS instance, for `backend: openflow` switches only.
@@ -329,14 +334,23 @@ impl Lab {
             .capture_seq
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let file = self.workdir.join(format!("cap{seq}.pcap"));
-        // A filter naming an IPv4 address captures IPv4/UDP, others IPv6/UDP.
-        let ip = if filter
-            .split(|c: char| c.is_whitespace() || c == '(' || c == ')')
-            .any(|t| t.parse::<std::net::Ipv4Addr>().is_ok())
-        {
+        // A filter naming an IPv4 address captures IPv4/UDP, one naming an IPv6
+        // address IPv6/UDP, others the lab's family (both in a `dual` lab).
+        let tokens = || filter.split(|c: char| c.is_whitespace() || c == '(' || c == ')');
+        let ip = if tokens().any(|t| t.parse::<std::net::Ipv4Addr>().is_ok()) {
             "ip"
-        } else {
+        } else if tokens().any(|t| {
+            t.split('/')
+                .next()
+                .is_some_and(|a| a.parse::<Ipv6Addr>().is_ok())
+        }) {
             "ip6"
+        } else {
+            match self.topo.family {
+                crate::Family::Ipv6 => "ip6",
+                crate::Family::Ipv4 => "ip",
+                crate::Family::Dual => "(ip or ip6)",
+            }
         };
         let mut full = if filter.trim().is_empty() {
             format!("{ip} and udp")
@@ -417,7 +431,8 @@ impl Lab {
 
     /// Send `count` datagrams of `payload_len` bytes from host `from` to
     /// `[group]:port` out of its `eth0` (hop limit 1, no loopback), back to back.
-    /// Payload: an 8-byte big-endian sequence number, then filler.
+    /// Payload: an 8-byte big-endian sequence number, then filler. An
+    /// IPv4-mapped group (`::ffff:239.92.128.1`) is sent over IPv4.
     pub fn send_multicast(
         &self,
         from: &str,
@@ -432,9 +447,28 @@ impl Lab {
 
     /// A UDP socket living in host `host`'s namespace, bound to `[::]:port`, that has
     /// joined `groups` on `eth0` (an MLD join: on a closed switch it still delivers
-    /// locally, but the report is dropped). Usable from any thread.
+    /// locally, but the report is dropped). Usable from any thread. IPv4-mapped
+    /// groups (`::ffff:239.92.128.1`; then all must be) make an IPv4 socket bound
+    /// to `0.0.0.0:port` that joins them with IGMP on the host's IPv4 address.
     pub fn udp_socket(&self, host: &str, port: u16, groups: &[Ipv6Addr]) -> Result<UdpSocket> {
         let h = self.try_host(host)?;
+        if groups.iter().any(|g| g.to_ipv4_mapped().is_some()) {
+            let v4: Vec<std::net::Ipv4Addr> =
+                groups.iter().filter_map(|g| g.to_ipv4_mapped()).collect();
+            if v4.len() != groups.len() {
+                return Err(LabError::Unsupported(format!(
+                    "udp_socket on {host}: groups {groups:?} mix IPv4 and IPv6; open one \
+                     socket per family"
+                )));
+            }
+            let local = h.ipv4.ok_or_else(|| {
+                LabError::Unsupported(format!(
+                    "host {host} has no IPv4 address: IPv4 groups need `family: ipv4` or \
+                     `family: dual` in the topology"
+                ))
+            })?;
+            return crate::v4::join_v4(&h.netns, local, port, v4);
+        }
         let groups = groups.to_vec();
         let ifindex = h.ifindex;
         netns::in_netns(&h.netns, move || -> std::io::Result<UdpSocket> {
@@ -464,6 +498,9 @@ pub(crate) fn send_from(
     count: u64,
     payload_len: usize,
 ) -> Result<()> {
+    if let Some(v4) = group.to_ipv4_mapped() {
+        return crate::v4::send_from_v4(ns, ifname, v4, port, count, payload_len);
+    }
     let ifname = ifname.to_string();
     netns::in_netns(ns, move || -> Result<()> {
         let ifindex = netns::if_index(&ifname)?;

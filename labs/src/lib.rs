@@ -26,7 +26,15 @@
 //!
 //! * Topology files: [`Topology::from_yaml_file`]; shipped ones in `labs/topologies/`
 //!   ([`topology_path`]): `seed-three-switch.yaml` (A: X1 X2; B: X3-X6; C: X7-X9;
-//!   trunks A-B, B-C) and `one-switch.yaml` (S: H1-H4).
+//!   trunks A-B, B-C), `one-switch.yaml` (S: H1-H4), and the seed in IPv4 and
+//!   dual-stack (`seed-three-switch-ipv4.yaml`, `seed-three-switch-dual.yaml`).
+//! * IPv4 (`family: ipv4` or `dual`): hosts also get `10.92.HI.LO/15`
+//!   ([`HostInfo::ipv4`], [`host_ipv4`]), bridges `10.93.HI.LO/15`
+//!   ([`SwitchInfo::mgmt_ipv4`]), IGMP snooping with each bridge its own querier
+//!   (queries dropped on trunks), closed switches drop IGMP reports too
+//!   ([`Lab::igmp_dropped`]). IPv4 groups are written IPv4-mapped everywhere in
+//!   this API (`::ffff:239.92.128.1`, the protocol's group form; [`ip_group`] /
+//!   [`group_ip`] convert).
 //! * Names: namespaces `slab<pid>-<n>-s<SWITCH>` / `slab<pid>-<n>-h<HOST>`; in a switch
 //!   namespace the bridge is `br0`, ports are `h-<HOST>` and `t-<NEIGHBOUR>`; in a host
 //!   namespace the interface is `eth0`. Host N (natural order) has `fd00:5c::N/64`
@@ -90,6 +98,7 @@ mod shaping;
 mod stp;
 pub mod stress;
 pub mod topology;
+mod v4;
 
 pub use build::{BRIDGE, HOST_IF, PROBE_GROUP, cleanup_stale, process_prefix};
 pub use capture::{Capture, Counts, UdpCounters};
@@ -104,9 +113,10 @@ pub use process::ChildGuard;
 pub use shaping::{Drops, Hop, HopDrops, LAB_PROBE_PORT, LOSS_TABLE, Place, tbf_params};
 pub use stp::{FORWARD_DELAY_CS, HELLO_TIME_CS, MAX_AGE_CS, PortState};
 pub use topology::{
-    Backend, Family, GroupSpec, HostSpec, LinkSpec, RENDEZVOUS_POOL, Shaping, SnmpSpec,
-    SnmpVersion, SwitchSpec, Topology, TopologyError, in_rendezvous_pool,
+    Backend, Family, GroupSpec, HostSpec, LinkSpec, RENDEZVOUS_POOL, RENDEZVOUS_POOL_V4, Shaping,
+    SnmpSpec, SnmpVersion, SwitchSpec, Topology, TopologyError, in_rendezvous_pool,
 };
+pub use v4::{group_ip, host_ipv4, ip_group, switch_ipv4};
 
 /// Environment variable that turns a skipped lab test into a failure (set it in CI).
 pub const REQUIRE_ENV: &str = "SUBCAST_LABS_REQUIRED";

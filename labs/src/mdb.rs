@@ -14,7 +14,8 @@ use crate::lab::{Lab, PortPeer};
 pub struct MdbEntry {
     /// Port name (`h-X1`, `t-B`, or `br0` for host-joined entries).
     pub port: String,
-    /// Group address.
+    /// Group address; an IPv4 group IPv4-mapped (`::ffff:239.92.128.1`, the
+    /// protocol's group form: see [`crate::ip_group`]).
     pub group: Ipv6Addr,
     /// `permanent` or `temp`.
     pub state: String,
@@ -82,14 +83,16 @@ impl Lab {
     /// Delete one MDB entry on `switch`, port `port`.
     pub fn mdb_del(&self, switch: &str, port: &str, group: Ipv6Addr) -> Result<()> {
         let ns = self.linux_bridge_ns(switch)?;
-        let g = group.to_string();
+        // `bridge` takes an IPv4 group as 239.92.128.1, not IPv4-mapped.
+        let g = group.to_canonical().to_string();
         run(&[
             "bridge", "-n", ns, "mdb", "del", "dev", BRIDGE, "port", port, "grp", &g,
         ])?;
         Ok(())
     }
 
-    /// The MDB of `switch` (IPv6 entries only).
+    /// The MDB of `switch`: IPv6 entries, and IPv4 ones IPv4-mapped (L2 entries
+    /// are left out).
     pub fn mdb_show(&self, switch: &str) -> Result<Vec<MdbEntry>> {
         let ns = self.linux_bridge_ns(switch)?;
         let out = run(&["bridge", "-n", ns, "-j", "mdb", "show", "dev", BRIDGE])?;
@@ -101,9 +104,10 @@ impl Lab {
                 let (Some(port), Some(grp)) = (e["port"].as_str(), e["grp"].as_str()) else {
                     continue;
                 };
-                let Ok(group) = grp.parse::<Ipv6Addr>() else {
+                let Ok(group) = grp.parse::<std::net::IpAddr>() else {
                     continue;
                 };
+                let group = crate::v4::group_ip(group);
                 entries.push(MdbEntry {
                     port: port.to_string(),
                     group,
@@ -116,8 +120,9 @@ impl Lab {
     }
 
     /// Close MLD on `switch`: an nftables table (family bridge, hook prerouting) drops
-    /// MLD reports (ICMPv6 131 and 143) arriving on host ports, so hosts cannot add
-    /// themselves to groups; and permanent MDB entries for every host's solicited-node
+    /// MLD reports (ICMPv6 131 and 143) arriving on host ports, and in `family: ipv4`
+    /// and `dual` labs IGMP reports and leaves (v1, v2, v3) too, so hosts cannot add
+    /// themselves to groups (IPv4 needs no pinned groups: ARP is broadcast); and permanent MDB entries for every host's solicited-node
     /// group (toward its host port or trunk) keep neighbour discovery working. Trunk
     /// ports are not filtered. Idempotent. A no-op on OVS switches (they do no MLD
     /// snooping here, so a host's join changes nothing).
@@ -142,6 +147,9 @@ impl Lab {
                 "    iifname {{ {} }} meta l4proto ipv6-icmp icmpv6 type {{ 131, 143 }} counter drop\n",
                 host_ports.join(", ")
             ));
+            if self.topo.family.has_ipv4() {
+                rules.push_str(&crate::v4::igmp_report_rule(&host_ports.join(", ")));
+            }
         }
         rules.push_str("  }\n}\n");
         cmd::run_stdin(
@@ -187,18 +195,39 @@ impl Lab {
 
     /// How many MLD reports the [`Lab::close_mld`] rule of `switch` has dropped.
     pub fn mld_dropped(&self, switch: &str) -> Result<u64> {
+        self.rule_packets(switch, MLD_TABLE, "icmpv6")
+    }
+
+    /// How many IGMP reports and leaves the [`Lab::close_mld`] rule of `switch` has
+    /// dropped (`family: ipv4` and `dual` labs; 0 without the rule).
+    pub fn igmp_dropped(&self, switch: &str) -> Result<u64> {
+        self.rule_packets(switch, MLD_TABLE, "igmp")
+    }
+
+    /// How many queries arriving on trunks of `switch` the lab has dropped (it keeps
+    /// every bridge its own querier): IGMP queries if `igmp` (`family: ipv4` and
+    /// `dual` labs), else MLD queries. Fails on a switch without trunks.
+    pub fn queries_dropped(&self, switch: &str, igmp: bool) -> Result<u64> {
+        let proto = if igmp { "igmp" } else { "icmpv6" };
+        self.rule_packets(switch, crate::build::QUERY_TABLE, proto)
+    }
+
+    /// Packets counted by the rules mentioning `proto` in chain `pre` of bridge
+    /// table `table` of `switch`.
+    fn rule_packets(&self, switch: &str, table: &str, proto: &str) -> Result<u64> {
         let sw = self.try_switch(switch)?;
-        let out = cmd::run_in(
-            &sw.netns,
-            &["nft", "list", "chain", "bridge", MLD_TABLE, "pre"],
-        )?;
+        let out = cmd::run_in(&sw.netns, &["nft", "list", "chain", "bridge", table, "pre"])?;
         let text = cmd::stdout(&out);
         let n = text
-            .split_whitespace()
-            .skip_while(|w| *w != "packets")
-            .nth(1)
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
+            .lines()
+            .filter(|l| l.contains(proto))
+            .filter_map(|l| {
+                l.split_whitespace()
+                    .skip_while(|w| *w != "packets")
+                    .nth(1)
+                    .and_then(|n| n.parse::<u64>().ok())
+            })
+            .sum();
         Ok(n)
     }
 }

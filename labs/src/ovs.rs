@@ -230,7 +230,10 @@ impl Lab {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let spec = format!("group_id={id},type=all,{}", buckets.join(","));
         self.ovs_ofctl(switch, "add-group", &[&spec])?;
-        let flow = format!("priority=100,ipv6,ipv6_dst={group},actions=group:{id}");
+        let flow = match group.to_ipv4_mapped() {
+            Some(v4) => format!("priority=100,ip,nw_dst={v4},actions=group:{id}"),
+            None => format!("priority=100,ipv6,ipv6_dst={group},actions=group:{id}"),
+        };
         self.ovs_ofctl(switch, "add-flow", &[&flow])?;
         Ok(())
     }

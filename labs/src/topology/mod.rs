@@ -12,14 +12,14 @@ mod stp;
 mod validate;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::net::Ipv6Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 pub use link::LinkSpec;
 pub use locate::Pos;
-pub use validate::{RENDEZVOUS_POOL, in_rendezvous_pool};
+pub use validate::{RENDEZVOUS_POOL, RENDEZVOUS_POOL_V4, in_rendezvous_pool};
 
 /// Longest switch or host name accepted. Names appear in interface names (at most 15
 /// bytes in Linux), so they must stay short.
@@ -81,18 +81,27 @@ pub enum Backend {
 
 /// The IP family of a lab (`family:` in a topology file): what the hosts'
 /// addresses, the negotiating and rendezvous groups and the snooping protocol
-/// (MLD or IGMP) are. The labs build IPv6 only so far: `ipv4` and `dual` are
-/// parsed so that a file asking for them is refused at its line and column
-/// with a message saying so (see `check_family`), never built as IPv6.
+/// (MLD or IGMP) are.
+///
+/// * `ipv6` (default): hosts at `fd00:5c::N/64`, IPv6 groups, MLD snooping.
+/// * `ipv4`: hosts also get `10.92.HI.LO/15` (switches' bridges `10.93.HI.LO/15`),
+///   negotiating groups are IPv4 (default `239.92.0.N`), rendezvous groups come
+///   from [`RENDEZVOUS_POOL_V4`], the bridges snoop IGMP with their own querier
+///   (queries dropped on trunks), closed switches drop IGMP reports from hosts,
+///   and `subcast-lab` configures the daemons in IPv4. The IPv6 plumbing of the
+///   lab itself (link-local and ULA addresses, MLD querier) stays: the lab uses
+///   it to learn MACs; no subcast daemon uses IPv6 then.
+/// * `dual`: both: negotiating groups may be of either family (default IPv6),
+///   IGMP and MLD are both closed on closed switches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Family {
-    /// IPv6 hosts, IPv6 groups, MLD snooping (the only family built so far).
+    /// IPv6 hosts, IPv6 groups, MLD snooping.
     #[default]
     Ipv6,
-    /// IPv4 hosts and groups with IGMP snooping (not supported by the labs yet).
+    /// IPv4 hosts and groups with IGMP snooping.
     Ipv4,
-    /// IPv4 and IPv6 rendezvous groups side by side (not supported yet).
+    /// IPv4 and IPv6 groups side by side on the same bridges.
     Dual,
 }
 
@@ -109,6 +118,11 @@ impl Family {
     /// Whether it is the default (`ipv6`), for serde's `skip_serializing_if`.
     pub fn is_default(&self) -> bool {
         *self == Family::Ipv6
+    }
+
+    /// Whether hosts get IPv4 addresses and bridges handle IGMP (`ipv4`, `dual`).
+    pub fn has_ipv4(self) -> bool {
+        self != Family::Ipv6
     }
 }
 
@@ -202,10 +216,12 @@ impl HostSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GroupSpec {
-    /// The IPv6 multicast address. Default: `ff05::5c:1:N` where N is the 1-based
-    /// position of the group in name order.
+    /// The multicast address: IPv6 in an `ipv6` topology, IPv4 (224.0.0.0/4) in an
+    /// `ipv4` one, either in a `dual` one. Default: `ff05::5c:1:N` (`ipv6`, `dual`)
+    /// or `239.92.0.N` (`ipv4`), where N is the 1-based position of the group in
+    /// name order.
     #[serde(default)]
-    pub group: Option<Ipv6Addr>,
+    pub group: Option<IpAddr>,
     /// Hosts that are members.
     pub members: Vec<String>,
 }
@@ -215,8 +231,7 @@ pub struct GroupSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Topology {
-    /// IP family of the lab (default `ipv6`, the only one built so far: `ipv4` and
-    /// `dual` are refused with their position).
+    /// IP family of the lab (default `ipv6`; see [`Family`]).
     #[serde(default, skip_serializing_if = "Family::is_default")]
     pub family: Family,
     /// Percentage of UDP datagrams dropped on every link, each direction (0-100;
@@ -277,16 +292,6 @@ impl Topology {
             None if file.is_empty() => TopologyError::Invalid(message),
             None => TopologyError::Invalid(format!("{file}{message}")),
         };
-        // The family first: a file written for IPv4 (e.g. `group: "239.1.1.1"`)
-        // is refused for its family, not for the first IPv4 value it holds.
-        #[derive(Deserialize)]
-        struct Head {
-            #[serde(default)]
-            family: Family,
-        }
-        if let Ok(h) = serde_saphyr::from_str::<Head>(text) {
-            validate::check_family(h.family).map_err(positioned)?;
-        }
         let topo: Topology =
             serde_saphyr::from_str(text).map_err(|e| TopologyError::Yaml(e.to_string()))?;
         topo.check().map_err(positioned)?;
@@ -396,13 +401,29 @@ impl Topology {
             .collect()
     }
 
-    /// The address of negotiating group `name`: its `group:` or the default.
+    /// The address of negotiating group `name` in the protocol's group form: an
+    /// IPv6 group as is, an IPv4 group IPv4-mapped (`::ffff:239.92.0.1`, as
+    /// `subcast_proto::group_field` writes it). See [`Topology::group_ip`].
     pub fn group_address(&self, name: &str) -> Option<Ipv6Addr> {
+        self.group_ip(name).map(|a| match a {
+            IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+            IpAddr::V6(v6) => v6,
+        })
+    }
+
+    /// The address of negotiating group `name`: its `group:` or the default of the
+    /// topology's family.
+    pub fn group_ip(&self, name: &str) -> Option<IpAddr> {
         let pos = self.negotiating_groups.keys().position(|k| k == name)?;
         let g = &self.negotiating_groups[name];
+        let n = u16::try_from(pos + 1).unwrap_or(u16::MAX);
         Some(g.group.unwrap_or_else(|| {
-            let [hi, lo] = u16::try_from(pos + 1).unwrap_or(u16::MAX).to_be_bytes();
-            Ipv6Addr::new(0xff05, 0, 0, 0, 0, 0x5c, 1, u16::from_be_bytes([hi, lo]))
+            if self.family == Family::Ipv4 {
+                let [hi, lo] = n.to_be_bytes();
+                IpAddr::V4(Ipv4Addr::new(239, 92, hi, lo))
+            } else {
+                IpAddr::V6(Ipv6Addr::new(0xff05, 0, 0, 0, 0, 0x5c, 1, n))
+            }
         }))
     }
 

@@ -248,8 +248,11 @@ fn mtu_defaults_to_1500_and_is_checked_with_its_line() {
     }
 }
 
+const SEED_V4: &str = include_str!("../../topologies/seed-three-switch-ipv4.yaml");
+const SEED_DUAL: &str = include_str!("../../topologies/seed-three-switch-dual.yaml");
+
 #[test]
-fn family_defaults_to_ipv6_and_ipv4_dual_are_refused_with_position() {
+fn family_defaults_to_ipv6_and_round_trips() {
     let seed = Topology::from_yaml_str(SEED).unwrap();
     assert_eq!(seed.family, Family::Ipv6);
     let t = format!("family: ipv6\n{SEED}");
@@ -257,32 +260,77 @@ fn family_defaults_to_ipv6_and_ipv4_dual_are_refused_with_position() {
     // Not serialized when default: a round trip keeps files unchanged.
     let y = serde_saphyr::to_string(&seed).unwrap();
     assert!(!y.contains("family"), "{y}");
-    for fam in ["ipv4", "dual"] {
-        // Refused for the family even when the groups are IPv4 (which the IPv6
-        // `group:` field cannot hold): the family is checked first.
-        let t = format!(
-            "switches: {{A: {{}}}}\nhosts: {{H1: {{switch: A}}}}\nfamily: {fam}\n\
-             negotiating_groups: {{NG: {{group: \"239.1.1.1\", members: [H1]}}}}\n"
-        );
-        let e = Topology::from_yaml_str(&t).unwrap_err().to_string();
-        assert!(
-            e.contains("line 3, column 9")
-                && e.contains(&format!("family: {fam} is not supported"))
-                && e.contains("family: ipv6"),
-            "{e}"
-        );
-        // Built in code (no file): refused too.
-        let mut t = seed.clone();
-        t.family = if fam == "ipv4" {
-            Family::Ipv4
-        } else {
-            Family::Dual
-        };
-        let e = t.validate().unwrap_err().to_string();
-        assert!(e.contains("not supported"), "{e}");
-    }
+    let v4 = Topology::from_yaml_str(SEED_V4).unwrap();
+    let y = serde_saphyr::to_string(&v4).unwrap();
+    assert_eq!(Topology::from_yaml_str(&y).unwrap(), v4);
     let e = Topology::from_yaml_str(&format!("family: ipv5\n{SEED}"))
         .unwrap_err()
         .to_string();
     assert!(e.contains("ipv5"), "{e}");
+}
+
+#[test]
+fn ipv4_and_dual_files_with_their_groups_parse() {
+    let v4 = Topology::from_yaml_str(SEED_V4).unwrap();
+    assert_eq!(v4.family, Family::Ipv4);
+    assert_eq!(v4.hosts.len(), 9);
+    let g: std::net::IpAddr = "239.92.0.1".parse().unwrap();
+    assert_eq!(v4.group_ip("NG0"), Some(g));
+    // The protocol's group form: IPv4-mapped.
+    assert_eq!(
+        v4.group_address("NG0"),
+        Some("::ffff:239.92.0.1".parse().unwrap())
+    );
+    // Default IPv4 groups: 239.92.0.N by name order.
+    let t = "family: ipv4\nswitches: {A: {}}\nhosts: {H1: {switch: A}}\n\
+             negotiating_groups: {G1: {members: [H1]}, G2: {members: [H1]}}\n";
+    let t = Topology::from_yaml_str(t).unwrap();
+    assert_eq!(t.group_ip("G2"), Some("239.92.0.2".parse().unwrap()));
+    let dual = Topology::from_yaml_str(SEED_DUAL).unwrap();
+    assert_eq!(dual.family, Family::Dual);
+    assert!(dual.group_ip("NG0").unwrap().is_ipv6());
+    assert!(dual.group_ip("NG4").unwrap().is_ipv4());
+}
+
+#[test]
+fn groups_of_the_wrong_family_are_refused_at_their_position() {
+    let head = "switches: {A: {}}\nhosts: {H1: {switch: A}}\n";
+    // An IPv6 group in an IPv4 file: refused at the group (line 6, where its `group:` is).
+    let t = format!(
+        "family: ipv4\n{head}negotiating_groups:\n  NG:\n    group: \"ff05::5c:1:1\"\n    members: [H1]\n"
+    );
+    let e = Topology::from_yaml_str(&t).unwrap_err().to_string();
+    assert!(
+        e.contains("line 6, column 5") && e.contains("IPv6 address ff05::5c:1:1"),
+        "{e}"
+    );
+    assert!(e.contains("family: dual"), "says what to do: {e}");
+    // An IPv4 group in an IPv6 file (no `family:`).
+    let t = format!("{head}negotiating_groups:\n  NG: {{group: \"239.1.1.1\", members: [H1]}}\n");
+    let e = Topology::from_yaml_str(&t).unwrap_err().to_string();
+    assert!(
+        e.contains("line 4, column 7") && e.contains("family: ipv4"),
+        "{e}"
+    );
+    // IPv4 nonsense: unicast, link-local control groups, the rendezvous pool.
+    for (g, says) in [
+        ("10.0.0.1", "not multicast"),
+        ("224.0.0.5", "224.0.0.0/24"),
+        ("239.92.128.9", "rendezvous"),
+    ] {
+        let t = format!(
+            "family: ipv4\n{head}negotiating_groups:\n  NG: {{group: \"{g}\", members: [H1]}}\n"
+        );
+        let e = Topology::from_yaml_str(&t).unwrap_err().to_string();
+        assert!(
+            e.contains("line 5, column 7") && e.contains(says),
+            "{g}: {e}"
+        );
+    }
+    // Both families are fine in a dual file.
+    let t = format!(
+        "family: dual\n{head}negotiating_groups:\n  A: {{group: \"239.1.1.1\", members: [H1]}}\n  \
+         B: {{group: \"ff05::1\", members: [H1]}}\n"
+    );
+    Topology::from_yaml_str(&t).unwrap();
 }

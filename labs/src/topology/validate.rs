@@ -15,7 +15,6 @@ fn bad(w: Where, m: String) -> Check {
 impl Topology {
     /// All checks, in file order.
     pub(crate) fn check(&self) -> Check {
-        check_family(self.family)?;
         self.check_shaping_values()?;
         self.check_switches()?;
         self.check_hosts()?;
@@ -223,25 +222,7 @@ impl Topology {
                 }
             }
             if let Some(addr) = g.group {
-                if !addr.is_multicast() {
-                    return bad(
-                        at(),
-                        format!(
-                            "negotiating group `{gname}` has address {addr}, which is not \
-                             multicast (ff00::/8)"
-                        ),
-                    );
-                }
-                if in_rendezvous_pool(&addr) {
-                    return bad(
-                        at(),
-                        format!(
-                            "negotiating group `{gname}` has address {addr}, inside the \
-                             lab's rendezvous pool {RENDEZVOUS_POOL}; pick another (e.g. \
-                             ff05::5c:1:N)"
-                        ),
-                    );
-                }
+                check_group_address(self.family, gname, addr).map_err(|m| (at(), m))?;
                 if !addrs.insert(addr) {
                     return bad(
                         at(),
@@ -251,25 +232,6 @@ impl Topology {
             }
         }
         Ok(())
-    }
-}
-
-/// The labs build IPv6 only so far: `family: ipv4` and `family: dual` are refused
-/// (rather than built as IPv6, which would ignore what the file asks for).
-pub(crate) fn check_family(f: Family) -> Check {
-    match f {
-        Family::Ipv6 => Ok(()),
-        Family::Ipv4 | Family::Dual => bad(
-            Where::Top("family"),
-            format!(
-                "family: {} is not supported by the labs yet (issue 21): they build IPv6 \
-                 hosts, MLD snooping and IPv6 groups only; remove `family:` or set \
-                 `family: ipv6`. IPv4 works outside the labs: the controller, the Linux \
-                 bridge and Open vSwitch agents and the storage node (see the README's IPv4 \
-                 section)",
-                f.name()
-            ),
-        ),
     }
 }
 
@@ -316,11 +278,77 @@ fn check_name(name: &str, w: Where) -> Check {
     }
 }
 
-/// Where the lab's controller leases rendezvous groups from (every agent's
+/// A negotiating group's address must be multicast, of the topology's family,
+/// outside the lab's rendezvous pools, and (IPv4) outside 224.0.0.0/24, which
+/// bridges flood whatever their MDB says.
+fn check_group_address(family: Family, gname: &str, addr: std::net::IpAddr) -> Result<(), String> {
+    use std::net::IpAddr;
+    match (family, addr) {
+        (Family::Ipv4, IpAddr::V6(_)) => {
+            return Err(format!(
+                "negotiating group `{gname}` has the IPv6 address {addr} in a `family: ipv4` \
+                 topology: give an IPv4 group (e.g. 239.92.0.N), or set `family: dual` for \
+                 groups of both families"
+            ));
+        }
+        (Family::Ipv6, IpAddr::V4(_)) => {
+            return Err(format!(
+                "negotiating group `{gname}` has the IPv4 address {addr} in an IPv6 topology: \
+                 set `family: ipv4` (or `family: dual`) at the top, or give an IPv6 group \
+                 (e.g. ff05::5c:1:N)"
+            ));
+        }
+        _ => {}
+    }
+    let (multicast, hint) = match addr {
+        IpAddr::V4(_) => ("224.0.0.0/4", "239.92.0.N"),
+        IpAddr::V6(_) => ("ff00::/8", "ff05::5c:1:N"),
+    };
+    if !addr.is_multicast() {
+        return Err(format!(
+            "negotiating group `{gname}` has address {addr}, which is not multicast \
+             ({multicast})"
+        ));
+    }
+    if let IpAddr::V4(v4) = addr
+        && v4.octets()[..3] == [224, 0, 0]
+    {
+        return Err(format!(
+            "negotiating group `{gname}` has address {addr}, inside 224.0.0.0/24 (link-local \
+             control groups that bridges always flood); pick another (e.g. {hint})"
+        ));
+    }
+    let mapped = match addr {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        IpAddr::V6(v6) => v6,
+    };
+    if in_rendezvous_pool(&mapped) {
+        let pool = if addr.is_ipv4() {
+            RENDEZVOUS_POOL_V4
+        } else {
+            RENDEZVOUS_POOL
+        };
+        return Err(format!(
+            "negotiating group `{gname}` has address {addr}, inside the lab's rendezvous \
+             pool {pool}; pick another (e.g. {hint})"
+        ));
+    }
+    Ok(())
+}
+
+/// Where the lab's controller leases IPv6 rendezvous groups from (every agent's
 /// `rendezvous_range`); a negotiating group may not lie inside it.
 pub const RENDEZVOUS_POOL: &str = "ff05::5c:2:0/112";
 
-/// Whether `a` is in [`RENDEZVOUS_POOL`].
+/// Where the lab's controller leases IPv4 rendezvous groups from (`family:
+/// ipv4`); a negotiating group may not lie inside it.
+pub const RENDEZVOUS_POOL_V4: &str = "239.92.128.0/24";
+
+/// Whether `a` is in [`RENDEZVOUS_POOL`], or IPv4-mapped (the protocol's group
+/// form, `::ffff:239.92.128.1`) in [`RENDEZVOUS_POOL_V4`].
 pub fn in_rendezvous_pool(a: &std::net::Ipv6Addr) -> bool {
+    if let Some(v4) = a.to_ipv4_mapped() {
+        return v4.octets()[..3] == [239, 92, 128];
+    }
     a.segments()[..7] == [0xff05, 0, 0, 0, 0, 0x5c, 2]
 }

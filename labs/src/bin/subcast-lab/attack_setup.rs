@@ -406,7 +406,8 @@ pub fn targets(r: &Running) -> Targets {
     let mut unreachable = Vec::new();
     addrs.insert(
         "controller".to_string(),
-        SocketAddrV6::new(stack.ctl_ip, CTL_PORT, 0, 0),
+        // The attack scenario runs on IPv6 labs only (`scenario::check_family`).
+        SocketAddrV6::new(labs::group_ip(stack.ctl_ip), CTL_PORT, 0, 0),
     );
     for (name, sw) in lab.switches() {
         if sw.backend == labs::Backend::Openflow {

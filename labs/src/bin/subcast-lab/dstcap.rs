@@ -1,13 +1,14 @@
-//! Captures split by IPv6 destination: tcpdump writes a pcap file (started like
-//! `labs::Capture`, outside the daemons), and this module counts its IPv6/UDP
-//! datagrams per destination address. A put sends to several groups (one rendezvous
+//! Captures split by destination: tcpdump writes a pcap file (started like
+//! `labs::Capture`, outside the daemons), and this module counts its UDP
+//! datagrams (IPv6, and IPv4 with the destination IPv4-mapped) per destination
+//! address. A put sends to several groups (one rendezvous
 //! group per chunk, unicast repairs...), so totals alone are not enough.
 
 use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
 
 use anyhow::{Context, Result};
-use labs::capture::{pcap_records, udp6};
+use labs::capture::{pcap_records, udp};
 use labs::{Capture, Lab};
 
 /// Datagrams and UDP payload bytes toward one destination.
@@ -25,13 +26,13 @@ pub struct DstCapture {
     cap: Capture,
 }
 
-/// UDP payloads of IPv6/UDP frames (no extension headers) in a classic Ethernet
+/// UDP payloads of IPv6/UDP frames (no extension headers) and IPv4/UDP frames in a classic Ethernet
 /// pcap, in capture order. Never panics; a truncated record ends the list.
 pub fn udp_payloads(data: &[u8]) -> Vec<Vec<u8>> {
     pcap_records(data)
         .into_iter()
         .flatten()
-        .filter_map(|r| udp6(r.frame))
+        .filter_map(|r| udp(r.frame))
         .filter(|u| u.payload.len() == usize::from(u.len))
         .map(|u| u.payload.to_vec())
         .collect()
@@ -41,8 +42,9 @@ pub fn udp_payloads(data: &[u8]) -> Vec<Vec<u8>> {
 pub type Tallies = BTreeMap<Ipv6Addr, Tally>;
 
 impl DstCapture {
-    /// Capture IPv6 UDP on `ifname` of `netns` in `direction` ("in"/"out") matching
-    /// `filter` (pcap syntax, ANDed with `ip6 and udp`).
+    /// Capture UDP on `ifname` of `netns` in `direction` ("in"/"out") matching
+    /// `filter` (pcap syntax, ANDed with `ip6 and udp`, or `ip` in an IPv4 lab: see
+    /// `Lab::capture_on`).
     pub fn start(
         lab: &Lab,
         netns: &str,
@@ -88,12 +90,13 @@ impl DstCapture {
     }
 }
 
-/// Count IPv6/UDP datagrams (no extension headers) per destination in a classic
-/// Ethernet pcap. Never panics; a truncated record ends the count.
+/// Count IPv6/UDP datagrams (no extension headers) and IPv4/UDP ones (destination
+/// IPv4-mapped) per destination in a classic Ethernet pcap. Never panics; a
+/// truncated record ends the count.
 pub fn parse(data: &[u8]) -> Option<BTreeMap<Ipv6Addr, Tally>> {
     let mut out: BTreeMap<Ipv6Addr, Tally> = BTreeMap::new();
     for r in pcap_records(data)? {
-        if let Some(u) = udp6(r.frame) {
+        if let Some(u) = udp(r.frame) {
             let t = out.entry(u.dst).or_default();
             if t.datagrams == 0 {
                 t.first_us = r.ts_us;

@@ -19,6 +19,7 @@ mod rate;
 mod rate_load;
 mod rate_watch;
 mod report;
+mod rogue;
 mod scenario;
 mod sites;
 mod snapshots;
@@ -87,6 +88,10 @@ struct ScenarioArgs {
     /// put-get, put-bench: object size in bytes.
     #[arg(long, default_value_t = 262_144)]
     object_size: usize,
+    /// subset-only: this host (neither a target nor the sender) joins the granted
+    /// group itself (IGMP or MLD report) before the datagrams go; it must get none.
+    #[arg(long, value_name = "HOST")]
+    rogue_join: Option<String>,
     #[command(flatten)]
     put_bench: putbench::PutBenchArgs,
     /// Print the report as one JSON object instead of text.
@@ -330,6 +335,7 @@ fn run_cmd(topology: PathBuf, scenario: Scenario, a: ScenarioArgs) -> Result<()>
         locate: a.bins.locate(),
         rate: a.rate.clone(),
         put_bench: a.put_bench.clone(),
+        rogue_join: a.rogue_join.clone(),
     };
     let report = guarded(move || scenario::run(&opts))?;
     if a.json {
@@ -402,8 +408,9 @@ fn main() -> Result<()> {
             }
             let t = Topology::from_yaml_file(&file)?;
             println!(
-                "{}: {} switches, {} trunks, {} hosts, {} negotiating groups: OK",
+                "{}: family {}, {} switches, {} trunks, {} hosts, {} negotiating groups: OK",
                 file.display(),
+                t.family.name(),
                 t.switches.len(),
                 t.links.len(),
                 t.hosts.len(),
@@ -427,10 +434,7 @@ fn main() -> Result<()> {
                 );
             }
             for g in t.negotiating_groups.keys() {
-                let addr = t
-                    .group_address(g)
-                    .map(|a| a.to_string())
-                    .unwrap_or_default();
+                let addr = t.group_ip(g).map(|a| a.to_string()).unwrap_or_default();
                 println!(
                     "  group {g} = {addr}: {:?}",
                     t.negotiating_groups[g].members
@@ -515,6 +519,15 @@ fn main() -> Result<()> {
             };
             let topology =
                 topology_file(&topology.unwrap_or_else(|| "seed-three-switch.yaml".into()));
+            let family = Topology::from_yaml_file(&topology)?.family;
+            anyhow::ensure!(
+                family == labs::Family::Ipv6,
+                "{}: `family: {}`: the bench configures its daemons in IPv6 only so far; run \
+                 it on an IPv6 topology (e.g. seed-three-switch.yaml), and IPv4 with \
+                 `subcast-lab run FILE --scenario put-get`",
+                topology.display(),
+                family.name()
+            );
             let locate = bins.locate();
             let (t, l, o) = (topology.clone(), locate.clone(), out.clone());
             // With --json the full bench's stdout is bench.json alone.

@@ -41,6 +41,11 @@ fn in_pool(a: &Ipv6Addr) -> bool {
     labs::in_rendezvous_pool(a)
 }
 
+/// Whether a destination (IPv4 ones IPv4-mapped) is a multicast group.
+fn is_group(a: &Ipv6Addr) -> bool {
+    a.to_canonical().is_multicast()
+}
+
 /// Run a command in a namespace with a timeout; returns (success, stdout, stderr).
 pub fn run_timeout(
     lab: &Lab,
@@ -103,6 +108,9 @@ pub struct Watched {
 /// A group outside the rendezvous pool, added and removed on every watched bridge
 /// to prove its `bridge monitor` has seen everything up to now.
 const MARKER: Ipv6Addr = Ipv6Addr::new(0xff05, 0, 0, 0, 0, 0x5c, 0xffff, 0xfffe);
+/// Where the lab's namespaces are IPv4 only for subcast, the marker is IPv4
+/// (`::ffff:239.92.255.254`); any group works, it is never forwarded.
+const MARKER_V4: Ipv6Addr = Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0xef5c, 0xfffe);
 
 impl MdbWatch {
     pub fn start(lab: &Lab) -> Result<MdbWatch> {
@@ -133,7 +141,12 @@ impl MdbWatch {
     /// monitor has written the deletion.
     fn mark(&self, lab: &Lab, when: &str) -> Result<()> {
         let t0 = Instant::now();
-        let needle = format!("grp {MARKER}");
+        let marker = if crate::stack::ipv4(lab) {
+            MARKER_V4
+        } else {
+            MARKER
+        };
+        let needle = format!("grp {}", marker.to_canonical());
         let seen = |i: usize| {
             std::fs::read_to_string(&self.procs[i].2)
                 .unwrap_or_default()
@@ -147,8 +160,8 @@ impl MdbWatch {
             for &i in &pending {
                 let sw = lab.switch(&self.procs[i].0);
                 let port = &sw.ports.first().context("a switch without ports")?.name;
-                lab.mdb_add(&sw.name, port, MARKER)?;
-                let _ = lab.mdb_del(&sw.name, port, MARKER);
+                lab.mdb_add(&sw.name, port, marker)?;
+                let _ = lab.mdb_del(&sw.name, port, marker);
             }
             std::thread::sleep(Duration::from_millis(5));
             pending.retain(|&i| seen(i) == before[i]);
@@ -302,12 +315,13 @@ pub fn put_get(r: &mut Running, opts: &RunOptions, sender: &str) -> Result<Value
         &format!(
             "dst port {} and not dst net {}",
             crate::stack::NODE_PORT,
-            crate::stack::POOL
+            crate::stack::pool(lab)
         ),
         4096,
     )?;
     // The controller's answers (RENDEZVOUS_GRANT) arriving at the sender.
     let ctl_ip = stack.ctl_ip;
+    let ctl_key = labs::group_ip(ctl_ip);
     let grants = DstCapture::start(
         lab,
         &s.netns,
@@ -340,7 +354,7 @@ pub fn put_get(r: &mut Running, opts: &RunOptions, sender: &str) -> Result<Value
     let grants = dstcap::sum(&grants.stop()?, |_| true);
     let accepted = accepted_groups(&accepts.stop_payloads()?);
     // First RENDEZVOUS_REQUEST on the wire (the data chunk's) -> first answer back.
-    let request_us = egress.get(&ctl_ip).map_or(0, |t| t.first_us);
+    let request_us = egress.get(&ctl_key).map_or(0, |t| t.first_us);
     let ready_us =
         (request_us > 0 && grants.first_us >= request_us).then(|| grants.first_us - request_us);
     let mut seen = BTreeMap::new();
@@ -415,7 +429,7 @@ pub fn put_get(r: &mut Running, opts: &RunOptions, sender: &str) -> Result<Value
         let mine: Vec<&Accepted> = accepted.iter().filter(|a| a.group == *g).collect();
         let Some(first) = mine.first() else {
             all_ok = false;
-            groups.push(json!({"group": g.to_string(), "error": "no PUT_ACCEPT named this group"}));
+            groups.push(json!({"group": g.to_canonical().to_string(), "error": "no PUT_ACCEPT named this group"}));
             continue;
         };
         let mut targets: Vec<String> = first.targets.iter().map(name_of).collect();
@@ -477,7 +491,7 @@ pub fn put_get(r: &mut Running, opts: &RunOptions, sender: &str) -> Result<Value
         }
         all_ok &= ports_ok && deliv_ok;
         groups.push(json!({
-            "group": g.to_string(),
+            "group": g.to_canonical().to_string(),
             "chunk": chunks.first(),
             "chunks": chunks,
             "one_target_set": same_set,
@@ -561,8 +575,8 @@ pub fn put_get(r: &mut Running, opts: &RunOptions, sender: &str) -> Result<Value
     }
     let eg_all = dstcap::sum(&egress, |_| true);
     let eg_rv = dstcap::sum(&egress, in_pool);
-    let eg_ng = dstcap::sum(&egress, |a| a.is_multicast() && !in_pool(a));
-    let eg_uc: Tally = dstcap::sum(&egress, |a| !a.is_multicast());
+    let eg_ng = dstcap::sum(&egress, |a| is_group(a) && !in_pool(a));
+    let eg_uc: Tally = dstcap::sum(&egress, |a| !is_group(a));
     let eg_main = main_group
         .and_then(|g| egress.get(&g).copied())
         .unwrap_or_default();
@@ -577,7 +591,7 @@ pub fn put_get(r: &mut Running, opts: &RunOptions, sender: &str) -> Result<Value
     if let Value::Object(m) = &mut rv {
         m.insert(
             "parent".into(),
-            json!({"name": ng, "group": ng_addr.to_string(), "members": members}),
+            json!({"name": ng, "group": ng_addr.to_canonical().to_string(), "members": members}),
         );
         m.insert("ready_us".into(), json!(ready_us));
         m.insert("ready_means".into(), json!("the sender's first RENDEZVOUS_REQUEST to the controller leaving its eth0 -> the first answer (GRANT) arriving there, from tcpdump timestamps (the controller grants after every agent ACKed)"));
@@ -613,12 +627,13 @@ pub fn put_get(r: &mut Running, opts: &RunOptions, sender: &str) -> Result<Value
         "get": get,
         "stored": stored,
         "loss": loss,
-        "bytes_mean": "UDP payload bytes (Replicast headers included, IPv6/UDP headers not), counted by tcpdump outside the daemons",
+        "family": r.lab.topology().family.name(),
+        "bytes_mean": "UDP payload bytes (Replicast headers included, IP/UDP headers not), counted by tcpdump outside the daemons",
     }))
 }
 
 /// One line of `bridge monitor mdb`, split into tokens: (deleted, port,
-/// group), or `None` for a line that names no group entry.
+/// group: IPv4 ones IPv4-mapped), or `None` for a line that names no group entry.
 pub(crate) fn mdb_event<'a>(toks: &[&'a str]) -> Option<(bool, &'a str, Ipv6Addr)> {
     let after = |k: &str| {
         toks.iter()
@@ -626,6 +641,6 @@ pub(crate) fn mdb_event<'a>(toks: &[&'a str]) -> Option<(bool, &'a str, Ipv6Addr
             .and_then(|p| toks.get(p + 1))
     };
     let (port, grp) = (after("port")?, after("grp")?);
-    let group = grp.parse::<Ipv6Addr>().ok()?;
+    let group = labs::group_ip(grp.parse::<std::net::IpAddr>().ok()?);
     Some((toks.first() == Some(&"Deleted"), port, group))
 }

@@ -46,6 +46,8 @@ pub struct RunOptions {
     pub rate: crate::rate::RateArgs,
     /// put-bench: puts, transport, writers, pacing.
     pub put_bench: crate::putbench::PutBenchArgs,
+    /// subset-only: a host that joins the granted group itself (see `rogue.rs`).
+    pub rogue_join: Option<String>,
 }
 
 /// The scenarios.
@@ -242,9 +244,11 @@ pub fn request(lab: &Lab, stack: &Stack, parent: &str, targets: &[String]) -> Re
             stack.logs()
         );
     }
+    // IPv4 groups come as `239.92.128.1`: kept IPv4-mapped here (the group form).
     let group = v["group"]
         .as_str()
-        .and_then(|g| g.parse().ok())
+        .and_then(|g| g.parse::<std::net::IpAddr>().ok())
+        .map(labs::group_ip)
         .ok_or_else(|| anyhow!("grant without a group: {v}"))?;
     let lease_id = v["lease_id"]
         .as_str()
@@ -325,17 +329,29 @@ pub fn subset_only(
     let (switches, ports_ok) = switches_json(&installed, &expected);
 
     let g = lease.group;
+    let mut rogue = match &opts.rogue_join {
+        Some(h) => Some(crate::rogue::join(lab, h, g, DATA_PORT, targets, sender)?),
+        None => None,
+    };
+    let after_join = match rogue {
+        Some(_) => mdb_ports(lab, g)?,
+        None => installed.clone(),
+    };
+    let gi = labs::ip_group(g);
     let s = lab.host(sender);
-    let egress = lab.capture_on(&s.netns, &s.ifname, "out", &format!("dst {g}"))?;
+    let egress = lab.capture_on(&s.netns, &s.ifname, "out", &format!("dst {gi}"))?;
     let hosts: Vec<&str> = lab.hosts().keys().map(String::as_str).collect();
-    let (sent, counts) =
-        lab.count_at(&hosts, &format!("dst {g} and dst port {DATA_PORT}"), || {
+    let (sent, counts) = lab.count_at(
+        &hosts,
+        &format!("dst {gi} and dst port {DATA_PORT}"),
+        || {
             if opts.pace_us == 0 {
                 Ok(lab.send_multicast(sender, g, DATA_PORT, opts.count, opts.payload_len)?)
             } else {
                 send_paced(lab, sender, g, opts)
             }
-        })?;
+        },
+    )?;
     sent?;
     let egress = egress.stop()?;
     let (released, group_state) = release(lab, stack, &lease)?;
@@ -384,7 +400,15 @@ pub fn subset_only(
         .find(|h| h.place.hook == "egress" && h.place.netns == s.netns)
         .map_or(0, |h| loss.hops.get(&h.name).map_or(0, |d| d.dropped));
     let egress_ok = egress.bytes + sender_hop * opts.payload_len as u64 == payload;
-    let ok = ports_ok && deliveries_ok && egress_ok && released && warm_ok;
+    let (rogue_v, rogue_ok) = match rogue.as_mut() {
+        Some(r) => {
+            let n = counts.get(&r.host).map_or(u64::MAX, |c| c.datagrams);
+            r.report(lab, &installed, &after_join, n)?
+        }
+        None => (Value::Null, true),
+    };
+    drop(rogue);
+    let ok = ports_ok && deliveries_ok && egress_ok && released && warm_ok && rogue_ok;
     Ok(json!({
         "ok": ok,
         "scenario": "subset-only",
@@ -393,9 +417,9 @@ pub fn subset_only(
         "controller": {"switch": stack.ctl_switch, "address": stack.ctl_ip.to_string()},
         "lab_up_ms": r.build_ms,
         "rendezvous": {
-            "group": g.to_string(),
+            "group": gi.to_string(),
             "lease_id": lease.lease_id,
-            "parent": {"name": ng, "group": ng_addr.to_string(), "members": members},
+            "parent": {"name": ng, "group": labs::ip_group(ng_addr).to_string(), "members": members},
             "targets": targets,
             "ready_us": lease.grant_us,
             "ready_means": "HTTP POST /v1/rendezvous sent -> grant received (the controller grants after every agent ACKed its installed port set)",
@@ -410,6 +434,7 @@ pub fn subset_only(
         "payload_bytes": payload,
         "deliveries": deliveries,
         "deliveries_ok": deliveries_ok,
+        "rogue_join": rogue_v,
         "sender_egress_bytes": egress.bytes,
         "sender_egress_datagrams": egress.datagrams,
         "loss": loss,
@@ -421,13 +446,33 @@ pub fn subset_only(
 /// Send `opts.count` datagrams (8-byte sequence number, then filler) from the
 /// sender's `eth0` to `group`, one every `opts.pace_us` microseconds.
 fn send_paced(lab: &Lab, sender: &str, group: Ipv6Addr, opts: &RunOptions) -> Result<()> {
-    let s = lab.udp_socket(sender, 0, &[])?;
-    let r = socket2::SockRef::from(&s);
-    r.set_multicast_if_v6(lab.host(sender).ifindex)?;
-    r.set_multicast_hops_v6(1)?;
-    r.set_multicast_loop_v6(false)?;
+    let h = lab.host(sender);
+    let (s, to): (std::net::UdpSocket, std::net::SocketAddr) = match group.to_ipv4_mapped() {
+        Some(v4) => {
+            let local = h
+                .ipv4
+                .ok_or_else(|| anyhow!("host {sender} has no IPv4 address"))?;
+            let s =
+                labs::netns::in_netns(&h.netns, move || std::net::UdpSocket::bind((local, 0)))??;
+            let r = socket2::SockRef::from(&s);
+            r.set_multicast_if_v4(&local)?;
+            r.set_multicast_ttl_v4(1)?;
+            r.set_multicast_loop_v4(false)?;
+            (s, (v4, DATA_PORT).into())
+        }
+        None => {
+            let s = lab.udp_socket(sender, 0, &[])?;
+            let r = socket2::SockRef::from(&s);
+            r.set_multicast_if_v6(h.ifindex)?;
+            r.set_multicast_hops_v6(1)?;
+            r.set_multicast_loop_v6(false)?;
+            (
+                s,
+                std::net::SocketAddrV6::new(group, DATA_PORT, 0, 0).into(),
+            )
+        }
+    };
     let mut buf = vec![0x5cu8; opts.payload_len.max(8)];
-    let to = std::net::SocketAddrV6::new(group, DATA_PORT, 0, 0);
     let t0 = Instant::now();
     for i in 0..opts.count {
         buf[..8].copy_from_slice(&i.to_be_bytes());
@@ -442,6 +487,7 @@ fn send_paced(lab: &Lab, sender: &str, group: Ipv6Addr, opts: &RunOptions) -> Re
 
 /// Run one scenario end to end (lab, daemons, scenario, teardown).
 pub fn run(opts: &RunOptions) -> Result<Value> {
+    check_family(opts)?;
     if opts.scenario == Scenario::Rate {
         let sender = opts.sender.as_deref();
         return crate::rate::run(&opts.topology, sender, &opts.rate, &opts.locate);
@@ -496,6 +542,37 @@ pub fn run(opts: &RunOptions) -> Result<Value> {
     stack.stop();
     drop(lab);
     out
+}
+
+/// Scenarios that run on `family: ipv4` topologies (the daemons configured in
+/// IPv4); the others configure IPv6 only so far and refuse such a topology.
+pub const IPV4_SCENARIOS: [Scenario; 2] = [Scenario::PutGet, Scenario::SubsetOnly];
+
+/// Refuse a topology whose family the scenario cannot configure the daemons for.
+pub fn check_family(opts: &RunOptions) -> Result<()> {
+    let topo = Topology::from_yaml_file(&opts.topology)?;
+    let names = "put-get, subset-only and the demo";
+    match topo.family {
+        labs::Family::Ipv6 => Ok(()),
+        labs::Family::Ipv4
+            if IPV4_SCENARIOS.contains(&opts.scenario) && opts.put_bench.peer.is_none() =>
+        {
+            Ok(())
+        }
+        labs::Family::Ipv4 => bail!(
+            "{}: `family: ipv4` runs {names} only; scenario {:?} configures its daemons in \
+             IPv6 so far: run it on an IPv6 topology (e.g. seed-three-switch.yaml)",
+            opts.topology.display(),
+            opts.scenario
+        ),
+        labs::Family::Dual => bail!(
+            "{}: `family: dual` labs are built by the labs library (`Lab::build`: IPv4 and \
+             IPv6 groups side by side, see labs/tests/ipv4.rs), but subcast-lab's scenarios \
+             run one agent per switch and an agent serves one rendezvous_range, of one \
+             family: run {names} with `family: ipv4` or `family: ipv6`",
+            opts.topology.display()
+        ),
+    }
 }
 
 /// Says in the report which backend drove each switch, as its agent told the

@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::Ipv6Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -27,6 +27,29 @@ use crate::bins::Binaries;
 
 /// Rendezvous groups are leased from here (agents refuse anything outside it).
 pub const POOL: &str = labs::RENDEZVOUS_POOL;
+/// The same in a `family: ipv4` lab.
+pub const POOL_V4: &str = labs::RENDEZVOUS_POOL_V4;
+
+/// Whether the lab's daemons run in IPv4 (`family: ipv4`; `dual` labs are refused
+/// by the scenarios, see `scenario::check_family`).
+pub fn ipv4(lab: &Lab) -> bool {
+    lab.topology().family == labs::Family::Ipv4
+}
+
+/// The rendezvous pool of the lab's family.
+pub fn pool(lab: &Lab) -> &'static str {
+    if ipv4(lab) { POOL_V4 } else { POOL }
+}
+
+/// The loopback address of the lab's family (the controller's API, inside its
+/// namespace).
+pub fn loopback(lab: &Lab) -> IpAddr {
+    if ipv4(lab) {
+        Ipv4Addr::LOCALHOST.into()
+    } else {
+        Ipv6Addr::LOCALHOST.into()
+    }
+}
 /// HTTP API port of the controller, inside its switch's namespace.
 pub const API_PORT: u16 = 8411;
 /// UDP port of the controller (agents and storage nodes).
@@ -45,7 +68,9 @@ pub struct Stack {
     /// Switch whose namespace holds the controller.
     pub ctl_switch: String,
     pub ctl_netns: String,
-    pub ctl_ip: Ipv6Addr,
+    pub ctl_ip: IpAddr,
+    /// Where the controller's HTTP API listens, inside `ctl_netns`.
+    api: SocketAddr,
     token: String,
     /// The backend each agent says it drives (its HELLO, from `GET /v1/agents`).
     pub backends: BTreeMap<String, String>,
@@ -72,13 +97,17 @@ pub(crate) fn secret(path: &Path, text: &str) -> Result<()> {
     Ok(())
 }
 
-fn members_yaml(lab: &Lab, members: &[String], indent: &str) -> String {
+/// Members of a group: by `ipv6:` in an IPv6 group, by `ipv4:` in an IPv4 one.
+fn members_yaml(lab: &Lab, members: &[String], indent: &str, group: Ipv6Addr) -> String {
     let mut y = String::new();
     for m in members {
         let h = lab.host(m);
+        let addr = match (group.to_ipv4_mapped(), h.ipv4) {
+            (Some(_), Some(a)) => format!("ipv4: \"{a}\""),
+            _ => format!("ipv6: \"{}\"", h.ipv6),
+        };
         y += &format!(
-            "{indent}- {{ name: {m}, ipv6: \"{}\", mac: \"{}\" }}\n",
-            h.ipv6,
+            "{indent}- {{ name: {m}, {addr}, mac: \"{}\" }}\n",
             h.mac_string()
         );
     }
@@ -98,10 +127,15 @@ pub struct CtlTweaks {
 
 fn controller_yaml(lab: &Lab, addrs: &BTreeMap<String, AgentAddr>, tw: &CtlTweaks) -> String {
     let topo = lab.topology();
+    let (any, pool) = if ipv4(lab) {
+        ("0.0.0.0", POOL_V4)
+    } else {
+        ("[::]", POOL)
+    };
     let mut y = format!(
-        "controller:\n  id: 1\n  udp_listen: \"[::]:{CTL_PORT}\"\n  database: \":memory:\"\n  \
+        "controller:\n  id: 1\n  udp_listen: \"{any}:{CTL_PORT}\"\n  database: \":memory:\"\n  \
          agent_timeout_ms: 5000\nkeys:\n  - {{ id: 1, file: ctl.key }}\n  - {{ id: 101, file: agent.key }}\n  \
-         - {{ id: 2, file: nodes.key }}\nvlans:\n  - {{ id: 0, pool: [\"{POOL}\"] }}\nswitches:\n"
+         - {{ id: 2, file: nodes.key }}\nvlans:\n  - {{ id: 0, pool: [\"{pool}\"] }}\nswitches:\n"
     );
     let budget = tw
         .budget
@@ -109,16 +143,17 @@ fn controller_yaml(lab: &Lab, addrs: &BTreeMap<String, AgentAddr>, tw: &CtlTweak
         .unwrap_or_default();
     for (i, name) in lab.switches().keys().enumerate() {
         y += &format!(
-            "  - {{ name: {name}, id: {}, {budget}vlans: [0], agent: {{ address: \"[{}]:{AGENT_PORT}\", key_id: 1, agent_key_id: 101 }} }}\n",
+            "  - {{ name: {name}, id: {}, {budget}vlans: [0], agent: {{ address: \"{}\", key_id: 1, agent_key_id: 101 }} }}\n",
             i + 1,
-            addrs[name].listen
+            SocketAddr::new(addrs[name].listen, AGENT_PORT)
         );
     }
     y += "groups:\n";
     for (i, (g, spec)) in topo.negotiating_groups.iter().enumerate() {
         let addr = topo.group_address(g).unwrap_or(Ipv6Addr::UNSPECIFIED);
-        y += &format!("  - name: {g}\n    vlan: 0\n    parent: \"{addr}\"\n    members:\n");
-        y += &members_yaml(lab, &spec.members, "      ");
+        let shown = addr.to_canonical();
+        y += &format!("  - name: {g}\n    vlan: 0\n    parent: \"{shown}\"\n    members:\n");
+        y += &members_yaml(lab, &spec.members, "      ", addr);
         if i == 0 && tw.preenumerate_all {
             let k = spec.members.len().clamp(1, 3);
             y += &format!("    replicas: {k}\n    preenumerate: all\n");
@@ -128,9 +163,10 @@ fn controller_yaml(lab: &Lab, addrs: &BTreeMap<String, AgentAddr>, tw: &CtlTweak
         y += &format!("budgets: {{ default: {b} }}\n");
     }
     let warm = tw.warm_ms.unwrap_or(WARM_MS);
+    let api = SocketAddr::new(loopback(lab), API_PORT);
     y += &format!(
         "leases: {{ default_ms: 10000, max_ms: 60000, warm_ms: {warm} }}\nfanout: {{ retransmit_ms: 20, attempts: 5 }}\n\
-         api:\n  listen: \"[::1]:{API_PORT}\"\n  tokens: [{{ role: admin, name: lab, file: admin.token }}]\n\
+         api:\n  listen: \"{api}\"\n  tokens: [{{ role: admin, name: lab, file: admin.token }}]\n\
          rendezvous:\n  key_ids: [2]\n"
     );
     y
@@ -143,8 +179,8 @@ pub const WARM_MS: u64 = 1000;
 /// Where an agent listens and where it finds the controller.
 #[derive(Debug, Clone, Copy)]
 struct AgentAddr {
-    listen: Ipv6Addr,
-    controller: Ipv6Addr,
+    listen: IpAddr,
+    controller: IpAddr,
 }
 
 /// Agent addresses. On a Linux bridge the agent uses the switch's management
@@ -156,16 +192,24 @@ fn agent_addrs(lab: &Lab, ctl_switch: &str) -> Result<BTreeMap<String, AgentAddr
     let ctl = lab.switch(ctl_switch);
     let mut out = BTreeMap::new();
     for (name, sw) in lab.switches() {
+        let mgmt = |s: &labs::SwitchInfo| -> IpAddr {
+            match s.mgmt_ipv4 {
+                Some(a) if ipv4(lab) => a.into(),
+                _ => s.mgmt_ipv6.into(),
+            }
+        };
         let a = if !is_ovs(lab, name) {
             AgentAddr {
-                listen: sw.mgmt_ipv6,
-                controller: ctl.mgmt_ipv6,
+                listen: mgmt(sw),
+                controller: mgmt(ctl),
             }
         } else if name == ctl_switch {
             AgentAddr {
-                listen: Ipv6Addr::LOCALHOST,
-                controller: Ipv6Addr::LOCALHOST,
+                listen: loopback(lab),
+                controller: loopback(lab),
             }
+        } else if ipv4(lab) {
+            oob_link_v4(ctl, sw, name)?
         } else {
             let n = sw.index;
             let here = Ipv6Addr::new(0xfd00, 0x5d, n, 0, 0, 0, 0, 1);
@@ -195,13 +239,40 @@ fn agent_addrs(lab: &Lab, ctl_switch: &str) -> Result<BTreeMap<String, AgentAddr
                 labs::cmd::run(&args)?;
             }
             AgentAddr {
-                listen: there,
-                controller: here,
+                listen: there.into(),
+                controller: here.into(),
             }
         };
         out.insert(name.clone(), a);
     }
     Ok(out)
+}
+
+/// [`agent_addrs`]' out-of-band management link in IPv4: `m-<S>` at
+/// `10.94.N.1/24` in the controller's namespace, `mgmt0` at `10.94.N.2/24` in
+/// the switch's (N: switch index, at most 255).
+fn oob_link_v4(ctl: &labs::SwitchInfo, sw: &labs::SwitchInfo, name: &str) -> Result<AgentAddr> {
+    let n = u8::try_from(sw.index)
+        .map_err(|_| anyhow!("switch {name}: an IPv4 lab supports OVS switches 1-255"))?;
+    let (here, there) = (Ipv4Addr::new(10, 94, n, 1), Ipv4Addr::new(10, 94, n, 2));
+    let m = format!("m-{name}");
+    let (h, t) = (format!("{here}/24"), format!("{there}/24"));
+    for args in [
+        vec![
+            "ip", "-n", &ctl.netns, "link", "add", &m, "type", "veth", "peer", "name", "mgmt0",
+            "netns", &sw.netns,
+        ],
+        vec!["ip", "-n", &ctl.netns, "addr", "add", &h, "dev", &m],
+        vec!["ip", "-n", &ctl.netns, "link", "set", &m, "up"],
+        vec!["ip", "-n", &sw.netns, "addr", "add", &t, "dev", "mgmt0"],
+        vec!["ip", "-n", &sw.netns, "link", "set", "mgmt0", "up"],
+    ] {
+        labs::cmd::run(&args)?;
+    }
+    Ok(AgentAddr {
+        listen: there.into(),
+        controller: here.into(),
+    })
 }
 
 /// OpenFlow agents listen here, in their switch's namespace; OVS connects to it.
@@ -313,19 +384,22 @@ fn agent_yaml(
     let ctl_ip = addr.controller;
     let topo = lab.topology();
     let mut y = format!(
-        "switch_id: {id}\n{}controller: \"[{ctl_ip}]:{CTL_PORT}\"\n\
-         listen: \"[{}]:{AGENT_PORT}\"\nkey: {{ id: 101, file: \"{}\" }}\ncontroller_keys:\n  - {{ id: 1, file: \"{}\" }}\n\
-         rendezvous_range: \"{POOL}\"\nheartbeat_interval_ms: 500\n\
+        "switch_id: {id}\n{}controller: \"{}\"\n\
+         listen: \"{}\"\nkey: {{ id: 101, file: \"{}\" }}\ncontroller_keys:\n  - {{ id: 1, file: \"{}\" }}\n\
+         rendezvous_range: \"{}\"\nheartbeat_interval_ms: 500\n\
          metrics: \"[::1]:{AGENT_METRICS_PORT}\"\nparent_groups:\n",
         backend_yaml(lab, switch, snmp),
-        addr.listen,
+        SocketAddr::new(ctl_ip, CTL_PORT),
+        SocketAddr::new(addr.listen, AGENT_PORT),
         dir.join("agent.key").display(),
-        dir.join("ctl.key").display()
+        dir.join("ctl.key").display(),
+        pool(lab),
     );
     for (g, spec) in &topo.negotiating_groups {
         let addr = topo.group_address(g).unwrap_or(Ipv6Addr::UNSPECIFIED);
-        y += &format!("  - address: \"{addr}\"\n    vlan: 0\n    members:\n");
-        y += &members_yaml(lab, &spec.members, "      ");
+        let shown = addr.to_canonical();
+        y += &format!("  - address: \"{shown}\"\n    vlan: 0\n    members:\n");
+        y += &members_yaml(lab, &spec.members, "      ", addr);
     }
     y
 }
@@ -336,7 +410,7 @@ fn agent_yaml(
 pub fn node_yaml(
     lab: &Lab,
     dir: &Path,
-    ctl_ip: Ipv6Addr,
+    ctl_ip: IpAddr,
     host: &str,
     node_id: Option<u16>,
     serving: &[String],
@@ -348,18 +422,19 @@ pub fn node_yaml(
         .map(|g| {
             format!(
                 "\"{}\"",
-                topo.group_address(g).unwrap_or(Ipv6Addr::UNSPECIFIED)
+                topo.group_ip(g).unwrap_or(Ipv6Addr::UNSPECIFIED.into())
             )
         })
         .collect();
     let mut y = format!(
         "negotiating_groups: [{}]\nport: {NODE_PORT}\ninterface: eth0\nhops: 1\nmtu: {}\nrate_mbps: 1000\n\
          replicas: 3\nchunk_size: 1048576\nparallel: 4\ntransport: rendezvous\n\
-         key: {{ id: 1, file: \"{}\" }}\ncontroller:\n  address: \"[{ctl_ip}]:{CTL_PORT}\"\n  vlan: 0\n  \
+         key: {{ id: 1, file: \"{}\" }}\ncontroller:\n  address: \"{}\"\n  vlan: 0\n  \
          lifetime_ms: 5000\n  key: {{ id: 2, file: \"{}\" }}\n",
         groups.join(", "),
         topo.mtu(),
         dir.join("cluster.key").display(),
+        SocketAddr::new(ctl_ip, CTL_PORT),
         dir.join("nodes.key").display()
     );
     // Every group's members that run a node, by node id: a lookup or bid
@@ -369,7 +444,7 @@ pub fn node_yaml(
         .negotiating_groups
         .iter()
         .map(|(g, spec)| {
-            let addr = topo.group_address(g).unwrap_or(Ipv6Addr::UNSPECIFIED);
+            let addr = topo.group_ip(g).unwrap_or(Ipv6Addr::UNSPECIFIED.into());
             let ids: Vec<String> = spec
                 .members
                 .iter()
@@ -435,7 +510,12 @@ impl Stack {
             .find(|(n, _)| !is_ovs(lab, n))
             .or_else(|| lab.switches().iter().next())
             .ok_or_else(|| anyhow!("the topology has no switch"))?;
-        let (ctl_switch, ctl_netns, ctl_ip) = (ctl_switch.clone(), sw.netns.clone(), sw.mgmt_ipv6);
+        let ctl_ip: IpAddr = match sw.mgmt_ipv4 {
+            Some(a) if ipv4(lab) => a.into(),
+            _ => sw.mgmt_ipv6.into(),
+        };
+        let (ctl_switch, ctl_netns) = (ctl_switch.clone(), sw.netns.clone());
+        let api = SocketAddr::new(loopback(lab), API_PORT);
         for k in ["ctl.key", "agent.key", "nodes.key", "cluster.key"] {
             secret(&dir.join(k), &random_hex(32)?)?;
         }
@@ -472,8 +552,8 @@ impl Stack {
                 );
             }
             let ns = ns.clone();
-            Ok(labs::netns::in_netns(&ns, || {
-                std::net::TcpStream::connect(("::1", API_PORT)).is_ok()
+            Ok(labs::netns::in_netns(&ns, move || {
+                std::net::TcpStream::connect(api).is_ok()
             })?)
         })?;
         // SNMP switches answer through their handler before their agents start.
@@ -538,6 +618,7 @@ impl Stack {
             ctl_switch,
             ctl_netns,
             ctl_ip,
+            api,
             token,
             backends: BTreeMap::new(),
             nodes: BTreeMap::new(),
@@ -664,8 +745,9 @@ impl Stack {
             self.token,
             body.len()
         );
+        let api = self.api;
         let raw = labs::netns::in_netns(&self.ctl_netns, move || {
-            let mut s = std::net::TcpStream::connect(("::1", API_PORT))?;
+            let mut s = std::net::TcpStream::connect(api)?;
             s.set_read_timeout(Some(Duration::from_secs(15)))?;
             s.write_all(req.as_bytes())?;
             let mut out = String::new();

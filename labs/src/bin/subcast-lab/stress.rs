@@ -87,6 +87,7 @@ fn subset_only(topo: &Topology, file: &Path, locate: &Locate) -> Result<()> {
         locate: locate.clone(),
         rate: Default::default(),
         put_bench: crate::putbench::PutBenchArgs::default(),
+        rogue_join: None,
     };
     let r = scenario::bring_up(topo, locate)?;
     let out = scenario::subset_only(&r, &opts, &targets, &sender).map(|mut v| {
