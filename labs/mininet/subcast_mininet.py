@@ -39,6 +39,9 @@ from mininet.nodelib import LinuxBridge
 
 POOL = "ff15::5c:1:0/112"
 GROUP_BASE = "ff15::5c:0:"
+# `family: ipv4`: hosts at 10.92.HI.LO/16, IPv4 groups, IGMP snooping.
+POOL_V4 = "239.92.128.0/24"
+GROUP_BASE_V4 = "239.92.0."
 VLAN = 0  # untagged: Mininet links carry no VLAN tags
 
 
@@ -48,11 +51,10 @@ def load_topology(path):
     for key in ("switches", "hosts"):
         if key not in topo:
             sys.exit(f"{path}: missing '{key}'")
-    family = topo.get("family", "ipv6")
-    if family != "ipv6":
-        sys.exit(f"{path}: family: {family} is not supported by this script yet "
-                 "(IPv6 only); remove `family:` or set `family: ipv6`. IPv4 labs run "
-                 "with subcast-lab: `subcast-lab run FILE --scenario put-get`")
+    family = topo.setdefault("family", "ipv6")
+    if family not in ("ipv6", "ipv4"):
+        sys.exit(f"{path}: family: {family} is not supported by this script (one agent per "
+                 "switch serves one family): use `family: ipv6` or `family: ipv4`")
     topo.setdefault("links", [])
     topo.setdefault("negotiating_groups", {})
     return topo
@@ -144,6 +146,9 @@ class Run:
             node.cmd("sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0")
             node.cmd(f"sysctl -qw net.ipv6.conf.{h}-eth0.accept_dad=0")
             node.cmd(f"ip -6 addr add fd00:5c::{n:x}/64 dev {h}-eth0 nodad")
+            if self.ipv4:
+                node.cmd(f"ip addr add {self.ipv4_of(h)}/16 dev {h}-eth0")
+                node.cmd(f"ip route add 224.0.0.0/4 dev {h}-eth0")
             node.cmd(f"ethtool -K {h}-eth0 tx off >/dev/null 2>&1")
         if cls is LinuxBridge:
             for i, (s, br) in enumerate(sorted(self.sw_name.items())):
@@ -177,6 +182,17 @@ class Run:
             for h in sorted(self.host_index, key=natural_key):
                 self.net.get(h).cmd(f"ping -6 -c1 -W1 -I {h}-eth0 ff02::1 >/dev/null 2>&1")
 
+    @property
+    def ipv4(self):
+        return self.topo["family"] == "ipv4"
+
+    def ipv4_of(self, h):
+        n = self.host_index[h]
+        return f"10.92.{n >> 8}.{n & 0xff}"
+
+    def pool(self):
+        return POOL_V4 if self.ipv4 else POOL
+
     def port_base(self):
         return 20000 + (os.getpid() % 2000) * 10
 
@@ -184,9 +200,15 @@ class Run:
     def groups(self):
         out = []
         for i, (name, g) in enumerate(sorted(self.topo["negotiating_groups"].items())):
-            members = [{"name": m, "ipv6": f"fd00:5c::{self.host_index[m]:x}",
-                        "mac": f"02:5c:00:00:00:{self.host_index[m]:02x}"} for m in g["members"]]
-            out.append({"name": name, "vlan": VLAN, "parent": f"{GROUP_BASE}{i + 1:x}", "members": members})
+            if self.ipv4:
+                members = [{"name": m, "ipv4": self.ipv4_of(m),
+                            "mac": f"02:5c:00:00:00:{self.host_index[m]:02x}"} for m in g["members"]]
+                parent = f"{GROUP_BASE_V4}{i + 1}"
+            else:
+                members = [{"name": m, "ipv6": f"fd00:5c::{self.host_index[m]:x}",
+                            "mac": f"02:5c:00:00:00:{self.host_index[m]:02x}"} for m in g["members"]]
+                parent = f"{GROUP_BASE}{i + 1:x}"
+            out.append({"name": name, "vlan": VLAN, "parent": parent, "members": members})
         return out
 
     def start_daemons(self):
@@ -206,13 +228,14 @@ class Run:
             f.write(self.token + "\n")
         os.chmod(token, 0o600)
         base = self.port_base()
-        self.api = f"[::1]:{base}"
-        ctl_udp = f"[::1]:{base + 1}"
+        lo = "127.0.0.1" if self.ipv4 else "[::1]"
+        self.api = f"{lo}:{base}"
+        ctl_udp = f"{lo}:{base + 1}"
         groups = self.groups()
         switches = []
         for i, (s, br) in enumerate(sorted(self.sw_name.items())):
             sid = i + 1
-            agent_addr = f"[::1]:{base + 2 + i}"
+            agent_addr = f"{lo}:{base + 2 + i}"
             switches.append({"name": s, "id": sid, "vlans": [VLAN],
                              "agent": {"address": agent_addr, "key_id": 1, "agent_key_id": 101}})
             cfg = {
@@ -223,7 +246,7 @@ class Run:
                 "listen": agent_addr,
                 "key": {"id": 101, "file": agent_key},
                 "controller_keys": [{"id": 1, "file": key}],
-                "rendezvous_range": POOL,
+                "rendezvous_range": self.pool(),
                 "heartbeat_interval_ms": 500,
                 "parent_groups": [{"address": g["parent"], "vlan": VLAN, "members": g["members"]}
                                   for g in groups],
@@ -236,7 +259,7 @@ class Run:
             "controller": {"id": 1, "udp_listen": ctl_udp, "database": ":memory:",
                            "agent_timeout_ms": 3000},
             "keys": [{"id": 1, "file": key}, {"id": 101, "file": agent_key}],
-            "vlans": [{"id": VLAN, "name": "lab", "pool": [POOL]}],
+            "vlans": [{"id": VLAN, "name": "lab", "pool": [self.pool()]}],
             "switches": switches,
             "groups": groups,
             "leases": {"default_ms": 10000, "max_ms": 60000},
@@ -293,17 +316,24 @@ class Run:
             caps[h] = (self.net.get(h).popen(
                 ["tcpdump", "--immediate-mode", "-U", "-n", "-s", "256", "-B", "4096", "-Z", "root",
                  "-Q", "in", "-i", f"{h}-eth0", "-w", pcap,
-                 f"udp and ip6 dst {x}"], stderr=subprocess.PIPE, text=True), pcap)
+                 f"udp and {'ip' if self.ipv4 else 'ip6'} dst {x}"], stderr=subprocess.PIPE,
+                text=True), pcap)
         # tcpdump says "listening on ..." once its capture is active.
         for h, (p, _) in caps.items():
             line = p.stderr.readline()
             if "listening on" not in line:
                 raise RuntimeError(f"tcpdump on {h} did not start: {line.strip()}")
         snd = self.net.get(sender)
-        snd.cmd(f"/usr/bin/python3 -c \"import socket,struct;s=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM);"
-                f"s.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_MULTICAST_IF,socket.if_nametoindex('{sender}-eth0'));"
-                f"s.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_MULTICAST_HOPS,1);"
-                f"[s.sendto(b'subcast'*20,('{x}',5000)) or __import__('time').sleep(0.001) for _ in range({self.args.count})]\"")
+        if self.ipv4:
+            snd.cmd(f"/usr/bin/python3 -c \"import socket;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);"
+                    f"s.setsockopt(socket.IPPROTO_IP,socket.IP_MULTICAST_IF,socket.inet_aton('{self.ipv4_of(sender)}'));"
+                    f"s.setsockopt(socket.IPPROTO_IP,socket.IP_MULTICAST_TTL,1);"
+                    f"[s.sendto(b'subcast'*20,('{x}',5000)) or __import__('time').sleep(0.001) for _ in range({self.args.count})]\"")
+        else:
+            snd.cmd(f"/usr/bin/python3 -c \"import socket,struct;s=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM);"
+                    f"s.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_MULTICAST_IF,socket.if_nametoindex('{sender}-eth0'));"
+                    f"s.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_MULTICAST_HOPS,1);"
+                    f"[s.sendto(b'subcast'*20,('{x}',5000)) or __import__('time').sleep(0.001) for _ in range({self.args.count})]\"")
         time.sleep(1.0)
         counts = {}
         dropped = 0
@@ -318,7 +348,8 @@ class Run:
         ok = all(counts[h] == self.args.count for h in targets) and all(
             counts[h] == 0 for h in counts if h not in targets)
         self.http("DELETE", f"/v1/rendezvous/{lease['lease_id']}")
-        return {"ok": ok, "switch": self.args.switch, "group": x, "parent": group["parent"],
+        return {"ok": ok, "switch": self.args.switch, "family": self.topo["family"],
+                "group": x, "parent": group["parent"],
                 "targets": targets, "sender": sender, "sent": self.args.count,
                 "grant_ms": round(ready_ms, 2), "deliveries": counts,
                 "capture_dropped": dropped}

@@ -212,3 +212,82 @@ fn dual_stack_groups_of_both_families_side_by_side() {
         }
     }
 }
+
+/// A file not shipped: the seed with B an Open vSwitch (seed-mixed.yaml),
+/// turned IPv4 with another negotiating group. The OpenFlow agent installs an
+/// `nw_dst` flow, the Linux bridges IPv4 MDB entries; delivery stays exact.
+#[test]
+fn ipv4_subset_only_with_an_ovs_switch_in_the_middle() {
+    if !enabled("ipv4_subset_only_with_an_ovs_switch_in_the_middle") || !labs::ovs_available() {
+        return;
+    }
+    let mixed = std::fs::read_to_string(topology_path("seed-mixed.yaml")).unwrap();
+    let text = format!(
+        "family: ipv4\n{}",
+        mixed.replace("\"ff05::5c:1:1\"", "\"239.77.0.9\"")
+    );
+    assert!(
+        text.contains("239.77.0.9"),
+        "seed-mixed.yaml changed: {text}"
+    );
+    let dir = std::env::temp_dir().join(format!("labs-ipv4-mixed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("mixed-ipv4.yaml");
+    std::fs::write(&file, text).unwrap();
+    let v = lab_json(&[
+        "run",
+        file.to_str().unwrap(),
+        "--scenario",
+        "subset-only",
+        "--pace-us",
+        "200",
+        "--json",
+    ]);
+    let _ = std::fs::remove_dir_all(&dir);
+    let rv = &v["rendezvous"];
+    ipv4_rendezvous_group(&rv["group"]);
+    assert_eq!(rv["parent"]["group"], "239.77.0.9");
+    assert_eq!(v["backends"]["B"], "openflow", "{v:#}");
+    for (sw, s) in rv["switches"].as_object().unwrap() {
+        assert_eq!(s["ports"], s["expected"], "switch {sw}: {rv:#}");
+    }
+    for (h, d) in v["deliveries"].as_object().unwrap() {
+        let want = if ["X1", "X4", "X8"].contains(&h.as_str()) {
+            100
+        } else {
+            0
+        };
+        assert_eq!(d["datagrams"], want, "{h}: {d}");
+    }
+    assert_eq!(v["ok"], true, "{v:#}");
+}
+
+/// put-bench in IPv4: every object put over IPv4 rendezvous groups is read
+/// back identical.
+#[test]
+fn ipv4_put_bench_reads_every_object_back() {
+    if !enabled("ipv4_put_bench_reads_every_object_back") {
+        return;
+    }
+    let v = lab_json(&[
+        "run",
+        "seed-three-switch-ipv4.yaml",
+        "--scenario",
+        "put-bench",
+        "--puts",
+        "4",
+        "--object-size",
+        "65536",
+        "--json",
+    ]);
+    assert_eq!(v["ok"], true, "{v:#}");
+    assert_eq!(v["transport"], "rendezvous");
+    assert_eq!(v["verified"], 4, "{v:#}");
+    assert_eq!(v["fallbacks"], 0, "{v:#}");
+    // One copy leaves the writer (multicast), about R = 3 arrive.
+    let egress = v["sender_egress_per_payload_byte"].as_f64().unwrap();
+    assert!(
+        egress < 1.5,
+        "the writer sent {egress} bytes per payload byte"
+    );
+}

@@ -1,7 +1,8 @@
 //! Runs the Mininet script end to end (`labs/mininet/subcast_mininet.py`):
 //! the seed topology on Linux bridges built by Mininet 2.3, real agents and
 //! controller, 100 datagrams from X2 to a rendezvous group for X1, X4, X8,
-//! counted by tcpdump on every host interface.
+//! counted by tcpdump on every host interface; the same in IPv4
+//! (`seed-three-switch-ipv4.yaml`: IPv4 groups, IGMP snooping).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -38,7 +39,12 @@ fn daemon(name: &str) -> PathBuf {
 
 #[test]
 fn mininet_seed_subset_linux_bridge() {
-    seed_subset("linux-bridge");
+    seed_subset("linux-bridge", "seed-three-switch.yaml");
+}
+
+#[test]
+fn mininet_seed_subset_linux_bridge_ipv4() {
+    seed_subset("linux-bridge", "seed-three-switch-ipv4.yaml");
 }
 
 #[test]
@@ -47,10 +53,10 @@ fn mininet_seed_subset_ovs() {
         println!("SKIP mininet_seed_subset_ovs: needs root and Open vSwitch");
         return;
     }
-    seed_subset("ovs");
+    seed_subset("ovs", "seed-three-switch.yaml");
 }
 
-fn seed_subset(switch: &str) {
+fn seed_subset(switch: &str, file: &str) {
     if !labs::lab_tests_enabled() {
         println!("SKIP mininet seed subset ({switch}): needs root");
         return;
@@ -68,7 +74,7 @@ fn seed_subset(switch: &str) {
         .current_dir(repo())
         .args([
             "labs/mininet/subcast_mininet.py",
-            "labs/topologies/seed-three-switch.yaml",
+            &format!("labs/topologies/{file}"),
             "--targets",
             "X1,X4,X8",
             "--sender",
@@ -96,6 +102,11 @@ fn seed_subset(switch: &str) {
     }
     for h in ["X2", "X3", "X5", "X6", "X7", "X9"] {
         assert_eq!(d[h], 0, "non-target {h}: {v}");
+    }
+    if file.contains("ipv4") {
+        assert_eq!(v["family"], "ipv4", "{v}");
+        let g: std::net::Ipv4Addr = v["group"].as_str().unwrap().parse().unwrap();
+        assert_eq!(g.octets()[..3], [239, 92, 128], "{v}");
     }
     assert_eq!(v["ok"], true, "{v}");
     assert!(out.status.success(), "{stderr}");

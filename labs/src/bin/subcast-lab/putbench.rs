@@ -405,7 +405,11 @@ fn iperf3_udp(r: &Running, server: &str, client: &str) -> Result<Value> {
                 .stderr(std::process::Stdio::null());
         },
     )?;
-    let addr = lab.host(server).ipv6.to_string();
+    let h = lab.host(server);
+    let addr = match h.ipv4 {
+        Some(a) if crate::stack::ipv4(lab) => a.to_string(),
+        _ => h.ipv6.to_string(),
+    };
     let args = [
         "iperf3", "-c", &addr, "-p", "5201", "-u", "-b", "0", "-l", "1400", "-t", "3", "-J",
     ];

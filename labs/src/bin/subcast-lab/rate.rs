@@ -355,7 +355,7 @@ fn controller_load(lab: &Lab, stack: &Stack, p: &Plan, a: &RateArgs, up_ms: u64)
     };
     let key_hex = std::fs::read_to_string(stack.dir.join("nodes.key"))?;
     let ep = CtlEndpoint {
-        addr: SocketAddr::new(stack.ctl_ip.into(), crate::stack::CTL_PORT),
+        addr: SocketAddr::new(stack.ctl_ip, crate::stack::CTL_PORT),
         key: subcast_proto::Key::from_hex(2, &key_hex)?,
         parent: p.parent.1,
     };

@@ -164,8 +164,13 @@ pub fn bring_up(topo: &Topology, locate: &bins::Locate) -> Result<Running> {
 pub fn ovs_ports(lab: &Lab, switch: &str, group: Ipv6Addr) -> Result<Vec<String>> {
     let flows = lab.ovs_ofctl(switch, "dump-flows", &[])?;
     let flows = String::from_utf8_lossy(&flows.stdout);
-    let needle = format!("ipv6_dst={group} ");
-    let needle2 = format!("ipv6_dst={group},");
+    // The agent matches `ipv6_dst`, or `nw_dst` for an IPv4 group.
+    let field = match group.to_ipv4_mapped() {
+        Some(v4) => format!("nw_dst={v4}"),
+        None => format!("ipv6_dst={group}"),
+    };
+    let needle = format!("{field} ");
+    let needle2 = format!("{field},");
     let Some(gid) = flows
         .lines()
         .filter(|l| l.contains(&needle) || l.contains(&needle2))
@@ -546,12 +551,13 @@ pub fn run(opts: &RunOptions) -> Result<Value> {
 
 /// Scenarios that run on `family: ipv4` topologies (the daemons configured in
 /// IPv4); the others configure IPv6 only so far and refuse such a topology.
-pub const IPV4_SCENARIOS: [Scenario; 2] = [Scenario::PutGet, Scenario::SubsetOnly];
+pub const IPV4_SCENARIOS: [Scenario; 3] =
+    [Scenario::PutGet, Scenario::SubsetOnly, Scenario::PutBench];
 
 /// Refuse a topology whose family the scenario cannot configure the daemons for.
 pub fn check_family(opts: &RunOptions) -> Result<()> {
     let topo = Topology::from_yaml_file(&opts.topology)?;
-    let names = "put-get, subset-only and the demo";
+    let names = "put-get, subset-only, put-bench (not --peer) and the demo";
     match topo.family {
         labs::Family::Ipv6 => Ok(()),
         labs::Family::Ipv4
