@@ -291,3 +291,56 @@ fn ipv4_put_bench_reads_every_object_back() {
         "the writer sent {egress} bytes per payload byte"
     );
 }
+
+/// put-get on the dual-stack seed: an IPv6 stack and an IPv4 stack of daemons
+/// on the same bridges; a put over each family, the IPv6 put's group still
+/// installed (warm) through the IPv4 put.
+#[test]
+fn dual_stack_put_over_ipv6_and_ipv4_on_the_same_bridges() {
+    if !enabled("dual_stack_put_over_ipv6_and_ipv4_on_the_same_bridges") {
+        return;
+    }
+    let v = lab_json(&[
+        "run",
+        "seed-three-switch-dual.yaml",
+        "--scenario",
+        "put-get",
+        "--json",
+    ]);
+    assert_eq!(v["family"], "dual");
+    for (fam, v4) in [("ipv6", false), ("ipv4", true)] {
+        let r = &v[fam];
+        assert_eq!(r["family"], fam, "{r:#}");
+        assert_eq!(r["ok"], true, "{fam}: {r:#}");
+        assert_eq!(r["get"]["ok"], true, "{fam}: {:#}", r["get"]);
+        for g in r["rendezvous_groups"].as_array().unwrap() {
+            let a: std::net::IpAddr = g["group"].as_str().unwrap().parse().unwrap();
+            assert_eq!(a.is_ipv4(), v4, "{fam}: {g:#}");
+            for (sw, s) in g["switches"].as_object().unwrap() {
+                assert_eq!(s["ports"], s["expected"], "{fam}, switch {sw}: {g:#}");
+            }
+            let targets = g["targets"].as_array().unwrap();
+            for (h, d) in g["deliveries"].as_object().unwrap() {
+                if !targets.iter().any(|t| t == h.as_str()) {
+                    assert_eq!(d["datagrams"], 0, "{fam}: non-target {h}: {g:#}");
+                }
+            }
+        }
+    }
+    let c = &v["coexist"];
+    assert_eq!(c["ok"], true, "{c:#}");
+    ipv4_rendezvous_group(&c["ipv4_group"]);
+    assert!(
+        c["ipv6_group"]
+            .as_str()
+            .unwrap()
+            .parse::<Ipv6Addr>()
+            .is_ok(),
+        "{c:#}"
+    );
+    assert_eq!(
+        c["ipv6_ports_before_ipv4_put"], c["ipv6_ports_after_ipv4_put"],
+        "{c:#}"
+    );
+    assert_eq!(v["ok"], true, "{v:#}");
+}

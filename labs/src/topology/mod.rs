@@ -92,7 +92,8 @@ pub enum Backend {
 ///   lab itself (link-local and ULA addresses, MLD querier) stays: the lab uses
 ///   it to learn MACs; no subcast daemon uses IPv6 then.
 /// * `dual`: both: negotiating groups may be of either family (default IPv6),
-///   IGMP and MLD are both closed on closed switches.
+///   IGMP and MLD are both closed on closed switches; `subcast-lab` runs one
+///   stack of daemons per family for put-get.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Family {

@@ -133,7 +133,15 @@ pub fn provision(r: &mut Running, sender: &str) -> Result<Provisioned> {
     std::fs::write(
         &client_config,
         with_keys(
-            &node_yaml(lab, &dir, r.stack.ctl_ip, sender, None, &hosts),
+            &node_yaml(
+                lab,
+                r.stack.flavor,
+                &dir,
+                r.stack.ctl_ip,
+                sender,
+                None,
+                &hosts,
+            ),
             &key_files[sender],
         ),
     )?;
@@ -141,7 +149,15 @@ pub fn provision(r: &mut Running, sender: &str) -> Result<Provisioned> {
         let info = lab.host(h);
         std::fs::create_dir_all(dir.join(format!("store-{h}")))?;
         let path = dir.join(format!("node-{h}.yaml"));
-        let y = node_yaml(lab, &dir, r.stack.ctl_ip, h, Some(info.index), &hosts);
+        let y = node_yaml(
+            lab,
+            r.stack.flavor,
+            &dir,
+            r.stack.ctl_ip,
+            h,
+            Some(info.index),
+            &hosts,
+        );
         std::fs::write(&path, with_keys(&y, &key_files[h]))?;
         let log = std::fs::File::create(dir.join(format!("node-{h}.log")))?;
         let p = path.display().to_string();

@@ -10,6 +10,7 @@ mod bench_rate;
 mod bins;
 mod chart;
 mod dstcap;
+mod dual;
 mod expect;
 mod objects;
 mod putbench;
@@ -26,6 +27,7 @@ mod snapshots;
 mod snmp;
 mod soak;
 mod stack;
+mod stack_config;
 mod stored;
 mod stress;
 
@@ -340,6 +342,19 @@ fn run_cmd(topology: PathBuf, scenario: Scenario, a: ScenarioArgs) -> Result<()>
     let report = guarded(move || scenario::run(&opts))?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if report["family"] == "dual" {
+        for f in ["ipv6", "ipv4"] {
+            let r = &report[f];
+            println!("=== put over {f}");
+            print!("{}", report::render(&expect::tree_of_report(&topo, r), r));
+        }
+        let c = &report["coexist"];
+        println!(
+            "IPv6 group {} and IPv4 group {} installed side by side: {}",
+            c["ipv6_group"],
+            c["ipv4_group"],
+            if c["ok"] == true { "OK" } else { "FAILED" }
+        );
     } else {
         print!(
             "{}",

@@ -218,7 +218,15 @@ pub fn cell(r: &Running, writers: &[String], o: &Cell) -> Result<Value> {
     for w in writers {
         wire::wire_accurate(lab, w).with_context(|| format!("TSO/GSO off on {w}"))?;
         let serving: Vec<String> = stack.nodes.keys().cloned().collect();
-        let y = crate::stack::node_yaml(lab, &stack.dir, stack.ctl_ip, w, None, &serving);
+        let y = crate::stack::node_yaml(
+            lab,
+            stack.flavor,
+            &stack.dir,
+            stack.ctl_ip,
+            w,
+            None,
+            &serving,
+        );
         let y = y.replace("rate_mbps: 1000\n", &format!("rate_mbps: {rate}\n"));
         let p = stack.dir.join(format!("putbench-client-{w}.yaml"));
         std::fs::write(&p, y)?;
@@ -407,7 +415,7 @@ fn iperf3_udp(r: &Running, server: &str, client: &str) -> Result<Value> {
     )?;
     let h = lab.host(server);
     let addr = match h.ipv4 {
-        Some(a) if crate::stack::ipv4(lab) => a.to_string(),
+        Some(a) if r.stack.flavor.ipv4 => a.to_string(),
         _ => h.ipv6.to_string(),
     };
     let args = [

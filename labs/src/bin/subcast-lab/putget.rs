@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 
 use crate::dstcap::{self, DstCapture, Tally};
 use crate::expect;
-use crate::scenario::{RunOptions, Running, parent_group, switches_json};
+use crate::scenario::{RunOptions, Running, parent_group_of, switches_json};
 
 /// Marks an error that means "the storage node cannot do this (yet)".
 #[derive(Debug, thiserror::Error)]
@@ -141,7 +141,7 @@ impl MdbWatch {
     /// monitor has written the deletion.
     fn mark(&self, lab: &Lab, when: &str) -> Result<()> {
         let t0 = Instant::now();
-        let marker = if crate::stack::ipv4(lab) {
+        let marker = if lab.topology().family == labs::Family::Ipv4 {
             MARKER_V4
         } else {
             MARKER
@@ -283,7 +283,7 @@ fn random_file(path: &Path, size: usize) -> Result<Vec<u8>> {
 /// put-get on a running lab.
 pub fn put_get(r: &mut Running, opts: &RunOptions, sender: &str) -> Result<Value> {
     let topo = r.lab.topology().clone();
-    let (ng, ng_addr, members) = parent_group(&topo)?;
+    let (ng, ng_addr, members) = parent_group_of(&topo, r.stack.flavor)?;
     r.stack
         .start_nodes(&r.lab, &r.bins, sender)
         .map_err(|e| Unsupported(format!("the storage nodes did not start: {e:#}")))?;
@@ -314,8 +314,8 @@ pub fn put_get(r: &mut Running, opts: &RunOptions, sender: &str) -> Result<Value
         "out",
         &format!(
             "dst port {} and not dst net {}",
-            crate::stack::NODE_PORT,
-            crate::stack::pool(lab)
+            stack.flavor.node_port(),
+            stack.flavor.pool()
         ),
         4096,
     )?;
@@ -327,7 +327,7 @@ pub fn put_get(r: &mut Running, opts: &RunOptions, sender: &str) -> Result<Value
         &s.netns,
         &s.ifname,
         "in",
-        &format!("src host {ctl_ip} and src port {}", crate::stack::CTL_PORT),
+        &format!("src host {ctl_ip} and src port {}", stack.flavor.ctl_port()),
     )?;
     let (c, o) = (client.display().to_string(), object.display().to_string());
     let t0 = Instant::now();
@@ -627,7 +627,7 @@ pub fn put_get(r: &mut Running, opts: &RunOptions, sender: &str) -> Result<Value
         "get": get,
         "stored": stored,
         "loss": loss,
-        "family": r.lab.topology().family.name(),
+        "family": stack.flavor.name(),
         "bytes_mean": "UDP payload bytes (Replicast headers included, IP/UDP headers not), counted by tcpdump outside the daemons",
     }))
 }

@@ -76,11 +76,28 @@ pub enum Scenario {
 
 /// The negotiating group used: the first one (name order) that has members.
 pub fn parent_group(topo: &Topology) -> Result<(String, Ipv6Addr, Vec<String>)> {
+    parent_group_where(topo, |_| true)
+}
+
+/// [`parent_group`] among the groups of a stack's family (a dual lab has both).
+pub fn parent_group_of(
+    topo: &Topology,
+    fl: crate::stack::Flavor,
+) -> Result<(String, Ipv6Addr, Vec<String>)> {
+    parent_group_where(topo, |a| fl.has(a))
+}
+
+fn parent_group_where(
+    topo: &Topology,
+    keep: impl Fn(Ipv6Addr) -> bool,
+) -> Result<(String, Ipv6Addr, Vec<String>)> {
     let (name, g) = topo
         .negotiating_groups
         .iter()
-        .next()
-        .ok_or_else(|| anyhow!("the topology has no negotiating_groups: add one"))?;
+        .find(|(n, _)| topo.group_address(n).is_some_and(&keep))
+        .ok_or_else(|| {
+            anyhow!("the topology has no negotiating_groups (of this family): add one")
+        })?;
     let addr = topo
         .group_address(name)
         .ok_or_else(|| anyhow!("group {name}"))?;
@@ -139,6 +156,15 @@ pub struct Running {
 
 /// Build the lab (closed MLD, static negotiating groups) and start the daemons.
 pub fn bring_up(topo: &Topology, locate: &bins::Locate) -> Result<Running> {
+    bring_up_with(topo, locate, &crate::stack::CtlTweaks::default())
+}
+
+/// [`bring_up`] with a changed controller config.
+pub fn bring_up_with(
+    topo: &Topology,
+    locate: &bins::Locate,
+    tweaks: &crate::stack::CtlTweaks,
+) -> Result<Running> {
     if !labs::lab_tests_enabled() {
         bail!("a lab needs root and iproute2 (run as root, apt-get install iproute2)");
     }
@@ -150,7 +176,7 @@ pub fn bring_up(topo: &Topology, locate: &bins::Locate) -> Result<Running> {
         ..LabOptions::default()
     };
     let lab = Lab::build(topo, opts).context("building the lab")?;
-    let stack = Stack::start(&lab, &bins)?;
+    let stack = Stack::start_with(&lab, &bins, tweaks)?;
     Ok(Running {
         lab,
         stack,
@@ -510,6 +536,9 @@ pub fn run(opts: &RunOptions) -> Result<Value> {
         opts.targets.as_deref(),
         opts.sender.as_deref(),
     )?;
+    if topo.family == labs::Family::Dual {
+        return crate::dual::put_get(&topo, opts, &sender);
+    }
     let mut r = bring_up(&topo, &opts.locate)?;
     let out = match opts.scenario {
         Scenario::SubsetOnly | Scenario::Rate => subset_only(&r, opts, &targets, &sender),
@@ -571,11 +600,11 @@ pub fn check_family(opts: &RunOptions) -> Result<()> {
             opts.topology.display(),
             opts.scenario
         ),
+        labs::Family::Dual if opts.scenario == Scenario::PutGet => Ok(()),
         labs::Family::Dual => bail!(
-            "{}: `family: dual` labs are built by the labs library (`Lab::build`: IPv4 and \
-             IPv6 groups side by side, see labs/tests/ipv4.rs), but subcast-lab's scenarios \
-             run one agent per switch and an agent serves one rendezvous_range, of one \
-             family: run {names} with `family: ipv4` or `family: ipv6`",
+            "{}: `family: dual` runs put-get (and the demo) only: an IPv6 and an IPv4 stack \
+             of daemons side by side (an agent serves one family); run {names} with \
+             `family: ipv4` or `family: ipv6`",
             opts.topology.display()
         ),
     }

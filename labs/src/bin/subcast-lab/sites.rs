@@ -295,7 +295,15 @@ pub fn run(
         for h in &hosts {
             let info = site.lab.host(h);
             std::fs::create_dir_all(dir.join(format!("store-{h}")))?;
-            let mut y = node_yaml(&site.lab, &dir, stack.ctl_ip, h, Some(info.index), &hosts);
+            let mut y = node_yaml(
+                &site.lab,
+                stack.flavor,
+                &dir,
+                stack.ctl_ip,
+                h,
+                Some(info.index),
+                &hosts,
+            );
             y += &format!(
                 "  gateway: {{address: \"[{gw_ip}]:{NOTIFY_PORT}\", secret: \"{}\"}}\n",
                 dir.join("notify.secret").display()
@@ -327,7 +335,15 @@ pub fn run(
         let client = dir.join("client-gw.yaml");
         std::fs::write(
             &client,
-            node_yaml(&site.lab, &dir, stack.ctl_ip, &site.gw_host, None, &hosts),
+            node_yaml(
+                &site.lab,
+                stack.flavor,
+                &dir,
+                stack.ctl_ip,
+                &site.gw_host,
+                None,
+                &hosts,
+            ),
         )?;
         let mut g = format!(
             "site: {}\nlisten: \"[::]:{LINK_PORT}\"\nnotify_listen: \"[::]:{NOTIFY_PORT}\"\nnotify_secret: notify.secret\nstatus: \"[::]:{STATUS_PORT}\"\nlinks:\n",
