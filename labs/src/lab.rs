@@ -336,14 +336,15 @@ impl Lab {
         let file = self.workdir.join(format!("cap{seq}.pcap"));
         // A filter naming an IPv4 address captures IPv4/UDP, one naming an IPv6
         // address IPv6/UDP, others the lab's family (both in a `dual` lab).
-        let tokens = || filter.split(|c: char| c.is_whitespace() || c == '(' || c == ')');
+        // (an address, or a prefix `a/len`)
+        let tokens = || {
+            filter
+                .split(|c: char| c.is_whitespace() || c == '(' || c == ')')
+                .filter_map(|t| t.split('/').next())
+        };
         let ip = if tokens().any(|t| t.parse::<std::net::Ipv4Addr>().is_ok()) {
             "ip"
-        } else if tokens().any(|t| {
-            t.split('/')
-                .next()
-                .is_some_and(|a| a.parse::<Ipv6Addr>().is_ok())
-        }) {
+        } else if tokens().any(|t| t.parse::<Ipv6Addr>().is_ok()) {
             "ip6"
         } else {
             match self.topo.family {

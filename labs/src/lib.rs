@@ -31,8 +31,8 @@
 //! * IPv4 (`family: ipv4` or `dual`): hosts also get `10.92.HI.LO/15`
 //!   ([`HostInfo::ipv4`], [`host_ipv4`]), bridges `10.93.HI.LO/15`
 //!   ([`SwitchInfo::mgmt_ipv4`]), IGMP snooping with each bridge its own querier
-//!   (queries dropped on trunks), closed switches drop IGMP reports too
-//!   ([`Lab::igmp_dropped`]). IPv4 groups are written IPv4-mapped everywhere in
+//!   (queries dropped on trunks: [`Lab::queries_dropped`]), closed switches drop
+//!   IGMP reports too ([`Lab::igmp_dropped`]). IPv4 groups are written IPv4-mapped everywhere in
 //!   this API (`::ffff:239.92.128.1`, the protocol's group form; [`ip_group`] /
 //!   [`group_ip`] convert).
 //! * Names: namespaces `slab<pid>-<n>-s<SWITCH>` / `slab<pid>-<n>-h<HOST>`; in a switch
