@@ -359,10 +359,13 @@ impl Lab {
     }
 
     /// Keep every Linux bridge its own querier: drop MLD queries (and, with IPv4,
-    /// IGMP queries) that arrive on trunk ports. Otherwise the bridges elect one querier among themselves, and
-    /// whenever a bridge first hears the winner's query (the second startup
-    /// query, ~31 s after the build) the kernel treats the querier as unknown
-    /// for the response delay and floods registered groups to every port for ~1 s.
+    /// IGMP queries) that arrive on trunk ports. Otherwise the bridges elect one
+    /// querier among themselves, and whenever a bridge first hears the winner's
+    /// query (the second startup query, ~31 s after the build) the kernel treats
+    /// the querier as unknown for the response delay and floods registered groups
+    /// to every port for ~1 s. (With IGMP no such flood was seen here, queries
+    /// coming from 0.0.0.0; they are dropped all the same, so IPv4 behaves the same
+    /// way whatever the kernel does.)
     /// Installed before the trunks exist (nftables matches interface names), so no
     /// query ever crosses a trunk.
     fn isolate_queriers(&self) -> Result<()> {
