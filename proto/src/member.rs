@@ -34,6 +34,16 @@ impl MacAddr {
         MacAddr([0x01, 0x00, 0x5e, o[1] & 0x7f, o[2], o[3]])
     }
 
+    /// The Ethernet address of a group in the protocol's 16-octet form:
+    /// [`MacAddr::ipv4_multicast`] for an IPv4-mapped group
+    /// (`::ffff:239.92.128.1`), [`MacAddr::ipv6_multicast`] otherwise.
+    pub fn of_group(group: Ipv6Addr) -> MacAddr {
+        match group.to_ipv4_mapped() {
+            Some(v4) => MacAddr::ipv4_multicast(v4),
+            None => MacAddr::ipv6_multicast(group),
+        }
+    }
+
     /// True for 01:00:5e:00:00:00 to 01:00:5e:7f:ff:ff, the addresses of
     /// IPv4 multicast groups.
     pub fn is_ipv4_multicast(&self) -> bool {

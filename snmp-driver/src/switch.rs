@@ -295,14 +295,13 @@ impl SnmpSwitch {
         Ok(egress)
     }
 
-    /// The ports of parent group `group` (its 33:33 MAC's row in `vlan`), if any.
+    /// The ports of parent group `group` (the row of its MAC, 33:33 or 01:00:5e, in `vlan`), if any.
     pub async fn parent_ports(
         &self,
         vlan: u16,
         group: Ipv6Addr,
     ) -> Result<Option<PortSet>, SnmpError> {
-        self.egress_ports(vlan, MacAddr::ipv6_multicast(group))
-            .await
+        self.egress_ports(vlan, MacAddr::of_group(group)).await
     }
 
     /// Writes `ports` as StaticEgressPorts of the row for `mac` (creating it), in one SET
@@ -329,9 +328,9 @@ impl SnmpSwitch {
         Ok(())
     }
 
-    /// Installs rendezvous group `group` (its 33:33 MAC) on `ports`, in the default VLAN.
+    /// Installs rendezvous group `group` (the row of its 33:33 or 01:00:5e MAC) on `ports`, in the default VLAN.
     pub async fn install(&self, group: Ipv6Addr, ports: &PortSet) -> Result<(), SnmpError> {
-        self.install_mac(self.vlan, MacAddr::ipv6_multicast(group), ports)
+        self.install_mac(self.vlan, MacAddr::of_group(group), ports)
             .await
     }
 
@@ -358,8 +357,7 @@ impl SnmpSwitch {
 
     /// Removes rendezvous group `group` from the default VLAN.
     pub async fn remove(&self, group: Ipv6Addr) -> Result<(), SnmpError> {
-        self.remove_mac(self.vlan, MacAddr::ipv6_multicast(group))
-            .await
+        self.remove_mac(self.vlan, MacAddr::of_group(group)).await
     }
 }
 

@@ -289,6 +289,54 @@ async fn handler_accepts_either_varbind_order_from_net_snmp_tools() {
     assert!(lab.static_mdb().iter().all(|(g, _)| !g.starts_with("ff3e")));
 }
 
+/// IPv4 groups (issue 21): the row of an IPv4-mapped group is its 01:00:5e MAC's, and the
+/// handler keeps it as IPv4 MDB entries of the bridge; a group outside the handler's IPv4
+/// prefix has no row to write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv4_group_rows_are_01_00_5e_rows_and_ipv4_mdb_entries() {
+    let mut lab = Lab::new(3);
+    lab.start_snmpd(std::path::Path::new(env!(
+        "CARGO_BIN_EXE_subcast-qbridge-passpersist"
+    )));
+    let sw = connect(v2c(&lab)).await;
+    let p: Vec<u16> = lab.hosts.iter().map(|h| lab.port_no(h)).collect();
+    let x = std::net::Ipv4Addr::new(239, 92, 128, 9).to_ipv6_mapped();
+    let set: PortSet = [p[0], p[2]].into_iter().collect();
+    sw.install(x, &set).await.expect("install an IPv4 group");
+    let mdb = lab.static_mdb();
+    assert_eq!(
+        mdb.iter().filter(|(g, _)| g == "239.92.128.9").count(),
+        2,
+        "{mdb:?}"
+    );
+    assert!(mdb.contains(&("239.92.128.9".into(), lab.hosts[0].bridge_if.clone())));
+    assert!(mdb.contains(&("239.92.128.9".into(), lab.hosts[2].bridge_if.clone())));
+    let rows = sw.static_multicast_rows().await.unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].index.mac.to_string(), "01:00:5e:5c:80:09");
+    assert_eq!(rows[0].egress, set);
+    assert_eq!(sw.parent_ports(1, x).await.unwrap(), Some(set));
+    // Replace, then an IPv6 group beside it: each family keeps its own entries.
+    sw.install(x, &[p[1]].into()).await.unwrap();
+    let y: Ipv6Addr = "ff3e::1:9".parse().unwrap();
+    sw.install(y, &[p[0]].into()).await.unwrap();
+    let mdb = lab.static_mdb();
+    assert!(
+        mdb.contains(&("239.92.128.9".into(), lab.hosts[1].bridge_if.clone()))
+            && mdb.contains(&("ff3e::1:9".into(), lab.hosts[0].bridge_if.clone()))
+            && mdb.len() == 2,
+        "{mdb:?}"
+    );
+    // 239.93.0.1 is outside 239.92.0.0/16: its MAC is no row of this switch.
+    let outside = std::net::Ipv4Addr::new(239, 93, 0, 1).to_ipv6_mapped();
+    let e = sw.install(outside, &[p[0]].into()).await.unwrap_err();
+    assert!(matches!(e, SnmpError::NotWritable { .. }), "{e}");
+    sw.remove(x).await.unwrap();
+    sw.remove(y).await.unwrap();
+    assert!(lab.static_mdb().is_empty(), "{:?}", lab.static_mdb());
+    assert!(sw.static_multicast_rows().await.unwrap().is_empty());
+}
+
 #[test]
 fn credentials_file_is_read_and_never_printed() {
     let dir = std::env::temp_dir().join(format!("subcast-snmp-cfg-{}", std::process::id()));

@@ -397,7 +397,7 @@ impl Config {
             self.chunk_size >= 1 && self.chunk_size <= 16 << 20,
             "chunk_size must be 1 byte to 16 MiB"
         );
-        let least = 48 + data_overhead(MAX_TARGETS) + 64;
+        let least = self.family().ip_udp_overhead() + data_overhead(MAX_TARGETS) + 64;
         anyhow::ensure!(
             self.mtu >= least,
             "mtu {} is too small (at least {least})",
@@ -466,15 +466,17 @@ impl Config {
     }
 
     /// Payload octets per DATA datagram for this MTU when it is tagged for
-    /// `receivers` (IPv6 + UDP headers, the Replicast header and the tag
-    /// list subtracted; the single-key mode always has one entry).
+    /// `receivers` (the IP and UDP headers of the family, 48 or 28 octets,
+    /// the Replicast header and the tag list subtracted; the single-key
+    /// mode always has one entry).
     pub fn datagram_payload(&self, receivers: usize) -> usize {
         let entries = if self.keys.is_some() {
             receivers.clamp(1, MAX_TARGETS)
         } else {
             1
         };
-        (self.mtu - 48 - data_overhead(entries)).min(MAX_DATAGRAM_PAYLOAD)
+        (self.mtu - self.family().ip_udp_overhead() - data_overhead(entries))
+            .min(MAX_DATAGRAM_PAYLOAD)
     }
 
     /// Who this process is: its pair keys and its peers' known addresses.
@@ -588,6 +590,10 @@ mod tests {
         // Secure mode: DATA to 3 targets carries 3 tag entries.
         assert_eq!(c.datagram_payload(3), 1500 - 48 - data_overhead(3));
         assert_eq!(c.datagram_payload(1), 1500 - 48 - data_overhead(1));
+        // IPv4 headers are 20 octets shorter: 20 more payload octets.
+        let v4 = Config::parse(&text.replace("ff15::5c:", "239.92.0.")).unwrap();
+        assert_eq!(v4.family(), crate::transport::Family::Ipv4);
+        assert_eq!(v4.datagram_payload(3), 1500 - 28 - data_overhead(3));
         assert!(c.keys.is_some() && c.key.is_none());
         assert!(c.node().is_ok());
         let k = KeyConfig {

@@ -55,6 +55,14 @@ pub enum Family {
 }
 
 impl Family {
+    /// Bytes the IP and UDP headers add to a datagram: 48 for IPv6, 28 for IPv4.
+    pub fn ip_udp_overhead(self) -> usize {
+        match self {
+            Family::Ipv6 => 48,
+            Family::Ipv4 => 28,
+        }
+    }
+
     /// The family of an address in the node's form.
     pub fn of(a: &Ipv6Addr) -> Family {
         if a.to_ipv4_mapped().is_some() {
@@ -178,6 +186,7 @@ pub fn leave<S: std::os::fd::AsFd>(s: &S, g: &Ipv6Addr, ifindex: u32) -> io::Res
     }
 }
 
-/// Bytes IPv6 and UDP add to every datagram on the wire (IPv4 adds 28;
-/// datagrams are sized for 48 in both families).
+/// Bytes IPv6 and UDP add to every datagram on the wire: what pacing
+/// counts (IPv4 adds 28, [`Family::ip_udp_overhead`]; pacing counts 48 in
+/// both families, a 20-octet margin for IPv4).
 pub const IP_UDP_OVERHEAD: usize = 48;

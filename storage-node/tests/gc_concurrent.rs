@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{Lab, random_file, skip};
+use common::{Lab, json, random_file, skip};
 use rand::Rng;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -45,10 +45,6 @@ fn ok(lab: &Lab, args: &[&str]) -> String {
 
 fn ok_as(lab: &Lab, id: usize, args: &[&str]) -> String {
     run_as(lab, id, args).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn json(s: &str) -> serde_json::Value {
-    serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("{e}: {s}"))
 }
 
 /// What a name went through, in order: Some(content file) for a put's

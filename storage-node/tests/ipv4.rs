@@ -6,34 +6,7 @@
 
 mod common;
 
-use common::{Lab, random_file, run, skip};
-
-fn ok(o: &std::process::Output) -> String {
-    assert!(
-        o.status.success(),
-        "client failed: {}\n{}",
-        String::from_utf8_lossy(&o.stderr),
-        String::from_utf8_lossy(&o.stdout)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn json(s: &str) -> serde_json::Value {
-    serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("{e}: {s}"))
-}
-
-/// Every chunk of the newest version of `name` is on exactly `r` nodes.
-fn assert_placement(lab: &Lab, name: &str, r: usize) {
-    let stat = json(&ok(&lab.client(&["stat", name, "--json"])));
-    let placement = lab.placement();
-    let chunks = stat["chunks"].as_array().unwrap();
-    assert!(!chunks.is_empty());
-    for c in chunks {
-        let id = c.as_str().unwrap();
-        let holders = placement.get(id).cloned().unwrap_or_default();
-        assert_eq!(holders.len(), r, "chunk {id} on {holders:?}");
-    }
-}
+use common::{Lab, json, ok, random_file, run, skip};
 
 #[test]
 fn ipv4_put_get_ng_multicast_and_unicast() {
@@ -82,7 +55,7 @@ fn ipv4_put_get_ng_multicast_and_unicast() {
         "--json",
     ])));
     assert_eq!(r["version"], 1);
-    assert_placement(&lab, "v4/o", 3);
+    lab.assert_placement("v4/o", 3);
     ok(&lab.client(&["get", "v4/o", "-o", out_s, "--quiet"]));
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&f1).unwrap());
 
@@ -98,7 +71,7 @@ fn ipv4_put_get_ng_multicast_and_unicast() {
         "--json",
     ])));
     assert_eq!(r["version"], 2);
-    assert_placement(&lab, "v4/o", 3);
+    lab.assert_placement("v4/o", 3);
     ok(&lab.client(&["get", "v4/o", "-o", out_s, "--quiet"]));
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&f2).unwrap());
     ok(&lab.client(&["get", "v4/o", "--version", "1", "-o", out_s, "--quiet"]));

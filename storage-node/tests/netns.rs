@@ -4,32 +4,7 @@
 
 mod common;
 
-use common::{Lab, random_file, skip};
-
-fn ok(o: &std::process::Output) -> String {
-    assert!(
-        o.status.success(),
-        "client failed: {}\n{}",
-        String::from_utf8_lossy(&o.stderr),
-        String::from_utf8_lossy(&o.stdout)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn json(s: &str) -> serde_json::Value {
-    serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("{e}: {s}"))
-}
-
-/// Every chunk of the newest version of `name` is on exactly `r` nodes.
-fn assert_placement(lab: &Lab, name: &str, r: usize) {
-    let stat = json(&ok(&lab.client(&["stat", name, "--json"])));
-    let placement = lab.placement();
-    for c in stat["chunks"].as_array().unwrap() {
-        let id = c.as_str().unwrap();
-        let holders = placement.get(id).cloned().unwrap_or_default();
-        assert_eq!(holders.len(), r, "chunk {id} on {holders:?}");
-    }
-}
+use common::{Lab, json, ok, random_file, skip};
 
 #[test]
 fn baselines_put_get_versions_kill_and_corrupt() {
@@ -54,7 +29,7 @@ fn baselines_put_get_versions_kill_and_corrupt() {
         "--json",
     ])));
     assert_eq!(r["version"], 1);
-    assert_placement(&lab, "b/o", 3);
+    lab.assert_placement("b/o", 3);
     ok(&lab.client(&["get", "b/o", "-o", out.to_str().unwrap(), "--quiet"]));
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&f1).unwrap());
 
@@ -70,7 +45,7 @@ fn baselines_put_get_versions_kill_and_corrupt() {
         "--json",
     ])));
     assert_eq!(r["version"], 2);
-    assert_placement(&lab, "b/o", 3);
+    lab.assert_placement("b/o", 3);
     ok(&lab.client(&["get", "b/o", "-o", out.to_str().unwrap(), "--quiet"]));
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&f2).unwrap());
     ok(&lab.client(&[
@@ -129,7 +104,7 @@ fn baselines_put_get_versions_kill_and_corrupt() {
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    assert_placement(&lab, "b/o", 3);
+    lab.assert_placement("b/o", 3);
 
     // One node killed after the put: get still works.
     let victim = lab.placement()[stat["chunks"][1].as_str().unwrap()][0];
@@ -163,8 +138,8 @@ fn puts_and_gets_complete_with_one_percent_loss() {
         assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&f).unwrap());
     }
     lab.set_loss(0.0);
-    assert_placement(&lab, "l/ng", 3);
-    assert_placement(&lab, "l/uc", 3);
+    lab.assert_placement("l/ng", 3);
+    lab.assert_placement("l/uc", 3);
 }
 
 #[test]

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Lab, random_file, skip};
+use common::{Lab, json, random_file, skip};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -29,10 +29,6 @@ fn ok(lab: &Lab, args: &[&str]) -> String {
         );
     }
     so
-}
-
-fn json(s: &str) -> serde_json::Value {
-    serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("{e}: {s}"))
 }
 
 fn same(a: &Path, b: &Path) -> bool {

@@ -289,11 +289,6 @@ impl Config {
                     "rendezvous_range {v4}/{len} is shorter than /9: its groups would share Ethernet addresses (01:00:5e + the low 23 bits)"
                 ));
             }
-            if matches!(self.backend, BackendConfig::Snmp { .. }) {
-                return Err(format!(
-                    "rendezvous_range {v4}/{len} is IPv4: the snmp backend does not install IPv4 groups yet (linux-bridge and openflow do); use an IPv6 range with it"
-                ));
-            }
             return self.check_rest();
         }
         if !self.rendezvous_range.addr().is_multicast() {
@@ -495,10 +490,12 @@ mod tests {
             .lines()
             .find_map(|l| l.strip_prefix("rendezvous_range: "))
             .expect("snmp example has a range");
-        let e = parse(&snmp.replace(range, "239.92.128.0/24"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("snmp backend does not install IPv4"), "{e}");
+        // SNMP installs IPv4 groups as rows of their 01:00:5e MACs.
+        let v4 = snmp
+            .replace(range, "239.92.128.0/24")
+            .replace("address: ff15::1", "address: 239.92.0.1")
+            .replace("ipv6: \"fd00::", "ipv4: \"10.92.0.");
+        parse(&v4).expect("snmp with an IPv4 range");
     }
 
     #[test]

@@ -8,10 +8,8 @@
 mod ovs_lab;
 use ovs_lab::*;
 
-use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4};
-use std::process::{Command, Stdio};
-use std::sync::atomic::Ordering;
+use std::process::Command;
 use std::time::{Duration, Instant};
 use subcast_agent::backend::{Backend, PortSet};
 use subcast_proto::group_field;
@@ -30,39 +28,8 @@ fn udp4_dst(frame: &[u8]) -> Option<Ipv4Addr> {
 /// to 224.0.0.1 (flooded), and returns how many GROUP datagrams each host
 /// captured once its capture holds the sentinel.
 fn deliver_v4(lab: &OvsLab, from: usize, n: usize) -> Vec<u64> {
-    let caps: Vec<_> = lab
-        .hosts
-        .iter()
-        .map(|h| {
-            let file = lab.dir.join(format!(
-                "{h}-v4-{}.pcap",
-                COUNTER.fetch_add(1, Ordering::Relaxed)
-            ));
-            let filter = format!("udp and (dst host {GROUP} or dst host {ALL_HOSTS})");
-            let mut child = Command::new("ip")
-                .args([
-                    "netns", "exec", h, "tcpdump", "-i", "eth0", "-Q", "in", "-n",
-                ])
-                .args(["-U", "--immediate-mode", "-w"])
-                .arg(&file)
-                .arg(&filter)
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("tcpdump");
-            let mut err = BufReader::new(child.stderr.take().expect("stderr"));
-            let mut line = String::new();
-            while !line.contains("listening on") {
-                line.clear();
-                assert!(
-                    err.read_line(&mut line).expect("stderr") > 0,
-                    "tcpdump in {h}"
-                );
-            }
-            std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
-            (child, file)
-        })
-        .collect();
+    let filter = format!("udp and (dst host {GROUP} or dst host {ALL_HOSTS})");
+    let caps = lab.start_captures("v4", &filter);
     let src = Ipv4Addr::new(10, 92, 0, from as u8);
     labs::netns::in_netns(&lab.hosts[from - 1], move || {
         let s = std::net::UdpSocket::bind(SocketAddrV4::new(src, 0)).expect("bind");

@@ -184,6 +184,70 @@ async fn backend_programs_a_real_bridge_through_snmpd() {
     assert!(lab.static_mdb().iter().all(|(g, _)| !g.starts_with("ff3e")));
 }
 
+/// IPv4 groups (issue 21) over SNMP: rows of the groups' 01:00:5e MACs, kept
+/// by the test switch as IPv4 MDB entries, read back as the IPv4-mapped groups
+/// of an IPv4 range.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_installs_ipv4_groups_as_01_00_5e_rows() {
+    if !enabled("backend_installs_ipv4_groups_as_01_00_5e_rows") {
+        return;
+    }
+    let handler = passpersist_binary();
+    let mut lab = Lab::new(3);
+    lab.start_snmpd(&handler);
+    let mut b = backend(SnmpConfig::v2c(lab.address(), COMMUNITY_RW)).await;
+    let hosts = lab.hosts.clone();
+    let ports = ports(&mut b, &lab, &hosts).await;
+    let v4 = |d: u8| std::net::Ipv4Addr::new(239, 92, 1, d).to_ipv6_mapped();
+    let (parent, x) = (v4(0), v4(1));
+    let parent_set: PortSet = ports.iter().copied().collect();
+    let subset: PortSet = [ports[0], ports[2]].into_iter().collect();
+    b.install(0, parent, &parent_set).await.expect("parent");
+    b.install(0, x, &subset).await.expect("X");
+    assert_eq!(
+        b.parent_ports(0, parent).await.expect("parent"),
+        Some(parent_set.clone())
+    );
+    let mdb = lab.static_mdb();
+    let on = |g: &str| -> Vec<String> {
+        mdb.iter()
+            .filter(|(m, _)| m == g)
+            .map(|(_, p)| p.clone())
+            .collect()
+    };
+    assert_eq!(
+        on("239.92.1.1"),
+        vec![hosts[0].bridge_if.clone(), hosts[2].bridge_if.clone()],
+        "{mdb:?}"
+    );
+    assert_eq!(on("239.92.1.0").len(), 3, "{mdb:?}");
+    let range: ipnet::Ipv6Net = "::ffff:239.92.1.0/120".parse().expect("net");
+    let mut got = b.installed(range).await.expect("installed");
+    got.sort_by_key(|g| g.group);
+    assert_eq!(
+        got,
+        vec![
+            InstalledGroup {
+                vlan: 1,
+                group: parent,
+                ports: parent_set
+            },
+            InstalledGroup {
+                vlan: 1,
+                group: x,
+                ports: subset
+            },
+        ]
+    );
+    // The IPv6 range of the same switch sees none of them.
+    let v6: ipnet::Ipv6Net = "ff3e::/96".parse().expect("net");
+    assert!(b.installed(v6).await.expect("installed").is_empty());
+    b.remove(0, x).await.expect("remove");
+    b.remove(0, parent).await.expect("remove parent");
+    assert!(b.installed(range).await.expect("installed").is_empty());
+    assert!(lab.static_mdb().is_empty(), "{:?}", lab.static_mdb());
+}
+
 /// An action's rows all or nothing: when the switch refuses a row part way
 /// (a port the bridge does not have: wrongValue), the rows written before it
 /// are written back, a replaced row to its old ports.

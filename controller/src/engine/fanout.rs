@@ -21,7 +21,7 @@
 //!   instructions only.
 
 use super::ids::Ids;
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::Ipv6Addr;
 use std::time::{Duration, Instant};
 use subcast_proto::{Batch, BatchItem, MAX_BATCH_ITEMS, MAX_DATAGRAM, Message, NakReason};
@@ -160,6 +160,10 @@ pub struct Fanout {
     items: HashMap<ItemId, Item>,
     dependents: HashMap<ItemId, Vec<ItemId>>,
     dirty: HashSet<u32>,
+    /// Every transaction in flight by when it is next due: (next_at,
+    /// switch, txid). Kept beside `AgentQ::txs` so that the next deadline
+    /// and the due transactions are found without scanning them all.
+    deadlines: BTreeSet<(Instant, u32, u64)>,
     ready: VecDeque<(u32, Message)>,
     done: VecDeque<Done>,
     next_item: ItemId,
@@ -174,6 +178,7 @@ impl Fanout {
             items: HashMap::new(),
             dependents: HashMap::new(),
             dirty: HashSet::new(),
+            deadlines: BTreeSet::new(),
             ready: VecDeque::new(),
             done: VecDeque::new(),
             next_item: 1,
@@ -346,6 +351,7 @@ impl Fanout {
                 q.busy.insert(it.body.group());
             }
         }
+        let next_at = now + self.policy.wait_after(1);
         q.txs.insert(
             txid,
             Tx {
@@ -354,9 +360,10 @@ impl Fanout {
                 sends: 1,
                 first_sent: now,
                 last_sent: now,
-                next_at: now + self.policy.wait_after(1),
+                next_at,
             },
         );
+        self.deadlines.insert((next_at, sw, txid));
         self.ready.push_back((sw, msg));
         true
     }
@@ -377,6 +384,7 @@ impl Fanout {
         let Some(tx) = q.txs.remove(&txid) else {
             return false;
         };
+        self.deadlines.remove(&(tx.next_at, sw, txid));
         self.unbusy(sw, &tx.items);
         let n = tx.items.len();
         for (id, c) in tx.items.iter().zip(counts) {
@@ -402,6 +410,7 @@ impl Fanout {
         let Some(tx) = q.txs.remove(&txid) else {
             return false;
         };
+        self.deadlines.remove(&(tx.next_at, sw, txid));
         self.unbusy(sw, &tx.items);
         self.dirty.insert(sw);
         if tx.items.len() > 1 {
@@ -443,20 +452,24 @@ impl Fanout {
     /// their attempts.
     pub fn handle_timeout(&mut self, now: Instant) {
         let mut silent: Vec<(u32, u64)> = Vec::new();
-        for (sw, q) in &mut self.agents {
-            for (txid, tx) in &mut q.txs {
-                if tx.next_at > now {
-                    continue;
-                }
-                if tx.sends >= self.policy.attempts {
-                    silent.push((*sw, *txid));
-                } else {
-                    tx.sends += 1;
-                    tx.last_sent = now;
-                    tx.next_at = now + self.policy.wait_after(tx.sends);
-                    self.ready.push_back((*sw, tx.msg.clone()));
-                    self.stats.retransmits += 1;
-                }
+        while let Some(&(at, sw, txid)) = self.deadlines.first() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            let Some(tx) = self.agents.get_mut(&sw).and_then(|q| q.txs.get_mut(&txid)) else {
+                continue;
+            };
+            if tx.sends >= self.policy.attempts {
+                silent.push((sw, txid));
+            } else {
+                tx.sends += 1;
+                tx.last_sent = now;
+                tx.next_at = now + self.policy.wait_after(tx.sends);
+                self.ready.push_back((sw, tx.msg.clone()));
+                self.stats.retransmits += 1;
+                // Later than `now`: this loop does not meet it again.
+                self.deadlines.insert((tx.next_at, sw, txid));
             }
         }
         for (sw, txid) in silent {
@@ -485,10 +498,7 @@ impl Fanout {
 
     /// When [`Fanout::handle_timeout`] next has work.
     pub fn next_timeout(&self) -> Option<Instant> {
-        self.agents
-            .values()
-            .flat_map(|q| q.txs.values().map(|t| t.next_at))
-            .min()
+        self.deadlines.first().map(|d| d.0)
     }
 
     /// True if a datagram may be ready without waiting.
@@ -711,5 +721,31 @@ mod tests {
             .filter(|(_, m)| matches!(m, Message::SetSubset(_)))
             .count();
         assert_eq!(n, 2);
+    }
+
+    #[test]
+    fn next_timeout_is_the_earliest_transaction_still_in_flight() {
+        let (mut f, mut ids, t0) = (Fanout::new(P), ids(), Instant::now());
+        let ms = Duration::from_millis;
+        // One transaction to each of three switches, sent 0, 1 and 2 ms apart.
+        let mut tx = Vec::new();
+        for sw in 1..=3u32 {
+            f.queue(sw, 1, set(1), Purpose::Install, None, 0);
+            let (_, m) = f.poll_transmit(t0 + ms(sw as u64 - 1), &mut ids).unwrap();
+            tx.push(m.txid().unwrap());
+        }
+        assert_eq!(f.next_timeout(), Some(t0 + ms(10)));
+        // Switch 1 answers: switch 2's is next, then a NAK of switch 2's.
+        assert!(f.on_ack(1, tx[0], &[1], false));
+        assert_eq!(f.next_timeout(), Some(t0 + ms(11)));
+        assert!(f.on_nak(2, tx[1], NakReason::BackendError, "x".into()));
+        assert_eq!(f.next_timeout(), Some(t0 + ms(12)));
+        // Switch 3's retransmission moves its deadline by the backoff (20 ms).
+        f.handle_timeout(t0 + ms(12));
+        assert_eq!(f.poll_transmit(t0 + ms(12), &mut ids).map(|m| m.0), Some(3));
+        assert_eq!(f.next_timeout(), Some(t0 + ms(32)));
+        assert!(f.on_ack(3, tx[2], &[1], false));
+        assert_eq!(f.next_timeout(), None);
+        assert_eq!(f.in_flight(), 0);
     }
 }

@@ -5,7 +5,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use subcast_snmp::passpersist::{self, Agent, Bridge, GroupPrefix, netns};
+use subcast_snmp::passpersist::{self, Agent, Bridge, GroupPrefix, Ipv4Prefix, netns};
 
 #[derive(Debug, Parser)]
 #[command(version, about)]
@@ -20,6 +20,11 @@ struct Args {
     /// IPv6 /96 that rows map to: MAC 33:33:aa:bb:cc:dd <-> group PREFIX::aabb:ccdd.
     #[arg(long, default_value = "ff3e::/96")]
     ipv6_group_prefix: GroupPrefix,
+    /// IPv4 multicast prefix (length 9 to 32) that rows of 01:00:5e MACs map to: MAC
+    /// 01:00:5e:xx:yy:zz <-> the group of the prefix whose low 23 bits are xx:yy:zz.
+    /// Without it only IPv6 rows are served.
+    #[arg(long)]
+    ipv4_group_prefix: Option<Ipv4Prefix>,
     /// Append logs to this file instead of stderr.
     #[arg(long)]
     log_file: Option<std::path::PathBuf>,
@@ -60,7 +65,11 @@ fn serve(args: Args) -> anyhow::Result<()> {
         .ports()
         .with_context(|| format!("cannot read the ports of bridge {}", bridge.name()))?;
     tracing::info!(bridge = bridge.name(), "serving Q-BRIDGE-MIB");
-    let mut agent = Agent::new(bridge, args.ipv6_group_prefix);
+    let prefix = match args.ipv4_group_prefix {
+        Some(v4) => args.ipv6_group_prefix.with_ipv4(v4),
+        None => args.ipv6_group_prefix,
+    };
+    let mut agent = Agent::new(bridge, prefix);
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
     passpersist::serve(&mut agent, &mut stdin.lock(), &mut stdout.lock())

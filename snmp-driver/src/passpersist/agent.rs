@@ -1,12 +1,13 @@
 //! The Q-BRIDGE-MIB view of one Linux bridge: answers pass_persist get/getnext/set.
 //!
-//! Rows map to IPv6 groups of the `--ipv6-group-prefix` ([`super::group_prefix`]); only
-//! rows whose group lies in that prefix are shown, other MDB entries are left alone.
+//! Rows map to IPv6 groups of the `--ipv6-group-prefix`, and with `--ipv4-group-prefix` to
+//! IPv4 groups of that prefix ([`super::group_prefix`]); only rows whose group lies in a
+//! prefix are shown, other MDB entries are left alone.
 //!
 //! # Rows
 //! The bridge MDB *is* the table (the program keeps no state except rows that exist with an
 //! empty port list, which the MDB cannot hold), so the program can be restarted at any time.
-//! - `get` of any column of a row that does not exist (VLAN 1, a 33:33 MAC, receive port 0)
+//! - `get` of any column of a row that does not exist (VLAN 1, a 33:33 or 01:00:5e MAC, receive port 0)
 //!   answers a default (empty PortList, status invalid(2)) instead of NONE, because snmpd
 //!   asks `get` before every `set` and would refuse to create the row otherwise.
 //! - Setting StaticEgressPorts creates the row (status permanent(3)) and programs exactly
@@ -177,7 +178,7 @@ impl Agent {
             let Some(p) = ports.iter().find(|p| p.ifindex == ifindex) else {
                 continue;
             };
-            rows.entry(MacAddr::ipv6_multicast(grp))
+            rows.entry(MacAddr::of_group(grp))
                 .or_default()
                 .insert(p.port_no);
         }
@@ -196,7 +197,7 @@ impl Agent {
         })
     }
 
-    /// A static multicast row index this agent can hold: VLAN 1, 33:33 MAC, receive port 0.
+    /// A static multicast row index this agent can hold: VLAN 1, a MAC of its prefixes (33:33, or 01:00:5e with an IPv4 prefix), receive port 0.
     fn row_index(&self, oid: &[u32]) -> Option<(u32, StaticMcastIndex)> {
         let (col, idx) = mib::split_column(oid, DOT1Q_STATIC_MCAST_ENTRY)?;
         let idx = StaticMcastIndex::from_sub_ids(idx)?;

@@ -10,7 +10,7 @@ use crate::mib::MacAddr;
 use netlink_packet_route::link::{InfoBridgePort, InfoPortData, LinkAttribute, LinkInfo};
 use netlink_packet_route::neighbour::NeighbourAttribute;
 use std::net::Ipv6Addr;
-use subcast_mdb::{MDB_PERMANENT, MdbAddr};
+use subcast_mdb::MDB_PERMANENT;
 
 /// Error reading or writing the bridge.
 #[derive(Debug, thiserror::Error)]
@@ -159,16 +159,14 @@ impl Bridge {
             .collect())
     }
 
-    /// Permanent IPv6 MDB entries of this bridge: (group, port ifindex).
+    /// Permanent IPv6 and IPv4 MDB entries of this bridge: (group, port ifindex), IPv4
+    /// groups as IPv4-mapped IPv6 addresses.
     pub fn static_mdb(&mut self) -> Result<Vec<(Ipv6Addr, u32)>, BridgeError> {
         let entries = self.sock.mdb().map_err(|e| self.err(e))?;
         Ok(entries
             .into_iter()
             .filter(|e| e.bridge == self.ifindex && e.state == MDB_PERMANENT)
-            .filter_map(|e| match e.addr {
-                MdbAddr::Ipv6(g) => Some((g, e.port)),
-                _ => None,
-            })
+            .filter_map(|e| e.addr.group().map(|g| (g, e.port)))
             .collect())
     }
 

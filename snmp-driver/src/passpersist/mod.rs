@@ -19,7 +19,7 @@ pub mod set_pdu;
 
 pub use agent::Agent;
 pub use bridge::Bridge;
-pub use group_prefix::{GroupPrefix, GroupPrefixError};
+pub use group_prefix::{GroupPrefix, GroupPrefixError, Ipv4Prefix, Ipv4PrefixError};
 
 use std::io::{BufRead, Write};
 

@@ -34,6 +34,8 @@ pub const V3_AUTH: &str = "auth-pass-123";
 pub const V3_PRIV: &str = "priv-pass-456";
 /// The `--ipv6-group-prefix` of the handler.
 pub const GROUP_PREFIX: &str = "ff3e::/96";
+/// The `--ipv4-group-prefix` of the handler.
+pub const GROUP_PREFIX_V4: &str = "239.92.0.0/16";
 
 /// Runs a command; panics with its stderr if it fails.
 pub fn sh(args: &[&str]) -> String {
@@ -287,6 +289,7 @@ impl Lab {
             .community(COMMUNITY_RW)
             .v3(V3User::new(V3_USER, V3_AUTH, V3_PRIV))
             .group_prefix(GROUP_PREFIX)
+            .ipv4_group_prefix(GROUP_PREFIX_V4)
             .start()
             .unwrap_or_else(|e| panic!("test switch: {e}"));
         self.port = snmpd.address().port();

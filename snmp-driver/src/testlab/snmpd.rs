@@ -124,6 +124,7 @@ pub struct TestSnmpdBuilder {
     v2c: bool,
     v3: Option<V3User>,
     group_prefix: String,
+    ipv4_group_prefix: Option<String>,
     ready_timeout: Duration,
 }
 
@@ -157,6 +158,7 @@ impl TestSnmpd {
             v2c: true,
             v3: None,
             group_prefix: "ff3e::/96".into(),
+            ipv4_group_prefix: None,
             ready_timeout: DEFAULT_READY_TIMEOUT,
         }
     }
@@ -342,6 +344,12 @@ impl TestSnmpdBuilder {
         self
     }
 
+    /// The handler's `--ipv4-group-prefix` (default none: IPv6 rows only).
+    pub fn ipv4_group_prefix(mut self, prefix: &str) -> Self {
+        self.ipv4_group_prefix = Some(prefix.into());
+        self
+    }
+
     /// How long [`TestSnmpdBuilder::start`] waits for the first answer through the handler
     /// (default [`DEFAULT_READY_TIMEOUT`]).
     pub fn ready_timeout(mut self, d: Duration) -> Self {
@@ -448,8 +456,12 @@ impl TestSnmpdBuilder {
             (Some(ns), false) => format!(" --netns {ns}"),
             _ => String::new(),
         };
+        let v4_arg = match &self.ipv4_group_prefix {
+            Some(p) => format!(" --ipv4-group-prefix {p}"),
+            None => String::new(),
+        };
         c.push_str(&format!(
-            "pass_persist .1.3.6.1.2.1.17 {} --bridge {}{netns_arg} --ipv6-group-prefix {} --log-file {}\n",
+            "pass_persist .1.3.6.1.2.1.17 {} --bridge {}{netns_arg} --ipv6-group-prefix {}{v4_arg} --log-file {}\n",
             self.handler.display(),
             self.bridge,
             self.group_prefix,

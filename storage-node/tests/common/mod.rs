@@ -460,6 +460,37 @@ impl Drop for Lab {
     }
 }
 
+/// A client's stdout; panics with its stderr if it failed.
+pub fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "client failed: {}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        String::from_utf8_lossy(&o.stdout)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// One JSON document (a client's `--json` output).
+pub fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("{e}: {s}"))
+}
+
+impl Lab {
+    /// Every chunk of the newest version of `name` is on exactly `r` nodes.
+    pub fn assert_placement(&self, name: &str, r: usize) {
+        let stat = json(&ok(&self.client(&["stat", name, "--json"])));
+        let placement = self.placement();
+        let chunks = stat["chunks"].as_array().unwrap();
+        assert!(!chunks.is_empty(), "{name} has no chunks: {stat}");
+        for c in chunks {
+            let id = c.as_str().unwrap();
+            let holders = placement.get(id).cloned().unwrap_or_default();
+            assert_eq!(holders.len(), r, "chunk {id} on {holders:?}");
+        }
+    }
+}
+
 pub fn random_file(dir: &Path, name: &str, len: usize, seed: u64) -> PathBuf {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut v = Vec::with_capacity(len);

@@ -74,6 +74,9 @@ pub struct Rv {
     pub client_ns: String,
     /// The subcast-node binary of nodes and client.
     pub bin: String,
+    /// IP + UDP header octets of the lab's family (48 IPv6, 28 IPv4): the
+    /// nodes size DATA datagrams to the MTU with it.
+    pub ip_udp_overhead: usize,
 }
 
 impl Rv {
@@ -409,6 +412,7 @@ parent_groups:
     Some(Rv {
         procs,
         bin: node_bin.to_owned(),
+        ip_udp_overhead: if ipv4 { 28 } else { 48 },
         client_ns: lab.host(&client_host).netns.clone(),
         lab,
         dir,
@@ -466,7 +470,7 @@ pub fn put_reaches_only_the_targets(rv: &Rv, filter: &str, name: &str, seed: usi
         assert_eq!(p.as_array().unwrap().len(), 3, "{report}");
     }
     // Datagrams are sized for 48 octets of IP + UDP in both families.
-    let per = 1500 - 48 - subcast_proto::replicast::data_overhead(3);
+    let per = 1500 - rv.ip_udp_overhead - subcast_proto::replicast::data_overhead(3);
     let mut expect = vec![0u64; NODES];
     let chunk_sizes: Vec<usize> = (0..4).map(|i| (size - i * 262144).min(262144)).collect();
     for (i, p) in placement.iter().enumerate().take(4) {

@@ -244,6 +244,43 @@ impl OvsLab {
         .expect("enter switch netns")
     }
 
+    /// One tcpdump per host on its eth0 (incoming only) writing to a pcap
+    /// file under the lab's directory, each returned once it says
+    /// "listening on": what is sent after this call is captured.
+    pub fn start_captures(&self, tag: &str, filter: &str) -> Vec<(Child, PathBuf)> {
+        self.hosts
+            .iter()
+            .map(|h| {
+                let file = self.dir.join(format!(
+                    "{h}-{tag}-{}.pcap",
+                    COUNTER.fetch_add(1, Ordering::Relaxed)
+                ));
+                let mut child = Command::new("ip")
+                    .args([
+                        "netns", "exec", h, "tcpdump", "-i", "eth0", "-Q", "in", "-n", "-U",
+                    ])
+                    .args(["--immediate-mode", "-w"])
+                    .arg(&file)
+                    .arg(filter)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("tcpdump");
+                let mut err = BufReader::new(child.stderr.take().expect("stderr"));
+                let mut line = String::new();
+                while !line.contains("listening on") {
+                    line.clear();
+                    assert!(
+                        err.read_line(&mut line).expect("tcpdump stderr") > 0,
+                        "tcpdump in {h} exited before capturing"
+                    );
+                }
+                std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+                (child, file)
+            })
+            .collect()
+    }
+
     pub fn host_ip(i: usize) -> Ipv6Addr {
         format!("fd00:5c::{i:x}").parse().expect("address")
     }
@@ -273,39 +310,8 @@ impl OvsLab {
     /// sentinel: what was sent before it has been seen.
     pub fn deliver(&self, from: usize, group: Ipv6Addr, n: usize) -> Vec<u64> {
         let all_nodes: Ipv6Addr = "ff02::1".parse().unwrap();
-        let caps: Vec<(Child, PathBuf)> = self
-            .hosts
-            .iter()
-            .map(|h| {
-                let file = self.dir.join(format!(
-                    "{h}-{}.pcap",
-                    COUNTER.fetch_add(1, Ordering::Relaxed)
-                ));
-                let filter = format!("udp and (dst host {group} or dst host {all_nodes})");
-                let mut child = Command::new("ip")
-                    .args([
-                        "netns", "exec", h, "tcpdump", "-i", "eth0", "-Q", "in", "-n", "-U",
-                    ])
-                    .args(["--immediate-mode", "-w"])
-                    .arg(&file)
-                    .arg(&filter)
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .expect("tcpdump");
-                let mut err = BufReader::new(child.stderr.take().expect("stderr"));
-                let mut line = String::new();
-                while !line.contains("listening on") {
-                    line.clear();
-                    assert!(
-                        err.read_line(&mut line).expect("tcpdump stderr") > 0,
-                        "tcpdump in {h} exited before capturing"
-                    );
-                }
-                std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
-                (child, file)
-            })
-            .collect();
+        let filter = format!("udp and (dst host {group} or dst host {all_nodes})");
+        let caps = self.start_captures("v6", &filter);
         self.send(from, group, n, 5000);
         self.send(from, all_nodes, 1, 5999);
         let sentinel = |f: &Path| {

@@ -32,7 +32,7 @@ pub fn rows_for(
     let mut fwd = Vec::with_capacity(changes.len());
     let mut undo = Vec::with_capacity(changes.len());
     for (i, c) in changes.iter().enumerate() {
-        let mac = MacAddr::ipv6_multicast(c.group());
+        let mac = MacAddr::of_group(c.group());
         let ids = |p| port_ids(p).map_err(|e| ActionError::clean(e, Some(i)));
         let (now, before) = match c {
             Change::Install {

@@ -262,6 +262,27 @@ pub(crate) fn map_err(e: SnmpError) -> BackendError {
     }
 }
 
+/// The group of `range` a row's MAC stands for. IPv6: `range`'s first 96 bits + the
+/// 33:33 MAC's 32. IPv4 (an IPv4-mapped range, `::ffff:239.92.0.0/112`): `range`'s first
+/// 9 IPv4 bits + the 01:00:5e MAC's 23 (RFC 1112), so an IPv4 pool must lie inside one /9
+/// for the groups to be read back; inside it, 32 groups never share a MAC.
+fn group_in_range(mac: MacAddr, range: ipnet::Ipv6Net) -> Option<Ipv6Addr> {
+    let base = range.network();
+    let group = match base.to_ipv4_mapped() {
+        Some(v4) if mac.is_ipv4_multicast() => {
+            let low = u32::from_be_bytes([0, mac.0[3], mac.0[4], mac.0[5]]);
+            std::net::Ipv4Addr::from((u32::from(v4) & 0xff80_0000) | low).to_ipv6_mapped()
+        }
+        None if mac.is_ipv6_multicast() => {
+            let mut o = base.octets();
+            o[12..].copy_from_slice(&mac.0[2..]);
+            Ipv6Addr::from(o)
+        }
+        _ => return None,
+    };
+    range.contains(&group).then_some(group)
+}
+
 /// The MAC inside a modified EUI-64 interface id (`xx:xx:xxff:fexx:xxxx`), if it is one.
 fn mac_from_eui64(a: &Ipv6Addr) -> Option<MacAddr> {
     let o = a.octets();
@@ -320,15 +341,12 @@ impl Backend for SnmpBackend {
         range: ipnet::Ipv6Net,
     ) -> Result<Vec<InstalledGroup>, BackendError> {
         let rows = self.switch.static_multicast_rows().await.map_err(map_err)?;
-        let base = range.network().octets();
         Ok(rows
             .into_iter()
-            .filter(|r| r.index.mac.is_ipv6_multicast() && r.index.receive_port == 0)
+            .filter(|r| r.index.receive_port == 0)
             .filter_map(|r| {
-                let mut o = base;
-                o[12..].copy_from_slice(&r.index.mac.0[2..]);
-                let group = Ipv6Addr::from(o);
-                range.contains(&group).then(|| InstalledGroup {
+                let group = group_in_range(r.index.mac, range)?;
+                Some(InstalledGroup {
                     vlan: r.index.vlan,
                     group,
                     ports: r.egress.into_iter().map(PortId::from).collect(),
@@ -347,6 +365,23 @@ mod tests {
         let a: Ipv6Addr = "fe80::ff:fe00:1".parse().unwrap();
         assert_eq!(mac_from_eui64(&a), Some(MacAddr([0x02, 0, 0, 0, 0, 1])));
         assert_eq!(mac_from_eui64(&"fd00::1".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn rows_map_back_to_groups_of_the_range_in_both_families() {
+        let v6: ipnet::Ipv6Net = "ff3e::5c:0/112".parse().unwrap();
+        let g6: Ipv6Addr = "ff3e::5c:7".parse().unwrap();
+        assert_eq!(group_in_range(MacAddr::of_group(g6), v6), Some(g6));
+        let v4: ipnet::Ipv6Net = "::ffff:239.92.128.0/120".parse().unwrap();
+        let g4 = std::net::Ipv4Addr::new(239, 92, 128, 9).to_ipv6_mapped();
+        let mac = MacAddr::of_group(g4);
+        assert_eq!(mac.to_string(), "01:00:5e:5c:80:09");
+        assert_eq!(group_in_range(mac, v4), Some(g4));
+        // A row of the other family, or of a group outside the range, is not ours.
+        assert_eq!(group_in_range(mac, v6), None);
+        assert_eq!(group_in_range(MacAddr::of_group(g6), v4), None);
+        let other = std::net::Ipv4Addr::new(239, 92, 129, 9).to_ipv6_mapped();
+        assert_eq!(group_in_range(MacAddr::of_group(other), v4), None);
     }
 
     #[test]
