@@ -50,6 +50,13 @@ fn ipv4_put_get_on_the_seed_three_switches() {
         "put-get",
         "--json",
     ]);
+    check_put_get(&v);
+}
+
+/// The checks of an IPv4 put-get run: daemons and groups in IPv4, ports per
+/// switch equal to the rule, datagrams only at the targets, the object read
+/// back.
+fn check_put_get(v: &Value) {
     assert_eq!(v["ok"], true, "{v:#}");
     assert_eq!(v["family"], "ipv4");
     let ctl: Ipv4Addr = v["controller"]["address"]
@@ -101,6 +108,56 @@ fn ipv4_put_get_on_the_seed_three_switches() {
         "{:#}",
         v["sender_egress"]
     );
+}
+
+/// A file not shipped: seed-snmp.yaml (three SNMP switches: snmpd with the
+/// Q-BRIDGE-MIB handler on each) turned IPv4. The agents write the groups as
+/// rows of their 01:00:5e MACs, which the handler keeps as IPv4 MDB entries.
+#[test]
+fn ipv4_put_get_over_snmp_switches() {
+    if !enabled("ipv4_put_get_over_snmp_switches") {
+        return;
+    }
+    let has = |b: &str| {
+        ["/usr/sbin", "/usr/bin"]
+            .iter()
+            .any(|d| std::path::Path::new(d).join(b).exists())
+    };
+    if !has("snmpd") {
+        let required = std::env::var(labs::REQUIRE_ENV).is_ok_and(|v| !v.is_empty() && v != "0");
+        assert!(
+            !required,
+            "{}=1 but snmpd is not installed (apt-get install snmpd)",
+            labs::REQUIRE_ENV
+        );
+        println!("SKIP ipv4_put_get_over_snmp_switches: needs snmpd");
+        return;
+    }
+    let snmp = std::fs::read_to_string(topology_path("seed-snmp.yaml")).unwrap();
+    let text = format!(
+        "family: ipv4\n{}",
+        snmp.replace("\"ff05::5c:1:1\"", "\"239.92.0.1\"")
+    );
+    assert!(
+        text.contains("239.92.0.1"),
+        "seed-snmp.yaml changed: {text}"
+    );
+    let dir = std::env::temp_dir().join(format!("labs-ipv4-snmp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("snmp-ipv4.yaml");
+    std::fs::write(&file, text).unwrap();
+    let v = lab_json(&[
+        "run",
+        file.to_str().unwrap(),
+        "--scenario",
+        "put-get",
+        "--json",
+    ]);
+    let _ = std::fs::remove_dir_all(&dir);
+    for sw in ["A", "B", "C"] {
+        assert_eq!(v["backends"][sw], "snmp", "{v:#}");
+    }
+    check_put_get(&v);
 }
 
 #[test]

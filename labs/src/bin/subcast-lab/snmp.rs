@@ -77,6 +77,21 @@ pub fn group_prefix() -> Result<String> {
     Ok(format!("{p}/96"))
 }
 
+/// The handler's `--ipv4-group-prefix`: the /16 holding the IPv4 rendezvous pool (rows
+/// carry only a group's low 23 bits, in its 01:00:5e MAC; the prefix says which of the 32
+/// groups sharing a MAC the row stands for).
+pub fn ipv4_group_prefix() -> Result<String> {
+    let pool = crate::stack_config::POOL_V4;
+    let (addr, _) = pool
+        .split_once('/')
+        .ok_or_else(|| anyhow!("rendezvous pool {pool} has no prefix length"))?;
+    let a: std::net::Ipv4Addr = addr
+        .parse()
+        .with_context(|| format!("rendezvous pool {pool}"))?;
+    let o = a.octets();
+    Ok(format!("{}.{}.0.0/16", o[0], o[1]))
+}
+
 /// Starts snmpd on every `backend: snmp` switch of the lab (none: an empty map);
 /// each returns once it answers through the handler.
 pub fn start_all(
@@ -86,6 +101,7 @@ pub fn start_all(
 ) -> Result<BTreeMap<String, SnmpSwitch>> {
     let mut out = BTreeMap::new();
     let prefix = group_prefix()?;
+    let prefix4 = ipv4_group_prefix()?;
     for (name, spec) in &lab.topology().switches {
         let Some(version) = spec.snmp_version() else {
             continue;
@@ -104,7 +120,8 @@ pub fn start_all(
             .netns(&lab.switch(name).netns)
             .bridge(&lab.switch(name).bridge)
             .community(&format!("c{}", random_hex(12)?))
-            .group_prefix(&prefix);
+            .group_prefix(&prefix)
+            .ipv4_group_prefix(&prefix4);
         if version == SnmpVersion::V3 {
             b = b.v3_only(V3User::new(
                 "subcast",
@@ -135,5 +152,6 @@ mod tests {
     #[test]
     fn the_prefix_holds_the_pool() {
         assert_eq!(super::group_prefix().unwrap(), "ff05::5c:0:0/96");
+        assert_eq!(super::ipv4_group_prefix().unwrap(), "239.92.0.0/16");
     }
 }
