@@ -536,9 +536,10 @@ fn main() -> Result<()> {
                 topology_file(&topology.unwrap_or_else(|| "seed-three-switch.yaml".into()));
             let family = Topology::from_yaml_file(&topology)?.family;
             anyhow::ensure!(
-                family == labs::Family::Ipv6,
-                "{}: `family: {}`: the bench configures its daemons in IPv6 only so far; run \
-                 it on an IPv6 topology (e.g. seed-three-switch.yaml), and IPv4 with \
+                family == labs::Family::Ipv6 || (family == labs::Family::Ipv4 && put_only),
+                "{}: `family: {}`: the bench configures its daemons in IPv6 only so far, \
+                 except `bench --put-only` (part (f)), which runs on an IPv4 file too; run the \
+                 rest on an IPv6 topology (e.g. seed-three-switch.yaml), and IPv4 with \
                  `subcast-lab run FILE --scenario put-get`",
                 topology.display(),
                 family.name()
