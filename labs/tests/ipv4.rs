@@ -38,6 +38,24 @@ fn ipv4_rendezvous_group(v: &Value) -> Ipv4Addr {
     g
 }
 
+/// `subcast-lab run` on a file not shipped: the shipped `file` with
+/// `family: ipv4` and its negotiating group `from` replaced by `to`.
+fn run_ipv4_variant(file: &str, from: &str, to: &str, args: &[&str]) -> Value {
+    let shipped = std::fs::read_to_string(topology_path(file)).unwrap();
+    assert!(shipped.contains(from), "{file} changed: {shipped}");
+    let text = format!("family: ipv4\n{}", shipped.replace(from, to));
+    let dir = std::env::temp_dir().join(format!("labs-ipv4-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(file.replace(".yaml", "-ipv4.yaml"));
+    std::fs::write(&path, text).unwrap();
+    let mut all = vec!["run", path.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let v = lab_json(&all);
+    let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_dir(&dir);
+    v
+}
+
 #[test]
 fn ipv4_put_get_on_the_seed_three_switches() {
     if !enabled("ipv4_put_get_on_the_seed_three_switches") {
@@ -133,27 +151,12 @@ fn ipv4_put_get_over_snmp_switches() {
         println!("SKIP ipv4_put_get_over_snmp_switches: needs snmpd");
         return;
     }
-    let snmp = std::fs::read_to_string(topology_path("seed-snmp.yaml")).unwrap();
-    let text = format!(
-        "family: ipv4\n{}",
-        snmp.replace("\"ff05::5c:1:1\"", "\"239.92.0.1\"")
+    let v = run_ipv4_variant(
+        "seed-snmp.yaml",
+        "\"ff05::5c:1:1\"",
+        "\"239.92.0.1\"",
+        &["--scenario", "put-get", "--json"],
     );
-    assert!(
-        text.contains("239.92.0.1"),
-        "seed-snmp.yaml changed: {text}"
-    );
-    let dir = std::env::temp_dir().join(format!("labs-ipv4-snmp-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("snmp-ipv4.yaml");
-    std::fs::write(&file, text).unwrap();
-    let v = lab_json(&[
-        "run",
-        file.to_str().unwrap(),
-        "--scenario",
-        "put-get",
-        "--json",
-    ]);
-    let _ = std::fs::remove_dir_all(&dir);
     for sw in ["A", "B", "C"] {
         assert_eq!(v["backends"][sw], "snmp", "{v:#}");
     }
@@ -278,29 +281,12 @@ fn ipv4_subset_only_with_an_ovs_switch_in_the_middle() {
     if !enabled("ipv4_subset_only_with_an_ovs_switch_in_the_middle") || !labs::ovs_available() {
         return;
     }
-    let mixed = std::fs::read_to_string(topology_path("seed-mixed.yaml")).unwrap();
-    let text = format!(
-        "family: ipv4\n{}",
-        mixed.replace("\"ff05::5c:1:1\"", "\"239.77.0.9\"")
+    let v = run_ipv4_variant(
+        "seed-mixed.yaml",
+        "\"ff05::5c:1:1\"",
+        "\"239.77.0.9\"",
+        &["--scenario", "subset-only", "--pace-us", "200", "--json"],
     );
-    assert!(
-        text.contains("239.77.0.9"),
-        "seed-mixed.yaml changed: {text}"
-    );
-    let dir = std::env::temp_dir().join(format!("labs-ipv4-mixed-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("mixed-ipv4.yaml");
-    std::fs::write(&file, text).unwrap();
-    let v = lab_json(&[
-        "run",
-        file.to_str().unwrap(),
-        "--scenario",
-        "subset-only",
-        "--pace-us",
-        "200",
-        "--json",
-    ]);
-    let _ = std::fs::remove_dir_all(&dir);
     let rv = &v["rendezvous"];
     ipv4_rendezvous_group(&rv["group"]);
     assert_eq!(rv["parent"]["group"], "239.77.0.9");
