@@ -516,14 +516,25 @@ pub(crate) fn send_from(
             0
         };
         let dst = SocketAddrV6::new(group, port, 0, scope).into();
-        let mut buf = vec![0x5cu8; payload_len];
-        for seq in 0..count {
-            let n = buf.len().min(8);
-            buf[..n].copy_from_slice(&seq.to_be_bytes()[..n]);
-            s.send_to(&buf, &dst).map_err(io)?;
-        }
-        Ok(())
+        send_numbered(&s, &dst, count, payload_len).map_err(io)
     })?
+}
+
+/// Sends `count` datagrams of `payload_len` octets to `dst`, each starting
+/// with its sequence number (big-endian, as much of it as fits).
+pub(crate) fn send_numbered(
+    s: &socket2::Socket,
+    dst: &socket2::SockAddr,
+    count: u64,
+    payload_len: usize,
+) -> std::io::Result<()> {
+    let mut buf = vec![0x5cu8; payload_len];
+    for seq in 0..count {
+        let n = buf.len().min(8);
+        buf[..n].copy_from_slice(&seq.to_be_bytes()[..n]);
+        s.send_to(&buf, dst)?;
+    }
+    Ok(())
 }
 
 impl Drop for Lab {

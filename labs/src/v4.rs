@@ -78,13 +78,7 @@ pub(crate) fn send_from_v4(
         s.set_multicast_ttl_v4(1).map_err(io)?;
         s.set_multicast_loop_v4(false).map_err(io)?;
         let dst = SocketAddrV4::new(group, port).into();
-        let mut buf = vec![0x5cu8; payload_len];
-        for seq in 0..count {
-            let n = buf.len().min(8);
-            buf[..n].copy_from_slice(&seq.to_be_bytes()[..n]);
-            s.send_to(&buf, &dst).map_err(io)?;
-        }
-        Ok(())
+        crate::lab::send_numbered(&s, &dst, count, payload_len).map_err(io)
     })?
 }
 
