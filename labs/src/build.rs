@@ -297,8 +297,19 @@ impl Lab {
             }
             if self.has_ovs() {
                 // Veth checksum offload leaves bad UDP checksums after OVS's userspace
-                // datapath: compute checksums in the sender.
+                // datapath: compute checksums in the sender (this also turns UDP
+                // segmentation offload off, as below).
                 cmd::run_in(&ns, &["ethtool", "-K", HOST_IF, "tx", "off"])?;
+            } else {
+                // UDP GSO batches (the storage nodes send DATA that way) are cut into
+                // frames at the host's own interface, as by a host whose NIC has no
+                // UDP segmentation offload; a veth would otherwise carry a whole batch
+                // through the bridges as one packet, and captures, interface counters
+                // and loss rules would count batches instead of frames.
+                cmd::run_in(
+                    &ns,
+                    &["ethtool", "-K", HOST_IF, "tx-udp-segmentation", "off"],
+                )?;
             }
             let ofport = self.attach_port(&sw_name, &port)?;
             if let Some(sw) = self.switches.get_mut(&sw_name) {

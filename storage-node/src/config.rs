@@ -222,6 +222,9 @@ fn default_replicas() -> usize {
 fn default_chunk_size() -> usize {
     crate::chunking::DEFAULT_CHUNK_SIZE
 }
+fn default_udp_gso() -> bool {
+    true
+}
 fn default_parallel() -> usize {
     4
 }
@@ -258,11 +261,13 @@ pub struct Config {
     #[serde(default = "default_chunk_size")]
     pub chunk_size: usize,
     /// Send DATA in UDP GSO batches (one send call per up to 64
-    /// datagrams to one destination, segmented by the kernel or the NIC).
-    /// Off by default: on veth the batches cross the bridge unsegmented,
-    /// so packet captures count a batch as one packet. Without it DATA
-    /// still goes up to 64 datagrams per call (`sendmmsg`).
-    #[serde(default)]
+    /// datagrams to one destination, cut into frames by the NIC or, where
+    /// it has no UDP segmentation offload, by the kernel at the
+    /// interface). On by default where the kernel has it; `false` sends
+    /// DATA up to 64 datagrams per call (`sendmmsg`). On a veth with
+    /// `tx-udp-segmentation` on, a batch crosses the bridge as one packet
+    /// (captures and counters then see batches; the labs turn it off).
+    #[serde(default = "default_udp_gso")]
     pub udp_gso: bool,
     /// Chunks in flight at once per put / get.
     #[serde(default = "default_parallel")]

@@ -17,94 +17,111 @@ use subcast_proto::replicast::{ReplicastSealer, data_len, seal_data_into};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
-/// Largest GSO batch in octets (the kernel's limit for one UDP send).
-const MAX_BATCH_BYTES: usize = 65_000;
+/// Largest GSO send in octets (the kernel's limit for one UDP send).
+const MAX_GSO_BYTES: usize = 65_000;
 
-/// Datagrams one `sendmmsg` carries at most (without GSO).
+/// Datagrams one batch (one turn of the send loop) carries at most.
 pub const MMSG_DATAGRAMS: usize = 64;
 
-/// Octets of datagrams one `sendmmsg` carries at most.
+/// Octets of datagrams one batch carries at most.
 const MMSG_BYTES: usize = 256 << 10;
 
-/// Datagrams sealed back to back into one buffer and sent with one system
-/// call: with GSO, DATA to one destination, all of one size but the last
-/// (one `sendmsg` the kernel segments); without, up to
-/// [`MMSG_DATAGRAMS`] datagrams to any destinations (one `sendmmsg`, each
-/// its own packet from the socket on, so captures count every datagram).
+/// Datagrams sealed back to back into one buffer and sent with few system
+/// calls: up to [`MMSG_DATAGRAMS`] datagrams to any destinations. Without
+/// GSO they go by one `sendmmsg`. With GSO, every run of two or more
+/// datagrams to one destination, all of one size but a shorter last, goes
+/// as one `sendmsg` that the NIC or the kernel cuts into those datagrams
+/// (one packet each on the wire); the datagrams between such runs go by
+/// `sendmmsg`, in order.
 pub struct SendBatch {
     state: UdpSocketState,
     buf: Vec<u8>,
-    /// The datagrams in `buf`: destination and octets.
+    /// The datagrams in `buf`, back to back in order: destination and octets.
     msgs: Vec<(SocketAddr, Range<usize>)>,
     gso: bool,
-    max_segments: usize,
     /// Send calls made and datagrams they carried.
     pub sends: u64,
     pub datagrams: u64,
+    /// Of `sends`, GSO sends (each several datagrams to one destination).
+    pub gso_sends: u64,
+    /// GSO sends the kernel refused (GSO is then off for this socket and
+    /// their datagrams went again by `sendmmsg`).
+    pub gso_refused: u64,
 }
 
 impl std::fmt::Debug for SendBatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SendBatch")
-            .field("gso", &self.gso)
-            .field("max_segments", &self.max_segments)
+            .field("gso", &self.gso_segments())
             .field("sends", &self.sends)
             .field("datagrams", &self.datagrams)
             .finish()
     }
 }
 
+/// The end (exclusive) of the GSO run starting at `msgs[i]`: the following
+/// datagrams to the same destination of the same size as `msgs[i]`, and at
+/// most one shorter one, which ends the run; at most `max` datagrams and
+/// [`MAX_GSO_BYTES`] octets.
+fn gso_run_end(msgs: &[(SocketAddr, Range<usize>)], i: usize, max: usize) -> usize {
+    let (dest, seg) = (msgs[i].0, msgs[i].1.len());
+    let (mut j, mut bytes) = (i + 1, seg);
+    while j < msgs.len() && j - i < max {
+        let (d, r) = &msgs[j];
+        if *d != dest || r.len() > seg || bytes + r.len() > MAX_GSO_BYTES {
+            break;
+        }
+        bytes += r.len();
+        j += 1;
+        if r.len() < seg {
+            break;
+        }
+    }
+    j
+}
+
+/// The kernel's answer to a GSO send through an interface that cannot
+/// checksum or segment it (EIO, some drivers EINVAL).
+fn gso_refusal(e: &io::Error) -> bool {
+    use rustix::io::Errno;
+    e.raw_os_error()
+        .is_some_and(|c| c == Errno::IO.raw_os_error() || c == Errno::INVAL.raw_os_error())
+}
+
 impl SendBatch {
-    /// With `gso` false datagrams go out by `sendmmsg`.
+    /// With `gso` false (or a kernel without UDP GSO) every datagram goes
+    /// by `sendmmsg`.
     pub fn new(sock: &UdpSocket, gso: bool) -> io::Result<SendBatch> {
         let state = UdpSocketState::new(UdpSockRef::from(sock))?;
-        let gso = gso && state.max_gso_segments() > 1;
-        let max_segments = if gso {
-            state.max_gso_segments()
-        } else {
-            MMSG_DATAGRAMS
-        };
         Ok(SendBatch {
             state,
-            buf: Vec::with_capacity(MMSG_BYTES.max(MAX_BATCH_BYTES) + 9216),
-            msgs: Vec::with_capacity(max_segments),
+            buf: Vec::with_capacity(MMSG_BYTES + 9216),
+            msgs: Vec::with_capacity(MMSG_DATAGRAMS),
             gso,
-            max_segments,
             sends: 0,
             datagrams: 0,
+            gso_sends: 0,
+            gso_refused: 0,
         })
     }
 
-    /// Datagrams one send call may carry here.
+    /// Datagrams one batch carries at most.
     pub fn max_segments(&self) -> usize {
-        self.max_segments
+        MMSG_DATAGRAMS
     }
 
-    /// Whether a datagram of `len` octets to `dest` may join the batch.
-    fn fits(&self, dest: SocketAddr, len: usize) -> bool {
-        let Some((d0, r0)) = self.msgs.first() else {
-            return true;
-        };
+    /// Datagrams one GSO send may carry now (1: no GSO).
+    fn gso_segments(&self) -> usize {
         if self.gso {
-            *d0 == dest
-                && len <= r0.len()
-                && self.msgs.len() < self.max_segments
-                && self.buf.len() + len <= MAX_BATCH_BYTES
+            self.state.max_gso_segments().min(MMSG_DATAGRAMS)
         } else {
-            self.msgs.len() < self.max_segments && self.buf.len() + len <= MMSG_BYTES
+            1
         }
     }
 
-    /// Sends the batch if it cannot take another datagram.
-    async fn flush_if_full(&mut self, sock: &UdpSocket) {
-        let full = match self.msgs.as_slice() {
-            [] => false,
-            [(_, r0), .., (_, last)] if self.gso => last.len() < r0.len(),
-            _ => false,
-        } || self.msgs.len() >= self.max_segments;
-        if full {
-            self.flush(sock).await;
-        }
+    /// Whether a datagram of `len` octets may join the batch.
+    fn fits(&self, len: usize) -> bool {
+        self.msgs.len() < MMSG_DATAGRAMS && self.buf.len() + len <= MMSG_BYTES
     }
 
     /// Seals `d` into the batch (sending the batch first if `d` cannot
@@ -123,7 +140,7 @@ impl SendBatch {
         } else {
             d.to.len().max(1)
         };
-        if !self.fits(d.dest, data_len(payload.len(), entries)) {
+        if !self.fits(data_len(payload.len(), entries)) {
             self.flush(sock).await;
         }
         let start = self.buf.len();
@@ -143,20 +160,13 @@ impl SendBatch {
         }
         let end = self.buf.len();
         self.msgs.push((d.dest, start..end));
-        // With GSO a shorter datagram must be the batch's last.
         self.flush_if_full(sock).await;
         end - start + IP_UDP_OVERHEAD
     }
 
-    /// Queues one sealed datagram (with GSO: sends it on its own, after
-    /// what is batched).
+    /// Queues one sealed datagram.
     pub async fn push_bytes(&mut self, sock: &UdpSocket, bytes: &[u8], dest: SocketAddr) {
-        if self.gso {
-            self.flush(sock).await;
-            self.transmit(sock, bytes, dest, None).await;
-            return;
-        }
-        if !self.fits(dest, bytes.len()) {
+        if !self.fits(bytes.len()) {
             self.flush(sock).await;
         }
         let start = self.buf.len();
@@ -165,31 +175,86 @@ impl SendBatch {
         self.flush_if_full(sock).await;
     }
 
-    /// Sends what is batched.
-    pub async fn flush(&mut self, sock: &UdpSocket) {
-        let Some((dest, r0)) = self.msgs.first().cloned() else {
-            return;
-        };
-        let count = self.msgs.len();
-        if self.gso || count == 1 {
-            let seg = (count > 1).then_some(r0.len());
-            let buf = std::mem::take(&mut self.buf);
-            self.transmit(sock, &buf, dest, seg).await;
-            self.buf = buf;
-        } else {
-            self.send_mmsg(sock).await;
+    async fn flush_if_full(&mut self, sock: &UdpSocket) {
+        if self.msgs.len() >= MMSG_DATAGRAMS {
+            self.flush(sock).await;
         }
-        self.buf.clear();
-        self.msgs.clear();
-        self.datagrams += count as u64;
     }
 
-    /// Every batched datagram by `sendmmsg` (a datagram the kernel refuses
-    /// is logged and skipped).
-    async fn send_mmsg(&mut self, sock: &UdpSocket) {
+    /// Sends what is batched, in order.
+    pub async fn flush(&mut self, sock: &UdpSocket) {
+        let n = self.msgs.len();
+        if n == 0 {
+            return;
+        }
         let mut from = 0;
-        while from < self.msgs.len() {
-            let (msgs, buf) = (&self.msgs[from..], &self.buf);
+        let mut i = 0;
+        while i < n {
+            let max = self.gso_segments();
+            if max < 2 {
+                break;
+            }
+            let j = gso_run_end(&self.msgs, i, max);
+            if j - i >= 2 {
+                self.send_mmsg(sock, from..i).await;
+                if !self.send_gso(sock, i..j).await {
+                    // GSO refused (the interface cannot checksum or segment):
+                    // these datagrams go one by one, and the rest without GSO.
+                    self.send_mmsg(sock, i..j).await;
+                }
+                from = j;
+            }
+            i = j;
+        }
+        self.send_mmsg(sock, from..n).await;
+        self.buf.clear();
+        self.msgs.clear();
+        self.datagrams += n as u64;
+    }
+
+    /// The datagrams `run` (one destination, one size but a shorter last)
+    /// as one GSO send; false if the kernel refused GSO.
+    async fn send_gso(&mut self, sock: &UdpSocket, run: Range<usize>) -> bool {
+        let (dest, r0) = self.msgs[run.start].clone();
+        let bytes = r0.start..self.msgs[run.end - 1].1.end;
+        let t = Transmit {
+            destination: dest,
+            ecn: None,
+            contents: &self.buf[bytes],
+            segment_size: Some(r0.len()),
+            src_ip: None,
+        };
+        self.sends += 1;
+        let state = &self.state;
+        let r = sock
+            .async_io(Interest::WRITABLE, || {
+                state.try_send(UdpSockRef::from(sock), &t)
+            })
+            .await;
+        match r {
+            Ok(()) => {
+                self.gso_sends += 1;
+                true
+            }
+            Err(e) if gso_refusal(&e) => {
+                self.gso_refused += 1;
+                tracing::info!(%dest, error = %e, "UDP GSO refused; sending without it");
+                self.gso = false;
+                false
+            }
+            Err(e) => {
+                tracing::warn!(%dest, error = %e, "send failed");
+                true
+            }
+        }
+    }
+
+    /// The datagrams `range` by `sendmmsg` (a datagram the kernel refuses
+    /// is logged and skipped).
+    async fn send_mmsg(&mut self, sock: &UdpSocket, range: Range<usize>) {
+        let mut from = range.start;
+        while from < range.end {
+            let (msgs, buf) = (&self.msgs[from..range.end], &self.buf);
             self.sends += 1;
             let r = sock
                 .async_io(Interest::WRITABLE, || {
@@ -218,32 +283,6 @@ impl SendBatch {
                     from += 1;
                 }
             }
-        }
-    }
-
-    async fn transmit(
-        &mut self,
-        sock: &UdpSocket,
-        contents: &[u8],
-        dest: SocketAddr,
-        seg: Option<usize>,
-    ) {
-        let t = Transmit {
-            destination: dest,
-            ecn: None,
-            contents,
-            segment_size: seg,
-            src_ip: None,
-        };
-        self.sends += 1;
-        let state = &self.state;
-        let r = sock
-            .async_io(Interest::WRITABLE, || {
-                state.try_send(UdpSockRef::from(sock), &t)
-            })
-            .await;
-        if let Err(e) = r {
-            tracing::warn!(%dest, error = %e, "send failed");
         }
     }
 }
@@ -339,6 +378,7 @@ impl RecvBatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     /// Many datagrams to two destinations go out in few `sendmmsg` calls,
     /// every one intact and in order.
@@ -386,5 +426,98 @@ mod tests {
         let want_a: Vec<u32> = (0..150).filter(|i| i % 3 != 0).collect();
         let want_b: Vec<u32> = (0..150).filter(|i| i % 3 == 0).collect();
         assert_eq!((next_a, next_b), (want_a, want_b));
+    }
+
+    fn runs(msgs: &[(SocketAddr, Range<usize>)], max: usize) -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < msgs.len() {
+            let j = gso_run_end(msgs, i, max);
+            out.push(j - i);
+            i = j;
+        }
+        out
+    }
+
+    /// A GSO run is one destination, one size and at most one shorter
+    /// datagram at its end, within the segment and octet limits.
+    #[test]
+    fn gso_runs_end_at_a_new_destination_a_new_size_or_a_shorter_datagram() {
+        let (a, b): (SocketAddr, SocketAddr) =
+            ("[::1]:1".parse().unwrap(), "[::1]:2".parse().unwrap());
+        let mut at = 0;
+        let mut m = |d: SocketAddr, len: usize| {
+            at += len;
+            (d, at - len..at)
+        };
+        let msgs = vec![
+            m(a, 100),
+            m(a, 100),
+            m(a, 100),
+            m(a, 60), // shorter: ends the run
+            m(a, 100),
+            m(b, 100), // another destination
+            m(b, 100),
+            m(b, 200), // larger: not in the run
+            m(b, 200),
+        ];
+        assert_eq!(runs(&msgs, 64), vec![4, 1, 2, 2]);
+        assert_eq!(runs(&msgs, 2), vec![2, 2, 1, 2, 2]);
+        let big: Vec<_> = (0..64).map(|_| m(a, 1452)).collect();
+        // 65,000 octets at most: 44 datagrams of 1,452, then 20.
+        assert_eq!(runs(&big, 64), vec![44, 20]);
+    }
+
+    /// With GSO, runs of DATA-sized datagrams and control datagrams between
+    /// them arrive whole, in order, as separate datagrams, in fewer calls.
+    #[tokio::test(flavor = "current_thread")]
+    async fn gso_batches_arrive_as_separate_datagrams_in_order() {
+        let tx = UdpSocket::bind("[::1]:0").await.unwrap();
+        let rx = UdpSocket::bind("[::1]:0").await.unwrap();
+        let dest = rx.local_addr().unwrap();
+        let mut batch = SendBatch::new(&tx, true).unwrap();
+        if batch.gso_segments() < 2 {
+            eprintln!("no UDP GSO in this kernel: nothing to test");
+            return;
+        }
+        // Few enough that the receiver's default buffer holds them all.
+        const N: u32 = 70;
+        let mut want = Vec::new();
+        for i in 0..N {
+            // Every 25th a small "control" datagram, the rest 1,000 octets.
+            let len = if i % 25 == 0 { 40 } else { 1000 };
+            let mut d = vec![(i % 251) as u8; len];
+            d[..4].copy_from_slice(&i.to_be_bytes());
+            batch.push_bytes(&tx, &d, dest).await;
+            want.push((i, len));
+        }
+        batch.flush(&tx).await;
+        assert_eq!(batch.datagrams, u64::from(N));
+        assert_eq!(batch.gso_refused, 0);
+        // Runs 1-24, 26-49, 51-63 and 65-69 each one GSO send.
+        assert_eq!(batch.gso_sends, 4);
+        // 64 then 6 datagrams: runs cut by the three control datagrams.
+        assert!(
+            batch.sends <= 10,
+            "{} send calls for {N} datagrams",
+            batch.sends
+        );
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 65_536];
+        let all = async {
+            while got.len() < N as usize {
+                rx.readable().await.unwrap();
+                while let Ok(n) = rx.try_recv(&mut buf) {
+                    let i = u32::from_be_bytes(buf[..4].try_into().unwrap());
+                    assert!(buf[4..n].iter().all(|x| *x == (i % 251) as u8));
+                    got.push((i, n));
+                }
+            }
+        };
+        let timed_out = tokio::time::timeout(Duration::from_secs(10), all)
+            .await
+            .is_err();
+        assert!(!timed_out, "after 10 s only {} of {N} datagrams", got.len());
+        assert_eq!(got, want);
     }
 }

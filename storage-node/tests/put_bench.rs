@@ -17,8 +17,8 @@
 //! (1400-octet datagrams) between the client and a node host in the same
 //! lab. With a baseline binary, the same runs with it (a binary without
 //! `bench` is timed by its `put --json` report, which excludes process
-//! start; `SUBCAST_BENCH_BASELINE_PUTS` puts). `SUBCAST_BENCH_GSO=1` adds
-//! a run with `udp_gso: true`. Prints a table; JSON to `$SUBCAST_BENCH_OUT` (default
+//! start; `SUBCAST_BENCH_BASELINE_PUTS` puts). `SUBCAST_BENCH_NO_GSO=1` adds
+//! a run with `udp_gso: false` (DATA by `sendmmsg` only). Prints a table; JSON to `$SUBCAST_BENCH_OUT` (default
 //! `target/node-put-bench.json`).
 
 mod rv;
@@ -222,9 +222,9 @@ fn node_put_bench() {
         rows.extend(run_lab(&base, "baseline", n, &extra));
     }
     rows.extend(run_lab(&rv::node_bin(), "current", puts, &extra));
-    if std::env::var("SUBCAST_BENCH_GSO").is_ok() {
-        let gso = format!("{extra}\nudp_gso: true");
-        rows.extend(run_lab(&rv::node_bin(), "curr+gso", puts, &gso));
+    if std::env::var("SUBCAST_BENCH_NO_GSO").is_ok() {
+        let no_gso = format!("{extra}\nudp_gso: false");
+        rows.extend(run_lab(&rv::node_bin(), "no-gso", puts, &no_gso));
     }
     println!(
         "{:<9} {:<13} {:>10} {:>6} {:>9} {:>9} {:>9} {:>10} {:>6}",

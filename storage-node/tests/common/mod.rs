@@ -191,6 +191,19 @@ impl Lab {
                 "ip", "-n", &ns, "link", "set", &v, "name", "eth0", "mtu", &mtu,
             ]);
             run(&["ip", "-n", &br, "link", "set", &p, "mtu", &mtu]);
+            // UDP GSO batches are cut into datagrams here, not at the
+            // receivers, so the loss rules and captures see datagrams.
+            run(&[
+                "ip",
+                "netns",
+                "exec",
+                &ns,
+                "ethtool",
+                "-K",
+                "eth0",
+                "tx-udp-segmentation",
+                "off",
+            ]);
             if ipv4 {
                 run(&[
                     "ip",
