@@ -238,7 +238,7 @@ impl SendBatch {
             }
             Err(e) if gso_refusal(&e) => {
                 self.gso_refused += 1;
-                tracing::info!(%dest, error = %e, "UDP GSO refused; sending without it");
+                tracing::warn!(%dest, error = %e, "UDP GSO refused by the interface; sending without it from now on");
                 self.gso = false;
                 false
             }
