@@ -80,14 +80,6 @@ fn gso_run_end(msgs: &[(SocketAddr, Range<usize>)], i: usize, max: usize) -> usi
     j
 }
 
-/// The kernel's answer to a GSO send through an interface that cannot
-/// checksum or segment it (EIO, some drivers EINVAL).
-fn gso_refusal(e: &io::Error) -> bool {
-    use rustix::io::Errno;
-    e.raw_os_error()
-        .is_some_and(|c| c == Errno::IO.raw_os_error() || c == Errno::INVAL.raw_os_error())
-}
-
 impl SendBatch {
     /// With `gso` false (or a kernel without UDP GSO) every datagram goes
     /// by `sendmmsg`.
@@ -236,10 +228,11 @@ impl SendBatch {
                 self.gso_sends += 1;
                 true
             }
-            Err(e) if gso_refusal(&e) => {
+            // quinn-udp turns GSO off for the socket when the kernel refuses
+            // it (EIO or EINVAL: the interface cannot checksum or segment).
+            Err(e) if self.state.max_gso_segments() < 2 => {
                 self.gso_refused += 1;
                 tracing::warn!(%dest, error = %e, "UDP GSO refused by the interface; sending without it from now on");
-                self.gso = false;
                 false
             }
             Err(e) => {

@@ -17,9 +17,9 @@
 //! (1400-octet datagrams) between the client and a node host in the same
 //! lab. With a baseline binary, the same runs with it (a binary without
 //! `bench` is timed by its `put --json` report, which excludes process
-//! start; `SUBCAST_BENCH_BASELINE_PUTS` puts). `SUBCAST_BENCH_NO_GSO=1` adds
-//! a run with `udp_gso: false` (DATA by `sendmmsg` only). Prints a table; JSON to `$SUBCAST_BENCH_OUT` (default
-//! `target/node-put-bench.json`).
+//! start; `SUBCAST_BENCH_BASELINE_PUTS` puts). `SUBCAST_BENCH_NO_GSO=1`
+//! adds a run with `udp_gso: false` (DATA by `sendmmsg` only). Prints a
+//! table; JSON to `$SUBCAST_BENCH_OUT` (default `target/node-put-bench.json`).
 
 mod rv;
 
