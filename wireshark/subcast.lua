@@ -9,7 +9,10 @@
 -- (draft-spec/draft-subcast-transactional-subset-multicast.md): a 32-octet
 -- keyed BLAKE3 tag for push and rendezvous messages, a tag list (count,
 -- then receiver id and 16-octet tag per receiver) for Replicast messages
--- (types 0x40-0x5f, flag TAG_LIST). Tags are shown, never verified: the
+-- (types 0x40-0x5f, flag TAG_LIST). Keyed DATA (0x47) is the exception: a
+-- short form of its own, magic:2 version:1 type:1 txid:8 index:4 payload
+-- tag:8, the tag under the transfer key that PUT_ACCEPT carries wrapped
+-- (proto/src/replicast/transfer.rs). Tags are shown, never verified: the
 -- dissector has no key.
 --
 -- The checks mirror proto/src/ (the Rust decoder) one for one and in the

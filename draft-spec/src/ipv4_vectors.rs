@@ -52,6 +52,7 @@ pub(crate) fn vectors() -> Vec<Vector> {
         datagram_payload: 1392,
         group,
         targets: TARGETS.to_vec(),
+        keys: Vec::new(),
     };
     let bad_accept = replicast::seal(
         &vector_pair_keys(CLIENT_ID),

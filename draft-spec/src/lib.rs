@@ -15,7 +15,9 @@ use subcast_proto::*;
 
 mod batch_vectors;
 mod ipv4_vectors;
+mod keyed_vectors;
 mod replicast_vectors;
+pub use keyed_vectors::{KEYED_TXID, vector_transfer_key};
 pub use replicast_vectors::{CLIENT_ID, NODE_ID, TARGETS, vector_pair_keys, vector_secret};
 use replicast_vectors::{
     replicast_identity, replicast_invalid, replicast_limits, replicast_vectors, reseal,
@@ -89,6 +91,33 @@ pub struct ReplicastVector {
     pub origin: Origin,
     pub message: ReplicastMessage,
     pub bytes: String,
+    /// PUT_ACCEPT with wrapped keys only: the transfer key (hex) each
+    /// target unwraps from its entry of `message.keys`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer_key: Option<String>,
+}
+
+/// A keyed DATA datagram (type 0x47) of the transfer that the PUT_ACCEPT
+/// vector `transfer` announced: its fields, and the transfer key that
+/// computes its tag. With `error` ("bad-mac"), the tag does not verify
+/// under that key and a target drops it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct KeyedVector {
+    pub name: String,
+    pub description: String,
+    /// Name of the PUT_ACCEPT vector that announced the transfer.
+    pub transfer: String,
+    pub transfer_key: String,
+    pub txid: u64,
+    pub index: u32,
+    /// Datagrams of the transfer (from the ACCEPT's size and datagram
+    /// payload; not on the wire).
+    pub total: u32,
+    pub payload: String,
+    pub tag: String,
+    pub bytes: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 fn push_family() -> String {
@@ -106,6 +135,7 @@ pub enum Vector {
     Valid(ValidVector),
     Replicast(ReplicastVector),
     Invalid(InvalidVector),
+    Keyed(KeyedVector),
 }
 
 impl Vector {
@@ -114,6 +144,7 @@ impl Vector {
             Vector::Valid(v) => &v.name,
             Vector::Replicast(v) => &v.name,
             Vector::Invalid(v) => &v.name,
+            Vector::Keyed(v) => &v.name,
         }
     }
     pub fn bytes_hex(&self) -> &str {
@@ -121,6 +152,7 @@ impl Vector {
             Vector::Valid(v) => &v.bytes,
             Vector::Replicast(v) => &v.bytes,
             Vector::Invalid(v) => &v.bytes,
+            Vector::Keyed(v) => &v.bytes,
         }
     }
 }
@@ -455,6 +487,7 @@ pub fn vectors() -> Vec<Vector> {
     v.extend(replicast_limits());
     v.extend(ipv4_vectors::vectors());
     v.extend(replicast_vectors::replicast_catalog());
+    v.extend(keyed_vectors::vectors());
     v
 }
 
@@ -509,6 +542,10 @@ pub fn appendix(vectors: &[Vector]) -> String {
             Vector::Valid(x) => (&x.description, "valid".to_string()),
             Vector::Replicast(x) => (&x.description, "valid Replicast".to_string()),
             Vector::Invalid(x) => (&x.description, format!("refused with `{}`", x.error)),
+            Vector::Keyed(x) => match &x.error {
+                None => (&x.description, "valid keyed DATA".to_string()),
+                Some(e) => (&x.description, format!("keyed DATA refused with `{e}`")),
+            },
         };
         s.push_str(&format!(
             "## {} ({what})\n\n{desc}\n\n~~~\n{}\n~~~\n\n",

@@ -27,7 +27,7 @@ pub fn vector_secret() -> [u8; 32] {
     b
 }
 
-fn replicast_with(
+pub(crate) fn replicast_with(
     name: &str,
     description: &str,
     keys: &PairKeys,
@@ -62,6 +62,7 @@ fn replicast_with(
         },
         message,
         bytes: hex::encode(bytes),
+        transfer_key: None,
     })
 }
 
@@ -142,6 +143,7 @@ pub(crate) fn replicast_vectors() -> Vec<Vector> {
                 datagram_payload: 1392,
                 group: ip("ff15::5c:1:0"),
                 targets: vec![1, 4, 8],
+                keys: Vec::new(),
             }),
         ),
         from_client(
@@ -270,7 +272,7 @@ pub(crate) fn replicast_refused(
 }
 
 /// Header and body of a sealed Replicast datagram (its tag list cut off).
-fn signed_part(bytes: &[u8]) -> Vec<u8> {
+pub(crate) fn signed_part(bytes: &[u8]) -> Vec<u8> {
     let body_len = usize::from(u16::from_be_bytes([bytes[6], bytes[7]]));
     bytes[..32 + body_len].to_vec()
 }

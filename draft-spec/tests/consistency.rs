@@ -134,7 +134,9 @@ fn field_tables_match_encoding() {
         "PUT_PROPOSAL",
         "PUT_BID",
         "PUT_ACCEPT",
+        "PUT_ACCEPT-keys",
         "DATA",
+        "KEYED_DATA",
         "PUT_ACK",
         "NACK",
         "PUT_READY",
@@ -171,6 +173,10 @@ fn field_tables_match_encoding() {
                 serde_json::to_value(&v.message),
             ),
             Vector::Invalid(_) => continue,
+            Vector::Keyed(k) => {
+                checked += check_keyed_layout(&tables, k);
+                continue;
+            }
         };
         let bytes = hex::decode(hex_bytes).expect("hex");
         let msg = msg.expect("json");
@@ -215,6 +221,12 @@ fn field_tables_match_encoding() {
             "timestamp_us": origin.timestamp_us,
         });
         let body = &bytes[32..32 + body_len];
+        if let Vector::Replicast(r) = &v
+            && let subcast_proto::replicast::ReplicastMessage::PutAccept(a) = &r.message
+            && !a.keys.is_empty()
+        {
+            checked += check_accept_keys(&tables, name, body, a);
+        }
         for (table, data, values) in [("header", &bytes[..32], &header), (ty.as_str(), body, &msg)]
         {
             let rows = &tables[table];
@@ -242,4 +254,103 @@ fn field_tables_match_encoding() {
         }
     }
     assert!(checked > 120, "only {checked} fields checked");
+}
+
+type Tables = BTreeMap<String, Vec<(String, usize, Option<usize>)>>;
+
+/// A keyed DATA vector against the KEYED_DATA table: fixed fields at their
+/// offsets, the payload up to the 8-octet tag. Returns the fields checked.
+fn check_keyed_layout(tables: &Tables, k: &KeyedVector) -> usize {
+    let bytes = hex::decode(&k.bytes).expect("hex");
+    let values = serde_json::json!({
+        "magic": 0x5343, "version": 1, "type": 0x47,
+        "txid": k.txid, "index": k.index,
+    });
+    let rows = &tables["KEYED_DATA"];
+    let mut checked = 0;
+    for (field, off, len) in rows {
+        match len {
+            Some(len) => {
+                let exp = expected_bytes(&values[field.as_str()], *len)
+                    .unwrap_or_else(|| panic!("KEYED_DATA.{field}: no value"));
+                assert_eq!(
+                    &bytes[*off..off + len],
+                    exp.as_slice(),
+                    "{}: {field}",
+                    k.name
+                );
+            }
+            None => {
+                assert_eq!(field, "payload", "KEYED_DATA: only the payload varies");
+                assert_eq!(
+                    hex::encode(&bytes[*off..bytes.len() - 8]),
+                    k.payload,
+                    "{}: payload up to the tag",
+                    k.name
+                );
+                assert_eq!(hex::encode(&bytes[bytes.len() - 8..]), k.tag, "{}", k.name);
+            }
+        }
+        checked += 1;
+    }
+    checked
+}
+
+/// The wrapped-key section of a PUT_ACCEPT body, after its targets, against
+/// the PUT_ACCEPT-keys table.
+fn check_accept_keys(
+    tables: &Tables,
+    name: &str,
+    body: &[u8],
+    a: &subcast_proto::replicast::PutAccept,
+) -> usize {
+    let (_, targets_at, _) = tables["PUT_ACCEPT"]
+        .iter()
+        .find(|r| r.0 == "targets")
+        .expect("targets row");
+    let section = &body[targets_at + 4 * a.targets.len()..];
+    let rows = &tables["PUT_ACCEPT-keys"];
+    assert_eq!(
+        rows[0],
+        ("key_count".to_string(), 0, Some(1)),
+        "PUT_ACCEPT-keys"
+    );
+    assert_eq!(
+        rows[1],
+        ("wrapped_keys".to_string(), 1, None),
+        "PUT_ACCEPT-keys"
+    );
+    assert_eq!(
+        usize::from(section[0]),
+        a.targets.len(),
+        "{name}: key count"
+    );
+    assert_eq!(
+        section.len(),
+        1 + 32 * a.keys.len(),
+        "{name}: section length"
+    );
+    for (i, k) in a.keys.iter().enumerate() {
+        assert_eq!(
+            &section[1 + 32 * i..33 + 32 * i],
+            k,
+            "{name}: wrapped key {i}"
+        );
+    }
+    1 + a.keys.len()
+}
+
+/// A description is a paragraph of Appendix A: a `|` in it would make
+/// kramdown-rfc read a table (render.sh then fails in CI).
+#[test]
+fn descriptions_render_as_paragraphs() {
+    for v in vectors() {
+        let d = match &v {
+            Vector::Valid(x) => &x.description,
+            Vector::Replicast(x) => &x.description,
+            Vector::Invalid(x) => &x.description,
+            Vector::Keyed(x) => &x.description,
+        };
+        assert!(!d.contains('|'), "{}: no | in a description", v.name());
+    }
 }

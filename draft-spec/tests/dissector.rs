@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use pcap::{L2_L4, frame, port_for, write_pcap};
-use tree::{Expect, check, pdml_packets, rust_decode, want_decoded};
+use tree::{Expect, check, pdml_packets, rust_decode, rust_keyed, want_decoded};
 use tshark::Scratch;
 
 fn vector_files() -> Vec<(String, Value)> {
@@ -58,6 +58,14 @@ const DECODE_KINDS: &[&str] = &[
 
 /// What the tree must show for a vector file.
 fn expect_vector(v: &Value, bytes: &[u8]) -> Expect {
+    // Keyed DATA: the dissector has no transfer key, so the bad-tag one
+    // shows like the others.
+    if v["kind"] == "keyed" {
+        return match rust_keyed(bytes) {
+            Some(Ok(w)) => Expect::Decoded(w),
+            other => panic!("a keyed vector parses as keyed DATA: {other:?}"),
+        };
+    }
     if let Some(message) = v.get("message") {
         return Expect::Decoded(want_decoded(bytes, &v["origin"], message));
     }
@@ -84,9 +92,13 @@ struct Case {
 impl Case {
     /// A datagram to its usual port, expected as the Rust decoder reads it.
     fn decoder_says(what: String, bytes: &[u8]) -> Case {
-        let expect = match rust_decode(bytes) {
-            Ok((header, message)) => Expect::Decoded(want_decoded(bytes, &header, &message)),
-            Err(kind) => Expect::Refused(kind.to_owned()),
+        let expect = match rust_keyed(bytes) {
+            Some(Ok(w)) => Expect::Decoded(w),
+            Some(Err(kind)) => Expect::Refused(kind.to_owned()),
+            None => match rust_decode(bytes) {
+                Ok((header, message)) => Expect::Decoded(want_decoded(bytes, &header, &message)),
+                Err(kind) => Expect::Refused(kind.to_owned()),
+            },
         };
         Case {
             what,
@@ -211,6 +223,32 @@ fn mutants(bytes: &[u8], out: &mut Vec<(String, Vec<u8>)>) {
     }
 }
 
+/// Mutants of a keyed DATA datagram (no Body Length to keep consistent):
+/// every prefix, every octet set to 0x00 and to 0xff, one octet more, and
+/// the size limit.
+fn keyed_mutants(bytes: &[u8], out: &mut Vec<(String, Vec<u8>)>) {
+    for n in 1..bytes.len() {
+        out.push((format!("first {n} octets"), bytes[..n].to_vec()));
+    }
+    for i in 0..bytes.len() {
+        for v in [0x00, 0xff] {
+            if bytes[i] != v {
+                let mut b = bytes.to_vec();
+                b[i] = v;
+                out.push((format!("[{i}] = {v:#04x}"), b));
+            }
+        }
+    }
+    let mut longer = bytes.to_vec();
+    longer.push(0);
+    out.push(("plus one octet".into(), longer));
+    for total in [9216usize, 9217] {
+        let mut b = bytes[..16].to_vec();
+        b.resize(total, 0x5c);
+        out.push((format!("keyed DATA of {total} octets"), b));
+    }
+}
+
 #[test]
 fn mutants_show_what_the_rust_decoder_reads() {
     let Some(tshark) = tshark::tshark("mutants_show_what_the_rust_decoder_reads") else {
@@ -220,13 +258,17 @@ fn mutants_show_what_the_rust_decoder_reads() {
     let mut seen = std::collections::HashSet::new();
     for (name, v) in vector_files() {
         let bytes = hex::decode(v["bytes"].as_str().unwrap()).unwrap();
-        // Mutate the well-formed vectors that have a message (the refused
-        // bad-tag, replay and stale ones repeat set-subset-list's body).
-        if v.get("message").is_none() || rust_decode(&bytes).is_err() {
-            continue;
-        }
         let mut m = Vec::new();
-        mutants(&bytes, &mut m);
+        if v["kind"] == "keyed" {
+            keyed_mutants(&bytes, &mut m);
+        } else if v.get("message").is_none() || rust_decode(&bytes).is_err() {
+            // Mutate the well-formed vectors that have a message (the
+            // refused bad-tag, replay and stale ones repeat
+            // set-subset-list's body).
+            continue;
+        } else {
+            mutants(&bytes, &mut m);
+        }
         // Header octets: once per message family is enough.
         if name.starts_with("03-") || name.starts_with("13-") {
             for i in 0..32 {
@@ -407,7 +449,7 @@ fn every_code_shows_its_rust_name() {
                 })),
                 _ => {}
             },
-            Vector::Invalid(_) => {}
+            Vector::Invalid(_) | Vector::Keyed(_) => {}
         }
     }
     let key = vector_key();

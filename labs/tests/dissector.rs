@@ -307,14 +307,15 @@ fn lab_capture_decodes_cleanly_with_the_counts_the_test_caused() {
         ("0x40", "PUT_PROPOSAL"),
         ("0x41", "PUT_BID"),
         ("0x42", "PUT_ACCEPT"),
-        ("0x43", "DATA"),
+        ("0x47", "keyed DATA"),
         ("0x44", "PUT_ACK"),
     ] {
         assert!(n(&client_types, t) >= 1, "{name} missing: {client_types:?}");
     }
-    // 100 000 octets, each DATA datagram carrying at most 1500 - 48 - 80.
+    // 100 000 octets, each keyed DATA datagram carrying at most
+    // 1500 - 48 - 24.
     assert!(
-        n(&client_types, "0x43") >= 100_000 / 1372,
+        n(&client_types, "0x47") >= 100_000 / 1428,
         "DATA: {client_types:?}"
     );
     drop(s);

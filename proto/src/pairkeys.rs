@@ -174,6 +174,15 @@ impl PairKeys {
         }
     }
 
+    /// The key a transfer key is wrapped under for `receiver` (its pair
+    /// key, or the shared key in single-key mode).
+    pub(crate) fn wrap_key(&self, receiver: u32) -> Option<&[u8; 32]> {
+        match &self.kind {
+            Kind::Pairs(m) => m.get(&receiver),
+            Kind::Shared(k) => Some(k),
+        }
+    }
+
     /// The receiver id of the entry this node verifies.
     pub(crate) fn own_entry(&self) -> u32 {
         match self.kind {

@@ -43,6 +43,17 @@ enum Vector {
         bytes: String,
         error: String,
     },
+    /// Keyed DATA (0x47) under the transfer key of a keyed PUT_ACCEPT.
+    Keyed {
+        name: String,
+        transfer_key: String,
+        txid: u64,
+        index: u32,
+        payload: String,
+        bytes: String,
+        #[serde(default)]
+        error: Option<String>,
+    },
 }
 
 fn key32(hex_text: &str) -> [u8; 32] {
@@ -174,6 +185,44 @@ fn every_vector_round_trips() {
                     seen_types.insert(dg.header.msg_type);
                 }
             }
+            Vector::Keyed {
+                name,
+                transfer_key,
+                txid,
+                index,
+                payload,
+                bytes,
+                error,
+            } => {
+                let key = replicast::TransferKey::from_bytes(key32(&transfer_key));
+                let raw = hex::decode(&bytes).expect("hex");
+                let d = replicast::KeyedData::parse(&raw)
+                    .unwrap_or_else(|e| panic!("{name}: {e}"))
+                    .unwrap_or_else(|| panic!("{name}: not keyed DATA"));
+                assert_eq!(
+                    (d.txid, d.index, hex::encode(d.payload)),
+                    (txid, index, payload),
+                    "{name}"
+                );
+                match error {
+                    None => {
+                        assert!(d.verify(&key), "{name}: tag does not verify");
+                        let mut again = Vec::new();
+                        replicast::seal_keyed_data_into(&mut again, &key, txid, index, d.payload);
+                        assert_eq!(
+                            hex::encode(again),
+                            bytes,
+                            "{name}: encoding differs from {}",
+                            path.display()
+                        );
+                        seen_types.insert(replicast::KEYED_DATA);
+                    }
+                    Some(e) => {
+                        assert!(!d.verify(&key), "{name}: must not verify");
+                        seen_errors.insert(e);
+                    }
+                }
+            }
             Vector::Invalid {
                 family: Some(f),
                 name,
@@ -231,7 +280,7 @@ fn every_vector_round_trips() {
     // One vector per message type at least.
     for t in [
         0x01, 0x02, 0x10, 0x11, 0x12, 0x13, 0x20, 0x21, 0x22, 0x23, 0x40, 0x41, 0x42, 0x43, 0x44,
-        0x45, 0x46, 0x48, 0x49, 0x4a, 0x4c, 0x4d,
+        0x45, 0x46, 0x47, 0x48, 0x49, 0x4a, 0x4c, 0x4d,
     ] {
         assert!(seen_types.contains(&t), "no vector for type {t:#04x}");
     }

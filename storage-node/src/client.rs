@@ -7,7 +7,7 @@ use crate::groups::{ControllerOut, GroupAnswer, GroupCache, GroupParams};
 use crate::keys::Addresses;
 use crate::members::Membership;
 use crate::outgoing::{Outbound, Pacer, To};
-use crate::put::{PutError, PutEvent, PutMachine, PutOutcome};
+use crate::put::{DataKey, PutError, PutEvent, PutMachine, PutOutcome};
 use crate::transport::{IP_UDP_OVERHEAD, ifindex, udp_socket};
 use crate::udp::{RecvBatch, SendBatch};
 use std::collections::{HashMap, VecDeque};
@@ -329,7 +329,10 @@ impl Client {
                     Next::Task(mut t) => {
                         tracing::debug!(txid = t.txid(), "task started");
                         match &mut t {
-                            Task::Put(m) => m.set_members(self.members.known(m.group())),
+                            Task::Put(m) => {
+                                m.set_members(self.members.known(m.group()));
+                                m.use_data_key(DataKey::random(self.keys.clone()));
+                            }
                             Task::Lookup(m) => m.set_members(self.members.known(m.group())),
                             Task::Get(_) => {}
                         }

@@ -9,7 +9,9 @@ use serde::Deserialize;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use subcast_proto::Key;
-use subcast_proto::replicast::{MAX_DATAGRAM_PAYLOAD, MAX_TARGETS, data_overhead};
+use subcast_proto::replicast::{
+    KEYED_DATA_OVERHEAD, MAX_DATAGRAM_PAYLOAD, MAX_TARGETS, data_overhead,
+};
 
 /// Who a process is (see [`Config::identity`]).
 #[derive(Debug, Clone)]
@@ -468,6 +470,12 @@ impl Config {
             .first()
             .map(Family::of)
             .unwrap_or_default()
+    }
+
+    /// Payload octets per DATA datagram of a put: keyed DATA (0x47), the
+    /// same for any number of targets.
+    pub fn put_datagram_payload(&self) -> usize {
+        (self.mtu - self.family().ip_udp_overhead() - KEYED_DATA_OVERHEAD).min(MAX_DATAGRAM_PAYLOAD)
     }
 
     /// Payload octets per DATA datagram for this MTU when it is tagged for

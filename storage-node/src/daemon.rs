@@ -34,7 +34,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         Some(_) => crate::sites::notify::startup_notes(&mut store),
         None => Vec::new(),
     };
-    let mut core = NodeCore::new(params_from(&cfg, &id)?, index);
+    let mut core = NodeCore::new(params_from(&cfg, &id)?, index).with_keys(id.keys.clone());
     let (disk, mut disk_done) = Disk::spawn(store);
     let ifx = ifindex(cfg.interface.as_deref())?;
     let groups = cfg.member_groups();
@@ -217,6 +217,15 @@ fn on_datagram(
     let nu = now_us();
     // DATA is read in place (its payload is copied once, into the chunk);
     // other messages whole.
+    match replicast::KeyedData::parse(bytes) {
+        Ok(Some(d)) => return core.handle_keyed_data(from, &d, now),
+        Ok(None) => {}
+        Err(e) => {
+            core.refused(bytes, e.kind());
+            tracing::debug!(%from, error = %e, "datagram refused");
+            return;
+        }
+    }
     let r = match replicast::open_data(keys, guard, bytes, nu) {
         Ok(Some(d)) => {
             core.handle_data(

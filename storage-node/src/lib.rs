@@ -50,6 +50,7 @@ pub mod objects;
 pub mod outgoing;
 pub mod placement;
 pub mod put;
+pub mod put_outcome;
 pub mod put_params;
 pub mod put_phases;
 pub mod receive;

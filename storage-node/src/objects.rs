@@ -264,7 +264,7 @@ pub async fn put_reader(
         mode: o.mode,
         group,
         port: cfg.port,
-        datagram_payload: cfg.datagram_payload(o.replicas),
+        datagram_payload: cfg.put_datagram_payload(),
         kind,
         timers: PutTimers::default(),
         fallback: cfg.fallback_transport,

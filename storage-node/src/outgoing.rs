@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use subcast_proto::replicast::{Data, Range, ReplicastMessage};
+use subcast_proto::replicast::{Data, Range, ReplicastMessage, TransferKey};
 
 /// Whom a control datagram is tagged for (its tag list).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +38,9 @@ pub struct OutData {
     pub txid: u64,
     pub index: u32,
     pub total: u32,
+    /// The transfer key: sent as keyed DATA (0x47) under it; `None`: DATA
+    /// (0x43) with a tag list for `to`.
+    pub key: Option<Arc<TransferKey>>,
     chunk: Arc<Vec<u8>>,
     range: std::ops::Range<usize>,
 }
@@ -116,6 +119,8 @@ pub struct Outgoing {
     pending: VecDeque<(SocketAddr, u32)>,
     /// Node ids behind each destination (for the tag list).
     receivers: HashMap<SocketAddr, Arc<[u32]>>,
+    /// Keyed DATA under this transfer key (every target got it wrapped).
+    key: Option<Arc<TransferKey>>,
     pub sent_datagrams: u64,
     pub sent_payload_bytes: u64,
     /// Repeats sent once to the group for several requesters.
@@ -139,6 +144,7 @@ impl Outgoing {
             wanted: HashMap::new(),
             pending: VecDeque::new(),
             receivers: HashMap::new(),
+            key: None,
             sent_datagrams: 0,
             sent_payload_bytes: 0,
             repair_to_group: 0,
@@ -156,6 +162,13 @@ impl Outgoing {
     /// Node ids behind `dest` (a target, or a group and the targets on it).
     pub fn set_receivers(&mut self, dest: SocketAddr, ids: Vec<u32>) {
         self.receivers.insert(dest, ids.into());
+    }
+
+    /// Sends keyed DATA under `key` (the ACCEPT carried it wrapped for
+    /// every target).
+    pub fn with_key(mut self, key: Option<Arc<TransferKey>>) -> Self {
+        self.key = key;
+        self
     }
 
     /// As [`Self::set_receivers`], builder style.
@@ -242,6 +255,7 @@ impl Outgoing {
             txid: self.txid,
             index,
             total: self.total,
+            key: self.key.clone(),
             chunk: self.payload.clone(),
             range: r,
         }

@@ -12,7 +12,8 @@ use crate::bids::Bidder;
 use crate::groups::GroupAnswer;
 use crate::members::Round;
 use crate::outgoing::{Outbound, Outgoing, To, Transmit};
-pub use crate::put_params::{PutParams, PutTimers};
+pub use crate::put_outcome::{PutError, PutEvent, PutOutcome};
+pub use crate::put_params::{DataKey, PutParams, PutTimers};
 pub use crate::put_phases::PutPhases;
 use crate::put_phases::Timeline;
 use crate::transport::Mode;
@@ -24,57 +25,6 @@ use std::time::{Duration, Instant};
 use subcast_proto::replicast::{
     AckStatus, BidStatus, Hash32, PutAccept, PutProposal, ReplicastMessage,
 };
-
-/// Why a put failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PutError {
-    #[error(
-        "chunk {chunk}: only {have} of {want} targets available in negotiating group {group} ({not_now} said \"not now\"); start more nodes, free disk space, or lower --replicas"
-    )]
-    NotEnoughTargets {
-        chunk: String,
-        group: Ipv6Addr,
-        want: usize,
-        have: usize,
-        not_now: usize,
-    },
-    #[error(
-        "chunk {chunk}: the controller gave no rendezvous group ({why}); check the controller, or use --transport ng-multicast"
-    )]
-    Rendezvous { chunk: String, why: String },
-}
-
-/// Result of a successful put.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PutOutcome {
-    pub chunk_id: Hash32,
-    pub size: usize,
-    /// Node ids that stored the chunk in this put.
-    pub stored_on: Vec<u32>,
-    /// Node ids that already held it (deduplication).
-    pub already: Vec<u32>,
-    /// Targets that failed and were replaced.
-    pub replaced: u32,
-    pub datagrams_sent: u64,
-    pub payload_bytes_sent: u64,
-    /// Why the fallback transport was used, if it was.
-    pub fallback: Option<String>,
-    /// How long each phase took.
-    pub phases: PutPhases,
-}
-
-/// What the owner must do besides transmitting.
-#[derive(Debug, Clone, PartialEq)]
-pub enum PutEvent {
-    /// Ask the controller for a rendezvous group of `parent` reaching
-    /// `targets`, then call [`PutMachine::on_group`].
-    NeedRendezvous {
-        parent: Ipv6Addr,
-        targets: Vec<Ipv6Addr>,
-    },
-    Done(PutOutcome),
-    Failed(PutError),
-}
 
 #[derive(Debug)]
 struct Target {
@@ -146,6 +96,8 @@ pub struct PutMachine {
     tl: Timeline,
     /// DATA goes only once this is true (see [`Self::with_gate`]).
     gate: Option<Arc<AtomicBool>>,
+    /// DATA goes as keyed DATA under this (see [`Self::use_data_key`]).
+    data_key: Option<DataKey>,
 }
 
 impl PutMachine {
@@ -185,9 +137,25 @@ impl PutMachine {
                 ..Timeline::default()
             },
             gate: None,
+            data_key: None,
         };
         m.propose();
         m
+    }
+
+    /// Sends DATA as keyed DATA (0x47) under `k`, wrapped for every
+    /// target in the PUT_ACCEPT; without it, DATA (0x43) with a tag list.
+    /// Call before the ACCEPT (when the owner starts the put).
+    pub fn use_data_key(&mut self, k: DataKey) {
+        self.data_key = Some(k);
+    }
+
+    /// The transfer key wrapped for each of `targets` (empty: no keyed DATA).
+    fn wrapped(&self, targets: &[u32]) -> Vec<[u8; subcast_proto::replicast::WRAPPED_KEY_LEN]> {
+        self.data_key
+            .as_ref()
+            .and_then(|k| k.wrap_for(self.txid, targets))
+            .unwrap_or_default()
     }
 
     pub fn chunk_id(&self) -> &Hash32 {
@@ -253,6 +221,7 @@ impl PutMachine {
             kind: self.p.kind,
             datagram_payload: self.p.datagram_payload as u16,
             group: self.delivery,
+            keys: self.wrapped(&self.targets.iter().map(|t| t.node).collect::<Vec<_>>()),
             targets: self.targets.iter().map(|t| t.node).collect(),
         })
     }
@@ -527,6 +496,10 @@ impl PutMachine {
             self.p.datagram_payload,
             dests.clone(),
         );
+        let all: Vec<u32> = self.targets.iter().map(|t| t.node).collect();
+        if !self.wrapped(&all).is_empty() {
+            o = o.with_key(self.data_key.as_ref().map(|k| k.key.clone()));
+        }
         if !delivery.is_unspecified() {
             o = o
                 .with_group(dests[0], self.targets.iter().map(|t| t.addr).collect())
@@ -671,6 +644,7 @@ impl PutMachine {
                             datagram_payload: self.p.datagram_payload as u16,
                             group: self.delivery,
                             targets: Vec::new(),
+                            keys: Vec::new(),
                         }),
                     });
                 }
@@ -679,11 +653,13 @@ impl PutMachine {
                 }
                 // A poll names the target list: fill it in.
                 let list: Vec<u32> = self.targets.iter().map(|t| t.node).collect();
+                let keys = self.wrapped(&list);
                 for t in self.control.iter_mut() {
                     if let ReplicastMessage::PutAccept(a) = &mut t.msg
                         && a.targets.is_empty()
                     {
                         a.targets = list.clone();
+                        a.keys = keys.clone();
                     }
                 }
             }

@@ -2,8 +2,10 @@
 
 use crate::transport::Mode;
 use std::net::Ipv6Addr;
+use std::sync::Arc;
 use std::time::Duration;
-use subcast_proto::replicast::ChunkKind;
+use subcast_proto::PairKeys;
+use subcast_proto::replicast::{ChunkKind, TransferKey, WRAPPED_KEY_LEN};
 
 /// Timing of a put.
 #[derive(Debug, Clone, Copy)]
@@ -73,4 +75,32 @@ pub struct PutParams {
     /// Rendezvous mode: the transport used when the controller has no
     /// room for a group (ng-multicast or unicast).
     pub fallback: Mode,
+}
+
+/// The key a put's DATA travels under (keyed DATA, 0x47): this node's
+/// pair keys wrap it for each target in the PUT_ACCEPT.
+#[derive(Debug, Clone)]
+pub struct DataKey {
+    pub keys: Arc<PairKeys>,
+    pub key: Arc<TransferKey>,
+}
+
+impl DataKey {
+    /// A fresh random transfer key.
+    pub fn random(keys: Arc<PairKeys>) -> Self {
+        DataKey {
+            keys,
+            key: Arc::new(TransferKey::from_bytes(rand::random())),
+        }
+    }
+
+    /// The key wrapped for each of `targets`, in order; `None` if one of
+    /// them shares no key with this node (then DATA goes as 0x43 with a
+    /// tag list, which would not reach it either).
+    pub fn wrap_for(&self, txid: u64, targets: &[u32]) -> Option<Vec<[u8; WRAPPED_KEY_LEN]>> {
+        targets
+            .iter()
+            .map(|t| self.key.wrap(&self.keys, txid, *t))
+            .collect()
+    }
 }

@@ -173,6 +173,8 @@ pub struct Receive {
     pub data: Reassembly,
     /// When the transfer was accepted.
     pub started: Instant,
+    /// Its DATA comes as keyed DATA under this key (from the ACCEPT).
+    pub key: Option<subcast_proto::replicast::TransferKey>,
     timers: ReceiveTimers,
     deadline: Instant,
     nacks_without_progress: u32,
@@ -201,6 +203,7 @@ impl Receive {
             group,
             data: Reassembly::new(size, per),
             started: now,
+            key: None,
             timers,
             // The first datagrams may still be queued behind other chunks.
             deadline: now + timers.nack_delay * 2,

@@ -13,7 +13,9 @@ use rustix::net::{MMsgHdr, SendAncillaryBuffer, SendFlags, SocketAddrAny, sendmm
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::SocketAddr;
 use std::ops::Range;
-use subcast_proto::replicast::{ReplicastSealer, data_len, seal_data_into};
+use subcast_proto::replicast::{
+    ReplicastSealer, data_len, keyed_data_len, seal_data_into, seal_keyed_data_into,
+};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
@@ -132,11 +134,17 @@ impl SendBatch {
         } else {
             d.to.len().max(1)
         };
-        if !self.fits(data_len(payload.len(), entries)) {
+        let len = match d.key {
+            Some(_) => keyed_data_len(payload.len()),
+            None => data_len(payload.len(), entries),
+        };
+        if !self.fits(len) {
             self.flush(sock).await;
         }
         let start = self.buf.len();
-        if let Err(e) = seal_data_into(
+        if let Some(key) = &d.key {
+            seal_keyed_data_into(&mut self.buf, key, d.txid, d.index, payload);
+        } else if let Err(e) = seal_data_into(
             &mut self.buf,
             sealer,
             now_us,

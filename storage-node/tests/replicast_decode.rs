@@ -83,9 +83,17 @@ fn message() -> impl Strategy<Value = ReplicastMessage> {
             kind,
             1u16..=9136,
             any::<u16>(),
-            prop::collection::vec(any::<u32>(), 1..=32)
+            prop::collection::vec(any::<u32>(), 1..=32),
+            any::<bool>(),
+            any::<u8>()
         )
-            .prop_map(|(txid, chunk_id, size, kind, dp, g, targets)| {
+            .prop_map(|(txid, chunk_id, size, kind, dp, g, targets, keyed, k)| {
+                // With keys: one wrapped transfer key per target.
+                let keys = if keyed {
+                    (0..targets.len()).map(|i| [k ^ i as u8; 32]).collect()
+                } else {
+                    Vec::new()
+                };
                 ReplicastMessage::PutAccept(PutAccept {
                     txid,
                     chunk_id,
@@ -94,6 +102,7 @@ fn message() -> impl Strategy<Value = ReplicastMessage> {
                     datagram_payload: dp,
                     group: std::net::Ipv6Addr::new(0xff15, 0, 0, 0, 0, 0, 0, g),
                     targets,
+                    keys,
                 })
             }),
         (

@@ -47,6 +47,7 @@ fn samples() -> Vec<ReplicastMessage> {
             datagram_payload: 1372,
             group: "ff15::1".parse().unwrap(),
             targets: vec![1, 2, 3],
+            keys: Vec::new(),
         }),
         ReplicastMessage::Data(Data {
             txid: 1,
@@ -174,6 +175,7 @@ fn bad_fields_refused() {
         datagram_payload: 100,
         group: "fd00::1".parse().unwrap(),
         targets: vec![1],
+        keys: Vec::new(),
     });
     assert!(decode(&encode(5, &unicast_group)).is_err());
     // A message of the push protocol is an unknown type here.

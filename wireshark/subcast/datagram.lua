@@ -15,8 +15,20 @@ function timestamp_text(us)
   return string.format(" (%s.%06d UTC)", os.date("!%Y-%m-%d %H:%M:%S", s), frac)
 end
 
--- Header, body, tag; refuses like proto's decode_any.
+-- Whether a datagram starts as keyed DATA does (magic, version 1, type
+-- 0x47): then it has keyed DATA's own layout, not header, body and tag.
+function is_keyed_data(tvb)
+  return tvb:len() >= 4 and tvb(0, 2):uint() == 0x5343 and tvb(2, 1):uint() == 1
+    and tvb(3, 1):uint() == KEYED_DATA
+end
+
+-- Header, body, tag; refuses like proto's decode_any. Keyed DATA is told
+-- apart first, as KeyedData::parse does before a storage node decodes.
 function datagram(tvb, root, info)
+  if is_keyed_data(tvb) then
+    info.summary = keyed_data(tvb, root, info)
+    return
+  end
   local len = tvb:len()
   local h = cursor(tvb, 0, len, root:add(tvb(0, math.min(len, HEADER_LEN)), "Header"))
   if len > MAX_DATAGRAM then
@@ -138,9 +150,16 @@ end
 
 function heuristic(tvb, pinfo, tree)
   local len = tvb:len()
-  if len < HEADER_LEN + 1 or len > MAX_DATAGRAM then return false end
+  if len < KEYED_DATA_OVERHEAD + 1 or len > MAX_DATAGRAM then return false end
   if tvb(0, 2):uint() ~= 0x5343 or tvb(2, 1):uint() ~= 1 then return false end
   local ty = tvb(3, 1):uint()
+  -- Keyed DATA has no length or count to check: its 4-octet prefix and a
+  -- length that holds its fields, the tag and a payload octet.
+  if ty == KEYED_DATA then
+    subcast.dissector(tvb, pinfo, tree)
+    return true
+  end
+  if len < HEADER_LEN + 1 then return false end
   if ty >= 0x40 and ty <= 0x5f then
     if tvb(4, 2):uint() ~= TAG_LIST or not tag_list_fits(tvb, len) then return false end
   elseif tvb(6, 2):uint() + HEADER_LEN + TAG_LEN ~= len then

@@ -13,6 +13,13 @@ MAX_DATAGRAM = 9216
 MAX_DATAGRAM_PAYLOAD = MAX_DATAGRAM - (HEADER_LEN + 16 + TAG_LEN)
 TAG_LIST = 0x0001
 TAG_ENTRY_LEN = 20
+-- Keyed DATA (0x47, proto/src/replicast/transfer.rs): magic, version, type,
+-- txid:8, index:4, payload, then an 8-octet tag under the transfer key.
+KEYED_DATA = 0x47
+KEYED_DATA_PREFIX = 4 + 8 + 4
+KEYED_TAG_LEN = 8
+KEYED_DATA_OVERHEAD = KEYED_DATA_PREFIX + KEYED_TAG_LEN
+WRAPPED_KEY_LEN = 32
 DEFAULT_PORTS = "7410-7412"
 
 ----------------------------------------------------------------------------
@@ -27,6 +34,7 @@ msg_types = {
   [0x22] = "RENDEZVOUS_RELEASE", [0x23] = "RELEASE_ACK",
   [0x40] = "PUT_PROPOSAL", [0x41] = "PUT_BID", [0x42] = "PUT_ACCEPT",
   [0x43] = "DATA", [0x44] = "PUT_ACK", [0x45] = "NACK", [0x46] = "PUT_READY",
+  [0x47] = "KEYED_DATA",
   [0x48] = "GET_REQUEST", [0x49] = "GET_OFFER", [0x4a] = "GET_FETCH",
   [0x4c] = "MANIFEST_QUERY", [0x4d] = "MANIFEST_OFFER",
 }
@@ -131,6 +139,9 @@ uint(32, "target", "Target node")
 uint(32, "index", "Index")
 uint(32, "total", "Total")
 F.payload = ProtoField.bytes("subcast.payload", "Payload")
+uint(16, "payload_len", "Payload length")
+uint(8, "key_count", "Key count")
+F.wrapped_key = ProtoField.bytes("subcast.wrapped_key", "Wrapped transfer key")
 uint(8, "ack_status", "Ack status", ack_status)
 uint(16, "range_count", "Range count")
 uint(32, "range_start", "Range start")

@@ -53,8 +53,28 @@ body[0x42] = function(c) -- PUT_ACCEPT
   local n = c:uint(8, "target_count", "target count")
   if n == 0 or n > 32 then invalid("target count", "must be 1 to 32") end
   c:check_count(n, 4, "targets")
-  for _ = 1, n do c:uint(32, "target", "target") end
-  return string.format("txid %s to %s, %d targets", tx, tostring(g:ipv6()), n)
+  local targets = {}
+  for i = 1, n do targets[i] = c:uint(32, "target", "target") end
+  local keyed = c:remaining() > 0 and transfer_keys(c, targets) or ""
+  return string.format("txid %s to %s, %d targets%s", tx, tostring(g:ipv6()), n, keyed)
+end
+
+-- PUT_ACCEPT's optional last section: the transfer key wrapped for each
+-- target (DATA then comes as keyed DATA, 0x47), in the order of the targets.
+function transfer_keys(c, targets)
+  local k = c:subtree("Transfer keys", c:remaining())
+  local n = k:uint(8, "key_count", "key count")
+  if n ~= #targets then
+    invalid("key count", "must equal the target count (one wrapped key per target)")
+  end
+  k:check_count(n, WRAPPED_KEY_LEN, "wrapped keys")
+  for i = 1, n do
+    local _, item = k:bytes(WRAPPED_KEY_LEN, "wrapped_key", "wrapped key")
+    item:append_text(" (for target " .. targets[i] .. ")")
+  end
+  k.tree:append_text(string.format(" (%d, wrapped, not unwrapped)", n))
+  c:join(k)
+  return ", keyed DATA"
 end
 
 body[0x43] = function(c) -- DATA
@@ -120,4 +140,40 @@ body[0x4d] = function(c) -- MANIFEST_OFFER
     c:join(v)
   end
   return string.format("txid %s, %d versions", tx, n)
+end
+
+-- Keyed DATA (0x47): not the 32-octet header, body and tag list of the
+-- others but a short form of its own (proto/src/replicast/transfer.rs):
+--   magic:2 version:1 type:1 txid:8 index:4 payload tag:8
+-- tag = the first 8 octets of BLAKE3-keyed(transfer key, every octet before
+-- it). The transfer key travels wrapped in the PUT_ACCEPT; the tag is shown,
+-- never verified. Refuses like KeyedData::parse: longer than the datagram
+-- limit (too-long), shorter than its fields, tag and one payload octet
+-- (invalid-field).
+function keyed_data(tvb, root, info)
+  local len = tvb:len()
+  info.type = msg_types[KEYED_DATA]
+  local h = cursor(tvb, 0, len, root:add(tvb(0, 4), "Header (keyed DATA)"))
+  h:uint(16, "magic", "magic")
+  h:uint(8, "version", "version")
+  h:uint(8, "type", "type")
+  if len > MAX_DATAGRAM then
+    refuse("too-long", string.format("datagram of %d bytes exceeds the maximum of %d",
+      len, MAX_DATAGRAM))
+  end
+  if len < KEYED_DATA_OVERHEAD + 1 then
+    invalid("keyed DATA", "shorter than its fields, a tag and one payload octet ("
+      .. KEYED_DATA_OVERHEAD + 1 .. " octets)")
+  end
+  local plen = len - KEYED_DATA_OVERHEAD
+  local c = cursor(tvb, 4, len - KEYED_TAG_LEN,
+    root:add(tvb(4, len - 4 - KEYED_TAG_LEN), info.type))
+  local tx = c:uint(64, "txid", "txid")
+  local i = c:uint(32, "index", "index")
+  local _, pi = c:bytes(plen, "payload", "payload")
+  pi:append_text(" (" .. plen .. " octets)")
+  c.tree:add(F.payload_len, tvb(KEYED_DATA_PREFIX, plen), plen):set_generated()
+  local t = root:add(F.tag, tvb(len - KEYED_TAG_LEN, KEYED_TAG_LEN))
+  t:append_text(" (8 octets, under the transfer key)")
+  return string.format("txid %s index %d, %d octets", tx, i, plen)
 end

@@ -54,6 +54,7 @@ pub const DOMAIN: &[&str] = &[
     "index",
     "total",
     "payload",
+    "wrapped_key",
     "ack_status",
     "range_start",
     "range_end",
@@ -83,6 +84,8 @@ pub const STRUCTURAL: &[&str] = &[
     "unused",
     "release_status",
     "target_count",
+    "key_count",
+    "payload_len",
     "range_count",
     "version_count",
     "tag_count",
@@ -116,6 +119,7 @@ const HEX: &[&str] = &[
     "name_hash",
     "manifest_id",
     "payload",
+    "wrapped_key",
     "tag",
 ];
 
@@ -230,6 +234,10 @@ fn json_field(w: &mut Want, ty: &str, key: &str, v: &Value) {
             a.iter().for_each(|item| json_object(w, ty, item))
         }
         ("chunk_id" | "name_hash" | "manifest_id" | "payload", a) => push(w, key, hex_of_array(a)),
+        // PUT_ACCEPT's wrapped keys (none unless the transfer is keyed).
+        ("keys", Value::Array(a)) => a
+            .iter()
+            .for_each(|k| push(w, "wrapped_key", hex_of_array(k))),
         ("start" | "end", n) => push(w, &format!("range_{key}"), scalar(n)),
         ("version", n) => push(w, "object_version", scalar(n)),
         ("reason", s) => {
@@ -343,6 +351,31 @@ pub fn rust_decode(bytes: &[u8]) -> Result<(Value, Value), &'static str> {
         (d.header, serde_json::to_value(&d.message).unwrap())
     };
     Ok((serde_json::to_value(header).unwrap(), message))
+}
+
+/// The Rust verdict on a datagram that starts as keyed DATA (0x47) does:
+/// the fields it must show, or the refusal kind; `None` for any other
+/// datagram (as `KeyedData::parse`, which a storage node runs first).
+pub fn rust_keyed(bytes: &[u8]) -> Option<Result<Want, &'static str>> {
+    use subcast_proto::replicast::{KeyedData, transfer::KEYED_TAG_LEN};
+    let d = match KeyedData::parse(bytes) {
+        Ok(None) => return None,
+        Ok(Some(d)) => d,
+        Err(e) => return Some(Err(e.kind())),
+    };
+    let mut w = Want::new();
+    push(&mut w, "magic", "0x5343");
+    push(&mut w, "version", "1");
+    push(&mut w, "type", "KEYED_DATA");
+    push(&mut w, "txid", d.txid.to_string());
+    push(&mut w, "index", d.index.to_string());
+    push(&mut w, "payload", hex::encode(d.payload));
+    push(
+        &mut w,
+        "tag",
+        hex::encode(&bytes[bytes.len() - KEYED_TAG_LEN..]),
+    );
+    Some(Ok(w))
 }
 
 /// What one datagram must look like in the tree.

@@ -159,6 +159,16 @@ impl PutAccept {
         for t in &self.targets[..n] {
             w.u32(*t);
         }
+        debug_assert!(
+            self.keys.is_empty() || self.keys.len() == self.targets.len(),
+            "one wrapped key per target"
+        );
+        if !self.keys.is_empty() && self.keys.len() == n {
+            w.u8(n as u8);
+            for k in &self.keys {
+                w.bytes(k);
+            }
+        }
     }
     fn parse(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let txid = r.u64("txid")?;
@@ -185,6 +195,19 @@ impl PutAccept {
         for _ in 0..n {
             targets.push(r.u32("target")?);
         }
+        let mut keys = Vec::new();
+        if r.remaining() > 0 {
+            if usize::from(r.u8("key count")?) != n {
+                return Err(DecodeError::Invalid {
+                    field: "key count",
+                    why: "must equal the target count (one wrapped key per target)",
+                });
+            }
+            r.check_count(n, WRAPPED_KEY_LEN, "wrapped keys")?;
+            for _ in 0..n {
+                keys.push(r.array("wrapped key")?);
+            }
+        }
         Ok(PutAccept {
             txid,
             chunk_id,
@@ -193,6 +216,7 @@ impl PutAccept {
             datagram_payload,
             group,
             targets,
+            keys,
         })
     }
 }

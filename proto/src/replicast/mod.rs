@@ -18,7 +18,10 @@
 //!                     queue_depth:4 free_bytes:8 retry_after_ms:4
 //! 0x42 PUT_ACCEPT     txid:8 id:32 size:4 kind:1 datagram_payload:2
 //!                     group:16 count:1 node_id:4 * count
+//!                     [keys:1 (= count) wrapped_key:32 * keys]
 //! 0x43 DATA           txid:8 index:4 total:4 payload:rest
+//! 0x47 keyed DATA     its own short form, no header or tag list
+//!                     (see [`transfer`])
 //! 0x44 PUT_ACK        txid:8 id:32 status:1 (0 stored, 1 hash mismatch, 2 store
 //!                     failed, 3 busy, 4 full, 5 too large)
 //! 0x45 NACK           txid:8 count:2 (start:4 end:4) * count
@@ -37,11 +40,16 @@
 mod body;
 mod data;
 pub mod tagged;
+pub mod transfer;
 
 pub use data::{DataView, data_len, open_data, seal_data_into};
 pub use tagged::{
     MAX_RECEIVERS, ReplicastDatagram, ReplicastSealer, SealError, TAG_ENTRY_LEN, TAG_LEN, TAG_LIST,
     TagEntry, decode, open, seal, tag_encoded,
+};
+pub use transfer::{
+    KEYED_DATA, KEYED_DATA_OVERHEAD, KeyedData, TransferKey, WRAPPED_KEY_LEN, keyed_data_len,
+    seal_keyed_data_into,
 };
 
 use crate::envelope::MAX_DATAGRAM;
@@ -161,6 +169,10 @@ pub struct PutAccept {
     pub group: Ipv6Addr,
     /// Node ids (header sender ids of their bids).
     pub targets: Vec<u32>,
+    /// The transfer key wrapped for each target, in the order of
+    /// `targets` (DATA then comes as keyed DATA, 0x47); empty: DATA is
+    /// 0x43 with a tag list.
+    pub keys: Vec<[u8; WRAPPED_KEY_LEN]>,
 }
 
 /// One slice of a chunk (put payload or get reply).

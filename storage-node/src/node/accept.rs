@@ -11,8 +11,8 @@ use crate::store::StoreError;
 use std::net::SocketAddr;
 use std::time::Instant;
 use subcast_proto::replicast::{
-    AckStatus, BidStatus, ChunkKind, Nack, PutAccept, PutAck, PutProposal, PutReady,
-    ReplicastMessage,
+    AckStatus, BidStatus, ChunkKind, KeyedData, Nack, PutAccept, PutAck, PutProposal, PutReady,
+    ReplicastMessage, TransferKey,
 };
 
 impl NodeCore {
@@ -253,7 +253,7 @@ impl NodeCore {
             }),
         );
         self.counters.receives_started += 1;
-        let rx = Receive::new(
+        let mut rx = Receive::new(
             a.txid,
             a.chunk_id,
             a.kind,
@@ -265,8 +265,48 @@ impl NodeCore {
             self.p.timers,
             now,
         );
+        rx.key = self.transfer_key(sender, &a);
         self.receive_bytes += u64::from(a.size);
         self.receives.insert(key, rx);
+    }
+
+    /// This node's transfer key from `a`'s wrapped keys (none: DATA comes
+    /// as 0x43).
+    fn transfer_key(&self, sender: u32, a: &PutAccept) -> Option<TransferKey> {
+        let me = self.p.node_id;
+        let i = a.targets.iter().position(|t| *t == me)?;
+        let wrapped = a.keys.get(i)?;
+        let keys = self.keys.as_ref()?;
+        TransferKey::unwrap(keys, sender, a.txid, me, wrapped)
+    }
+
+    /// A keyed DATA datagram (0x47), split but not verified: it belongs to
+    /// the transfer with its txid whose key verifies its tag.
+    pub fn handle_keyed_data(&mut self, from: SocketAddr, d: &KeyedData<'_>, now: Instant) {
+        let mut known = false;
+        let found = self.receives.iter().find_map(|(k, rx)| {
+            let key = rx.key.as_ref().filter(|_| k.1 == d.txid)?;
+            known = true;
+            d.verify(key).then_some((k.0, rx.data.total()))
+        });
+        match found {
+            Some((sender, total)) => {
+                self.handle_data(from, sender, d.txid, d.index, total, d.payload, now);
+            }
+            None if known => {
+                self.counters.datagrams_in += 1;
+                self.refuse("bad-mac");
+            }
+            None => {
+                self.counters.datagrams_in += 1;
+                if self.recent.iter().any(|k| k.1 == d.txid) {
+                    self.counters.duplicates += 1;
+                } else {
+                    self.counters.data_datagrams_not_for_us += 1;
+                    self.counters.data_bytes_not_for_us += d.payload.len() as u64;
+                }
+            }
+        }
     }
 
     /// Every datagram is in: hand the chunk to the disk; the ACK follows

@@ -241,6 +241,8 @@ pub struct NodeCore {
     next_repair_txid: u64,
     /// The latest time the core was given.
     now: Instant,
+    /// Unwrap the transfer keys of PUT_ACCEPTs (keyed DATA).
+    keys: Option<Arc<subcast_proto::PairKeys>>,
     pub counters: NodeCounters,
 }
 
@@ -277,9 +279,19 @@ impl NodeCore {
             // Repairs use random transaction ids (distinct across restarts).
             next_repair_txid: rand::random(),
             now: Instant::now(),
+            keys: None,
             counters: NodeCounters::default(),
             p,
         }
+    }
+
+    /// Takes keyed DATA (0x47): the transfer key a PUT_ACCEPT carries is
+    /// unwrapped with `keys`. Without them such an ACCEPT's DATA is not
+    /// understood (its targets receive nothing and the sender replaces
+    /// them).
+    pub fn with_keys(mut self, keys: Arc<subcast_proto::PairKeys>) -> Self {
+        self.keys = Some(keys);
+        self
     }
 
     pub fn node_id(&self) -> u32 {
@@ -292,7 +304,9 @@ impl NodeCore {
     pub fn refused(&mut self, bytes: &[u8], reason: &'static str) {
         // Our own multicast (a repair's GET_REQUEST) looped back: not a
         // refusal.
-        if bytes.get(12..16) == Some(&self.p.node_id.to_be_bytes()[..]) {
+        if bytes.get(3) != Some(&subcast_proto::replicast::KEYED_DATA)
+            && bytes.get(12..16) == Some(&self.p.node_id.to_be_bytes()[..])
+        {
             return;
         }
         self.counters.datagrams_in += 1;

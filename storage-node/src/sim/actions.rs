@@ -21,6 +21,7 @@ fn ack_follows_the_disk_not_the_last_datagram() {
         datagram_payload: 1372,
         group: GROUP,
         targets: vec![1],
+        keys: Vec::new(),
     };
     core.handle(
         client_addr(),

@@ -71,6 +71,7 @@ fn forged_accept_moves_nobody() {
         datagram_payload: 1372,
         group: GROUP,
         targets: vec![1, 2],
+        keys: Vec::new(),
     });
     let honest = replicast::seal(&liar, 5, 0, &[1, 2], &accept).unwrap();
     let mut claimed = honest[..honest.len() - 41].to_vec();

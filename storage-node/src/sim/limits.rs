@@ -25,6 +25,7 @@ fn accept(txid: u64, size: u32) -> ReplicastMessage {
         datagram_payload: 1372,
         group: GROUP,
         targets: vec![1],
+        keys: Vec::new(),
     })
 }
 

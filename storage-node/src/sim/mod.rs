@@ -17,6 +17,7 @@ mod actions;
 mod fast;
 mod groups;
 mod identity;
+mod keyed;
 mod limits;
 mod puts;
 mod repair;
@@ -135,6 +136,10 @@ struct Sim {
     disk: Vec<PendingWrite>,
     /// Transaction ids of the client's DATA, runs collapsed.
     data_txids: Vec<u64>,
+    /// Puts send keyed DATA (0x47) under a transfer key.
+    keyed: bool,
+    /// Keyed DATA datagrams the client sent.
+    client_keyed: u64,
 }
 
 impl Sim {
@@ -159,7 +164,7 @@ impl Sim {
                 let index = store.index();
                 let id = i as u32 + 1;
                 SimNode {
-                    core: NodeCore::new(sim_params(id), index),
+                    core: NodeCore::new(sim_params(id), index).with_keys(Arc::new(keys(id))),
                     keys: keys(id),
                     guard: ReplayGuard::new(u64::MAX / 4),
                     store,
@@ -193,6 +198,8 @@ impl Sim {
             data_txids: Vec::new(),
             disk_delay: Duration::ZERO,
             disk: Vec::new(),
+            keyed: false,
+            client_keyed: 0,
         }
     }
 
@@ -206,7 +213,7 @@ impl Sim {
     fn restart(&mut self, i: usize, params: NodeParams) {
         let n = &mut self.nodes[i];
         let index = n.store.index();
-        n.core = NodeCore::new(params, index);
+        n.core = NodeCore::new(params, index).with_keys(Arc::new(n.keys.clone()));
         n.guard = ReplayGuard::new(u64::MAX / 4);
     }
 
@@ -255,6 +262,24 @@ impl Sim {
         };
         let bytes = replicast::seal(keys, self.seq, 0, &receivers, &t.msg)
             .expect("the simulation's peers have pair keys");
+        self.send_bytes(from, sender, t.dest, bytes);
+    }
+
+    /// The client's keyed DATA: sealed under its transfer key.
+    fn emit_keyed(&mut self, d: &crate::outgoing::OutData, key: &replicast::TransferKey) {
+        self.first_data_at.get_or_insert(self.now);
+        self.client_data += 1;
+        self.client_keyed += 1;
+        if self.data_txids.last() != Some(&d.txid) {
+            self.data_txids.push(d.txid);
+        }
+        let mut bytes = Vec::new();
+        replicast::seal_keyed_data_into(&mut bytes, key, d.txid, d.index, d.payload());
+        self.send_bytes(client_addr(), CLIENT_ID, d.dest, bytes);
+    }
+
+    /// Puts sealed `bytes` on the simulated network.
+    fn send_bytes(&mut self, from: SocketAddr, sender: u32, dest: SocketAddr, bytes: Vec<u8>) {
         // The client's link sends one datagram at a time.
         let mut depart = self.now;
         if sender != CLIENT_ID {
@@ -265,7 +290,7 @@ impl Sim {
             self.client_link_free = depart + self.client_gap;
         }
         // Multicast: one copy per receiver, each lost independently.
-        let dests: Vec<SocketAddr> = match t.dest {
+        let dests: Vec<SocketAddr> = match dest {
             SocketAddr::V6(a) if a.ip().is_multicast() => self
                 .nodes
                 .iter()
@@ -345,7 +370,16 @@ impl Sim {
                 let mut any = false;
                 for side in sides.iter_mut() {
                     let t = match side {
-                        Side::Put(m) => m.poll_transmit(self.now).map(|o| o.into_transmit()),
+                        Side::Put(m) => match m.poll_transmit(self.now) {
+                            Some(crate::outgoing::Outbound::Data(d)) if d.key.is_some() => {
+                                any = true;
+                                if let Some(k) = &d.key {
+                                    self.emit_keyed(&d, k);
+                                }
+                                continue;
+                            }
+                            o => o.map(|o| o.into_transmit()),
+                        },
                         Side::Get(m) => m.poll_transmit(),
                         Side::Lookup(m) => m.poll_transmit(),
                     };
@@ -456,6 +490,10 @@ impl Sim {
                 } else if let Some(n) = self.nodes.iter_mut().find(|n| n.addr == to)
                     && n.alive
                 {
+                    if let Ok(Some(d)) = replicast::KeyedData::parse(&bytes) {
+                        n.core.handle_keyed_data(from, &d, self.now);
+                        continue;
+                    }
                     match replicast::open(&n.keys, &mut n.guard, &bytes, 0) {
                         Ok(dg) => n
                             .core
@@ -516,12 +554,13 @@ impl Sim {
             timers: PutTimers::default(),
             fallback: Mode::NgMulticast,
         };
-        Side::Put(PutMachine::new(
-            txid,
-            Arc::new(payload.to_vec()),
-            p,
-            self.now,
-        ))
+        let mut m = PutMachine::new(txid, Arc::new(payload.to_vec()), p, self.now);
+        if self.keyed {
+            m.use_data_key(crate::put::DataKey::random(Arc::new(
+                self.client_keys.clone(),
+            )));
+        }
+        Side::Put(m)
     }
 
     fn get(&self, id: [u8; 32], size: usize) -> Side {

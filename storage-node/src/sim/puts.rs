@@ -5,14 +5,18 @@ use super::*;
 
 #[test]
 fn put_lands_on_exactly_r_nodes_in_every_mode() {
-    for mode in [Mode::NgMulticast, Mode::Unicast, Mode::Rendezvous] {
+    let modes = [Mode::NgMulticast, Mode::Unicast, Mode::Rendezvous];
+    for (mode, keyed) in modes.into_iter().flat_map(|m| [(m, false), (m, true)]) {
         let mut sim = Sim::new(6, 0.0, 1);
+        sim.keyed = keyed;
         let data = payload(300_000, 1);
         let id = crate::chunking::chunk_id(&data);
         let mut side = sim.put(&data, mode, 3, ChunkKind::Data);
         let ev = sim.run(&mut side, Duration::from_secs(10));
         let o = put_done(&ev);
         assert_eq!(o.stored_on.len(), 3, "{mode:?}");
+        let keyed_sent = if keyed { o.datagrams_sent } else { 0 };
+        assert_eq!(sim.client_keyed, keyed_sent, "{mode:?} keyed {keyed}");
         let mut h = sim.holders(&id);
         h.sort();
         let mut s = o.stored_on.clone();
@@ -43,12 +47,16 @@ fn put_lands_on_exactly_r_nodes_in_every_mode() {
 
 #[test]
 fn put_and_get_complete_under_loss() {
-    for (mode, seed) in [
+    for (mode, seed, keyed) in [
         (Mode::NgMulticast, 11),
         (Mode::Unicast, 12),
         (Mode::Rendezvous, 13),
-    ] {
+    ]
+    .into_iter()
+    .flat_map(|(m, seed)| [(m, seed, false), (m, seed + 10, true)])
+    {
         let mut sim = Sim::new(5, 0.05, seed);
+        sim.keyed = keyed;
         let data = payload(1 << 20, 2);
         let id = crate::chunking::chunk_id(&data);
         let mut side = sim.put(&data, mode, 3, ChunkKind::Data);

@@ -302,7 +302,7 @@ async fn work(client: &mut Client, sh: &Arc<Shared>, batch: Vec<Job>) {
                     mode: cfg.transport,
                     group,
                     port: cfg.port,
-                    datagram_payload: cfg.datagram_payload(cfg.replicas),
+                    datagram_payload: cfg.put_datagram_payload(),
                     kind,
                     timers: PutTimers::default(),
                     fallback: cfg.fallback_transport,

@@ -30,7 +30,7 @@ pub async fn put_manifest(
         mode: o.mode,
         group: group_of_name(client, &m.name),
         port: cfg.port,
-        datagram_payload: cfg.datagram_payload(o.replicas),
+        datagram_payload: cfg.put_datagram_payload(),
         kind: ChunkKind::Manifest,
         timers: PutTimers::default(),
         fallback: cfg.fallback_transport,

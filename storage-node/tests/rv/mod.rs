@@ -469,8 +469,8 @@ pub fn put_reaches_only_the_targets(rv: &Rv, filter: &str, name: &str, seed: usi
     for p in placement {
         assert_eq!(p.as_array().unwrap().len(), 3, "{report}");
     }
-    // Datagrams are sized for 48 octets of IP + UDP in both families.
-    let per = 1500 - rv.ip_udp_overhead - subcast_proto::replicast::data_overhead(3);
+    // Keyed DATA, sized for the family's IP + UDP headers.
+    let per = 1500 - rv.ip_udp_overhead - subcast_proto::replicast::KEYED_DATA_OVERHEAD;
     let mut expect = vec![0u64; NODES];
     let chunk_sizes: Vec<usize> = (0..4).map(|i| (size - i * 262144).min(262144)).collect();
     for (i, p) in placement.iter().enumerate().take(4) {

@@ -1,0 +1,126 @@
+//! Keyed DATA (0x47) at a target: the key comes wrapped in the
+//! PUT_ACCEPT; datagrams under it fill the chunk, others are refused or
+//! counted as not for this node.
+
+use super::*;
+use crate::index::StoreIndex;
+use crate::put::DataKey;
+use std::sync::Arc;
+use subcast_proto::replicast::{KeyedData, PutAccept, TransferKey, seal_keyed_data_into};
+
+const PER: usize = 1428;
+
+fn target() -> NodeCore {
+    let mut index = StoreIndex::default();
+    index.free_bytes = 1 << 40;
+    NodeCore::new(sim_params(1), index).with_keys(Arc::new(sim_keys(1, 3)))
+}
+
+fn accept(txid: u64, data: &[u8], keys: Vec<[u8; 32]>, targets: Vec<u32>) -> ReplicastMessage {
+    ReplicastMessage::PutAccept(PutAccept {
+        txid,
+        chunk_id: crate::chunking::chunk_id(data),
+        size: data.len() as u32,
+        kind: ChunkKind::Data,
+        datagram_payload: PER as u16,
+        group: GROUP,
+        targets,
+        keys,
+    })
+}
+
+fn keyed(key: &TransferKey, txid: u64, index: usize, data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let end = ((index + 1) * PER).min(data.len());
+    seal_keyed_data_into(&mut out, key, txid, index as u32, &data[index * PER..end]);
+    out
+}
+
+fn feed(core: &mut NodeCore, bytes: &[u8], now: Instant) {
+    let d = KeyedData::parse(bytes).unwrap().unwrap();
+    core.handle_keyed_data(client_addr(), &d, now);
+}
+
+fn stored(core: &mut NodeCore) -> Option<Vec<u8>> {
+    std::iter::from_fn(|| core.poll_action()).find_map(|a| match a {
+        NodeAction::Store { payload, .. } => Some(payload),
+        _ => None,
+    })
+}
+
+#[test]
+fn keyed_data_under_the_wrapped_key_fills_the_chunk() {
+    let mut core = target();
+    let now = Instant::now();
+    let data = payload(3 * PER + 17, 23);
+    let dk = DataKey::random(Arc::new(sim_keys(CLIENT_ID, 3)));
+    let wrapped = dk.wrap_for(9, &[2, 1, 3]).unwrap();
+    core.handle(
+        client_addr(),
+        CLIENT_ID,
+        accept(9, &data, wrapped, vec![2, 1, 3]),
+        now,
+        0,
+    );
+    // A datagram under another key (someone without the ACCEPT's key):
+    // refused, nothing stored.
+    let forged = TransferKey::from_bytes([7; 32]);
+    feed(&mut core, &keyed(&forged, 9, 0, &data), now);
+    assert_eq!(core.counters.refused_by_reason.get("bad-mac"), Some(&1));
+    // Another txid: not for this node.
+    feed(&mut core, &keyed(&dk.key, 10, 0, &data), now);
+    assert_eq!(core.counters.data_datagrams_not_for_us, 1);
+    for i in (0..4).rev() {
+        feed(&mut core, &keyed(&dk.key, 9, i, &data), now);
+    }
+    assert_eq!(stored(&mut core).as_deref(), Some(&data[..]));
+    assert_eq!(core.counters.data_datagrams_as_target, 4);
+    // After the transfer: a repeat is a duplicate.
+    feed(&mut core, &keyed(&dk.key, 9, 1, &data), now);
+    assert_eq!(core.counters.duplicates, 1);
+}
+
+#[test]
+fn a_key_wrapped_for_another_target_does_not_open_here() {
+    let mut core = target();
+    let now = Instant::now();
+    let data = payload(500, 3);
+    let dk = DataKey::random(Arc::new(sim_keys(CLIENT_ID, 3)));
+    // Node 1's slot holds node 2's wrapped key.
+    let mut wrapped = dk.wrap_for(4, &[1, 2]).unwrap();
+    wrapped.swap(0, 1);
+    core.handle(
+        client_addr(),
+        CLIENT_ID,
+        accept(4, &data, wrapped, vec![1, 2]),
+        now,
+        0,
+    );
+    feed(&mut core, &keyed(&dk.key, 4, 0, &data), now);
+    assert_eq!(core.counters.refused_by_reason.get("bad-mac"), Some(&1));
+    assert_eq!(stored(&mut core), None);
+}
+
+#[test]
+fn a_short_or_long_last_datagram_is_bad_data() {
+    let mut core = target();
+    let now = Instant::now();
+    let data = payload(2 * PER, 5);
+    let dk = DataKey::random(Arc::new(sim_keys(CLIENT_ID, 3)));
+    let wrapped = dk.wrap_for(6, &[1]).unwrap();
+    core.handle(
+        client_addr(),
+        CLIENT_ID,
+        accept(6, &data, wrapped, vec![1]),
+        now,
+        0,
+    );
+    let mut out = Vec::new();
+    seal_keyed_data_into(&mut out, &dk.key, 6, 1, &data[PER..2 * PER - 1]);
+    feed(&mut core, &out, now);
+    let mut out = Vec::new();
+    seal_keyed_data_into(&mut out, &dk.key, 6, 2, &data[..10]);
+    feed(&mut core, &out, now);
+    assert_eq!(core.counters.bad_data, 2);
+    assert_eq!(stored(&mut core), None);
+}
