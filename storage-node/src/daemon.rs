@@ -28,6 +28,9 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let node = cfg.node()?.clone();
     let node_id = keys.own_id();
     let mut store = Store::open(&node.store)?;
+    if let Some(j) = node.journal() {
+        store.enable_journal(j)?;
+    }
     let index = store.index();
     // What the store held before this start, for the site gateway.
     let held = match &node.gateway {

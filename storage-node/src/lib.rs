@@ -40,6 +40,7 @@ pub mod gc;
 pub mod get;
 pub mod groups;
 pub mod index;
+pub mod journal;
 pub mod keys;
 pub mod latency;
 pub mod manifest;

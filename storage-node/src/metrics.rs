@@ -175,6 +175,21 @@ const COUNTERS: &[(&str, &str, Get)] = &[
         |s| s.store.corrupt_replaced,
     ),
     (
+        "store_journaled_chunks",
+        "Chunks made durable by a journal record (file fsynced at the next checkpoint)",
+        |s| s.store.journaled,
+    ),
+    (
+        "store_journal_full",
+        "Chunks that fit a journal record but found the ring full (fsynced directly)",
+        |s| s.store.journal_full,
+    ),
+    (
+        "store_journal_checkpoints",
+        "Journal checkpoints done (chunk files fsynced, records freed)",
+        |s| s.store.journal_checkpoints,
+    ),
+    (
         "store_quarantine_failures",
         "Corrupt chunks that could not be moved to quarantine/",
         |s| s.store.quarantine_failures,

@@ -11,8 +11,15 @@
 //! returns (and so before any ACK). A crash before that may leave a torn
 //! file under a chunk's name; files are held only once verified.
 //! Every [`Store::get`] verifies BLAKE3(payload) == id.
+//!
+//! With a journal ([`Store::enable_journal`], `journal/` under the root;
+//! the daemon turns it on), a put of a chunk that fits is durable once its
+//! record in the journal's prewritten ring is fdatasynced; the chunk's file
+//! is written and renamed at the same time and fsynced by the journal's
+//! next checkpoint (`crate::journal` has the rules and the figures).
 
 use crate::chunking::chunk_id;
+use crate::journal::{Journal, JournalConfig, ReplayReport};
 use crate::manifest::Manifest;
 use std::collections::HashSet;
 use std::fs::{self, File};
@@ -72,6 +79,13 @@ pub struct StoreCounters {
     pub corrupt_replaced: u64,
     /// Corrupt chunks that could not be moved to quarantine/.
     pub quarantine_failures: u64,
+    /// Puts made durable by a journal record.
+    pub journaled: u64,
+    /// Puts that fit a journal record but found the ring full (direct
+    /// path instead).
+    pub journal_full: u64,
+    /// Journal checkpoints done (one journal per store: merged by max).
+    pub journal_checkpoints: u64,
     /// A chunk's store: verify, write, rename, fsync.
     pub write_latency: crate::latency::Histogram,
     /// A disk job's wait in the queue before a disk thread took it.
@@ -87,6 +101,9 @@ impl StoreCounters {
         self.corrupt_detected += o.corrupt_detected;
         self.corrupt_replaced += o.corrupt_replaced;
         self.quarantine_failures += o.quarantine_failures;
+        self.journaled += o.journaled;
+        self.journal_full += o.journal_full;
+        self.journal_checkpoints = self.journal_checkpoints.max(o.journal_checkpoints);
         self.write_latency.merge(&o.write_latency);
         self.queue_latency.merge(&o.queue_latency);
     }
@@ -103,6 +120,8 @@ pub struct Store {
     /// Corrupt chunks that could be neither quarantined nor deleted
     /// (shared by every handle of the store).
     bad: Arc<Mutex<HashSet<Hash32>>>,
+    /// Shared by every handle.
+    journal: Option<Arc<Journal>>,
     pub counters: StoreCounters,
 }
 
@@ -123,8 +142,39 @@ impl Store {
             tmp_tag: 0,
             tmp_counter: 0,
             bad: Default::default(),
+            journal: None,
             counters: StoreCounters::default(),
         })
+    }
+
+    /// Turns the journal on (handles made afterwards share it): first
+    /// every record the last run left after its last checkpoint is stored
+    /// again where its file is missing or wrong.
+    pub fn enable_journal(&mut self, cfg: JournalConfig) -> Result<ReplayReport, StoreError> {
+        let dir = self.root.join("journal");
+        let root = self.root.clone();
+        let (j, report) = Journal::open(&root, &dir, cfg, |h, payload| {
+            let before = self.counters.chunks_written;
+            self.put_direct(h.kind, &h.id, payload)
+                .map_err(io::Error::other)?;
+            Ok(self.counters.chunks_written > before)
+        })
+        .map_err(io_err(&dir))?;
+        if report.restored > 0 || report.torn > 0 {
+            tracing::info!(
+                restored = report.restored,
+                records = report.records,
+                torn = report.torn,
+                "journal replayed: chunks acknowledged before the last stop are on disk"
+            );
+        }
+        self.journal = Some(Arc::new(j));
+        Ok(report)
+    }
+
+    /// The journal, if on.
+    pub fn journal(&self) -> Option<&Journal> {
+        self.journal.as_deref()
     }
 
     /// Another handle on the same store, for disk thread `n` (its own
@@ -136,6 +186,7 @@ impl Store {
             tmp_tag: n,
             tmp_counter: 0,
             bad: self.bad.clone(),
+            journal: self.journal.clone(),
             counters: StoreCounters::default(),
         }
     }
@@ -175,9 +226,23 @@ impl Store {
     /// Verifies and durably stores a chunk. Idempotent.
     pub fn put(&mut self, kind: ChunkKind, id: &Hash32, payload: &[u8]) -> Result<(), StoreError> {
         let t0 = std::time::Instant::now();
-        let r = self.put_timed(kind, id, payload);
+        let journal = self.journal.clone();
+        let r = self.put_timed(kind, id, payload, journal.as_deref());
         self.counters.write_latency.record(t0.elapsed());
+        if let Some(j) = &journal {
+            self.counters.journal_checkpoints = j.stats().checkpoints;
+        }
         r
+    }
+
+    /// As [`Store::put`], never through the journal.
+    fn put_direct(
+        &mut self,
+        kind: ChunkKind,
+        id: &Hash32,
+        payload: &[u8],
+    ) -> Result<(), StoreError> {
+        self.put_timed(kind, id, payload, None)
     }
 
     fn put_timed(
@@ -185,6 +250,7 @@ impl Store {
         kind: ChunkKind,
         id: &Hash32,
         payload: &[u8],
+        journal: Option<&Journal>,
     ) -> Result<(), StoreError> {
         if chunk_id(payload) != *id {
             return Err(StoreError::HashMismatch(hex::encode(id)));
@@ -218,6 +284,18 @@ impl Store {
             sync_file_and_dir(&f, &dest, &dir)?;
         } else {
             fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+            // A journal record when it fits and the ring has room.
+            let ticket = journal.and_then(|j| {
+                let t = j.reserve(payload.len());
+                if t.is_none() && payload.len() <= j.max_payload() {
+                    self.counters.journal_full += 1;
+                }
+                t.map(|t| (j, t))
+            });
+            let jpath = self.root.join("journal");
+            if let Some((j, t)) = &ticket {
+                j.write(t, kind, id, payload).map_err(io_err(&jpath))?;
+            }
             self.tmp_counter += 1;
             let tmp = self.root.join("tmp").join(format!(
                 "{}.{}.{}.{}",
@@ -251,7 +329,14 @@ impl Store {
                 let _ = fs::remove_file(&tmp);
                 return Err(io_err(&dest)(e));
             }
-            sync_file_and_dir(&f, &dest, &dir)?;
+            match ticket {
+                Some((j, t)) => {
+                    j.sync().map_err(io_err(&jpath))?;
+                    j.complete(t);
+                    self.counters.journaled += 1;
+                }
+                None => sync_file_and_dir(&f, &dest, &dir)?,
+            }
             self.counters.chunks_written += 1;
             self.counters.bytes_written += payload.len() as u64;
         }

@@ -78,8 +78,40 @@ fn kill_9_in_the_middle_of_writes_keeps_every_acked_chunk() {
     if skip() {
         return;
     }
+    kill_9_in_the_middle_of_writes("");
+}
+
+/// The same with the store's journal on (`journal_mib`): chunks acknowledged
+/// on a journal record, their files fsynced later by a checkpoint.
+#[test]
+fn kill_9_with_the_journal_on_keeps_every_acked_chunk() {
+    if skip() {
+        return;
+    }
+    let lab = kill_9_in_the_middle_of_writes(", journal_mib: 4, journal_checkpoint_ms: 60000");
+    // The journal carried the puts: a node that was not killed says so.
+    let mut journaled = 0;
+    wait_for(
+        "a node's stats.json to count journaled chunks",
+        Duration::from_secs(30),
+        || {
+            journaled = lab
+                .nodes
+                .iter()
+                .filter_map(|i| std::fs::read_to_string(lab.store(*i).join("stats.json")).ok())
+                .filter_map(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .filter_map(|v| v["store"]["journaled"].as_u64())
+                .max()
+                .unwrap_or(0);
+            journaled > 0
+        },
+    );
+    println!("journaled chunks on the busiest node: {journaled}");
+}
+
+fn kill_9_in_the_middle_of_writes(node_extra: &str) -> Lab {
     // Four nodes, R = 3: the put replaces the killed target and completes.
-    let mut lab = Lab::new(4, "chunk_size: 262144\nrate_mbps: 40");
+    let mut lab = Lab::with_node_extra(4, "chunk_size: 262144\nrate_mbps: 40", node_extra);
     let obj = random_file(lab.dir.path(), "big.bin", 40 * 262_144, 7);
     let mut put = Command::new("ip")
         .args(["netns", "exec", &lab.ns(CLIENT), &bin()])
@@ -174,6 +206,7 @@ fn kill_9_in_the_middle_of_writes_keeps_every_acked_chunk() {
     let o = lab.client(&["get", "crash/big", "-o", back.to_str().unwrap(), "--quiet"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(std::fs::read(&back).unwrap(), std::fs::read(&obj).unwrap());
+    lab
 }
 
 /// A tmpfs of `size` mounted at `dir` (created), unmounted on drop.

@@ -300,7 +300,9 @@ impl NodeCore {
             None => {
                 self.counters.datagrams_in += 1;
                 if self.recent.iter().any(|k| k.1 == d.txid) {
-                    self.counters.duplicates += 1;
+                    // The transfer is over and its key gone: a copy another
+                    // target asked for, or a replay. Dropped either way.
+                    self.refuse("transfer-over");
                 } else {
                     self.counters.data_datagrams_not_for_us += 1;
                     self.counters.data_bytes_not_for_us += d.payload.len() as u64;

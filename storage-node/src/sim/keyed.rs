@@ -75,9 +75,14 @@ fn keyed_data_under_the_wrapped_key_fills_the_chunk() {
     }
     assert_eq!(stored(&mut core).as_deref(), Some(&data[..]));
     assert_eq!(core.counters.data_datagrams_as_target, 4);
-    // After the transfer: a repeat is a duplicate.
+    // After the transfer: a repeat (a replay, or a copy another target
+    // asked for) is refused, its key gone.
     feed(&mut core, &keyed(&dk.key, 9, 1, &data), now);
-    assert_eq!(core.counters.duplicates, 1);
+    assert_eq!(
+        core.counters.refused_by_reason.get("transfer-over"),
+        Some(&1)
+    );
+    assert_eq!(core.counters.duplicates, 0);
 }
 
 #[test]

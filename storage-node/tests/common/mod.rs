@@ -77,6 +77,8 @@ pub struct Lab {
     pub ipv4: bool,
     /// More client ids, in the client namespace.
     pub extra_clients: Vec<usize>,
+    /// More settings of the nodes' `node:` section (", key: value, ...").
+    pub node_extra: String,
 }
 
 impl Lab {
@@ -89,9 +91,15 @@ impl Lab {
         Lab::with_mtu(n, extra_config, 1500)
     }
 
+    /// As [`Lab::new`], with more settings in every node's `node:` section
+    /// (", key: value, ...").
+    pub fn with_node_extra(n: usize, extra_config: &str, node_extra: &str) -> Lab {
+        Lab::build(n, extra_config, 1500, false, 0, false, node_extra)
+    }
+
     /// As [`Lab::new`], links with the given MTU (written to the configs).
     pub fn with_mtu(n: usize, extra_config: &str, mtu: u32) -> Lab {
-        Lab::build(n, extra_config, mtu, false, 0, false)
+        Lab::build(n, extra_config, mtu, false, 0, false, "")
     }
 
     /// As [`Lab::new`], with `k` more clients (ids 101..=100+k, in the
@@ -99,12 +107,12 @@ impl Lab {
     /// client processes each need an id of their own (replay windows and
     /// per-peer limits are per id).
     pub fn with_clients(n: usize, extra_config: &str, k: usize) -> Lab {
-        Lab::build(n, extra_config, 1500, false, k, false)
+        Lab::build(n, extra_config, 1500, false, k, false, "")
     }
 
     /// As [`Lab::new`] over IPv4 only (README "IPv4").
     pub fn ipv4(n: usize, extra_config: &str) -> Lab {
-        Lab::build(n, extra_config, 1500, false, 0, true)
+        Lab::build(n, extra_config, 1500, false, 0, true, "")
     }
 
     /// Host `i`'s address.
@@ -118,7 +126,7 @@ impl Lab {
 
     /// As [`Lab::new`] in the insecure single-key mode (one shared `key:`).
     pub fn single_key(n: usize, extra_config: &str) -> Lab {
-        Lab::build(n, extra_config, 1500, true, 0, false)
+        Lab::build(n, extra_config, 1500, true, 0, false, "")
     }
 
     fn build(
@@ -128,6 +136,7 @@ impl Lab {
         single_key: bool,
         clients: usize,
         ipv4: bool,
+        node_extra: &str,
     ) -> Lab {
         let extra_config = &format!("{extra_config}\nmtu: {mtu}");
         let mtu = mtu.to_string();
@@ -146,6 +155,7 @@ impl Lab {
             single_key,
             ipv4,
             extra_clients: (CLIENT + 1..=CLIENT + clients).collect(),
+            node_extra: node_extra.to_owned(),
         };
         let br = format!("{tag}b");
         run(&["ip", "netns", "add", &br]);
@@ -309,8 +319,9 @@ impl Lab {
         );
         if i < CLIENT {
             c += &format!(
-                "node: {{id: {i}, store: {}, reserve_bytes: 0}}\n",
-                self.store(i).display()
+                "node: {{id: {i}, store: {}, reserve_bytes: 0{}}}\n",
+                self.store(i).display(),
+                self.node_extra
             );
         }
         std::fs::write(self.config(i), c).unwrap();
