@@ -132,8 +132,14 @@ impl State {
         }
     }
 
+    /// Half the ring is live and a checkpoint would free some of it (the
+    /// oldest live record is complete).
     fn urgent(&self) -> bool {
         self.ring.used() * 2 > self.ring.ready()
+            && self
+                .ring
+                .oldest()
+                .is_some_and(|seq| seq <= self.complete_through())
     }
 }
 
@@ -328,6 +334,10 @@ impl Journal {
         st.in_flight.remove(&t.seq);
         st.pending += 1;
         t.done = true;
+        if st.urgent() {
+            drop(st);
+            self.shared.wake.notify_one();
+        }
     }
 
     /// Fsyncs every completed record's file now and frees their space.

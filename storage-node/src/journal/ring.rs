@@ -51,6 +51,11 @@ impl Ring {
         self.live.iter().map(|l| l.len).sum()
     }
 
+    /// The oldest live record's sequence number.
+    pub fn oldest(&self) -> Option<u64> {
+        self.live.front().map(|l| l.seq)
+    }
+
     /// Live records.
     pub fn live(&self) -> impl Iterator<Item = &Live> {
         self.live.iter()
