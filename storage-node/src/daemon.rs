@@ -28,8 +28,13 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let node = cfg.node()?.clone();
     let node_id = keys.own_id();
     let mut store = Store::open(&node.store)?;
-    if let Some(j) = node.journal() {
-        store.enable_journal(j)?;
+    match node.journal() {
+        Some(j) => {
+            store.enable_journal(j)?;
+        }
+        None => {
+            store.replay_left_journal()?;
+        }
     }
     let index = store.index();
     // What the store held before this start, for the site gateway.

@@ -177,6 +177,23 @@ impl Store {
         self.journal.as_deref()
     }
 
+    /// With the journal off: replays a journal an earlier run left (it may
+    /// hold acknowledged chunks whose files never reached the disk), then
+    /// closes it. `None` when there is none.
+    pub fn replay_left_journal(&mut self) -> Result<Option<ReplayReport>, StoreError> {
+        let ring = self.root.join("journal").join("ring");
+        let Ok(m) = fs::metadata(&ring) else {
+            return Ok(None);
+        };
+        let report = self.enable_journal(JournalConfig {
+            size: m.len(),
+            checkpoint_every: std::time::Duration::from_secs(1),
+        })?;
+        // Dropping the only handle runs a last checkpoint.
+        self.journal = None;
+        Ok(Some(report))
+    }
+
     /// Another handle on the same store, for disk thread `n` (its own
     /// temporary names and counters). Two handles must not work on the
     /// same chunk at once: the disk threads share chunks out by id.

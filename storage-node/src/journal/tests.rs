@@ -204,3 +204,30 @@ fn an_abandoned_put_does_not_hold_checkpoints_back() {
     assert_eq!(lock(&j.shared.state).checkpointed, 2);
     assert_eq!(j.stats().live_bytes, 0);
 }
+
+#[test]
+fn a_journal_left_by_an_earlier_run_is_replayed_with_it_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = vec![8u8; 30_000];
+    let id = chunk_id(&data);
+    let (snap, path) = {
+        let (mut s, _) = open(dir.path(), 1 << 20);
+        s.put(ChunkKind::Data, &id, &data).unwrap();
+        (snapshot(dir.path()), s.path_of(ChunkKind::Data, &id))
+    };
+    restore(&snap);
+    fs::remove_file(&path).unwrap();
+    // The next start has `journal_mib: 0`.
+    let mut s = Store::open(dir.path()).unwrap();
+    let r = s.replay_left_journal().unwrap().unwrap();
+    assert_eq!((r.records, r.restored), (1, 1));
+    assert!(s.journal().is_none());
+    assert_eq!(s.get(&id).unwrap(), data);
+    // Replayed once: nothing the time after.
+    let r = s.replay_left_journal().unwrap().unwrap();
+    assert_eq!((r.records, r.restored), (0, 0));
+    // A store that never had one.
+    let fresh = tempfile::tempdir().unwrap();
+    let mut s = Store::open(fresh.path()).unwrap();
+    assert_eq!(s.replay_left_journal().unwrap(), None);
+}
