@@ -31,6 +31,10 @@
 //!   content-addressed). A torn record was never acknowledged and is
 //!   skipped. A chunk deleted (by GC) after its put but before the next
 //!   checkpoint can come back after a crash; the next GC pass removes it.
+//!   A chunk's payload can hold a well-formed header on a 4 KiB boundary
+//!   (anyone can put one): a number beyond what the ring can have held
+//!   since the checkpoint is ignored, and one within it only stores a
+//!   chunk that verifies by its hash, which its author could put anyway.
 //! - The ring file is prewritten by the checkpoint thread in steps after
 //!   the first start, so a node starts at once; puts take the direct path
 //!   until the first step is ready.
@@ -196,6 +200,10 @@ impl Journal {
             ..Default::default()
         };
         let len = log.metadata()?.len();
+        // Every record written since the checkpoint still fits the ring
+        // (space is only reused after a checkpoint): a higher number is a
+        // header inside some chunk's payload (anyone can put one), not ours.
+        let plausible = report.checkpoint.saturating_add(len.max(size) / ALIGN);
         let mut max_seq = report.checkpoint;
         let mut seen = HashSet::new();
         let mut hdr = [0u8; HEADER];
@@ -206,7 +214,7 @@ impl Journal {
             if read_at_most(&log, &mut hdr, at)? < HEADER {
                 break;
             }
-            let Some(h) = Header::decode(&hdr) else {
+            let Some(h) = Header::decode(&hdr).filter(|h| h.seq <= plausible) else {
                 continue;
             };
             max_seq = max_seq.max(h.seq);

@@ -231,3 +231,37 @@ fn a_journal_left_by_an_earlier_run_is_replayed_with_it_off() {
     let mut s = Store::open(fresh.path()).unwrap();
     assert_eq!(s.replay_left_journal().unwrap(), None);
 }
+
+/// A chunk whose payload holds a well-formed record header (anyone can put
+/// one) on a 4 KiB boundary of the ring, numbered u64::MAX: replay neither
+/// trusts its number nor overflows, and the journal goes on.
+#[test]
+fn a_record_header_inside_a_payload_is_not_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let inner = b"inner chunk".to_vec();
+    let fake = Header {
+        seq: u64::MAX,
+        kind: ChunkKind::Data,
+        len: inner.len() as u32,
+        id: chunk_id(&inner),
+    };
+    // The outer record's payload starts 60 octets into the ring: octet
+    // 4096 - 60 of the payload is on the next 4 KiB boundary.
+    let mut outer = vec![0u8; 4096 - HEADER];
+    outer.extend_from_slice(&fake.encode());
+    outer.extend_from_slice(&inner);
+    outer.resize(10_000, 1);
+    let oid = chunk_id(&outer);
+    let snap = {
+        let (mut s, _) = open(dir.path(), 1 << 20);
+        s.put(ChunkKind::Data, &oid, &outer).unwrap();
+        snapshot(dir.path())
+    };
+    restore(&snap);
+    let (mut s, r) = open(dir.path(), 1 << 20);
+    assert_eq!(r.records, 1, "only the outer record: {r:?}");
+    let more = vec![2u8; 5000];
+    s.put(ChunkKind::Data, &chunk_id(&more), &more).unwrap();
+    assert_eq!(s.counters.journaled, 1);
+    assert!(!s.contains(&chunk_id(&inner)));
+}
