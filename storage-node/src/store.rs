@@ -172,6 +172,10 @@ impl Store {
         Ok(report)
     }
 
+    fn journal_err(&self, source: io::Error) -> StoreError {
+        io_err(&self.root.join("journal"))(source)
+    }
+
     /// The journal, if on.
     pub fn journal(&self) -> Option<&Journal> {
         self.journal.as_deref()
@@ -247,7 +251,7 @@ impl Store {
         let r = self.put_timed(kind, id, payload, journal.as_deref());
         self.counters.write_latency.record(t0.elapsed());
         if let Some(j) = &journal {
-            self.counters.journal_checkpoints = j.stats().checkpoints;
+            self.counters.journal_checkpoints = j.checkpoints();
         }
         r
     }
@@ -309,9 +313,9 @@ impl Store {
                 }
                 t.map(|t| (j, t))
             });
-            let jpath = self.root.join("journal");
             if let Some((j, t)) = &ticket {
-                j.write(t, kind, id, payload).map_err(io_err(&jpath))?;
+                j.write(t, kind, id, payload)
+                    .map_err(|e| self.journal_err(e))?;
             }
             self.tmp_counter += 1;
             let tmp = self.root.join("tmp").join(format!(
@@ -348,7 +352,7 @@ impl Store {
             }
             match ticket {
                 Some((j, t)) => {
-                    j.sync().map_err(io_err(&jpath))?;
+                    j.sync().map_err(|e| self.journal_err(e))?;
                     j.complete(t);
                     self.counters.journaled += 1;
                 }
@@ -497,7 +501,7 @@ pub fn parse_hex_id(s: &str) -> Option<Hash32> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -604,20 +608,25 @@ mod tests {
         assert!(!again.index().has_file(&id));
     }
 
-    #[test]
-    fn leftover_tmp_cleaned_and_manifests_reindexed() {
-        let dir = tempfile::tempdir().unwrap();
-        let m = Manifest {
+    /// The manifest of an empty object "b/o" at `version`, encoded.
+    pub(crate) fn empty_manifest(version: u64) -> Vec<u8> {
+        Manifest {
             name: "b/o".into(),
-            version: 2,
+            version,
             writer: 7,
             size: 0,
             chunk_size: 1024,
             object_hash: chunk_id(b""),
             created_us: 1,
             chunks: vec![chunk_id(b"")],
-        };
-        let enc = m.encode();
+        }
+        .encode()
+    }
+
+    #[test]
+    fn leftover_tmp_cleaned_and_manifests_reindexed() {
+        let dir = tempfile::tempdir().unwrap();
+        let enc = empty_manifest(2);
         let mid = chunk_id(&enc);
         {
             let mut s = Store::open(dir.path()).unwrap();

@@ -254,7 +254,6 @@ impl Journal {
                 checkpointed: max_seq,
                 shutdown: false,
                 stats: JournalStats {
-                    ready_bytes: ready,
                     restored: report.restored,
                     ..Default::default()
                 },
@@ -351,6 +350,11 @@ impl Journal {
     /// Fsyncs every completed record's file now and frees their space.
     pub fn checkpoint(&self) -> io::Result<()> {
         checkpoint(&self.shared)
+    }
+
+    /// Checkpoints done so far.
+    pub fn checkpoints(&self) -> u64 {
+        lock(&self.shared.state).stats.checkpoints
     }
 
     pub fn stats(&self) -> JournalStats {

@@ -40,25 +40,11 @@ fn restore(snap: &[(PathBuf, Vec<u8>)]) {
     }
 }
 
-fn manifest_bytes() -> Vec<u8> {
-    crate::manifest::Manifest {
-        name: "b/o".into(),
-        version: 1,
-        writer: 7,
-        size: 0,
-        chunk_size: 1024,
-        object_hash: chunk_id(b""),
-        created_us: 1,
-        chunks: vec![chunk_id(b"")],
-    }
-    .encode()
-}
-
 #[test]
 fn acknowledged_chunks_come_back_after_a_crash() {
     let dir = tempfile::tempdir().unwrap();
     let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7) as u8).collect();
-    let man = manifest_bytes();
+    let man = crate::store::tests::empty_manifest(1);
     let (did, mid) = (chunk_id(&data), chunk_id(&man));
     let (snap, dpath, mpath) = {
         let (mut s, r) = open(dir.path(), 1 << 20);
