@@ -145,6 +145,7 @@ impl Client {
         let id = cfg.identity()?;
         let keys = id.keys.clone();
         let ifx = ifindex(cfg.interface.as_deref())?;
+        crate::transport::check_mtu(cfg.interface.as_deref(), cfg.mtu)?;
         let sock = udp_socket(cfg.family(), 0, ifx, cfg.hops, &[])?;
         let sender_id = keys.own_id();
         let audience = cfg

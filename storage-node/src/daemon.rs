@@ -45,6 +45,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let mut core = NodeCore::new(params_from(&cfg, &id)?, index).with_keys(id.keys.clone());
     let (disk, mut disk_done) = Disk::spawn(store);
     let ifx = ifindex(cfg.interface.as_deref())?;
+    crate::transport::check_mtu(cfg.interface.as_deref(), cfg.mtu)?;
     let groups = cfg.member_groups();
     let sock = udp_socket(cfg.family(), cfg.port, ifx, cfg.hops, &groups)
         .map_err(|e| anyhow::anyhow!("cannot open UDP port {} for the node: {e}", cfg.port))?;

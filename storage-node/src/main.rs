@@ -46,6 +46,7 @@ async fn main() -> anyhow::Result<()> {
                 c.key.load(&cfg.base_dir)?;
             }
             subcast_node::transport::ifindex(cfg.interface.as_deref())?;
+            subcast_node::transport::check_mtu(cfg.interface.as_deref(), cfg.mtu)?;
             let mode = if id.keys.is_shared() {
                 "INSECURE single-key mode (any key holder can claim any node id)".to_owned()
             } else {

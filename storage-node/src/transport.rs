@@ -43,6 +43,38 @@ pub fn ifindex(name: Option<&str>) -> io::Result<u32> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("bad ifindex in {p}")))
 }
 
+/// Refuses a configured `mtu` larger than the MTU of the named interface:
+/// DATA datagrams are sized to the configured one and sent without
+/// fragmentation, so every one would be refused (EMSGSIZE) and no transfer
+/// could finish. Without an interface name nothing is checked (the system
+/// picks the interface per destination).
+pub fn check_mtu(name: Option<&str>, mtu: usize) -> io::Result<()> {
+    let Some(name) = name else { return Ok(()) };
+    let p = format!("/sys/class/net/{name}/mtu");
+    let link = std::fs::read_to_string(&p)
+        .map_err(|e| io::Error::new(e.kind(), format!("reading {name}'s MTU ({p}): {e}")))?;
+    let link: usize = link
+        .trim()
+        .parse()
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("bad MTU in {p}")))?;
+    mtu_fits(name, mtu, link)
+}
+
+/// The rule of [`check_mtu`], given the link's MTU.
+pub fn mtu_fits(name: &str, mtu: usize, link: usize) -> io::Result<()> {
+    if mtu <= link {
+        return Ok(());
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "`mtu: {mtu}` in the config is larger than the MTU of {name} ({link}): DATA \
+             datagrams would not fit the link and every one would be refused; set `mtu: {link}` \
+             (or raise the MTU of {name} and of every link on the way)"
+        ),
+    ))
+}
+
 /// The address family of a node's or client's sockets, from the config
 /// (README "IPv4"). Inside the node every address is an [`Ipv6Addr`]; an
 /// IPv4 one in its IPv4-mapped form (`::ffff:239.1.2.3`), as Replicast and
@@ -190,3 +222,24 @@ pub fn leave<S: std::os::fd::AsFd>(s: &S, g: &Ipv6Addr, ifindex: u32) -> io::Res
 /// counts (IPv4 adds 28, [`Family::ip_udp_overhead`]; pacing counts 48 in
 /// both families, a 20-octet margin for IPv4).
 pub const IP_UDP_OVERHEAD: usize = 48;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_mtu_larger_than_the_links_is_refused_with_the_fix() {
+        assert!(mtu_fits("eth0", 1500, 1500).is_ok());
+        assert!(mtu_fits("eth0", 1400, 9000).is_ok());
+        let e = mtu_fits("eth0", 9000, 1500).unwrap_err().to_string();
+        assert!(e.contains("`mtu: 9000`"), "{e}");
+        assert!(e.contains("set `mtu: 1500`"), "{e}");
+        // Loopback: read from the system.
+        assert!(check_mtu(Some("lo"), 1500).is_ok());
+        assert!(check_mtu(None, 9000).is_ok());
+        let e = check_mtu(Some("no-such-if0"), 1500)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no-such-if0"), "{e}");
+    }
+}

@@ -243,6 +243,18 @@ impl SendBatch {
                 tracing::warn!(%dest, error = %e, "UDP GSO refused by the interface; sending without it from now on");
                 false
             }
+            // A datagram larger than the path MTU (sent without
+            // fragmentation): it would fail on its own as well.
+            Err(e) if rustix::io::Errno::from_io_error(&e) == Some(rustix::io::Errno::MSGSIZE) => {
+                tracing::warn!(
+                    %dest,
+                    datagram = r0.len(),
+                    error = %e,
+                    "DATA not sent: datagrams larger than the path MTU (is `mtu:` in the config \
+                     larger than a link's on the way?)"
+                );
+                true
+            }
             Err(e) => {
                 tracing::warn!(%dest, error = %e, "send failed");
                 true
