@@ -2,7 +2,7 @@
 //! --scenario attack --json` builds the lab, starts the controller, agents and
 //! storage nodes with pair keys, makes puts (each read back) while a rogue host
 //! sends junk, replays, spoofed-source datagrams and an insider's forgeries to
-//! every daemon. Needs root (skips otherwise, fails under
+//! every daemon (forged keyed DATA for transfers in flight among them). Needs root (skips otherwise, fails under
 //! SUBCAST_LABS_REQUIRED=1) and the daemons built first:
 //! `cargo build -p subcast-agent -p subcast-controller -p subcast-node --bins`.
 
@@ -14,12 +14,13 @@ use serde_json::Value;
 mod common;
 use common::daemons_dir;
 
-const ATTACKS: [&str; 7] = [
+const ATTACKS: [&str; 8] = [
     "junk",
     "replay",
     "spoofed_source",
     "forged_ack",
     "forged_bid",
+    "forged_data",
     "sequence_poison",
     "huge_fetch",
 ];
@@ -65,6 +66,9 @@ fn every_attack_is_refused_and_every_put_survives() {
             r["refused"], r["refused_by_reason"]
         );
     }
+    // Forged keyed DATA met transfers in flight, not only finished ones.
+    let f = &v["attacks"]["forged_data"];
+    assert!(f["refused_in_flight"].as_u64().unwrap_or(0) > 0, "{f:#}");
     let puts = v["puts"]["count"].as_u64().unwrap();
     assert!(puts >= 8, "{:#}", v["puts"]);
     assert_eq!(v["puts"]["done"].as_u64(), Some(puts), "{:#}", v["puts"]);

@@ -2,6 +2,7 @@
 //! with the real daemons, and the benchmark. See `labs/README.md`.
 
 mod attack;
+mod attack_forged;
 mod attack_setup;
 mod bench;
 mod bench_loss;
