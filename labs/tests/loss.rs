@@ -15,10 +15,11 @@ mod common;
 use common::daemons_dir;
 use std::path::PathBuf;
 
-/// The seed topology with `loss_pct: PCT` on every link.
+/// The seed topology with `loss_pct: PCT` on every link, in a directory of
+/// its own (removed by the caller).
 fn lossy_seed(pct: f64) -> PathBuf {
     let seed = std::fs::read_to_string(labs::topology_path("seed-three-switch.yaml")).unwrap();
-    let dir = std::env::temp_dir().join(format!("labs-loss-test-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("labs-loss-test-{}-{pct}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let f = dir.join(format!("seed-loss-{pct}.yaml"));
     std::fs::write(
@@ -45,7 +46,9 @@ fn put_get_under_loss(pct: f64) {
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
-    let _ = std::fs::remove_file(&topo);
+    if let Some(dir) = topo.parent() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("put-get at {pct}% loss: {:?}", t0.elapsed());
