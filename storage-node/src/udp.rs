@@ -533,4 +533,66 @@ mod tests {
         assert!(!timed_out, "after 10 s only {} of {N} datagrams", got.len());
         assert_eq!(got, want);
     }
+
+    /// A GSO send the kernel refuses (EINVAL or EIO: an interface that
+    /// cannot checksum or segment on older kernels, IPsec, a socket without
+    /// UDP checksums) goes again datagram by datagram, and GSO stays off
+    /// for the socket. Provoked here with `SO_NO_CHECK` (IPv4 UDP without
+    /// checksums), which the kernel's GSO refuses with EINVAL.
+    #[tokio::test(flavor = "current_thread")]
+    #[allow(unsafe_code)] // one setsockopt no safe wrapper offers
+    async fn a_refused_gso_send_goes_again_by_sendmmsg() {
+        use std::os::fd::AsRawFd;
+        let tx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let rx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let dest = rx.local_addr().unwrap();
+        let one: libc::c_int = 1;
+        // SAFETY: a valid socket, option and an int-sized value.
+        let r = unsafe {
+            libc::setsockopt(
+                tx.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_NO_CHECK,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(r, 0, "SO_NO_CHECK: {}", io::Error::last_os_error());
+        let mut batch = SendBatch::new(&tx, true).unwrap();
+        if batch.gso_segments() < 2 {
+            eprintln!("no UDP GSO in this kernel: nothing to test");
+            return;
+        }
+        const N: u32 = 40;
+        for i in 0..N {
+            let mut d = vec![(i % 251) as u8; 1000];
+            d[..4].copy_from_slice(&i.to_be_bytes());
+            batch.push_bytes(&tx, &d, dest).await;
+        }
+        batch.flush(&tx).await;
+        assert_eq!(batch.gso_refused, 1, "the kernel took a GSO send");
+        assert_eq!(batch.gso_sends, 0);
+        assert_eq!(batch.gso_segments(), 1, "GSO stays off for the socket");
+        assert_eq!(batch.datagrams, u64::from(N));
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 2048];
+        let all = async {
+            while got.len() < N as usize {
+                rx.readable().await.unwrap();
+                while let Ok(n) = rx.try_recv(&mut buf) {
+                    assert_eq!(n, 1000);
+                    got.push(u32::from_be_bytes(buf[..4].try_into().unwrap()));
+                }
+            }
+        };
+        let timed_out = tokio::time::timeout(Duration::from_secs(10), all)
+            .await
+            .is_err();
+        assert!(!timed_out, "after 10 s only {} of {N} datagrams", got.len());
+        assert_eq!(
+            got,
+            (0..N).collect::<Vec<_>>(),
+            "every datagram once, in order"
+        );
+    }
 }
