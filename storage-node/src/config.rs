@@ -146,6 +146,12 @@ pub struct NodeSection {
     /// least this often, in milliseconds.
     #[serde(default = "default_journal_checkpoint_ms")]
     pub journal_checkpoint_ms: u64,
+    /// Only chunks up to this many KiB go through the journal (0: up to a
+    /// quarter of the ring). A small bound journals manifests (a few
+    /// hundred octets) and not the data chunks, so each byte of data is
+    /// still written once.
+    #[serde(default)]
+    pub journal_max_kib: u64,
     /// Multi-site: report every chunk stored to this site gateway
     /// (`{address, secret}`; README "Sites").
     #[serde(default)]
@@ -174,6 +180,8 @@ impl NodeSection {
         (self.journal_mib > 0).then(|| crate::journal::JournalConfig {
             size: self.journal_mib << 20,
             checkpoint_every: std::time::Duration::from_millis(self.journal_checkpoint_ms.max(1)),
+            max_record: usize::try_from(self.journal_max_kib.saturating_mul(1024))
+                .unwrap_or(usize::MAX),
         })
     }
 

@@ -192,6 +192,7 @@ impl Store {
         let report = self.enable_journal(JournalConfig {
             size: m.len(),
             checkpoint_every: std::time::Duration::from_secs(1),
+            max_record: 0,
         })?;
         // Dropping the only handle runs a last checkpoint.
         self.journal = None;

@@ -65,6 +65,9 @@ pub struct JournalConfig {
     pub size: u64,
     /// Checkpoint at least this often while records are live.
     pub checkpoint_every: Duration,
+    /// Largest payload a record carries (0: a quarter of the ring, the
+    /// most); larger chunks take the direct path.
+    pub max_record: usize,
 }
 
 /// What an open found in the journal.
@@ -278,7 +281,11 @@ impl Journal {
     /// path: one big write gains little from the journal and would crowd
     /// out the small ones).
     pub fn max_payload(&self) -> usize {
-        (self.shared.size / 4).saturating_sub(HEADER as u64) as usize
+        let quarter = (self.shared.size / 4).saturating_sub(HEADER as u64) as usize;
+        match self.shared.cfg.max_record {
+            0 => quarter,
+            m => m.min(quarter),
+        }
     }
 
     /// A place for a record of `len` payload octets, if the ring has room.

@@ -11,11 +11,16 @@ use std::path::PathBuf;
 const HOUR: Duration = Duration::from_secs(3600);
 
 fn open(root: &Path, size: u64) -> (Store, ReplayReport) {
+    open_max(root, size, 0)
+}
+
+fn open_max(root: &Path, size: u64, max_record: usize) -> (Store, ReplayReport) {
     let mut s = Store::open(root).unwrap();
     let r = s
         .enable_journal(JournalConfig {
             size,
             checkpoint_every: HOUR,
+            max_record,
         })
         .unwrap();
     assert!(s.journal().unwrap().wait_ready(Duration::from_secs(60)));
@@ -250,4 +255,36 @@ fn a_record_header_inside_a_payload_is_not_trusted() {
     s.put(ChunkKind::Data, &chunk_id(&more), &more).unwrap();
     assert_eq!(s.counters.journaled, 1);
     assert!(!s.contains(&chunk_id(&inner)));
+}
+
+/// With `max_record`, larger chunks take the direct path (their files are
+/// durable at once, the ring stays free) and smaller ones the journal;
+/// both come back after a crash.
+#[test]
+fn only_records_up_to_the_bound_are_journaled() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = vec![8u8; 100_000];
+    let man = crate::store::tests::empty_manifest(1);
+    let (did, mid) = (chunk_id(&data), chunk_id(&man));
+    let (snap, mpath) = {
+        let (mut s, _) = open_max(dir.path(), 1 << 20, 64 << 10);
+        assert_eq!(s.journal().unwrap().max_payload(), 64 << 10);
+        s.put(ChunkKind::Data, &did, &data).unwrap();
+        assert_eq!(s.counters.journaled, 0, "100 KB is over the bound");
+        assert_eq!(s.journal().unwrap().stats().live_bytes, 0);
+        s.put(ChunkKind::Manifest, &mid, &man).unwrap();
+        assert_eq!(s.counters.journaled, 1);
+        assert_eq!(s.counters.journal_full, 0);
+        (snapshot(dir.path()), s.path_of(ChunkKind::Manifest, &mid))
+    };
+    restore(&snap);
+    fs::remove_file(&mpath).unwrap();
+    let (mut s, r) = open_max(dir.path(), 1 << 20, 64 << 10);
+    assert_eq!((r.records, r.restored), (1, 1));
+    assert_eq!(s.get(&mid).unwrap(), man);
+    assert_eq!(s.get(&did).unwrap(), data);
+    // A bound above a quarter of the ring is cut to it.
+    drop(s);
+    let (s, _) = open_max(dir.path(), 1 << 20, 10 << 20);
+    assert!(s.journal().unwrap().max_payload() < 256 << 10);
 }
