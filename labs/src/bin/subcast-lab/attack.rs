@@ -349,6 +349,26 @@ pub fn attack(r: &mut Running, opts: &RunOptions, sender: &str) -> Result<Value>
         });
         let res = (|| -> Result<()> {
             let sock = socket_in(&rogue_ns, rogue_ip)?;
+            // forged_data first, while the puts surely go on: keyed DATA
+            // for transfers in flight, under a key of the rogue's own
+            // (`attack_forged`); their targets must refuse it as `bad-mac`,
+            // at least once.
+            let mut v = measure(r, "forged_data", &others, || {
+                let f =
+                    crate::attack_forged::forge_live(&rogue_ns, rogue_ip, &other_addrs, |b, a| {
+                        send(&sock, b, a)
+                    })?;
+                Ok(Outcome {
+                    sent: f.sent,
+                    socks: vec![sock.try_clone()?],
+                    extra: json!({"transfers": f.transfers, "span_ms": f.span_ms}),
+                })
+            })?;
+            let live = v["refused_by_reason"]["bad-mac"].as_u64().unwrap_or(0);
+            v["refused_in_flight"] = json!(live);
+            v["ok"] = json!(v["ok"] == true && live > 0);
+            attacks.insert("forged_data".into(), v);
+
             // junk: random bytes, no key, to every daemon.
             let v = measure(r, "junk", &all, || {
                 let mut n = 0;
@@ -465,25 +485,6 @@ pub fn attack(r: &mut Running, opts: &RunOptions, sender: &str) -> Result<Value>
                 })?;
                 attacks.insert(name.into(), v);
             }
-
-            // forged_data: keyed DATA for transfers in flight, under a key
-            // of the rogue's own (`attack_forged`); their targets must
-            // refuse it as `bad-mac`, at least once.
-            let mut v = measure(r, "forged_data", &others, || {
-                let f =
-                    crate::attack_forged::forge_live(&rogue_ns, rogue_ip, &other_addrs, |b, a| {
-                        send(&sock, b, a)
-                    })?;
-                Ok(Outcome {
-                    sent: f.sent,
-                    socks: vec![sock.try_clone()?],
-                    extra: json!({"transfers": f.transfers, "span_ms": f.span_ms}),
-                })
-            })?;
-            let live = v["refused_by_reason"]["bad-mac"].as_u64().unwrap_or(0);
-            v["refused_in_flight"] = json!(live);
-            v["ok"] = json!(v["ok"] == true && live > 0);
-            attacks.insert("forged_data".into(), v);
 
             // sequence_poison: the insider's own datagram with sequence
             // u64::MAX; then an honest one must still be accepted (answered).
