@@ -75,11 +75,9 @@ fn sniff(
         }
         Ok(())
     };
-    let ns = netns.clone();
-    let r = labs::netns::in_netns(&netns, run);
-    let err = match r {
+    let err = match labs::netns::in_netns(&netns, run) {
         Ok(Ok(())) => return,
-        Ok(Err(e)) => anyhow!("packet socket in {ns}: {e}"),
+        Ok(Err(e)) => anyhow!("packet socket in {netns}: {e}"),
         Err(e) => anyhow!("{e}"),
     };
     let _ = ready2.send(Err(err));
