@@ -9,6 +9,8 @@ use std::process::Command;
 use labs::gluster;
 use serde_json::Value;
 
+mod common;
+
 fn enabled(test: &str) -> bool {
     // Panics under SUBCAST_LABS_REQUIRED=1 when something is missing.
     if gluster::available() {
@@ -155,4 +157,82 @@ fn peer_arguments_are_checked() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("drop --writers 2"), "{stderr}");
+}
+
+/// `bench --peer-only --peer-blocks 2`, one object of each size per system and
+/// block: both labs run every system in both blocks, table order then reversed;
+/// each timed target is judged on the median of its two block ratios, the bytes
+/// target on the blocks pooled. The figures themselves are the bench's business.
+#[test]
+fn paired_blocks_alternate_and_judge_on_the_blocks() {
+    if !enabled("paired_blocks_alternate_and_judge_on_the_blocks") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("labs-peer-paired-{}", std::process::id()));
+    let out = dir.to_str().unwrap();
+    let v = common::lab_json(&[
+        "bench",
+        "--peer-only",
+        "--peer-blocks",
+        "2",
+        "--peer-small-puts",
+        "2",
+        "--peer-big-puts",
+        "1",
+        // The shaped lab at 1 Gbit/s: the figures are not the point here.
+        "--peer-rate-mbit",
+        "1000",
+        "--json",
+        "--out",
+        out,
+    ]);
+    assert!(dir.join("bench-peer.json").is_file() && dir.join("bench-peer.svg").is_file());
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(v["blocks"], 2, "{v:#}");
+    let systems = [
+        "rendezvous",
+        "ng-multicast",
+        "unicast",
+        "glusterfs",
+        "glusterfs-gfapi",
+    ];
+    for lab in ["unshaped", "shaped"] {
+        let rows = v[lab]["rows"].as_array().unwrap();
+        // Five systems, two sizes, two blocks; each row one object.
+        assert_eq!(rows.len(), 20, "{lab}: {v:#}");
+        for r in rows {
+            assert_eq!(r["ok"], true, "{lab}: {r:#}");
+            assert_eq!(r["puts"], 1, "{lab}: {r:#}");
+        }
+        let order: Vec<(u64, &str)> = rows
+            .iter()
+            .step_by(2)
+            .map(|r| (r["block"].as_u64().unwrap(), r["system"].as_str().unwrap()))
+            .collect();
+        let mut want: Vec<(u64, &str)> = systems.iter().map(|s| (0, *s)).collect();
+        want.extend(systems.iter().rev().map(|s| (1, *s)));
+        assert_eq!(order, want, "{lab}: the blocks alternate");
+        assert_eq!(v[lab]["block_summaries"].as_array().map(Vec::len), Some(2));
+        for s in systems {
+            assert_eq!(v[lab]["summary"][s]["ok"], true, "{lab} {s}: {v:#}");
+        }
+    }
+    let targets = v["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 4, "{v:#}");
+    for t in targets {
+        let rs: Vec<f64> = t["block_ratios"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_f64().unwrap())
+            .collect();
+        assert_eq!(rs.len(), 2, "{t:#}");
+        let ratio = t["ratio"].as_f64().unwrap();
+        if t["paired"] == false {
+            // Sender bytes: about 1.06 against about 3.2, pooled.
+            assert!(ratio > 0.30 && ratio < 0.37, "{t:#}");
+        } else {
+            assert!((ratio - (rs[0] + rs[1]) / 2.0).abs() < 1e-9, "{t:#}");
+        }
+    }
 }

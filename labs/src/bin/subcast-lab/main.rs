@@ -15,6 +15,7 @@ mod dual;
 mod expect;
 mod objects;
 mod putbench;
+mod putbench_paired;
 mod putbench_peer;
 mod putget;
 mod rate;
@@ -240,6 +241,12 @@ enum Cmd {
         /// `rate_mbit` of every link of part (g)'s shaped lab.
         #[arg(long, default_value_t = 200.0)]
         peer_rate_mbit: f64,
+        /// Part (g) in N alternating blocks per lab (each system's puts cut in N;
+        /// the systems in table order, then reversed, ...): each target's ratio is
+        /// taken inside every block and judged on the median, so a machine that
+        /// drifts between runs does not decide it. 1: each system once, in order.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=50))]
+        peer_blocks: u16,
         /// Only part (h): on seed-openflow.yaml, OVS MLD snooping against our push
         /// through the OpenFlow backend (`--reps` each); writes bench-ovs.json.
         #[arg(long, conflicts_with_all = ["loss_only", "rate_only", "put_only", "peer_only"])]
@@ -525,6 +532,7 @@ fn main() -> Result<()> {
             peer_small_puts,
             peer_big_puts,
             peer_rate_mbit,
+            peer_blocks,
             ovs_only,
             bins,
         } => {
@@ -532,6 +540,7 @@ fn main() -> Result<()> {
                 small_puts: peer_small_puts,
                 big_puts: peer_big_puts,
                 rate_mbit: peer_rate_mbit,
+                blocks: usize::from(peer_blocks),
             };
             let topology =
                 topology_file(&topology.unwrap_or_else(|| "seed-three-switch.yaml".into()));

@@ -56,7 +56,7 @@ pub fn storage_hosts(topo: &Topology, writers: &[String]) -> Vec<String> {
 }
 
 /// A replica-3 volume on the first three storage hosts, its client on `writer`.
-fn volume<'l>(lab: &'l Lab, writer: &str) -> Result<(GlusterVolume<'l>, Vec<String>)> {
+pub(crate) fn volume<'l>(lab: &'l Lab, writer: &str) -> Result<(GlusterVolume<'l>, Vec<String>)> {
     let writers = [writer.to_string()];
     let servers: Vec<String> = storage_hosts(lab.topology(), &writers)
         .into_iter()
@@ -76,7 +76,7 @@ fn volume<'l>(lab: &'l Lab, writer: &str) -> Result<(GlusterVolume<'l>, Vec<Stri
 }
 
 /// A JSON number, or null for NaN.
-fn num(x: f64) -> Value {
+pub(crate) fn num(x: f64) -> Value {
     if x.is_finite() { json!(x) } else { Value::Null }
 }
 
@@ -219,6 +219,9 @@ pub struct PeerPlan {
     pub big_puts: usize,
     /// `rate_mbit` of every link in the shaped lab.
     pub rate_mbit: f64,
+    /// Alternating blocks per lab (`--peer-blocks`; 1: every system once, in
+    /// table order; see `putbench_paired`).
+    pub blocks: usize,
 }
 
 impl Default for PeerPlan {
@@ -227,12 +230,13 @@ impl Default for PeerPlan {
             small_puts: 100,
             big_puts: 3,
             rate_mbit: 200.0,
+            blocks: 1,
         }
     }
 }
 
-const SMALL: usize = 256 << 10;
-const BIG: usize = 64 << 20;
+pub(crate) const SMALL: usize = 256 << 10;
+pub(crate) const BIG: usize = 64 << 20;
 const TRANSPORTS: [Transport; 3] = [
     Transport::Rendezvous,
     Transport::NgMulticast,
@@ -248,9 +252,28 @@ pub const SYSTEMS: [&str; 5] = [
     "glusterfs-gfapi",
 ];
 
-fn failed(system: &str, size: usize, puts: usize, e: &anyhow::Error) -> Value {
+pub(crate) fn failed(system: &str, size: usize, puts: usize, e: &anyhow::Error) -> Value {
     json!({"ok": false, "system": system, "object_size": size, "puts": puts,
            "errors": [format!("{e:#}")]})
+}
+
+/// One writer's put-bench of `puts` objects of `size` over `t`, at the
+/// topology's rate: its report, or a failed row.
+pub(crate) fn subcast_row(
+    r: &Running,
+    writers: &[String],
+    t: Transport,
+    size: usize,
+    puts: usize,
+) -> Value {
+    let c = Cell {
+        object_size: size,
+        puts,
+        transport: t,
+        writers: 1,
+        rate_mbps: None,
+    };
+    subcast_cell(r, writers, &c).unwrap_or_else(|e| failed(t.name(), size, puts, &e))
 }
 
 /// Every system on one lab (`topo`): subcast's cells, then the volume's.
@@ -263,15 +286,7 @@ fn one_lab(topo: &Topology, name: &str, locate: &Locate, plan: &PeerPlan) -> Res
         for t in TRANSPORTS {
             for (size, puts) in [(SMALL, plan.small_puts), (BIG, plan.big_puts)] {
                 eprintln!("subcast-lab bench (peer): {} {size} x {puts}", t.name());
-                let c = Cell {
-                    object_size: size,
-                    puts,
-                    transport: t,
-                    writers: 1,
-                    rate_mbps: None,
-                };
-                let mut v = subcast_cell(&r, &writers, &c)
-                    .unwrap_or_else(|e| failed(t.name(), size, puts, &e));
+                let mut v = subcast_row(&r, &writers, t, size, puts);
                 v["system"] = json!(t.name());
                 rows.push(v);
             }
@@ -367,7 +382,14 @@ fn get(s: &Value, system: &str, k: &str) -> f64 {
 
 /// The issue's targets for rendezvous, as ratios to GlusterFS in the same run.
 fn targets(unshaped: &Value, shaped: &Value) -> Value {
-    let t = |what: &str, sub: f64, gl: f64, peer: &str, target: f64, at_most: bool| {
+    // `paired`: a time, judged on the median of block ratios with --peer-blocks;
+    // a count of bytes is pooled over the blocks instead.
+    let t = |what: &str,
+             (sub, gl): (f64, f64),
+             peer: &str,
+             target: f64,
+             at_most: bool,
+             paired: bool| {
         let shown = if (target - 1.0 / 3.0).abs() < 1e-12 {
             "1/3".to_string()
         } else {
@@ -381,6 +403,7 @@ fn targets(unshaped: &Value, shaped: &Value) -> Value {
         };
         json!({"what": what, "subcast": num(sub), "glusterfs": num(gl), "glusterfs_client": peer,
                "ratio": num(ratio), "target": format!("{} {shown}", if at_most {"<="} else {">="}),
+               "threshold": target, "at_most": at_most, "paired": paired,
                "met": ratio.is_finite() && met})
     };
     let best = |s: &Value, k: &str, lower: bool| -> (f64, &'static str) {
@@ -402,35 +425,44 @@ fn targets(unshaped: &Value, shaped: &Value) -> Value {
     json!([
         t(
             "256 KiB put p50 (unshaped)",
-            get(unshaped, "rendezvous", "put_256k_p50_ms"),
-            p50.0,
+            (get(unshaped, "rendezvous", "put_256k_p50_ms"), p50.0),
             p50.1,
             0.5,
+            true,
             true
         ),
         t(
             "64 MiB throughput (unshaped) vs libgfapi",
-            get(unshaped, "rendezvous", "throughput_64m_mib_s"),
-            get(unshaped, "glusterfs-gfapi", "throughput_64m_mib_s"),
+            (
+                get(unshaped, "rendezvous", "throughput_64m_mib_s"),
+                get(unshaped, "glusterfs-gfapi", "throughput_64m_mib_s")
+            ),
             "glusterfs-gfapi",
             1.1,
-            false
+            false,
+            true
         ),
         t(
             "64 MiB throughput (shaped)",
-            get(shaped, "rendezvous", "throughput_64m_mib_s"),
-            thr_shaped.0,
+            (
+                get(shaped, "rendezvous", "throughput_64m_mib_s"),
+                thr_shaped.0
+            ),
             thr_shaped.1,
             3.0,
-            false
+            false,
+            true
         ),
         t(
             "sender bytes per payload byte (64 MiB, unshaped)",
-            get(unshaped, "rendezvous", "sender_egress_per_payload_byte"),
-            eg.0,
+            (
+                get(unshaped, "rendezvous", "sender_egress_per_payload_byte"),
+                eg.0
+            ),
             eg.1,
             1.0 / 3.0,
-            true
+            true,
+            false
         ),
     ])
 }
@@ -464,23 +496,61 @@ pub fn bench_part(topology: &Path, locate: &Locate, out: &Path, plan: &PeerPlan)
     let writers = choose_writers(&topo, &name, 1)?;
     let t0 = Instant::now();
     let mut labs_out = serde_json::Map::new();
+    let paired = plan.blocks > 1;
     for (label, t) in [("unshaped", &topo), ("shaped", &sh)] {
         eprintln!("subcast-lab bench (peer): {label} lab");
-        let rows = one_lab(t, &name, locate, plan).unwrap_or_else(|e| {
-            SYSTEMS
-                .iter()
-                .map(|s| failed(s, 0, 0, &e))
+        let run = if paired {
+            crate::putbench_paired::one_lab(t, &name, locate, plan)
+        } else {
+            one_lab(t, &name, locate, plan)
+        };
+        let rows = run.unwrap_or_else(|e| {
+            let e = &e;
+            (0..plan.blocks)
+                .flat_map(|b| {
+                    SYSTEMS.iter().map(move |s| {
+                        let mut v = failed(s, 0, 0, e);
+                        v["block"] = json!(b);
+                        v
+                    })
+                })
                 .collect::<Vec<_>>()
         });
-        labs_out.insert(
-            label.to_string(),
-            json!({"summary": summary(&rows), "rows": rows}),
-        );
+        let lab = if paired {
+            let blocks: Vec<Value> = (0..plan.blocks)
+                .map(|b| summary(&crate::putbench_paired::rows_of(&rows, b)))
+                .collect();
+            let (warmup, rows): (Vec<Value>, Vec<Value>) =
+                rows.into_iter().partition(|r| r["warmup"] == true);
+            let mut summary = crate::putbench_paired::combine_summaries(&blocks);
+            crate::putbench_paired::pool_bytes(&mut summary, &rows);
+            json!({"summary": summary, "block_summaries": blocks, "rows": rows,
+                   "warmup_rows": warmup})
+        } else {
+            json!({"summary": summary(&rows), "rows": rows})
+        };
+        labs_out.insert(label.to_string(), lab);
     }
-    let targets = targets(
-        &labs_out["unshaped"]["summary"],
-        &labs_out["shaped"]["summary"],
-    );
+    let targets = if paired {
+        let per_block: Vec<Value> = (0..plan.blocks)
+            .map(|b| {
+                targets(
+                    &labs_out["unshaped"]["block_summaries"][b],
+                    &labs_out["shaped"]["block_summaries"][b],
+                )
+            })
+            .collect();
+        let pooled = targets(
+            &labs_out["unshaped"]["summary"],
+            &labs_out["shaped"]["summary"],
+        );
+        crate::putbench_paired::combine_targets(&per_block, &pooled)
+    } else {
+        targets(
+            &labs_out["unshaped"]["summary"],
+            &labs_out["shaped"]["summary"],
+        )
+    };
     let servers: Vec<String> = storage_hosts(&topo, &writers)
         .into_iter()
         .take(REPLICAS)
@@ -494,6 +564,8 @@ pub fn bench_part(topology: &Path, locate: &Locate, out: &Path, plan: &PeerPlan)
         "glusterfs_servers": servers,
         "small_puts": plan.small_puts,
         "big_puts": plan.big_puts,
+        "blocks": plan.blocks,
+        "block_order": if paired { "alternating: the systems in table order in even blocks, reversed in odd ones; each ratio taken inside a block, the verdict on their median" } else { "one block: the systems one after the other in table order" },
         "seconds": t0.elapsed().as_secs_f64(),
         "unshaped": labs_out["unshaped"],
         "shaped": labs_out["shaped"],
@@ -514,6 +586,13 @@ pub fn render(v: &Value, o: &mut String) {
         v["small_puts"],
         v["big_puts"]
     );
+    if v["blocks"].as_u64().is_some_and(|b| b > 1) {
+        let _ = writeln!(
+            o,
+            "  in {} alternating blocks (systems in table order, then reversed; each number below is the median over the blocks)",
+            v["blocks"]
+        );
+    }
     let _ = writeln!(
         o,
         "  p50/p99: 256 KiB durable put, ms; MiB/s: 64 MiB; egress / recv: bytes on the writer's \
@@ -572,6 +651,16 @@ pub fn render(v: &Value, o: &mut String) {
             t["target"].as_str().unwrap_or(""),
             if t["met"] == true { "met" } else { "NOT met" }
         );
+        if let Some(rs) = t["block_ratios"].as_array() {
+            let shown: Vec<String> = rs.iter().map(|r| format!("{:.3}", f(r))).collect();
+            let _ = writeln!(
+                o,
+                "      median of {} paired blocks: {}; met in {} of them",
+                rs.len(),
+                shown.join(", "),
+                t["blocks_met"]
+            );
+        }
     }
 }
 
