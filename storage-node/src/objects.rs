@@ -326,13 +326,18 @@ pub async fn put_reader(
                 s.read_err = Some(e);
                 return Next::Done;
             }
-            s.hasher.update(&buf);
             let id = chunk_id(&buf);
+            // An object of one chunk is hashed once: its BLAKE3 is the
+            // chunk's id (see the manifest below).
+            if n > 1 {
+                s.hasher.update(&buf);
+            }
             s.ids.push(id);
             s.produced += 1;
             let p = params(ChunkKind::Data, group_of(&cfg, &id));
-            return Next::Task(Task::Put(Box::new(PutMachine::new(
+            return Next::Task(Task::Put(Box::new(PutMachine::with_id(
                 new_txid(),
+                id,
                 Arc::new(buf),
                 p,
                 now,
@@ -350,7 +355,10 @@ pub async fn put_reader(
             writer,
             size,
             chunk_size: chunk_size as u32,
-            object_hash: *s.hasher.finalize().as_bytes(),
+            object_hash: match s.ids.as_slice() {
+                [only] if n == 1 => *only,
+                _ => *s.hasher.finalize().as_bytes(),
+            },
             created_us: subcast_proto::now_us(),
             chunks: s.ids.clone(),
         };

@@ -102,7 +102,21 @@ pub struct PutMachine {
 
 impl PutMachine {
     pub fn new(txid: u64, payload: Arc<Vec<u8>>, p: PutParams, now: Instant) -> Self {
-        let chunk_id = crate::chunking::chunk_id(&payload);
+        let id = crate::chunking::chunk_id(&payload);
+        Self::with_id(txid, id, payload, p, now)
+    }
+
+    /// [`Self::new`] for an owner that already hashed `payload` (`chunk_id`
+    /// must be its id: checked in debug builds), so a chunk is not hashed
+    /// twice before its proposal.
+    pub fn with_id(
+        txid: u64,
+        chunk_id: Hash32,
+        payload: Arc<Vec<u8>>,
+        p: PutParams,
+        now: Instant,
+    ) -> Self {
+        debug_assert_eq!(chunk_id, crate::chunking::chunk_id(&payload));
         let mut m = PutMachine {
             txid,
             chunk_id,

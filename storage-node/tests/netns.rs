@@ -29,9 +29,31 @@ fn baselines_put_get_versions_kill_and_corrupt() {
         "--json",
     ])));
     assert_eq!(r["version"], 1);
+    let b3 = |p: &std::path::Path| {
+        blake3::hash(&std::fs::read(p).unwrap())
+            .to_hex()
+            .to_string()
+    };
+    assert_eq!(r["object_hash"], b3(&f1));
     lab.assert_placement("b/o", 3);
     ok(&lab.client(&["get", "b/o", "-o", out.to_str().unwrap(), "--quiet"]));
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&f1).unwrap());
+
+    // An object of one chunk: its hash is its chunk's id, which the writer
+    // takes instead of hashing the object a second time; a get checks it.
+    let small = random_file(lab.dir.path(), "small.bin", 262144 - 1, 3);
+    let r = json(&ok(&lab.client(&[
+        "put",
+        small.to_str().unwrap(),
+        "--name",
+        "b/small",
+        "--quiet",
+        "--json",
+    ])));
+    assert_eq!(r["object_hash"], b3(&small));
+    assert_eq!(r["chunks"], 1);
+    ok(&lab.client(&["get", "b/small", "-o", out.to_str().unwrap(), "--quiet"]));
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&small).unwrap());
 
     // unicast put of another object as version 2 of the same name.
     let r = json(&ok(&lab.client(&[
