@@ -356,7 +356,7 @@ pub async fn put_reader(
             size,
             chunk_size: chunk_size as u32,
             object_hash: match s.ids.as_slice() {
-                [only] if n == 1 => *only,
+                [only] => *only,
                 _ => *s.hasher.finalize().as_bytes(),
             },
             created_us: subcast_proto::now_us(),

@@ -10,16 +10,14 @@
 //! row; labs/RESULTS.md (g)). Run one system after the other, as a single block
 //! does, and that drift lands in the ratio; alternated, it mostly cancels.
 
-use anyhow::{Result, anyhow};
-use labs::Topology;
 use serde_json::{Value, json};
 
-use crate::bins::Locate;
-use crate::putbench::{Transport, choose_writers, start_nodes};
+use crate::putbench::Transport;
 use crate::putbench_peer::{
-    BIG, Peer, PeerPlan, SMALL, SYSTEMS, failed, num, peer_json, subcast_row, volume,
+    BIG, PEERS, Peer, PeerPlan, PeerVolume, SMALL, SYSTEMS, TRANSPORTS, meets, num, subcast_row,
+    summary,
 };
-use crate::scenario::{Running, bring_up};
+use crate::scenario::Running;
 
 /// The systems of block `b`: table order in even blocks, reversed in odd ones.
 pub fn block_order(b: usize) -> Vec<&'static str> {
@@ -35,53 +33,33 @@ pub fn per_block(total: usize, blocks: usize) -> usize {
     total.div_ceil(blocks.max(1)).max(1)
 }
 
-/// What a system name in [`SYSTEMS`] runs.
+/// What a system name in [`SYSTEMS`] runs: one of subcast's transports or a
+/// GlusterFS client, by the name each reports.
 enum System {
     Subcast(Transport),
     Peer(Peer),
 }
 
 fn system(name: &str) -> System {
-    match name {
-        "rendezvous" => System::Subcast(Transport::Rendezvous),
-        "ng-multicast" => System::Subcast(Transport::NgMulticast),
-        "unicast" => System::Subcast(Transport::Unicast),
-        "glusterfs" => System::Peer(Peer::Glusterfs),
-        _ => System::Peer(Peer::GlusterfsGfapi),
-    }
+    TRANSPORTS
+        .into_iter()
+        .find(|t| t.name() == name)
+        .map(System::Subcast)
+        .or_else(|| {
+            PEERS
+                .into_iter()
+                .find(|p| p.mode().peer_name() == name)
+                .map(System::Peer)
+        })
+        .unwrap_or_else(|| unreachable!("{name} is not in SYSTEMS"))
 }
 
-/// Every system on one lab (`topo`) in `plan.blocks` alternating blocks after a
-/// warm-up round; each row carries its `block` (`warmup: true` instead for the
-/// warm-up's). The GlusterFS volume is built once, before the warm-up, beside
-/// the storage nodes (each side idle while the other runs).
-pub fn one_lab(
-    topo: &Topology,
-    name: &str,
-    locate: &Locate,
-    plan: &PeerPlan,
-) -> Result<Vec<Value>> {
-    let writers = choose_writers(topo, name, 1)?;
-    let mut r = bring_up(topo, locate)?;
-    let out = (|| -> Result<Vec<Value>> {
-        start_nodes(&mut r, &writers)?;
-        Ok(blocks(&r, &writers, plan))
-    })();
-    let Running { lab, stack, .. } = r;
-    stack.stop();
-    drop(lab);
-    out
-}
-
-fn blocks(r: &Running, writers: &[String], plan: &PeerPlan) -> Vec<Value> {
-    let writer = &writers[0];
-    let mut first_error = None;
-    let built = volume(&r.lab, writer).or_else(|e| {
-        eprintln!("subcast-lab bench (peer): GlusterFS volume build failed, once more: {e:#}");
-        first_error = Some(format!("{e:#}"));
-        volume(&r.lab, writer)
-    });
-    let mut vol = built.map_err(|e| format!("{e:#}"));
+/// Every system on the running lab in `plan.blocks` alternating blocks after
+/// a warm-up round; each row carries its `block` (`warmup: true` instead for
+/// the warm-up's). The GlusterFS volume is built once, before the warm-up,
+/// beside the storage nodes (each side idle while the other runs).
+pub fn blocks(r: &Running, writers: &[String], plan: &PeerPlan) -> Vec<Value> {
+    let mut vol = PeerVolume::build(&r.lab, &writers[0]);
     let sizes = [
         (SMALL, per_block(plan.small_puts, plan.blocks)),
         (BIG, per_block(plan.big_puts, plan.blocks)),
@@ -93,39 +71,55 @@ fn blocks(r: &Running, writers: &[String], plan: &PeerPlan) -> Vec<Value> {
     let warmup = std::iter::once((None, SYSTEMS.to_vec(), [(SMALL, 1), (BIG, 1)]));
     let counted = (0..plan.blocks).map(|b| (Some(b), block_order(b), sizes));
     for (block, order, sizes) in warmup.chain(counted) {
+        let label = block.map_or("warm-up".to_string(), |b| {
+            format!("block {}/{}", b + 1, plan.blocks)
+        });
         for sys in order {
             for (size, puts) in sizes {
-                let b = block.map_or("warm-up".to_string(), |b| {
-                    format!("block {}/{}", b + 1, plan.blocks)
-                });
-                eprintln!("subcast-lab bench (peer): {b}: {sys} {size} x {puts}");
-                let mut v = match (system(sys), &mut vol) {
-                    (System::Subcast(t), _) => subcast_row(r, writers, t, size, puts),
-                    (System::Peer(p), Ok((vol, servers))) => vol
-                        .bench(p.mode(), size as u64, puts as u64)
-                        .map(|res| peer_json(&res, writer, servers))
-                        .unwrap_or_else(|e| failed(sys, size, puts, &anyhow!(e))),
-                    (System::Peer(_), Err(e)) => failed(sys, size, puts, &anyhow!("{e}")),
+                eprintln!("subcast-lab bench (peer): {label}: {sys} {size} x {puts}");
+                let mut v = match system(sys) {
+                    System::Subcast(t) => subcast_row(r, writers, t, size, puts),
+                    System::Peer(p) => vol.row(p, size, puts),
                 };
                 v["system"] = json!(sys);
                 match block {
                     Some(b) => v["block"] = json!(b),
                     None => v["warmup"] = json!(true),
                 }
-                if let (Some(e), System::Peer(_)) = (&first_error, system(sys)) {
-                    v["volume_first_build_error"] = json!(e);
-                }
                 rows.push(v);
             }
         }
     }
-    if let Ok((mut vol, _)) = vol {
-        let left = vol.teardown();
-        if !left.is_empty() {
-            tracing::warn!(?left, "GlusterFS peer left something behind");
-        }
-    }
+    vol.teardown();
     rows
+}
+
+/// A lab's part of the report from its rows: the summary of each block, one
+/// summary from them (medians; bytes pooled), the counted rows and the
+/// warm-up's apart.
+pub fn lab_report(rows: Vec<Value>, blocks: usize) -> Value {
+    let per_block: Vec<Value> = (0..blocks).map(|b| summary(&rows_of(&rows, b))).collect();
+    let (warmup, rows): (Vec<Value>, Vec<Value>) =
+        rows.into_iter().partition(|r| r["warmup"] == true);
+    let mut combined = combine_summaries(&per_block);
+    pool_bytes(&mut combined, &rows);
+    json!({"summary": combined, "block_summaries": per_block, "rows": rows,
+           "warmup_rows": warmup})
+}
+
+/// The targets from the two labs' reports ([`lab_report`]): each block's
+/// targets, combined by [`combine_targets`] beside those of the pooled summaries.
+pub fn targets(unshaped: &Value, shaped: &Value, blocks: usize) -> Value {
+    let per_block: Vec<Value> = (0..blocks)
+        .map(|b| {
+            crate::putbench_peer::targets(
+                &unshaped["block_summaries"][b],
+                &shaped["block_summaries"][b],
+            )
+        })
+        .collect();
+    let pooled = crate::putbench_peer::targets(&unshaped["summary"], &shaped["summary"]);
+    combine_targets(&per_block, &pooled)
 }
 
 /// The rows of block `b`.
@@ -254,32 +248,31 @@ pub fn combine_targets(per_block: &[Value], pooled: &Value) -> Value {
                     .collect()
             };
             let ratios = f("ratio");
-            let complete = ratios.iter().all(|x| x.is_finite());
-            let ratio = if complete { median(&ratios) } else { f64::NAN };
+            let block_ratios: Vec<Value> = ratios.iter().map(|x| num(*x)).collect();
+            let blocks_met = col.iter().filter(|t| t["met"] == true).count();
+            if pooled[i]["paired"] == false {
+                // A count, not a time: the blocks' bytes pooled, not paired.
+                let mut t = pooled[i].clone();
+                t["block_ratios"] = json!(block_ratios);
+                t["blocks_met"] = json!(blocks_met);
+                t["ratio_means"] =
+                    json!("bytes of every block pooled (a count: no drift to pair away)");
+                return t;
+            }
+            // A block without a ratio (a system failed there): no verdict.
+            let ratio = if ratios.iter().all(|x| x.is_finite()) {
+                median(&ratios)
+            } else {
+                f64::NAN
+            };
             let threshold = first[i]["threshold"].as_f64().unwrap_or(f64::NAN);
             let at_most = first[i]["at_most"] == true;
-            let met = ratio.is_finite()
-                && if at_most {
-                    ratio <= threshold
-                } else {
-                    ratio >= threshold
-                };
-            let blocks_met = col.iter().filter(|t| t["met"] == true).count();
             let mut clients: Vec<&str> = col
                 .iter()
                 .filter_map(|t| t["glusterfs_client"].as_str())
                 .collect();
             clients.sort_unstable();
             clients.dedup();
-            if pooled[i]["paired"] == false {
-                // A count, not a time: the blocks' bytes pooled, not paired.
-                let mut t = pooled[i].clone();
-                t["block_ratios"] = json!(ratios.iter().map(|x| num(*x)).collect::<Vec<_>>());
-                t["blocks_met"] = json!(blocks_met);
-                t["ratio_means"] =
-                    json!("bytes of every block pooled (a count: no drift to pair away)");
-                return t;
-            }
             json!({
                 "what": first[i]["what"],
                 "subcast": num(median(&f("subcast"))),
@@ -287,12 +280,12 @@ pub fn combine_targets(per_block: &[Value], pooled: &Value) -> Value {
                 "glusterfs_client": clients.join("/"),
                 "ratio": num(ratio),
                 "ratio_means": "median of the ratios taken inside each block",
-                "block_ratios": ratios.iter().map(|x| num(*x)).collect::<Vec<_>>(),
+                "block_ratios": block_ratios,
                 "blocks_met": blocks_met,
                 "target": first[i]["target"],
                 "threshold": first[i]["threshold"],
                 "at_most": at_most,
-                "met": met,
+                "met": meets(ratio, threshold, at_most),
             })
         })
         .collect();

@@ -237,11 +237,14 @@ impl Default for PeerPlan {
 
 pub(crate) const SMALL: usize = 256 << 10;
 pub(crate) const BIG: usize = 64 << 20;
-const TRANSPORTS: [Transport; 3] = [
+pub(crate) const TRANSPORTS: [Transport; 3] = [
     Transport::Rendezvous,
     Transport::NgMulticast,
     Transport::Unicast,
 ];
+
+/// The GlusterFS clients compared.
+pub(crate) const PEERS: [Peer; 2] = [Peer::Glusterfs, Peer::GlusterfsGfapi];
 
 /// The systems compared, in table order: (name, subcast transport or peer).
 pub const SYSTEMS: [&str; 5] = [
@@ -276,12 +279,16 @@ pub(crate) fn subcast_row(
     subcast_cell(r, writers, &c).unwrap_or_else(|e| failed(t.name(), size, puts, &e))
 }
 
-/// Every system on one lab (`topo`): subcast's cells, then the volume's.
+/// Every system on one lab (`topo`): subcast's cells, then the volume's (with
+/// `plan.blocks` > 1, in alternating blocks: `putbench_paired::blocks`).
 fn one_lab(topo: &Topology, name: &str, locate: &Locate, plan: &PeerPlan) -> Result<Vec<Value>> {
     let writers = choose_writers(topo, name, 1)?;
     let mut r = bring_up(topo, locate)?;
     let out = (|| -> Result<Vec<Value>> {
         start_nodes(&mut r, &writers)?;
+        if plan.blocks > 1 {
+            return Ok(crate::putbench_paired::blocks(&r, &writers, plan));
+        }
         let mut rows = Vec::new();
         for t in TRANSPORTS {
             for (size, puts) in [(SMALL, plan.small_puts), (BIG, plan.big_puts)] {
@@ -302,43 +309,76 @@ fn one_lab(topo: &Topology, name: &str, locate: &Locate, plan: &PeerPlan) -> Res
 
 /// The GlusterFS rows on a running lab (its storage nodes idle meanwhile).
 fn peer_rows(r: &Running, writer: &str, plan: &PeerPlan, rows: &mut Vec<Value>) {
-    let cases = [Peer::Glusterfs, Peer::GlusterfsGfapi]
-        .into_iter()
-        .flat_map(|p| [(p, SMALL, plan.small_puts), (p, BIG, plan.big_puts)]);
-    // One retry of the build (a fresh volume; the failed one is torn down on
-    // drop), said in every row: a busy machine once failed `volume create`.
-    let mut first_error = None;
-    let built = volume(&r.lab, writer).or_else(|e| {
-        eprintln!("subcast-lab bench (peer): GlusterFS volume build failed, once more: {e:#}");
-        first_error = Some(format!("{e:#}"));
-        volume(&r.lab, writer)
-    });
-    let (mut vol, servers) = match built {
-        Ok(v) => v,
-        Err(e) => {
-            for (p, size, puts) in cases {
-                rows.push(failed(p.mode().peer_name(), size, puts, &e));
-            }
-            return;
-        }
-    };
-    for (p, size, puts) in cases {
-        let name = p.mode().peer_name();
-        eprintln!("subcast-lab bench (peer): {name} {size} x {puts}");
-        let v = vol
-            .bench(p.mode(), size as u64, puts as u64)
-            .map(|res| peer_json(&res, writer, &servers))
-            .unwrap_or_else(|e| failed(name, size, puts, &anyhow!(e)));
-        rows.push(v);
-        let last = rows.last_mut().expect("pushed");
-        last["system"] = json!(name);
-        if let Some(e) = &first_error {
-            last["volume_first_build_error"] = json!(e);
+    let mut vol = PeerVolume::build(&r.lab, writer);
+    for p in PEERS {
+        for (size, puts) in [(SMALL, plan.small_puts), (BIG, plan.big_puts)] {
+            eprintln!(
+                "subcast-lab bench (peer): {} {size} x {puts}",
+                p.mode().peer_name()
+            );
+            rows.push(vol.row(p, size, puts));
         }
     }
-    let left = vol.teardown();
-    if !left.is_empty() {
-        tracing::warn!(?left, "GlusterFS peer left something behind");
+    vol.teardown();
+}
+
+/// The lab's GlusterFS volume for the peer rows, built with one retry (a fresh
+/// volume; the failed one is torn down on drop): a busy machine once failed
+/// `volume create`. The first error is said in every row of a volume built at
+/// the second try.
+pub(crate) struct PeerVolume<'l> {
+    built: std::result::Result<(GlusterVolume<'l>, Vec<String>), String>,
+    first_error: Option<String>,
+    writer: String,
+}
+
+impl<'l> PeerVolume<'l> {
+    pub(crate) fn build(lab: &'l Lab, writer: &str) -> Self {
+        let mut first_error = None;
+        let built = volume(lab, writer)
+            .or_else(|e| {
+                eprintln!(
+                    "subcast-lab bench (peer): GlusterFS volume build failed, once more: {e:#}"
+                );
+                first_error = Some(format!("{e:#}"));
+                volume(lab, writer)
+            })
+            .map_err(|e| format!("{e:#}"));
+        PeerVolume {
+            built,
+            first_error,
+            writer: writer.to_string(),
+        }
+    }
+
+    /// `puts` objects of `size` through `p`'s client: put-bench's row for it
+    /// (`system` set), or a failed row.
+    pub(crate) fn row(&mut self, p: Peer, size: usize, puts: usize) -> Value {
+        let name = p.mode().peer_name();
+        let mut v = match &mut self.built {
+            Ok((vol, servers)) => {
+                let mut v = vol
+                    .bench(p.mode(), size as u64, puts as u64)
+                    .map(|res| peer_json(&res, &self.writer, servers))
+                    .unwrap_or_else(|e| failed(name, size, puts, &anyhow!(e)));
+                if let Some(e) = &self.first_error {
+                    v["volume_first_build_error"] = json!(e);
+                }
+                v
+            }
+            Err(e) => failed(name, size, puts, &anyhow!("{e}")),
+        };
+        v["system"] = json!(name);
+        v
+    }
+
+    pub(crate) fn teardown(self) {
+        if let Ok((mut vol, _)) = self.built {
+            let left = vol.teardown();
+            if !left.is_empty() {
+                tracing::warn!(?left, "GlusterFS peer left something behind");
+            }
+        }
     }
 }
 
@@ -349,7 +389,7 @@ fn row<'a>(rows: &'a [Value], system: &str, size: usize) -> Option<&'a Value> {
 }
 
 /// One line per system: 256 KiB p50/p99, 64 MiB MiB/s and bytes.
-fn summary(rows: &[Value]) -> Value {
+pub(crate) fn summary(rows: &[Value]) -> Value {
     let mut m = serde_json::Map::new();
     for s in SYSTEMS {
         let (small, big) = (row(rows, s, SMALL), row(rows, s, BIG));
@@ -380,8 +420,18 @@ fn get(s: &Value, system: &str, k: &str) -> f64 {
     s[system][k].as_f64().unwrap_or(f64::NAN)
 }
 
+/// Whether `ratio` meets `threshold` (at most it, or at least it); never for NaN.
+pub(crate) fn meets(ratio: f64, threshold: f64, at_most: bool) -> bool {
+    ratio.is_finite()
+        && if at_most {
+            ratio <= threshold
+        } else {
+            ratio >= threshold
+        }
+}
+
 /// The targets for rendezvous, as ratios to GlusterFS in the same run.
-fn targets(unshaped: &Value, shaped: &Value) -> Value {
+pub(crate) fn targets(unshaped: &Value, shaped: &Value) -> Value {
     // `paired`: a time, judged on the median of block ratios with --peer-blocks;
     // a count of bytes is pooled over the blocks instead.
     let t = |what: &str,
@@ -396,15 +446,10 @@ fn targets(unshaped: &Value, shaped: &Value) -> Value {
             target.to_string()
         };
         let ratio = sub / gl;
-        let met = if at_most {
-            ratio <= target
-        } else {
-            ratio >= target
-        };
         json!({"what": what, "subcast": num(sub), "glusterfs": num(gl), "glusterfs_client": peer,
                "ratio": num(ratio), "target": format!("{} {shown}", if at_most {"<="} else {">="}),
                "threshold": target, "at_most": at_most, "paired": paired,
-               "met": ratio.is_finite() && met})
+               "met": meets(ratio, target, at_most)})
     };
     let best = |s: &Value, k: &str, lower: bool| -> (f64, &'static str) {
         let (f, g) = (get(s, "glusterfs", k), get(s, "glusterfs-gfapi", k));
@@ -499,12 +544,7 @@ pub fn bench_part(topology: &Path, locate: &Locate, out: &Path, plan: &PeerPlan)
     let paired = plan.blocks > 1;
     for (label, t) in [("unshaped", &topo), ("shaped", &sh)] {
         eprintln!("subcast-lab bench (peer): {label} lab");
-        let run = if paired {
-            crate::putbench_paired::one_lab(t, &name, locate, plan)
-        } else {
-            one_lab(t, &name, locate, plan)
-        };
-        let rows = run.unwrap_or_else(|e| {
+        let rows = one_lab(t, &name, locate, plan).unwrap_or_else(|e| {
             let e = &e;
             (0..plan.blocks)
                 .flat_map(|b| {
@@ -517,34 +557,14 @@ pub fn bench_part(topology: &Path, locate: &Locate, out: &Path, plan: &PeerPlan)
                 .collect::<Vec<_>>()
         });
         let lab = if paired {
-            let blocks: Vec<Value> = (0..plan.blocks)
-                .map(|b| summary(&crate::putbench_paired::rows_of(&rows, b)))
-                .collect();
-            let (warmup, rows): (Vec<Value>, Vec<Value>) =
-                rows.into_iter().partition(|r| r["warmup"] == true);
-            let mut summary = crate::putbench_paired::combine_summaries(&blocks);
-            crate::putbench_paired::pool_bytes(&mut summary, &rows);
-            json!({"summary": summary, "block_summaries": blocks, "rows": rows,
-                   "warmup_rows": warmup})
+            crate::putbench_paired::lab_report(rows, plan.blocks)
         } else {
             json!({"summary": summary(&rows), "rows": rows})
         };
         labs_out.insert(label.to_string(), lab);
     }
     let targets = if paired {
-        let per_block: Vec<Value> = (0..plan.blocks)
-            .map(|b| {
-                targets(
-                    &labs_out["unshaped"]["block_summaries"][b],
-                    &labs_out["shaped"]["block_summaries"][b],
-                )
-            })
-            .collect();
-        let pooled = targets(
-            &labs_out["unshaped"]["summary"],
-            &labs_out["shaped"]["summary"],
-        );
-        crate::putbench_paired::combine_targets(&per_block, &pooled)
+        crate::putbench_paired::targets(&labs_out["unshaped"], &labs_out["shaped"], plan.blocks)
     } else {
         targets(
             &labs_out["unshaped"]["summary"],
