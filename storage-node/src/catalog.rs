@@ -123,6 +123,7 @@ mod tests {
             object_hash: [0; 32],
             created_us: 0,
             chunks: vec![],
+            inline: None,
         }
     }
 

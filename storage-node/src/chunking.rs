@@ -4,6 +4,12 @@ use subcast_proto::replicast::Hash32;
 
 /// Default chunk size: 1 MiB.
 pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
+/// Objects up to this size go inside their manifest by default
+/// (`inline_max` in the config).
+pub const DEFAULT_INLINE_MAX: usize = 256 << 10;
+/// The largest `inline_max`: a manifest is read whole by listings and
+/// version lookups' fetches.
+pub const MAX_INLINE: usize = 1 << 20;
 
 /// The id of a chunk: BLAKE3 of its payload.
 pub fn chunk_id(payload: &[u8]) -> Hash32 {

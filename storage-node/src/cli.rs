@@ -49,6 +49,10 @@ pub enum Command {
         /// Chunk size in bytes (default: config `chunk_size`).
         #[arg(long)]
         chunk_size: Option<usize>,
+        /// Objects of 1 byte to this many (and one chunk) go inside
+        /// their manifest; 0: never (default: config `inline_max`).
+        #[arg(long)]
+        inline_max: Option<usize>,
         #[arg(long, short)]
         quiet: bool,
         /// Print the report as JSON.
@@ -88,6 +92,10 @@ pub enum Command {
         /// Chunk size in bytes (default: config `chunk_size`).
         #[arg(long)]
         chunk_size: Option<usize>,
+        /// Objects of 1 byte to this many (and one chunk) go inside
+        /// their manifest; 0: never (default: config `inline_max`).
+        #[arg(long)]
+        inline_max: Option<usize>,
         /// Object names are PREFIX<run id>-<n>.
         #[arg(long, default_value = "bench/")]
         name_prefix: String,

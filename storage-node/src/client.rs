@@ -434,7 +434,9 @@ impl Client {
                             let (answered, silent) = m.round_report();
                             self.members.settle(m.group(), &answered, &silent);
                         }
-                        (_, Some(Task::Put(m))) => {
+                        // An abandoned put's round was cut short: its
+                        // silent members say nothing.
+                        (_, Some(Task::Put(m))) if !m.is_abandoned() => {
                             let (answered, silent) = m.round_report();
                             self.members.settle(m.group(), &answered, &silent);
                         }

@@ -257,6 +257,9 @@ fn default_replicas() -> usize {
 fn default_chunk_size() -> usize {
     crate::chunking::DEFAULT_CHUNK_SIZE
 }
+fn default_inline_max() -> usize {
+    crate::chunking::DEFAULT_INLINE_MAX
+}
 fn default_udp_gso() -> bool {
     true
 }
@@ -295,6 +298,12 @@ pub struct Config {
     pub replicas: usize,
     #[serde(default = "default_chunk_size")]
     pub chunk_size: usize,
+    /// Objects of 1 byte up to this many (and at most one chunk) are
+    /// stored inside their version manifest: one proposal, one transfer
+    /// and one durable write per put instead of two of each, and one
+    /// fetch fewer per get. 0 stores every object in chunks.
+    #[serde(default = "default_inline_max")]
+    pub inline_max: usize,
     /// Send DATA in UDP GSO batches (one send call per up to 64
     /// datagrams to one destination, cut into frames by the NIC or, where
     /// it has no UDP segmentation offload, by the kernel at the
@@ -436,6 +445,11 @@ impl Config {
         anyhow::ensure!(
             self.chunk_size >= 1 && self.chunk_size <= 16 << 20,
             "chunk_size must be 1 byte to 16 MiB"
+        );
+        anyhow::ensure!(
+            self.inline_max <= crate::chunking::MAX_INLINE,
+            "inline_max must be 0 (off) to {} bytes (1 MiB)",
+            crate::chunking::MAX_INLINE
         );
         let least = self.family().ip_udp_overhead() + data_overhead(MAX_TARGETS) + 64;
         anyhow::ensure!(

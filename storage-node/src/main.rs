@@ -79,6 +79,7 @@ async fn main() -> anyhow::Result<()> {
             transport,
             replicas,
             chunk_size,
+            inline_max,
             quiet,
             json,
         } => {
@@ -86,6 +87,7 @@ async fn main() -> anyhow::Result<()> {
                 mode: transport.unwrap_or(cfg.transport),
                 replicas: replicas.unwrap_or(cfg.replicas),
                 chunk_size: chunk_size.unwrap_or(cfg.chunk_size),
+                inline_max: inline_max.unwrap_or(cfg.inline_max),
                 quiet,
             };
             anyhow::ensure!(o.replicas >= 1, "--replicas must be at least 1");
@@ -169,6 +171,7 @@ async fn main() -> anyhow::Result<()> {
             transport,
             replicas,
             chunk_size,
+            inline_max,
             name_prefix,
             verify: _,
             no_verify,
@@ -181,6 +184,7 @@ async fn main() -> anyhow::Result<()> {
                     mode: transport.unwrap_or(cfg.transport),
                     replicas: replicas.unwrap_or(cfg.replicas),
                     chunk_size: chunk_size.unwrap_or(cfg.chunk_size),
+                    inline_max: inline_max.unwrap_or(cfg.inline_max),
                     quiet: true,
                 },
                 name_prefix,
@@ -234,6 +238,7 @@ async fn main() -> anyhow::Result<()> {
                         "name": m.name, "version": m.version, "writer": m.writer, "size": m.size,
                         "chunk_size": m.chunk_size, "object_hash": hex::encode(m.object_hash),
                         "chunks": m.chunks.iter().map(hex::encode).collect::<Vec<_>>(),
+                        "inline": m.is_inline(),
                         "versions": v,
                     })
                 );
@@ -252,15 +257,25 @@ async fn main() -> anyhow::Result<()> {
                         f.holders
                     );
                 }
-                println!(
-                    "version {} by writer {}: {} bytes, {} chunks of {} bytes, BLAKE3 {}",
-                    m.version,
-                    m.writer,
-                    m.size,
-                    m.chunks.len(),
-                    m.chunk_size,
-                    hex::encode(m.object_hash)
-                );
+                if m.is_inline() {
+                    println!(
+                        "version {} by writer {}: {} bytes inside its manifest, BLAKE3 {}",
+                        m.version,
+                        m.writer,
+                        m.size,
+                        hex::encode(m.object_hash)
+                    );
+                } else {
+                    println!(
+                        "version {} by writer {}: {} bytes, {} chunks of {} bytes, BLAKE3 {}",
+                        m.version,
+                        m.writer,
+                        m.size,
+                        m.chunks.len(),
+                        m.chunk_size,
+                        hex::encode(m.object_hash)
+                    );
+                }
             }
             Ok(())
         }

@@ -6,10 +6,14 @@
 //! ```text
 //! magic "SCMF" | format 2:1 | name_len:2 name | version:8 | writer:4 | size:8
 //! | chunk_size:4 | object_hash:32 | created_us:8 | count:4 | chunk id:32 * count
+//! [format 3 only: | inline_len:4 | object bytes:inline_len]
 //! ```
 //!
 //! Format 1 (written before versions had writers) has no `writer` field
-//! and decodes with writer 0. How versions are numbered and ordered:
+//! and decodes with writer 0. Format 3 carries a small object's bytes in
+//! the manifest itself (count 0, inline_len = size): one durable step
+//! instead of two (see `inline_max` in the storage node's README); a
+//! manifest without inline bytes is still written as format 2. How versions are numbered and ordered:
 //! [`crate::versions`].
 
 use subcast_proto::DecodeError;
@@ -18,6 +22,8 @@ use subcast_proto::wire::{Reader, Writer};
 
 const MAGIC: &[u8; 4] = b"SCMF";
 const FORMAT: u8 = 2;
+/// The format of a manifest that carries its object's bytes.
+const FORMAT_INLINE: u8 = 3;
 /// Longest object name, in bytes.
 pub const MAX_NAME: usize = 1024;
 
@@ -35,13 +41,20 @@ pub struct Manifest {
     pub object_hash: Hash32,
     pub created_us: u64,
     pub chunks: Vec<Hash32>,
+    /// The object's bytes, for an object stored inside its manifest
+    /// (then `chunks` is empty); BLAKE3 of them is `object_hash`.
+    pub inline: Option<Vec<u8>>,
 }
 
 impl Manifest {
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::default();
         w.bytes(MAGIC);
-        w.u8(FORMAT);
+        w.u8(if self.inline.is_some() {
+            FORMAT_INLINE
+        } else {
+            FORMAT
+        });
         let name = &self.name.as_bytes()[..self.name.len().min(MAX_NAME)];
         w.u16(name.len() as u16);
         w.bytes(name);
@@ -55,7 +68,16 @@ impl Manifest {
         for c in &self.chunks {
             w.bytes(c);
         }
+        if let Some(b) = &self.inline {
+            w.u32(b.len() as u32);
+            w.bytes(b);
+        }
         w.buf
+    }
+
+    /// Whether the object's bytes are in this manifest.
+    pub fn is_inline(&self) -> bool {
+        self.inline.is_some()
     }
 
     /// Decodes a manifest; total, never allocates beyond the input.
@@ -68,10 +90,10 @@ impl Manifest {
             });
         }
         let format = r.u8("manifest format")?;
-        if format != 1 && format != FORMAT {
+        if !(1..=FORMAT_INLINE).contains(&format) {
             return Err(DecodeError::Invalid {
                 field: "manifest format",
-                why: "unsupported manifest format (1 or 2)",
+                why: "unsupported manifest format (1, 2 or 3)",
             });
         }
         let name_len = usize::from(r.u16("name length")?);
@@ -99,6 +121,18 @@ impl Manifest {
         for _ in 0..n {
             chunks.push(r.array("chunk id")?);
         }
+        let inline = if format == FORMAT_INLINE {
+            let len = r.u32("inline length")? as usize;
+            if n != 0 || len as u64 != size || len == 0 {
+                return Err(DecodeError::Invalid {
+                    field: "inline length",
+                    why: "an inline object has no chunk ids and 1 or more bytes, as many as its size",
+                });
+            }
+            Some(r.bytes(len, "inline bytes")?.to_vec())
+        } else {
+            None
+        };
         r.finish()?;
         if chunk_size == 0 {
             return Err(DecodeError::Invalid {
@@ -107,7 +141,7 @@ impl Manifest {
             });
         }
         let expect = crate::chunking::chunk_count(size, chunk_size as usize);
-        if expect != n as u64 {
+        if inline.is_none() && expect != n as u64 {
             return Err(DecodeError::Invalid {
                 field: "chunk count",
                 why: "does not match size / chunk size",
@@ -122,6 +156,7 @@ impl Manifest {
             object_hash,
             created_us,
             chunks,
+            inline,
         })
     }
 
@@ -147,7 +182,59 @@ mod tests {
             object_hash: [7; 32],
             created_us: 99,
             chunks: vec![[1; 32], [2; 32], [3; 32]],
+            inline: None,
         }
+    }
+
+    fn inline_sample() -> Manifest {
+        let data = b"small object".to_vec();
+        Manifest {
+            size: data.len() as u64,
+            chunk_size: 1 << 20,
+            object_hash: *blake3::hash(&data).as_bytes(),
+            chunks: Vec::new(),
+            inline: Some(data),
+            ..sample()
+        }
+    }
+
+    /// An inline manifest round-trips as format 3; a chunked one stays
+    /// format 2; every truncation and every inconsistent inline length is
+    /// refused.
+    #[test]
+    fn inline_round_trip_and_consistency() {
+        let m = inline_sample();
+        let b = m.encode();
+        assert_eq!(b[4], 3);
+        assert_eq!(sample().encode()[4], 2);
+        assert_eq!(Manifest::decode(&b).unwrap(), m);
+        assert!(m.is_inline() && !sample().is_inline());
+        for n in 0..b.len() {
+            assert!(Manifest::decode(&b[..n]).is_err());
+        }
+        // Size and inline length disagree.
+        let short = Manifest {
+            size: 5,
+            ..inline_sample()
+        };
+        assert!(Manifest::decode(&short.encode()).is_err());
+        // Chunk ids beside inline bytes.
+        let both = Manifest {
+            chunks: vec![[1; 32]],
+            ..inline_sample()
+        };
+        assert!(Manifest::decode(&both.encode()).is_err());
+        // No bytes inline: an empty object is written with its one chunk.
+        let empty = Manifest {
+            size: 0,
+            inline: Some(Vec::new()),
+            ..inline_sample()
+        };
+        assert!(Manifest::decode(&empty.encode()).is_err());
+        // A format 2 manifest with bytes after its chunk list is refused.
+        let mut two = sample().encode();
+        two.extend_from_slice(&[0, 0, 0, 1, 9]);
+        assert!(Manifest::decode(&two).is_err());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use crate::client::{Client, Finished, Next, Task, Versions, new_txid};
 use crate::get::{GetMachine, GetTimers, ManifestLookup};
 use crate::manifest::Manifest;
 use crate::placement::ng_index;
-use crate::put::{PutMachine, PutParams, PutPhases, PutTimers};
+use crate::put::{Hold, PutError, PutMachine, PutParams, PutPhases, PutTimers};
 use crate::transport::Mode;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::cell::RefCell;
@@ -25,6 +25,9 @@ pub struct PutOptions {
     pub mode: Mode,
     pub replicas: usize,
     pub chunk_size: usize,
+    /// Objects of 1 to this many bytes (and one chunk) go inside their
+    /// manifest (config `inline_max`; 0: never).
+    pub inline_max: usize,
     pub quiet: bool,
 }
 
@@ -36,7 +39,13 @@ pub struct PutReport {
     /// This client's node id: versions are ordered by (version, writer).
     pub writer: u32,
     pub size: u64,
+    /// Data chunks (0 for an object stored inside its manifest).
     pub chunks: usize,
+    /// The object's bytes went inside its manifest (one transfer).
+    pub inline: bool,
+    /// Inline manifests proposed under version 1 and given up before
+    /// their ACCEPT because the name had versions (then proposed again).
+    pub proposals_abandoned: u32,
     pub transport: &'static str,
     pub replicas: usize,
     pub seconds: f64,
@@ -237,7 +246,21 @@ pub async fn put_reader(
     }
     let start = Instant::now();
     let writer = client.node_id();
-    let n = crate::chunking::chunk_count(size, o.chunk_size) as usize;
+    // An object of one chunk up to `inline_max` bytes goes inside its
+    // manifest: read whole now, hashed once (its id and object hash).
+    let inline = if size > 0 && size <= o.inline_max.min(o.chunk_size) as u64 {
+        let mut buf = vec![0u8; size as usize];
+        f.read_exact(&mut buf).map_err(ReadError)?;
+        let h = chunk_id(&buf);
+        Some((buf, h))
+    } else {
+        None
+    };
+    let n = if inline.is_some() {
+        0
+    } else {
+        crate::chunking::chunk_count(size, o.chunk_size) as usize
+    };
     let pb = progress(size, o.quiet);
     let cfg = client.cfg.clone();
     let chunk_size = o.chunk_size;
@@ -278,6 +301,8 @@ pub async fn put_reader(
         read_err: None,
         version: None,
         manifest: None,
+        hold: None,
+        abandoned: 0,
         holders_of: HashMap::new(),
         manifest_holders: None,
         dedup: 0,
@@ -344,10 +369,20 @@ pub async fn put_reader(
             ))));
         }
         if s.manifest.is_some() {
-            return Next::Done;
+            // A held inline manifest may still be replaced (see `done`).
+            return if s.hold.is_some() {
+                Next::Later
+            } else {
+                Next::Done
+            };
         }
-        let Some(version) = s.version else {
-            return Next::Later;
+        // An inline manifest is proposed at once under the number a new
+        // name gets, its ACCEPT held until the lookup confirms it (see
+        // `put/hold.rs`); a chunked object's once the lookup answered.
+        let version = match s.version {
+            Some(v) => v,
+            None if inline.is_some() => 1,
+            None => return Next::Later,
         };
         let m = Manifest {
             name: name.to_owned(),
@@ -355,12 +390,14 @@ pub async fn put_reader(
             writer,
             size,
             chunk_size: chunk_size as u32,
-            object_hash: match s.ids.as_slice() {
-                [only] => *only,
-                _ => *s.hasher.finalize().as_bytes(),
+            object_hash: match (&inline, s.ids.as_slice()) {
+                (Some((_, h)), _) => *h,
+                (None, [only]) => *only,
+                (None, _) => *s.hasher.finalize().as_bytes(),
             },
             created_us: subcast_proto::now_us(),
             chunks: s.ids.clone(),
+            inline: inline.as_ref().map(|(b, _)| b.clone()),
         };
         let enc = m.encode();
         if enc.len() > 16 << 20 {
@@ -370,7 +407,20 @@ pub async fn put_reader(
             return Next::Done;
         }
         let p = params(ChunkKind::Manifest, mgroup);
-        let t = PutMachine::new(new_txid(), Arc::new(enc), p, now).with_gate(gate.clone());
+        let t = PutMachine::new(new_txid(), Arc::new(enc), p, now);
+        if inline.is_some() {
+            let t = match s.version {
+                Some(_) => t,
+                None => {
+                    let h = Hold::new();
+                    s.hold = Some(h.clone());
+                    t.with_hold(h)
+                }
+            };
+            s.manifest = Some((*t.chunk_id(), m));
+            return Next::Task(Task::Put(Box::new(t)));
+        }
+        let t = t.with_gate(gate.clone());
         s.manifest = Some((*t.chunk_id(), m));
         if s.data_done == n {
             if let Some(why) = too_slow(s.first_ack) {
@@ -390,7 +440,18 @@ pub async fn put_reader(
                 let v = crate::versions::next_version(&m.versions, answered, known, o.replicas)
                     .map_err(|e| anyhow::anyhow!("put of {name:?}: {e}"))?;
                 s.version = Some(v);
+                // The inline manifest proposed under version 1: go on, or
+                // give it up and propose again under `v`.
+                if let Some(h) = s.hold.take() {
+                    if s.manifest.as_ref().is_some_and(|m| m.1.version == v) {
+                        h.release();
+                    } else if h.abandon() {
+                        s.manifest = None;
+                        s.abandoned += 1;
+                    }
+                }
             }
+            Finished::Put(Err(PutError::Abandoned { .. })) => {}
             Finished::Put(r) => {
                 let out = r?;
                 if let Some(why) = &out.fallback {
@@ -462,6 +523,8 @@ pub async fn put_reader(
         writer,
         size,
         chunks: n,
+        inline: inline.is_some(),
+        proposals_abandoned: s.abandoned,
         transport: o.mode.name(),
         replicas: o.replicas,
         seconds: secs,
@@ -491,6 +554,10 @@ struct PutProgress {
     version: Option<u64>,
     /// The manifest's chunk id and content, once made.
     manifest: Option<(Hash32, Manifest)>,
+    /// The inline manifest's ACCEPT, held until the lookup answered.
+    hold: Option<Hold>,
+    /// Inline manifests given up because the lookup found older versions.
+    abandoned: u32,
     holders_of: HashMap<Hash32, Vec<u32>>,
     manifest_holders: Option<Vec<u32>>,
     /// When the first data chunk was acknowledged (stored or already held).
@@ -592,6 +659,13 @@ pub async fn get_manifest_object(
     file.set_len(m.size)?;
     let pb = progress(m.size, quiet);
     let cfg = client.cfg.clone();
+    // A small object's bytes came with its manifest: no chunk to fetch
+    // (checked against the object hash below, as fetched chunks are).
+    if let Some(b) = &m.inline {
+        file.write_at(b, 0)
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", tmp.display()))?;
+        pb.inc(b.len() as u64);
+    }
     let mut next_i = 0usize;
     {
         let m2 = m;

@@ -17,10 +17,13 @@ pub use crate::put_params::{DataKey, PutParams, PutTimers};
 pub use crate::put_phases::PutPhases;
 use crate::put_phases::Timeline;
 use crate::transport::Mode;
+pub use hold::Hold;
+
+mod hold;
 use std::collections::VecDeque;
 use std::net::{Ipv6Addr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 use subcast_proto::replicast::{
     AckStatus, BidStatus, Hash32, PutAccept, PutProposal, ReplicastMessage,
@@ -96,6 +99,8 @@ pub struct PutMachine {
     tl: Timeline,
     /// DATA goes only once this is true (see [`Self::with_gate`]).
     gate: Option<Arc<AtomicBool>>,
+    /// The ACCEPT waits while this is held (see [`Self::with_hold`]).
+    hold: Option<Hold>,
     /// DATA goes as keyed DATA under this (see [`Self::use_data_key`]).
     data_key: Option<DataKey>,
 }
@@ -151,6 +156,7 @@ impl PutMachine {
                 ..Timeline::default()
             },
             gate: None,
+            hold: None,
             data_key: None,
         };
         m.propose();
@@ -174,22 +180,6 @@ impl PutMachine {
 
     pub fn chunk_id(&self) -> &Hash32 {
         &self.chunk_id
-    }
-
-    /// Negotiates (bids, group, ACCEPT, READY) at once but sends DATA only
-    /// after `gate` turned true: a version manifest is placed while its
-    /// object's data chunks are being acknowledged, and stored only after
-    /// they were (a manifest must never name chunks that are not stored).
-    /// The owner calls [`Self::wants_to_send`] again after opening it.
-    pub fn with_gate(mut self, gate: Arc<AtomicBool>) -> Self {
-        self.gate = Some(gate);
-        self
-    }
-
-    fn gated(&self) -> bool {
-        self.gate
-            .as_ref()
-            .is_some_and(|g| !g.load(Ordering::Acquire))
     }
 
     /// The chunk's negotiating group.
@@ -704,6 +694,9 @@ impl PutMachine {
 
     /// Control datagrams first, then DATA as the owner's pacer allows.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Outbound> {
+        if self.accept_held() {
+            return None;
+        }
         if let Some(t) = self.control.pop_front() {
             if self.lead_pending && matches!(t.msg, ReplicastMessage::PutAccept(_)) {
                 self.lead_pending = false;
@@ -761,6 +754,15 @@ impl PutMachine {
     }
 
     pub fn poll_event(&mut self) -> Option<PutEvent> {
+        if self.is_abandoned() && !self.is_finished() {
+            self.state = State::Finished;
+            self.outgoing = None;
+            self.control.clear();
+            self.events.clear();
+            return Some(PutEvent::Failed(PutError::Abandoned {
+                chunk: hex::encode(self.chunk_id),
+            }));
+        }
         self.events.pop_front()
     }
 
@@ -772,6 +774,9 @@ impl PutMachine {
     /// transmits at once, or when its pacer allows; DATA held for the
     /// targets' PUT_READY is not, and [`Self::poll_timeout`] says when).
     pub fn wants_to_send(&self, now: Instant) -> bool {
+        if self.accept_held() || self.is_abandoned() {
+            return false;
+        }
         !self.control.is_empty()
             || (self.data_not_before.is_none_or(|t| now >= t)
                 && !self.gated()

@@ -21,6 +21,10 @@ pub enum PutError {
         "chunk {chunk}: the controller gave no rendezvous group ({why}); check the controller, or use --transport ng-multicast"
     )]
     Rendezvous { chunk: String, why: String },
+    #[error(
+        "chunk {chunk}: put given up by its owner before its ACCEPT (a new proposal replaces it)"
+    )]
+    Abandoned { chunk: String },
 }
 
 /// Result of a successful put.

@@ -620,6 +620,7 @@ pub(crate) mod tests {
             object_hash: chunk_id(b""),
             created_us: 1,
             chunks: vec![chunk_id(b"")],
+            inline: None,
         }
         .encode()
     }

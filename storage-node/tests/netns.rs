@@ -39,8 +39,9 @@ fn baselines_put_get_versions_kill_and_corrupt() {
     ok(&lab.client(&["get", "b/o", "-o", out.to_str().unwrap(), "--quiet"]));
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&f1).unwrap());
 
-    // An object of one chunk: its hash is its chunk's id, which the writer
-    // takes instead of hashing the object a second time; a get checks it.
+    // An object of one chunk up to `inline_max` (256 KiB by default) goes
+    // inside its manifest: one transfer, no data chunk; its hash is the
+    // one the writer took of it; a get checks it.
     let small = random_file(lab.dir.path(), "small.bin", 262144 - 1, 3);
     let r = json(&ok(&lab.client(&[
         "put",
@@ -51,8 +52,69 @@ fn baselines_put_get_versions_kill_and_corrupt() {
         "--json",
     ])));
     assert_eq!(r["object_hash"], b3(&small));
-    assert_eq!(r["chunks"], 1);
+    assert_eq!(
+        (r["inline"].as_bool(), r["chunks"].as_u64()),
+        (Some(true), Some(0))
+    );
+    assert_eq!(r["proposals_abandoned"], 0, "a new name is version 1: {r}");
+    assert_eq!(r["placement"].as_array().unwrap().len(), 1, "{r}");
+    assert_eq!(r["placement"][0].as_array().unwrap().len(), 3, "{r}");
+    let stat = json(&ok(&lab.client(&["stat", "b/small", "--json"])));
+    assert_eq!(stat["inline"], true, "{stat}");
+    assert!(stat["chunks"].as_array().unwrap().is_empty(), "{stat}");
     ok(&lab.client(&["get", "b/small", "-o", out.to_str().unwrap(), "--quiet"]));
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&small).unwrap());
+    // Overwritten: the manifest proposed as version 1 is given up before
+    // its ACCEPT once the lookup finds version 1, and proposed again.
+    let small2 = random_file(lab.dir.path(), "small2.bin", 1000, 4);
+    let r = json(&ok(&lab.client(&[
+        "put",
+        small2.to_str().unwrap(),
+        "--name",
+        "b/small",
+        "--quiet",
+        "--json",
+    ])));
+    assert_eq!(
+        (r["version"].as_u64(), r["inline"].as_bool()),
+        (Some(2), Some(true))
+    );
+    assert_eq!(r["proposals_abandoned"], 1, "{r}");
+    ok(&lab.client(&["get", "b/small", "-o", out.to_str().unwrap(), "--quiet"]));
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        std::fs::read(&small2).unwrap()
+    );
+    let v1 = [
+        "get",
+        "b/small",
+        "--version",
+        "1",
+        "-o",
+        out.to_str().unwrap(),
+        "--quiet",
+    ];
+    ok(&lab.client(&v1));
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&small).unwrap());
+    // With `--inline-max 0` the same bytes go as one data chunk, whose id
+    // is the object hash (hashed once).
+    let r = json(&ok(&lab.client(&[
+        "put",
+        small.to_str().unwrap(),
+        "--name",
+        "b/chunked",
+        "--inline-max",
+        "0",
+        "--quiet",
+        "--json",
+    ])));
+    assert_eq!(r["object_hash"], b3(&small));
+    assert_eq!(
+        (r["inline"].as_bool(), r["chunks"].as_u64()),
+        (Some(false), Some(1))
+    );
+    lab.assert_placement("b/chunked", 3);
+    ok(&lab.client(&["get", "b/chunked", "-o", out.to_str().unwrap(), "--quiet"]));
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&small).unwrap());
 
     // unicast put of another object as version 2 of the same name.

@@ -218,9 +218,27 @@ proptest! {
         let size = (n as u64 - 1) * u64::from(cs) + 1;
         let m = Manifest {
             name, version, writer: 7, size, chunk_size: cs, object_hash: [1; 32], created_us: 5,
-            chunks: (0..n).map(|i| [i as u8; 32]).collect(),
+            chunks: (0..n).map(|i| [i as u8; 32]).collect(), inline: None,
         };
         prop_assert_eq!(Manifest::decode(&m.encode()).unwrap(), m);
+    }
+
+    /// An object inside its manifest round-trips, and a manifest whose
+    /// inline length is changed by any amount does not decode.
+    #[test]
+    fn inline_manifest_round_trip(data in prop::collection::vec(any::<u8>(), 1..4000), delta in 1u32..5000) {
+        let m = Manifest {
+            name: "bucket/small".into(), version: 2, writer: 7, size: data.len() as u64,
+            chunk_size: 1 << 20, object_hash: *blake3::hash(&data).as_bytes(), created_us: 5,
+            chunks: Vec::new(), inline: Some(data.clone()),
+        };
+        let b = m.encode();
+        prop_assert_eq!(Manifest::decode(&b).unwrap(), m);
+        let at = b.len() - data.len() - 4;
+        let mut bad = b.clone();
+        let len = (data.len() as u32).wrapping_add(delta);
+        bad[at..at + 4].copy_from_slice(&len.to_be_bytes());
+        prop_assert!(Manifest::decode(&bad).is_err());
     }
 }
 
@@ -249,6 +267,7 @@ fn oversized_lengths_refused() {
         object_hash: [0; 32],
         created_us: 0,
         chunks: vec![[0; 32]],
+        inline: None,
     }
     .encode();
     let at = m.len() - 32 - 4;

@@ -17,6 +17,7 @@ mod actions;
 mod fast;
 mod groups;
 mod identity;
+mod inline;
 mod keyed;
 mod limits;
 mod puts;

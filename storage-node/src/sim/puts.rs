@@ -220,6 +220,7 @@ fn manifests_are_found_by_name_with_versions() {
             object_hash: [0; 32],
             created_us: 0,
             chunks: vec![[version as u8; 32]],
+            inline: None,
         };
         let mut side = sim.put(&m.encode(), Mode::Unicast, 3, ChunkKind::Manifest);
         put_done(&sim.run(&mut side, Duration::from_secs(10)));

@@ -76,6 +76,7 @@ fn stored_on_three(sim: &mut Sim, name: &str) -> Vec<u32> {
         object_hash: [9; 32],
         created_us: 0,
         chunks: vec![[9; 32]],
+        inline: None,
     };
     let mut side = sim.put(&m.encode(), Mode::NgMulticast, 3, ChunkKind::Manifest);
     put_done(&sim.run(&mut side, Duration::from_secs(10)))

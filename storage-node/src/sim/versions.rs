@@ -14,6 +14,7 @@ fn manifest(version: u64, writer: u32, fill: u8) -> Manifest {
         object_hash: [fill; 32],
         created_us: 0,
         chunks: vec![[fill; 32]],
+        inline: None,
     }
 }
 

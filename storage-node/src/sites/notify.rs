@@ -148,6 +148,7 @@ mod tests {
             object_hash: crate::chunking::chunk_id(&data),
             created_us: 1,
             chunks: vec![did],
+            inline: None,
         };
         let mb = m.encode();
         let mid = crate::chunking::chunk_id(&mb);

@@ -107,6 +107,7 @@ fn opts(cfg: &Config, t: Option<Mode>) -> PutOptions {
         mode: t.unwrap_or(cfg.transport),
         replicas: cfg.replicas,
         chunk_size: cfg.chunk_size,
+        inline_max: cfg.inline_max,
         quiet: true,
     }
 }

@@ -43,6 +43,7 @@ pub fn tombstone(name: &str, version: u64, writer: u32) -> Manifest {
         // An object of size 0 has one (empty) chunk; a tombstone's is
         // never stored or fetched.
         chunks: vec![*blake3::hash(b"").as_bytes()],
+        inline: None,
     }
 }
 

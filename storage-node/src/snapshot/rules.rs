@@ -77,6 +77,7 @@ mod tests {
                 object_hash: [9; 32],
                 created_us,
                 chunks: vec![[version as u8; 32]],
+                inline: None,
             }
         };
         m.created_us = created_us;
