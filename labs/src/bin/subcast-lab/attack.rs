@@ -296,13 +296,14 @@ pub fn attack(r: &mut Running, opts: &RunOptions, sender: &str) -> Result<Value>
         .take(REPLAYED)
         .cloned()
         .collect();
-    // A chunk a node holds, and its holders (for fetches).
+    // A chunk a node holds, and its holders (for fetches): a data chunk,
+    // or the manifest of an object small enough to go inside it.
     let holders = crate::stored::replicas(&stack.dir, stack.nodes.keys());
-    let (chunk_hex, chunk_holders) = holders
+    let (chunk_hex, chunk_holders) = ["data", "manifest"]
         .iter()
-        .find(|(_, (k, _))| *k == "data")
+        .find_map(|kind| holders.iter().find(|(_, (k, _))| k == kind))
         .map(|(id, (_, h))| (id.clone(), h.clone()))
-        .ok_or_else(|| anyhow!("put 0 stored no data chunk"))?;
+        .ok_or_else(|| anyhow!("put 0 stored no chunk"))?;
     let chunk_id = hex32(&chunk_hex)?;
     let chunk_len =
         std::fs::metadata(find_chunk(&stack.dir, &chunk_holders[0], &chunk_hex)?)?.len();
@@ -635,7 +636,8 @@ pub fn attack(r: &mut Running, opts: &RunOptions, sender: &str) -> Result<Value>
     errors.extend(rest.errors);
     let holders = crate::stored::replicas(&stack.dir, stack.nodes.keys());
     let count = 1 + rest.ms.len();
-    let (stored, stored_ok) = crate::stored::report(&holders, 3, count);
+    let want_data = count * crate::stack_config::data_chunks_of(opts.object_size);
+    let (stored, stored_ok) = crate::stored::report(&holders, 3, want_data);
     let attacks_ok = attacks.values().all(|v| v["ok"] == true);
     let ok = attacks_ok
         && count >= PUTS
@@ -687,6 +689,8 @@ fn find_chunk(dir: &std::path::Path, host: &str, id: &str) -> Result<std::path::
         }
         None
     }
-    walk(&dir.join(format!("store-{host}/data")), id)
+    ["data", "manifests"]
+        .iter()
+        .find_map(|sub| walk(&dir.join(format!("store-{host}/{sub}")), id))
         .ok_or_else(|| anyhow!("chunk {id} not found in store-{host}"))
 }

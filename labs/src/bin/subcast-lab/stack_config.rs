@@ -116,6 +116,20 @@ pub const CTL_PORT: u16 = 7411;
 pub const AGENT_PORT: u16 = 7410;
 /// UDP port of the storage nodes.
 pub const NODE_PORT: u16 = 7412;
+/// The storage nodes' and clients' chunk size in every lab config.
+pub const CHUNK_SIZE: usize = 1 << 20;
+/// Objects of 1 byte to this many go inside their manifest (`inline_max`
+/// in every lab config, the node's default): no data chunk is stored.
+pub const INLINE_MAX: usize = 256 << 10;
+
+/// Data chunks a put of `size` bytes stores (0: inside its manifest).
+pub fn data_chunks_of(size: usize) -> usize {
+    if size > 0 && size <= INLINE_MAX.min(CHUNK_SIZE) {
+        0
+    } else {
+        size.div_ceil(CHUNK_SIZE).max(1)
+    }
+}
 /// Prometheus `/metrics` of each agent, at `[::1]` inside its switch's namespace.
 pub const AGENT_METRICS_PORT: u16 = 9410;
 
@@ -451,7 +465,7 @@ pub fn node_yaml(
         .collect();
     let mut y = format!(
         "negotiating_groups: [{}]\nport: {}\ninterface: eth0\nhops: 1\nmtu: {}\nrate_mbps: 1000\n\
-         replicas: 3\nchunk_size: 1048576\nparallel: 4\ntransport: rendezvous\n\
+         replicas: 3\nchunk_size: {CHUNK_SIZE}\ninline_max: {INLINE_MAX}\nparallel: 4\ntransport: rendezvous\n\
          key: {{ id: 1, file: \"{}\" }}\ncontroller:\n  address: \"{}\"\n  vlan: 0\n  \
          lifetime_ms: 5000\n  key: {{ id: 2, file: \"{}\" }}\n",
         groups.join(", "),
