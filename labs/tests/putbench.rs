@@ -67,6 +67,14 @@ fn check_common(v: &Value, transport: &str, writers: usize) {
     for w in pw {
         assert_eq!(w["ok"], true, "{w:#}");
         assert_eq!(w["verified"], 20, "{w:#}");
+        // 256 KiB objects go inside their manifests: one transfer each,
+        // no data phases.
+        assert_eq!(w["inline_puts"], 20, "{w:#}");
+        assert!(w["phases_ms"]["data.bids"].is_null(), "{w:#}");
+        assert!(
+            w["phases_ms"]["manifest.transfer"]["p50"].as_f64() > Some(0.0),
+            "{w:#}"
+        );
         // The writers hold no store.
         let host = w["host"].as_str().unwrap();
         assert!(

@@ -68,9 +68,13 @@ pub struct BenchReport {
     pub fallbacks: u64,
     /// Client bytes on the wire (IPv6+UDP+Replicast) per payload byte.
     pub wire_bytes_per_payload_byte: f64,
+    /// Puts whose object went inside its manifest (`inline_max`).
+    pub inline_puts: usize,
     /// Percentiles of each phase of the puts (`lookup`, `data`,
     /// `manifest`, and `data.<phase>`, `manifest.<phase>` of a chunk's put:
-    /// bids, grant, ready, transfer, acks), in milliseconds.
+    /// bids, grant, ready, transfer, acks), in milliseconds; the `data`
+    /// ones over the puts that had data chunks (none when every object
+    /// went inside its manifest).
     pub phases_ms: std::collections::BTreeMap<String, Percentiles>,
     pub errors: Vec<String>,
 }
@@ -84,6 +88,7 @@ pub async fn run(client: &mut Client, o: &BenchOptions) -> anyhow::Result<BenchR
     let mut errors = Vec::new();
     let mut stored: Vec<(String, Vec<u8>)> = Vec::new();
     let mut phases: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+    let mut inline_puts = 0;
     let fallbacks_before = client.stats.fallbacks;
     let wire_before = client.stats.wire_bytes_sent;
     for i in 0..o.puts {
@@ -99,9 +104,16 @@ pub async fn run(client: &mut Client, o: &BenchOptions) -> anyhow::Result<BenchR
                 let p = &rep.phases;
                 let mut add = |k: &str, v: f64| phases.entry(k.to_owned()).or_default().push(v);
                 add("lookup", p.lookup);
-                add("data", p.data);
                 add("manifest", p.manifest);
-                for (prefix, c) in [("data", &p.data_chunk), ("manifest", &p.manifest_chunk)] {
+                // An object inside its manifest has no data phases.
+                let mut parts = vec![("manifest", &p.manifest_chunk)];
+                if rep.inline {
+                    inline_puts += 1;
+                } else {
+                    add("data", p.data);
+                    parts.push(("data", &p.data_chunk));
+                }
+                for (prefix, c) in parts {
                     add(&format!("{prefix}.bids"), c.bids);
                     add(&format!("{prefix}.grant"), c.grant);
                     add(&format!("{prefix}.ready"), c.ready);
@@ -156,6 +168,7 @@ pub async fn run(client: &mut Client, o: &BenchOptions) -> anyhow::Result<BenchR
         verified,
         fallbacks: client.stats.fallbacks - fallbacks_before,
         wire_bytes_per_payload_byte: wire_puts as f64 / (o.puts * o.object_size).max(1) as f64,
+        inline_puts,
         phases_ms: phases
             .into_iter()
             .map(|(k, v)| (k, Percentiles::of(&v)))

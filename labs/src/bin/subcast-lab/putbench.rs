@@ -345,6 +345,7 @@ pub fn cell(r: &Running, writers: &[String], o: &Cell) -> Result<Value> {
             "egress_per_payload_byte": eg as f64 / payload_each.max(1) as f64,
             "fallbacks": rep["fallbacks"],
             "node_wire_bytes_per_payload_byte": rep["wire_bytes_per_payload_byte"],
+            "inline_puts": rep["inline_puts"],
             "phases_ms": rep["phases_ms"],
         }));
     }
