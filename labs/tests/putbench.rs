@@ -70,6 +70,8 @@ fn check_common(v: &Value, transport: &str, writers: usize) {
         // 256 KiB objects go inside their manifests: one transfer each,
         // no data phases.
         assert_eq!(w["inline_puts"], 20, "{w:#}");
+        // Every read-back get was timed.
+        assert!(w["get_ms"]["p50"].as_f64() > Some(0.0), "{w:#}");
         assert!(w["phases_ms"]["data.bids"].is_null(), "{w:#}");
         assert!(
             w["phases_ms"]["manifest.transfer"]["p50"].as_f64() > Some(0.0),

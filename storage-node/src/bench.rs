@@ -59,6 +59,9 @@ pub struct BenchReport {
     pub object_size: usize,
     pub transport: &'static str,
     pub put_ms: Percentiles,
+    /// The read-back gets (lookup, manifest and chunks fetched, written
+    /// to a local file and fsynced), when verifying.
+    pub get_ms: Option<Percentiles>,
     /// Payload bytes of all successful puts over the sum of their times.
     pub throughput_mib_s: f64,
     /// Objects read back identical (0 without verification).
@@ -129,6 +132,7 @@ pub async fn run(client: &mut Client, o: &BenchOptions) -> anyhow::Result<BenchR
     }
     let wire_puts = client.stats.wire_bytes_sent - wire_before;
     let mut verified = 0;
+    let mut get_times = Vec::new();
     if o.verify {
         let dir = std::env::temp_dir();
         for (name, data) in &stored {
@@ -137,7 +141,10 @@ pub async fn run(client: &mut Client, o: &BenchOptions) -> anyhow::Result<BenchR
                 std::process::id(),
                 blake3::hash(name.as_bytes()).to_hex()
             ));
-            match objects::get_object(client, name, None, &out, true).await {
+            let t0 = Instant::now();
+            let got = objects::get_object(client, name, None, &out, true).await;
+            get_times.push(t0.elapsed().as_secs_f64() * 1000.0);
+            match got {
                 Ok(_) => match std::fs::read(&out) {
                     Ok(got) if got == *data => verified += 1,
                     Ok(got) => errors.push(format!(
@@ -160,6 +167,7 @@ pub async fn run(client: &mut Client, o: &BenchOptions) -> anyhow::Result<BenchR
         object_size: o.object_size,
         transport: o.put.mode.name(),
         put_ms: Percentiles::of(&times),
+        get_ms: (!get_times.is_empty()).then(|| Percentiles::of(&get_times)),
         throughput_mib_s: if total_s > 0.0 {
             payload / (1 << 20) as f64 / total_s
         } else {

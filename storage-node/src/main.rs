@@ -210,6 +210,12 @@ async fn main() -> anyhow::Result<()> {
                     r.verified,
                     r.fallbacks
                 );
+                if let Some(g) = &r.get_ms {
+                    println!(
+                        "gets (read back, fsynced locally): p50 {:.2} ms, p99 {:.2} ms; {} of {} objects inside their manifest",
+                        g.p50, g.p99, r.inline_puts, r.puts
+                    );
+                }
                 for e in &r.errors {
                     eprintln!("error: {e}");
                 }

@@ -338,6 +338,7 @@ pub fn cell(r: &Running, writers: &[String], o: &Cell) -> Result<Value> {
             "ok": w_ok,
             "verified": v,
             "put_ms": rep["put_ms"],
+            "get_ms": rep["get_ms"],
             "throughput_mib_s": rep["throughput_mib_s"],
             "wall_s": wall,
             "egress_bytes": eg,
