@@ -82,6 +82,20 @@ impl Manifest {
 
     /// Decodes a manifest; total, never allocates beyond the input.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let (mut m, inline) = Self::parse(bytes)?;
+        m.inline = inline.map(<[u8]>::to_vec);
+        Ok(m)
+    }
+
+    /// [`Self::decode`] without copying an inline object's bytes
+    /// (`inline` stays `None`): the same checks, for a validity check or
+    /// the node's index (name, version, writer).
+    pub fn decode_head(bytes: &[u8]) -> Result<Self, DecodeError> {
+        Ok(Self::parse(bytes)?.0)
+    }
+
+    /// The manifest without its inline bytes, and those bytes.
+    fn parse(bytes: &[u8]) -> Result<(Self, Option<&[u8]>), DecodeError> {
         let mut r = Reader::new(bytes);
         if r.bytes(4, "manifest magic")? != MAGIC {
             return Err(DecodeError::Invalid {
@@ -129,7 +143,7 @@ impl Manifest {
                     why: "an inline object has no chunk ids and 1 or more bytes, as many as its size",
                 });
             }
-            Some(r.bytes(len, "inline bytes")?.to_vec())
+            Some(r.bytes(len, "inline bytes")?)
         } else {
             None
         };
@@ -147,7 +161,7 @@ impl Manifest {
                 why: "does not match size / chunk size",
             });
         }
-        Ok(Manifest {
+        let head = Manifest {
             name,
             version,
             writer,
@@ -156,8 +170,9 @@ impl Manifest {
             object_hash,
             created_us,
             chunks,
-            inline,
-        })
+            inline: None,
+        };
+        Ok((head, inline))
     }
 
     /// Size in bytes of chunk `i`.
@@ -209,6 +224,14 @@ mod tests {
         assert_eq!(sample().encode()[4], 2);
         assert_eq!(Manifest::decode(&b).unwrap(), m);
         assert!(m.is_inline() && !sample().is_inline());
+        let head = Manifest::decode_head(&b).unwrap();
+        assert_eq!(
+            head,
+            Manifest {
+                inline: None,
+                ..m.clone()
+            }
+        );
         for n in 0..b.len() {
             assert!(Manifest::decode(&b[..n]).is_err());
         }

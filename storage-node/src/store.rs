@@ -277,7 +277,7 @@ impl Store {
         if chunk_id(payload) != *id {
             return Err(StoreError::HashMismatch(hex::encode(id)));
         }
-        if kind == ChunkKind::Manifest && Manifest::decode(payload).is_err() {
+        if kind == ChunkKind::Manifest && Manifest::decode_head(payload).is_err() {
             return Err(StoreError::Io {
                 path: self.path_of(kind, id),
                 source: io::Error::new(
@@ -457,7 +457,9 @@ impl Store {
         }
         for id in self.list_manifests() {
             match self.get(&id) {
-                Ok(bytes) => ix.insert(id, bytes.len(), Manifest::decode(&bytes).ok().as_ref()),
+                Ok(bytes) => {
+                    ix.insert(id, bytes.len(), Manifest::decode_head(&bytes).ok().as_ref())
+                }
                 Err(e) => tracing::warn!(error = %e, "manifest not indexed"),
             }
         }

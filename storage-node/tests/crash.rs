@@ -65,6 +65,15 @@ fn verified_data(store: &Path) -> Vec<String> {
     ids
 }
 
+/// PUT_ACKs a node has sent, from the `stats.json` it writes every second.
+fn acks_sent(store: &Path) -> u64 {
+    std::fs::read_to_string(store.join("stats.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["node"]["acks_sent"].as_u64())
+        .unwrap_or(0)
+}
+
 fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
     let t0 = Instant::now();
     while !f() {
@@ -131,18 +140,21 @@ fn kill_9_in_the_middle_of_writes(node_extra: &str) -> Lab {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // The victim: the first node that has stored two chunks, while the put
-    // still runs.
+    // The victim: the first node whose stats say it has sent two PUT_ACKs
+    // (so the first has left the node a turn of its loop ago), while the
+    // put still runs. Chunk files on disk are not enough: a file is renamed
+    // into place before its fsync and its PUT_ACK, and a node killed then
+    // may have acknowledged nothing yet.
     let mut victim = 0;
     wait_for(
-        "a node to store two chunks",
+        "a node to send two PUT_ACKs",
         Duration::from_secs(60),
         || {
             victim = lab
                 .nodes
                 .iter()
                 .copied()
-                .find(|i| chunk_files(&lab.store(*i)).len() >= 2)
+                .find(|i| acks_sent(&lab.store(*i)) >= 2)
                 .unwrap_or(0);
             victim != 0
         },

@@ -325,7 +325,7 @@ impl NodeCore {
         let (txid, id, kind, to, node) = (rx.txid, rx.chunk_id, rx.kind, rx.sender, rx.sender_id);
         let payload = rx.data.into_payload();
         let manifest = match kind {
-            ChunkKind::Manifest => Manifest::decode(&payload).ok().map(Box::new),
+            ChunkKind::Manifest => Manifest::decode_head(&payload).ok().map(Box::new),
             ChunkKind::Data => None,
         };
         let job = self.job(Job::Ack {

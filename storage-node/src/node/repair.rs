@@ -117,7 +117,7 @@ impl NodeCore {
             match bytes {
                 Some(payload) => {
                     let manifest = match r.entry.kind {
-                        ChunkKind::Manifest => crate::manifest::Manifest::decode(&payload)
+                        ChunkKind::Manifest => crate::manifest::Manifest::decode_head(&payload)
                             .ok()
                             .map(Box::new),
                         ChunkKind::Data => None,
