@@ -184,6 +184,7 @@ impl Lab {
         let workdir = std::env::temp_dir().join(&prefix);
         std::fs::create_dir_all(&workdir)
             .map_err(|e| LabError::io(format!("creating {}", workdir.display()), e))?;
+        crate::scratch::spread_subdirs(&workdir);
         Ok(Lab {
             topo: topo.clone(),
             prefix,

@@ -94,6 +94,7 @@ mod mdb_nl;
 pub mod netns;
 mod ovs;
 mod process;
+pub mod scratch;
 mod shaping;
 mod stp;
 pub mod stress;

@@ -165,6 +165,9 @@ impl<'lab> GlusterVolume<'lab> {
         let dir = lab.workdir().join("gluster");
         std::fs::create_dir_all(&dir)
             .map_err(|e| GlusterError::io(format!("creating {}", dir.display()), e))?;
+        // Each server's directory (brick, state) spread as the storage
+        // nodes' stores are (see `scratch`).
+        crate::scratch::spread_subdirs(&dir);
         let mut vol = GlusterVolume {
             lab,
             opts,
