@@ -99,6 +99,18 @@ impl Reassembly {
         Ok(true)
     }
 
+    /// Whether a datagram `index` of `len` payload octets would fill an
+    /// empty slot: an index in range that has not arrived, and the length
+    /// that index has.
+    pub fn wants(&self, index: u32, len: usize) -> bool {
+        let expect = if self.size == 0 {
+            1
+        } else {
+            datagram_range(self.size, self.per, index).len()
+        };
+        self.have.get(index as usize).is_some_and(|h| !*h) && len == expect
+    }
+
     /// Missing index ranges, at most `max`.
     pub fn missing(&self, max: usize) -> Vec<Range> {
         let mut out = Vec::new();
@@ -175,6 +187,10 @@ pub struct Receive {
     pub started: Instant,
     /// Its DATA comes as keyed DATA under this key (from the ACCEPT).
     pub key: Option<subcast_proto::replicast::TransferKey>,
+    /// Verify the tag of every keyed DATA datagram on arrival (a repeat
+    /// of a transfer whose chunk failed its hash); otherwise only the
+    /// first datagram and repeats are, the rest proven by the chunk's hash.
+    pub verify_all: bool,
     timers: ReceiveTimers,
     deadline: Instant,
     nacks_without_progress: u32,
@@ -204,6 +220,7 @@ impl Receive {
             data: Reassembly::new(size, per),
             started: now,
             key: None,
+            verify_all: false,
             timers,
             // The first datagrams may still be queued behind other chunks.
             deadline: now + timers.nack_delay * 2,

@@ -266,6 +266,7 @@ impl NodeCore {
             now,
         );
         rx.key = self.transfer_key(sender, &a);
+        rx.verify_all = self.mismatched.contains(&key);
         self.receive_bytes += u64::from(a.size);
         self.receives.insert(key, rx);
     }
@@ -282,12 +283,24 @@ impl NodeCore {
 
     /// A keyed DATA datagram (0x47), split but not verified: it belongs to
     /// the transfer with its txid whose key verifies its tag.
+    ///
+    /// Where the tag is checked: the chunk's hash is checked before the
+    /// chunk is stored and proves every octet, so a datagram of the right
+    /// length that fills an empty slot of a transfer that already took one
+    /// verified datagram is taken as it is (a keyed BLAKE3 of a datagram costs 1.8 µs on one
+    /// SIMD lane, 1.3 ms of CPU per MiB). The first datagram (it proves the
+    /// key) and every repeat are verified. A forgery that got into an
+    /// empty slot fails the chunk's hash: the ACK says so, the writer sends
+    /// the chunk again, and that repeat verifies every datagram
+    /// (`mismatched`), so a forger costs a transfer one more pass at most.
     pub fn handle_keyed_data(&mut self, from: SocketAddr, d: &KeyedData<'_>, now: Instant) {
         let mut known = false;
         let found = self.receives.iter().find_map(|(k, rx)| {
             let key = rx.key.as_ref().filter(|_| k.1 == d.txid)?;
             known = true;
-            d.verify(key).then_some((k.0, rx.data.total()))
+            let unverified_ok =
+                !rx.verify_all && rx.data.received() > 0 && rx.data.wants(d.index, d.payload.len());
+            (unverified_ok || d.verify(key)).then_some((k.0, rx.data.total()))
         });
         match found {
             Some((sender, total)) => {
@@ -386,6 +399,12 @@ impl NodeCore {
             }
             Err(StoreError::HashMismatch(_)) => {
                 self.counters.hash_mismatches += 1;
+                // The writer sends it again: every datagram of that repeat
+                // is verified (see `handle_keyed_data`).
+                if self.mismatched.len() >= RECENT {
+                    self.mismatched.pop_front();
+                }
+                self.mismatched.push_back((node, txid));
                 AckStatus::HashMismatch
             }
             Err(e) if e.is_no_space() => {

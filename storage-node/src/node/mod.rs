@@ -224,6 +224,10 @@ pub struct NodeCore {
     control: VecDeque<Transmit>,
     actions: VecDeque<NodeAction>,
     recent: VecDeque<(u32, u64)>,
+    /// Transfers whose chunk, taken with its keyed DATA unverified, failed
+    /// its hash: their repeat verifies every datagram (see
+    /// `handle_keyed_data`).
+    mismatched: VecDeque<(u32, u64)>,
     joined: HashMap<Ipv6Addr, usize>,
     /// Groups no transfer uses any more, still joined until the time.
     lingering: HashMap<Ipv6Addr, Instant>,
@@ -265,6 +269,7 @@ impl NodeCore {
             control: VecDeque::new(),
             actions: VecDeque::new(),
             recent: VecDeque::new(),
+            mismatched: VecDeque::new(),
             joined: HashMap::new(),
             lingering: HashMap::new(),
             bids: Bids::default(),

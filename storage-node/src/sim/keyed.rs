@@ -6,7 +6,9 @@ use super::*;
 use crate::index::StoreIndex;
 use crate::put::DataKey;
 use std::sync::Arc;
-use subcast_proto::replicast::{KeyedData, PutAccept, TransferKey, seal_keyed_data_into};
+use subcast_proto::replicast::{
+    AckStatus, KeyedData, PutAccept, TransferKey, seal_keyed_data_into,
+};
 
 const PER: usize = 1428;
 
@@ -128,4 +130,79 @@ fn a_short_or_long_last_datagram_is_bad_data() {
     feed(&mut core, &out, now);
     assert_eq!(core.counters.bad_data, 2);
     assert_eq!(stored(&mut core), None);
+}
+
+/// The Store action's job and payload, if one was asked for.
+fn store_job(core: &mut NodeCore) -> Option<(u64, Vec<u8>)> {
+    std::iter::from_fn(|| core.poll_action()).find_map(|a| match a {
+        NodeAction::Store { job, payload, .. } => Some((job, payload)),
+        _ => None,
+    })
+}
+
+fn ack_statuses(core: &mut NodeCore) -> Vec<AckStatus> {
+    std::iter::from_fn(|| core.poll_transmit())
+        .filter_map(|o| match o {
+            crate::outgoing::Outbound::Control(t) => match t.msg {
+                ReplicastMessage::PutAck(a) => Some(a.status),
+                _ => None,
+            },
+            crate::outgoing::Outbound::Data(_) => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_forgery_taken_unverified_costs_one_repeat_that_verifies_every_datagram() {
+    let mut core = target();
+    let now = Instant::now();
+    let data = payload(4 * PER, 31);
+    let dk = DataKey::random(Arc::new(sim_keys(CLIENT_ID, 3)));
+    let wrapped = dk.wrap_for(12, &[1]).unwrap();
+    let acc = accept(12, &data, wrapped, vec![1]);
+    core.handle(client_addr(), CLIENT_ID, acc.clone(), now, 0);
+    // The first datagram is verified (it proves the key)...
+    feed(&mut core, &keyed(&dk.key, 12, 0, &data), now);
+    // ... a forgery for an empty slot is taken as it is (other content,
+    // under a key nobody was given) ...
+    let mut bad = data.clone();
+    bad[PER + 5] ^= 0xff;
+    let forged = TransferKey::from_bytes([9; 32]);
+    feed(&mut core, &keyed(&forged, 12, 1, &bad), now);
+    assert_eq!(core.counters.refused_by_reason.get("bad-mac"), None);
+    // ... but not one of another length than its index has: verified, and
+    // refused.
+    let mut short = Vec::new();
+    seal_keyed_data_into(&mut short, &forged, 12, 2, &bad[2 * PER..3 * PER - 1]);
+    feed(&mut core, &short, now);
+    assert_eq!(core.counters.refused_by_reason.get("bad-mac"), Some(&1));
+    // ... and a repeat of a slot already filled is verified: the genuine
+    // datagram 1 is a duplicate, a second forgery is refused.
+    feed(&mut core, &keyed(&dk.key, 12, 1, &data), now);
+    feed(&mut core, &keyed(&forged, 12, 2, &bad), now);
+    feed(&mut core, &keyed(&forged, 12, 2, &bad), now);
+    assert_eq!(core.counters.refused_by_reason.get("bad-mac"), Some(&2));
+    feed(&mut core, &keyed(&dk.key, 12, 3, &data), now);
+    // The chunk is complete, with the forged octet in it: the store's hash
+    // check (Store::put) refuses it and the ACK says so.
+    let (job, got) = store_job(&mut core).expect("a Store action");
+    assert_ne!(got, data);
+    assert_ne!(
+        crate::chunking::chunk_id(&got),
+        crate::chunking::chunk_id(&data)
+    );
+    core.on_stored(job, Err(crate::store::StoreError::HashMismatch("x".into())));
+    assert_eq!(ack_statuses(&mut core), vec![AckStatus::HashMismatch]);
+    // The writer sends the chunk again (its poll repeats the ACCEPT): now
+    // every datagram is verified and the forgeries are refused, first or
+    // not, so the repeat fills the chunk with the genuine datagrams.
+    core.handle(client_addr(), CLIENT_ID, acc, now, 0);
+    feed(&mut core, &keyed(&dk.key, 12, 0, &data), now);
+    feed(&mut core, &keyed(&forged, 12, 1, &bad), now);
+    assert_eq!(core.counters.refused_by_reason.get("bad-mac"), Some(&3));
+    for i in 1..4 {
+        feed(&mut core, &keyed(&dk.key, 12, i, &data), now);
+    }
+    let (_, got) = store_job(&mut core).expect("a Store action");
+    assert_eq!(got, data);
 }
