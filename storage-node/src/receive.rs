@@ -83,8 +83,7 @@ impl Reassembly {
             return Err(DataError::BadIndex);
         };
         let r = datagram_range(self.size, self.per, index);
-        let expect = if self.size == 0 { 1 } else { r.len() };
-        if payload.len() != expect {
+        if payload.len() != Self::expected_len(self.size, &r) {
             return Err(DataError::WrongLength);
         }
         if *slot {
@@ -103,12 +102,15 @@ impl Reassembly {
     /// empty slot: an index in range that has not arrived, and the length
     /// that index has.
     pub fn wants(&self, index: u32, len: usize) -> bool {
-        let expect = if self.size == 0 {
-            1
-        } else {
-            datagram_range(self.size, self.per, index).len()
-        };
-        self.have.get(index as usize).is_some_and(|h| !*h) && len == expect
+        let r = datagram_range(self.size, self.per, index);
+        self.have.get(index as usize).is_some_and(|h| !*h)
+            && len == Self::expected_len(self.size, &r)
+    }
+
+    /// Payload octets of the datagram covering `r` of a chunk of `size`
+    /// (an empty chunk travels as one datagram of one octet).
+    fn expected_len(size: usize, r: &std::ops::Range<usize>) -> usize {
+        if size == 0 { 1 } else { r.len() }
     }
 
     /// Missing index ranges, at most `max`.

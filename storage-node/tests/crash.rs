@@ -65,15 +65,6 @@ fn verified_data(store: &Path) -> Vec<String> {
     ids
 }
 
-/// PUT_ACKs a node has sent, from the `stats.json` it writes every second.
-fn acks_sent(store: &Path) -> u64 {
-    std::fs::read_to_string(store.join("stats.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v["node"]["acks_sent"].as_u64())
-        .unwrap_or(0)
-}
-
 fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
     let t0 = Instant::now();
     while !f() {
@@ -107,9 +98,7 @@ fn kill_9_with_the_journal_on_keeps_every_acked_chunk() {
             journaled = lab
                 .nodes
                 .iter()
-                .filter_map(|i| std::fs::read_to_string(lab.store(*i).join("stats.json")).ok())
-                .filter_map(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-                .filter_map(|v| v["store"]["journaled"].as_u64())
+                .filter_map(|i| lab.stats(*i)["store"]["journaled"].as_u64())
                 .max()
                 .unwrap_or(0);
             journaled > 0
@@ -154,7 +143,7 @@ fn kill_9_in_the_middle_of_writes(node_extra: &str) -> Lab {
                 .nodes
                 .iter()
                 .copied()
-                .find(|i| acks_sent(&lab.store(*i)) >= 2)
+                .find(|i| lab.stats(*i)["node"]["acks_sent"].as_u64() >= Some(2))
                 .unwrap_or(0);
             victim != 0
         },

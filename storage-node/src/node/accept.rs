@@ -85,10 +85,7 @@ impl NodeCore {
         if let Some(g) = rx.group {
             self.leave(g);
         }
-        if self.recent.len() >= RECENT {
-            self.recent.pop_front();
-        }
-        self.recent.push_back(key);
+        remember(&mut self.recent, key);
         Some(rx)
     }
 
@@ -287,9 +284,9 @@ impl NodeCore {
     /// Where the tag is checked: the chunk's hash is checked before the
     /// chunk is stored and proves every octet, so a datagram of the right
     /// length that fills an empty slot of a transfer that already took one
-    /// verified datagram is taken as it is (a keyed BLAKE3 of a datagram costs 1.8 µs on one
-    /// SIMD lane, 1.3 ms of CPU per MiB). The first datagram (it proves the
-    /// key) and every repeat are verified. A forgery that got into an
+    /// verified datagram is taken as it is (a keyed BLAKE3 of a datagram
+    /// costs 1.8 µs on one SIMD lane, 1.3 ms of CPU per MiB). The first
+    /// datagram (it proves the key) and every repeat are verified. A forgery that got into an
     /// empty slot fails the chunk's hash: the ACK says so, the writer sends
     /// the chunk again, and that repeat verifies every datagram
     /// (`mismatched`), so a forger costs a transfer one more pass at most.
@@ -401,10 +398,7 @@ impl NodeCore {
                 self.counters.hash_mismatches += 1;
                 // The writer sends it again: every datagram of that repeat
                 // is verified (see `handle_keyed_data`).
-                if self.mismatched.len() >= RECENT {
-                    self.mismatched.pop_front();
-                }
-                self.mismatched.push_back((node, txid));
+                remember(&mut self.mismatched, (node, txid));
                 AckStatus::HashMismatch
             }
             Err(e) if e.is_no_space() => {
@@ -430,4 +424,12 @@ impl NodeCore {
             }),
         );
     }
+}
+
+/// Appends `key` to a list of the last [`RECENT`] transfers.
+fn remember(list: &mut std::collections::VecDeque<(u32, u64)>, key: (u32, u64)) {
+    if list.len() >= RECENT {
+        list.pop_front();
+    }
+    list.push_back(key);
 }
