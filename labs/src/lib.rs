@@ -86,6 +86,7 @@ mod build;
 pub mod capture;
 pub mod cmd;
 mod error;
+mod floor;
 pub mod generate;
 pub mod gluster;
 mod lab;
@@ -104,6 +105,7 @@ mod v4;
 pub use build::{BRIDGE, HOST_IF, PROBE_GROUP, cleanup_stale, process_prefix};
 pub use capture::{Capture, Counts, UdpCounters};
 pub use error::{LabError, Result};
+pub use floor::{FLOOR_GROUP, FLOOR_PORT, Floor, FloorOptions, Millis, measure as measure_floor};
 pub use lab::{
     HostInfo, Lab, LabOptions, PortInfo, PortPeer, SwitchInfo, link_local_of, mac_string,
     solicited_node,

@@ -13,6 +13,7 @@ mod chart;
 mod dstcap;
 mod dual;
 mod expect;
+mod floor;
 mod objects;
 mod putbench;
 mod putbench_paired;

@@ -65,6 +65,10 @@ pub fn blocks(r: &Running, writers: &[String], plan: &PeerPlan) -> Vec<Value> {
         (BIG, per_block(plan.big_puts, plan.blocks)),
     ];
     let mut rows = Vec::new();
+    let servers: Vec<String> = crate::putbench_peer::storage_hosts(r.lab.topology(), writers)
+        .into_iter()
+        .take(crate::floor::REPLICAS)
+        .collect();
     // A warm-up round first, one object of each size per system, not counted:
     // the first put in a fresh lab ran up to 20 % slower than the later ones
     // (the last lab's teardown and the volume's start still settling).
@@ -89,6 +93,16 @@ pub fn blocks(r: &Running, writers: &[String], plan: &PeerPlan) -> Vec<Value> {
                 rows.push(v);
             }
         }
+        if let Some(b) = block {
+            let samples = sizes[0].1.max(50);
+            rows.push(crate::floor::peer_row(
+                &r.lab,
+                &writers[0],
+                &servers,
+                samples,
+                Some(b),
+            ));
+        }
     }
     vol.teardown();
     rows
@@ -103,8 +117,9 @@ pub fn lab_report(rows: Vec<Value>, blocks: usize) -> Value {
         rows.into_iter().partition(|r| r["warmup"] == true);
     let mut combined = combine_summaries(&per_block);
     pool_bytes(&mut combined, &rows);
+    let floor = crate::floor::summary(&rows);
     json!({"summary": combined, "block_summaries": per_block, "rows": rows,
-           "warmup_rows": warmup})
+           "warmup_rows": warmup, "floor": floor})
 }
 
 /// The targets from the two labs' reports ([`lab_report`]): each block's

@@ -299,6 +299,18 @@ fn one_lab(topo: &Topology, name: &str, locate: &Locate, plan: &PeerPlan) -> Res
             }
         }
         peer_rows(&r, &writers[0], plan, &mut rows);
+        let servers: Vec<String> = storage_hosts(topo, &writers)
+            .into_iter()
+            .take(REPLICAS)
+            .collect();
+        let samples = plan.small_puts.max(50);
+        rows.push(crate::floor::peer_row(
+            &r.lab,
+            &writers[0],
+            &servers,
+            samples,
+            None,
+        ));
         Ok(rows)
     })();
     let Running { lab, stack, .. } = r;
@@ -559,11 +571,11 @@ pub fn bench_part(topology: &Path, locate: &Locate, out: &Path, plan: &PeerPlan)
         let lab = if paired {
             crate::putbench_paired::lab_report(rows, plan.blocks)
         } else {
-            json!({"summary": summary(&rows), "rows": rows})
+            json!({"summary": summary(&rows), "floor": crate::floor::summary(&rows), "rows": rows})
         };
         labs_out.insert(label.to_string(), lab);
     }
-    let targets = if paired {
+    let mut targets = if paired {
         crate::putbench_paired::targets(&labs_out["unshaped"], &labs_out["shaped"], plan.blocks)
     } else {
         targets(
@@ -571,6 +583,11 @@ pub fn bench_part(topology: &Path, locate: &Locate, out: &Path, plan: &PeerPlan)
             &labs_out["shaped"]["summary"],
         )
     };
+    crate::floor::annotate_targets(
+        &mut targets,
+        &labs_out["unshaped"]["floor"],
+        &labs_out["shaped"]["floor"],
+    );
     let servers: Vec<String> = storage_hosts(&topo, &writers)
         .into_iter()
         .take(REPLICAS)
@@ -647,6 +664,7 @@ pub fn render(v: &Value, o: &mut String) {
                 if r["ok"] == true { "yes" } else { "NO" }
             );
         }
+        crate::floor::render_line(&v[label]["floor"], &links, o);
         for row in v[label]["rows"].as_array().into_iter().flatten() {
             for e in row["errors"].as_array().into_iter().flatten().take(2) {
                 let _ = writeln!(
@@ -671,6 +689,7 @@ pub fn render(v: &Value, o: &mut String) {
             t["target"].as_str().unwrap_or(""),
             if t["met"] == true { "met" } else { "NOT met" }
         );
+        crate::floor::render_target(&t["floor"], o);
         if let Some(rs) = t["block_ratios"].as_array() {
             let shown: Vec<String> = rs.iter().map(|r| format!("{:.3}", f(r))).collect();
             let _ = writeln!(

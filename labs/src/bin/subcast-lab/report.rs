@@ -150,6 +150,9 @@ pub fn render(topo: &Topology, r: &Value) -> String {
     if r["scenario"] == "rate" {
         return crate::rate::render(r);
     }
+    if r["scenario"] == "floor" {
+        return crate::floor::render(r);
+    }
     if r["scenario"] == "put-bench" && r["peer"].is_string() {
         return crate::putbench_peer::render_run(r);
     }

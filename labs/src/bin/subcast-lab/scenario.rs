@@ -72,6 +72,10 @@ pub enum Scenario {
     Soak,
     /// Snapshots, deletes and clones (issue 16; see `snapshots.rs`).
     Snapshots,
+    /// The lab alone (no daemons): what the kernel and the disk take for one
+    /// round, one pass of `--object-size` and three durable copies, `--puts`
+    /// samples each, and the multicast ceiling (see `floor.rs`).
+    Floor,
 }
 
 /// The negotiating group used: the first one (name order) that has members.
@@ -523,6 +527,9 @@ pub fn run(opts: &RunOptions) -> Result<Value> {
         let sender = opts.sender.as_deref();
         return crate::rate::run(&opts.topology, sender, &opts.rate, &opts.locate);
     }
+    if opts.scenario == Scenario::Floor {
+        return crate::floor::run(opts);
+    }
     if opts.scenario == Scenario::PutBench
         && let Some(peer) = opts.put_bench.peer
     {
@@ -545,6 +552,7 @@ pub fn run(opts: &RunOptions) -> Result<Value> {
         Scenario::Attack => crate::attack::attack(&mut r, opts, &sender),
         Scenario::Soak => crate::soak::soak(&mut r, opts, &sender),
         Scenario::MultiSite => bail!("multi-site needs a topology with `sites:`"),
+        Scenario::Floor => unreachable!("the floor runs without daemons, above"),
         Scenario::Snapshots => crate::snapshots::snapshots(&mut r, &sender),
         Scenario::PutBench => crate::putbench::put_bench(&mut r, opts),
         Scenario::PutGet => crate::putget::put_get(&mut r, opts, &sender).or_else(|e| {
@@ -580,13 +588,17 @@ pub fn run(opts: &RunOptions) -> Result<Value> {
 
 /// Scenarios that run on `family: ipv4` topologies (the daemons configured in
 /// IPv4); the others configure IPv6 only so far and refuse such a topology.
-pub const IPV4_SCENARIOS: [Scenario; 3] =
-    [Scenario::PutGet, Scenario::SubsetOnly, Scenario::PutBench];
+pub const IPV4_SCENARIOS: [Scenario; 4] = [
+    Scenario::PutGet,
+    Scenario::SubsetOnly,
+    Scenario::PutBench,
+    Scenario::Floor,
+];
 
 /// Refuse a topology whose family the scenario cannot configure the daemons for.
 pub fn check_family(opts: &RunOptions) -> Result<()> {
     let topo = Topology::from_yaml_file(&opts.topology)?;
-    let names = "put-get, subset-only, put-bench (not --peer) and the demo";
+    let names = "put-get, subset-only, put-bench (not --peer), floor and the demo";
     match topo.family {
         labs::Family::Ipv6 => Ok(()),
         labs::Family::Ipv4
