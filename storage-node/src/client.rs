@@ -98,6 +98,9 @@ pub struct ClientStats {
     pub rendezvous_granted: u64,
     /// Chunks sent by the fallback transport after a table-full refusal.
     pub fallbacks: u64,
+    /// Rendezvous transfers whose DATA went without waiting for PUT_READY
+    /// (every target a known member of the group: `warm_for`).
+    pub ready_skipped: u64,
 }
 
 struct CtlLink {
@@ -269,7 +272,11 @@ impl Client {
                 GroupAnswer::Failed(_) => {}
             }
             if let Some(Task::Put(m)) = tasks.get_mut(&txid) {
-                m.on_group(answer, Instant::now());
+                let now = Instant::now();
+                if let GroupAnswer::Group(g) = &answer {
+                    m.set_warm(ctl.groups.is_warm(*g, now));
+                }
+                m.on_group(answer, now);
             }
         }
     }
@@ -392,7 +399,15 @@ impl Client {
                                     PutEvent::NeedRendezvous { parent, targets } => {
                                         rendezvous = Some((parent, targets))
                                     }
-                                    PutEvent::Done(o) => finished = Some(Finished::Put(Ok(o))),
+                                    PutEvent::Done(o) => {
+                                        if let (Some((g, until)), Some(ctl)) =
+                                            (m.warm_until(Instant::now()), &mut self.ctl)
+                                        {
+                                            ctl.groups.mark_warm(g, until);
+                                        }
+                                        self.stats.ready_skipped += u64::from(o.ready_skipped);
+                                        finished = Some(Finished::Put(Ok(o)))
+                                    }
                                     PutEvent::Failed(e) => finished = Some(Finished::Put(Err(e))),
                                 }
                             }

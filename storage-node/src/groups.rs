@@ -75,6 +75,9 @@ pub struct GroupCache {
     /// Requests sent (first tries) and grants served from the cache.
     pub requests: u64,
     pub reused: u64,
+    /// Until when every target of a held group is a known member of it
+    /// (a put on it ended with all their PUT_ACKs; see `warm_for`).
+    warm: HashMap<Ipv6Addr, Instant>,
 }
 
 impl GroupCache {
@@ -88,7 +91,25 @@ impl GroupCache {
             answers: Vec::new(),
             requests: 0,
             reused: 0,
+            warm: HashMap::new(),
         }
+    }
+
+    /// Every target of `group` is a member of it until `until`.
+    pub fn mark_warm(&mut self, group: Ipv6Addr, until: Instant) {
+        let e = self.warm.entry(group).or_insert(until);
+        *e = (*e).max(until);
+        let held: std::collections::HashSet<Ipv6Addr> =
+            self.held.values().map(|h| h.group).collect();
+        self.warm.retain(|g, _| held.contains(g));
+    }
+
+    /// Whether every target of `group`, a group this cache holds, is a
+    /// known member of it now. A group no longer held may have been given
+    /// to another target set since.
+    pub fn is_warm(&self, group: Ipv6Addr, now: Instant) -> bool {
+        self.warm.get(&group).is_some_and(|t| *t > now)
+            && self.held.values().any(|h| h.group == group)
     }
 
     /// A lease with less than this left is not used for a new transfer.
@@ -275,6 +296,32 @@ mod tests {
             Some(ControllerOut::Request(r)) => r.request_id,
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_group_is_warm_only_while_held_and_until_its_time() {
+        let mut c = cache();
+        let t0 = Instant::now();
+        let g = Ipv6Addr::new(0xff15, 0, 0, 0, 0, 0, 0x5c00, 7);
+        // Not held yet: marking it does not make it warm.
+        c.mark_warm(g, t0 + Duration::from_secs(1));
+        assert!(!c.is_warm(g, t0));
+        c.need(1, PARENT, vec![a(1), a(2), a(3)], t0);
+        let r = request_id(&mut c);
+        c.on_grant(r, granted(7, 70), t0);
+        assert!(!c.is_warm(g, t0), "held, but no put has ended on it");
+        c.mark_warm(g, t0 + Duration::from_secs(1));
+        assert!(c.is_warm(g, t0 + Duration::from_millis(999)));
+        assert!(
+            !c.is_warm(g, t0 + Duration::from_secs(1)),
+            "until, not after"
+        );
+        // An earlier end does not shorten it.
+        c.mark_warm(g, t0 + Duration::from_millis(500));
+        assert!(c.is_warm(g, t0 + Duration::from_millis(900)));
+        // Released: never warm again, whatever was marked.
+        c.release_all();
+        assert!(!c.is_warm(g, t0 + Duration::from_millis(900)));
     }
 
     #[test]

@@ -20,6 +20,7 @@ use crate::transport::Mode;
 pub use hold::Hold;
 
 mod hold;
+mod ready;
 use std::collections::VecDeque;
 use std::net::{Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -103,6 +104,11 @@ pub struct PutMachine {
     hold: Option<Hold>,
     /// DATA goes as keyed DATA under this (see [`Self::use_data_key`]).
     data_key: Option<DataKey>,
+    /// The owner knows every target to be a member of the group it gives
+    /// (see [`Self::set_warm`]).
+    warm: bool,
+    /// DATA went without waiting for PUT_READY (`warm`).
+    ready_skipped: bool,
 }
 
 impl PutMachine {
@@ -158,6 +164,8 @@ impl PutMachine {
             gate: None,
             hold: None,
             data_key: None,
+            warm: false,
+            ready_skipped: false,
         };
         m.propose();
         m
@@ -314,29 +322,7 @@ impl PutMachine {
                 self.check_done(now);
             }
             ReplicastMessage::PutReady(r) if r.chunk_id == self.chunk_id => {
-                if let Some(t) = self.targets.iter_mut().find(|t| t.node == sender) {
-                    // A READY to a poll once DATA went out: the target is
-                    // alive (writing, or still waiting for its first DATA,
-                    // which its own NACK timer asks for): not silent.
-                    if t.ready
-                        && t.polls > 0
-                        && matches!(self.state, State::Sending)
-                        && t.writing_answers < MAX_WRITING_ANSWERS
-                    {
-                        t.writing_answers += 1;
-                        t.polls = 0;
-                    }
-                    t.ready = true;
-                }
-                if self.targets.iter().all(|t| t.ready) {
-                    if self.tl.ready.is_none() && matches!(self.state, State::Sending) {
-                        self.tl.ready = Some(now);
-                    }
-                    if !self.lead_pending {
-                        self.data_not_before = None;
-                        self.ready_retry_at = None;
-                    }
-                }
+                self.on_ready(sender, now);
             }
             ReplicastMessage::Nack(n) => {
                 let Some(t) = self.targets.iter_mut().find(|t| t.node == sender) else {
@@ -474,21 +460,7 @@ impl PutMachine {
         self.delivery = delivery;
         self.tl.accept = Some(now);
         self.state = State::Sending;
-        if delivery.is_unspecified() || delivery == self.p.group {
-            // Unicast, or the negotiating group the targets are members
-            // of: nobody has a group to join. The ACCEPT leaves first and
-            // travels the same path, so every target knows the transfer
-            // when its DATA arrives; DATA follows at once. (A target whose
-            // ACCEPT was lost is found by the poll after the pass.)
-            self.data_not_before = None;
-            self.lead_pending = false;
-        } else {
-            // DATA waits for every target's PUT_READY (it joined the
-            // rendezvous group), counted from when the ACCEPT actually
-            // leaves (poll_transmit).
-            self.data_not_before = Some(now + Duration::from_secs(3600));
-            self.lead_pending = true;
-        }
+        self.lead(delivery, now);
         let dests = if delivery.is_unspecified() {
             self.targets.iter().map(|t| t.addr).collect()
         } else {
@@ -570,6 +542,7 @@ impl PutMachine {
             datagrams_sent: self.outgoing.as_ref().map_or(0, |o| o.sent_datagrams),
             payload_bytes_sent: self.outgoing.as_ref().map_or(0, |o| o.sent_payload_bytes),
             fallback: self.fallback.clone(),
+            ready_skipped: self.ready_skipped,
             phases: self.tl.phases(),
         }
     }

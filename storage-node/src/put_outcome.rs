@@ -42,6 +42,9 @@ pub struct PutOutcome {
     pub payload_bytes_sent: u64,
     /// Why the fallback transport was used, if it was.
     pub fallback: Option<String>,
+    /// DATA went without waiting for the targets' PUT_READY: they were
+    /// known members of the rendezvous group already.
+    pub ready_skipped: bool,
     /// How long each phase took.
     pub phases: PutPhases,
 }

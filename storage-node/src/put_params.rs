@@ -21,6 +21,7 @@ pub struct PutTimers {
     pub max_rounds: u32,
     /// Silence from a target before it is polled.
     pub poll_interval: Duration,
+
     /// Unanswered polls before a target is replaced.
     pub max_polls: u32,
     /// Longest wait between PUT_ACCEPT and the first DATA for the
@@ -29,6 +30,13 @@ pub struct PutTimers {
     /// A target's PUT_READY missing this long: its ACCEPT (or READY) was
     /// lost; send the ACCEPT to it again.
     pub ready_retry: Duration,
+    /// After a put on a rendezvous group ends with every target's PUT_ACK,
+    /// its targets are taken to be members of the group for this long: a
+    /// put to the same group meanwhile sends DATA right after its ACCEPT,
+    /// without waiting for PUT_READY. A target stays a member for
+    /// `node::LINGER` (2 s) after its last transfer on a group, so the
+    /// default of 1 s leaves a second of margin. Zero: always wait.
+    pub warm_for: Duration,
 }
 
 impl PutTimers {
@@ -56,6 +64,7 @@ impl Default for PutTimers {
             max_polls: 40,
             join_lead: Duration::from_millis(100),
             ready_retry: Duration::from_millis(5),
+            warm_for: Duration::from_secs(1),
         }
     }
 }

@@ -67,3 +67,60 @@ fn table_full_falls_back_to_the_configured_transport() {
     assert_eq!(o.datagrams_sent, data.len().div_ceil(1372) as u64);
     assert_eq!(sim.not_for_us(), 3 * data.len() as u64);
 }
+
+/// Puts a rendezvous chunk of `size` octets and returns its outcome and id.
+fn rendezvous_put(
+    sim: &mut Sim,
+    size: usize,
+    seed: u8,
+) -> (crate::put::PutOutcome, subcast_proto::replicast::Hash32) {
+    let data = payload(size, seed);
+    let id = crate::chunking::chunk_id(&data);
+    let mut side = sim.put(&data, Mode::Rendezvous, 3, ChunkKind::Data);
+    let ev = sim.run(&mut side, Duration::from_secs(10));
+    (put_done(&ev).clone(), id)
+}
+
+#[test]
+fn a_put_to_a_group_its_targets_just_used_skips_ready() {
+    let mut sim = Sim::new(3, 0.0, 61);
+    let (first, a) = rendezvous_put(&mut sim, 200_000, 61);
+    assert!(!first.ready_skipped, "nobody is known to be a member yet");
+    let group = sim.accepts[0].1;
+    assert!(
+        sim.nodes.iter().all(|n| n.joined.contains(&group)),
+        "the targets linger"
+    );
+    let (second, b) = rendezvous_put(&mut sim, 200_000, 62);
+    assert!(second.ready_skipped, "{second:?}");
+    assert_eq!(sim.accepts[1].1, group, "the same set, the same group");
+    for id in [a, b] {
+        assert_eq!(sim.holders(&id), vec![1, 2, 3]);
+    }
+    assert_eq!(
+        second.datagrams_sent,
+        200_000usize.div_ceil(1372) as u64,
+        "no repeats"
+    );
+    // Past `warm_for` the next put waits for PUT_READY again.
+    sim.now += Duration::from_millis(1500);
+    let (third, _) = rendezvous_put(&mut sim, 200_000, 63);
+    assert!(!third.ready_skipped, "{third:?}");
+}
+
+#[test]
+fn a_target_no_longer_on_the_group_still_stores_when_ready_is_skipped() {
+    let mut sim = Sim::new(3, 0.0, 64);
+    rendezvous_put(&mut sim, 200_000, 64);
+    let group = sim.accepts[0].1;
+    // Node 2 is off the group although its core thinks it lingers (as if
+    // its membership were lost): the first pass does not reach it.
+    sim.nodes[1].joined.remove(&group);
+    let (o, id) = rendezvous_put(&mut sim, 200_000, 65);
+    assert!(o.ready_skipped);
+    assert_eq!(sim.holders(&id), vec![1, 2, 3], "repaired: {o:?}");
+    assert!(
+        o.datagrams_sent > 200_000usize.div_ceil(1372) as u64,
+        "node 2's share came again: {o:?}"
+    );
+}

@@ -25,7 +25,7 @@ mod repair;
 mod rounds;
 mod verify;
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -128,6 +128,9 @@ struct Sim {
     table_full: bool,
     /// Rendezvous groups the client asked for.
     groups_asked: u64,
+    /// As the client's group cache: until when every target of a group is
+    /// a known member (after a put on it ended), so DATA skips PUT_READY.
+    warm: HashMap<Ipv6Addr, Instant>,
     /// (txid, delivery group) of every PUT_ACCEPT the client sent.
     accepts: Vec<(u64, Ipv6Addr)>,
     /// A store action completes this long after the core asked for it
@@ -195,6 +198,7 @@ impl Sim {
             client_link_free: Instant::now(),
             table_full: false,
             groups_asked: 0,
+            warm: HashMap::new(),
             accepts: Vec::new(),
             data_txids: Vec::new(),
             disk_delay: Duration::ZERO,
@@ -346,7 +350,15 @@ impl Sim {
                             if let PutEvent::NeedRendezvous { targets, .. } = &e {
                                 let a = self.group_for(targets);
                                 self.groups_asked += 1;
+                                if let crate::groups::GroupAnswer::Group(g) = &a {
+                                    m.set_warm(self.warm.get(g).is_some_and(|t| *t > self.now));
+                                }
                                 m.on_group(a, self.now);
+                            }
+                            if let (PutEvent::Done(_), Some((g, until))) =
+                                (&e, m.warm_until(self.now))
+                            {
+                                self.warm.insert(g, until);
                             }
                             events.push(ReplicastEvent::Put(e));
                         }
