@@ -213,6 +213,23 @@ fn paired_blocks_alternate_and_judge_on_the_blocks() {
         want.extend(systems.iter().rev().map(|s| (1, *s)));
         assert_eq!(order, want, "{lab}: the blocks alternate");
         assert_eq!(v[lab]["block_summaries"].as_array().map(Vec::len), Some(2));
+        // The floor after each block, apart from the systems' rows.
+        let floor = &v[lab]["floor"];
+        assert_eq!(floor["ok"], true, "{lab}: {floor:#}");
+        assert_eq!(floor["runs"], 2, "{lab}: {floor:#}");
+        assert_eq!(
+            floor["rows"].as_array().map(Vec::len),
+            Some(2),
+            "{lab}: {floor:#}"
+        );
+        assert!(
+            floor["put_256k_p50_ms"].as_f64().is_some_and(|x| x > 0.0),
+            "{floor:#}"
+        );
+        assert!(
+            floor["ceiling_mib_s"].as_f64().is_some_and(|x| x > 0.0),
+            "{floor:#}"
+        );
         for s in systems {
             assert_eq!(v[lab]["summary"][s]["ok"], true, "{lab} {s}: {v:#}");
         }
@@ -231,8 +248,15 @@ fn paired_blocks_alternate_and_judge_on_the_blocks() {
         if t["paired"] == false {
             // Sender bytes: about 1.06 against about 3.2, pooled.
             assert!(ratio > 0.30 && ratio < 0.37, "{t:#}");
+            assert!(t["floor"].is_null(), "bytes have no floor: {t:#}");
         } else {
             assert!((ratio - (rs[0] + rs[1]) / 2.0).abs() < 1e-9, "{t:#}");
+            // What the floor allows, beside every timed target.
+            assert!(
+                t["floor"]["ratio"].as_f64().is_some_and(|x| x > 0.0),
+                "{t:#}"
+            );
+            assert!(t["floor"]["reachable"].is_boolean(), "{t:#}");
         }
     }
 }

@@ -161,6 +161,14 @@ pub fn peer_row(
     v
 }
 
+/// A lab's `floor`: [`summary`] of its floor rows, with the rows under
+/// `rows` (kept apart from the systems' `rows[]`).
+pub fn report(rows: Vec<Value>) -> Value {
+    let mut v = summary(&rows);
+    v["rows"] = Value::Array(rows);
+    v
+}
+
 /// The floor of a lab's report from its rows: every ok floor row's put p50
 /// and ceiling, and their medians.
 pub fn summary(rows: &[Value]) -> Value {
@@ -247,6 +255,12 @@ pub fn render_line(f: &Value, links: &str, o: &mut String) {
         f["runs"],
         if f["ok"] == true { "" } else { ", FAILED" },
     ));
+    for e in f["errors"].as_array().into_iter().flatten().take(1) {
+        o.push_str(&format!(
+            "      floor error: {}\n",
+            e.as_str().unwrap_or("")
+        ));
+    }
 }
 
 /// A target's floor under it in the peer table.

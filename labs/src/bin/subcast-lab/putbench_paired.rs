@@ -112,12 +112,14 @@ pub fn blocks(r: &Running, writers: &[String], plan: &PeerPlan) -> Vec<Value> {
 /// summary from them (medians; bytes pooled), the counted rows and the
 /// warm-up's apart.
 pub fn lab_report(rows: Vec<Value>, blocks: usize) -> Value {
+    let (floor_rows, rows): (Vec<Value>, Vec<Value>) =
+        rows.into_iter().partition(|r| r["system"] == "floor");
     let per_block: Vec<Value> = (0..blocks).map(|b| summary(&rows_of(&rows, b))).collect();
     let (warmup, rows): (Vec<Value>, Vec<Value>) =
         rows.into_iter().partition(|r| r["warmup"] == true);
     let mut combined = combine_summaries(&per_block);
     pool_bytes(&mut combined, &rows);
-    let floor = crate::floor::summary(&rows);
+    let floor = crate::floor::report(floor_rows);
     json!({"summary": combined, "block_summaries": per_block, "rows": rows,
            "warmup_rows": warmup, "floor": floor})
 }
