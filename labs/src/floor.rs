@@ -21,7 +21,8 @@
 //! percentiles bound what any put with that shape can reach on this machine
 //! (subcast's puts also wait for a version lookup, a group and a PUT_READY).
 //! The group is a static one ([`Lab::static_group`], address [`FLOOR_GROUP`]),
-//! removed again afterwards; the datagrams go over IPv6 on every lab.
+//! removed again afterwards from Linux bridges (an Open vSwitch switch keeps
+//! its flow until the lab goes); the datagrams go over IPv6 on every lab.
 
 use std::io::{self, IoSliceMut};
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
