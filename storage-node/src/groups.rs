@@ -43,6 +43,9 @@ struct Held {
     group: Ipv6Addr,
     lease_id: u64,
     expires: Instant,
+    /// Until when every target is a known member of the group (a put on
+    /// it ended with all their PUT_ACKs; see `warm_for`).
+    warm_until: Option<Instant>,
 }
 
 /// Settings of the cache.
@@ -75,9 +78,6 @@ pub struct GroupCache {
     /// Requests sent (first tries) and grants served from the cache.
     pub requests: u64,
     pub reused: u64,
-    /// Until when every target of a held group is a known member of it
-    /// (a put on it ended with all their PUT_ACKs; see `warm_for`).
-    warm: HashMap<Ipv6Addr, Instant>,
 }
 
 impl GroupCache {
@@ -91,25 +91,24 @@ impl GroupCache {
             answers: Vec::new(),
             requests: 0,
             reused: 0,
-            warm: HashMap::new(),
         }
     }
 
     /// Every target of `group` is a member of it until `until`.
+    /// (A group this cache does not hold is left alone.)
     pub fn mark_warm(&mut self, group: Ipv6Addr, until: Instant) {
-        let e = self.warm.entry(group).or_insert(until);
-        *e = (*e).max(until);
-        let held: std::collections::HashSet<Ipv6Addr> =
-            self.held.values().map(|h| h.group).collect();
-        self.warm.retain(|g, _| held.contains(g));
+        for h in self.held.values_mut().filter(|h| h.group == group) {
+            h.warm_until = h.warm_until.max(Some(until));
+        }
     }
 
     /// Whether every target of `group`, a group this cache holds, is a
     /// known member of it now. A group no longer held may have been given
     /// to another target set since.
     pub fn is_warm(&self, group: Ipv6Addr, now: Instant) -> bool {
-        self.warm.get(&group).is_some_and(|t| *t > now)
-            && self.held.values().any(|h| h.group == group)
+        self.held
+            .values()
+            .any(|h| h.group == group && h.warm_until.is_some_and(|t| t > now))
     }
 
     /// A lease with less than this left is not used for a new transfer.
@@ -191,6 +190,7 @@ impl GroupCache {
                         group,
                         lease_id,
                         expires: now + left,
+                        warm_until: None,
                     },
                 );
                 GroupAnswer::Group(group)

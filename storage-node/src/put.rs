@@ -107,8 +107,6 @@ pub struct PutMachine {
     /// The owner knows every target to be a member of the group it gives
     /// (see [`Self::set_warm`]).
     warm: bool,
-    /// DATA went without waiting for PUT_READY (`warm`).
-    ready_skipped: bool,
 }
 
 impl PutMachine {
@@ -165,7 +163,6 @@ impl PutMachine {
             hold: None,
             data_key: None,
             warm: false,
-            ready_skipped: false,
         };
         m.propose();
         m
@@ -542,7 +539,7 @@ impl PutMachine {
             datagrams_sent: self.outgoing.as_ref().map_or(0, |o| o.sent_datagrams),
             payload_bytes_sent: self.outgoing.as_ref().map_or(0, |o| o.sent_payload_bytes),
             fallback: self.fallback.clone(),
-            ready_skipped: self.ready_skipped,
+            ready_skipped: self.warm && self.on_rendezvous_group(self.delivery),
             phases: self.tl.phases(),
         }
     }

@@ -27,11 +27,8 @@ impl PutMachine {
     /// PUT_ACK (none replaced): the group and until when its targets are
     /// members for sure (`warm_for` from `now`; zero turns this off).
     pub fn warm_until(&self, now: Instant) -> Option<(Ipv6Addr, Instant)> {
-        let rendezvous = !self.delivery.is_unspecified()
-            && self.delivery != self.p.group
-            && self.fallback.is_none();
         let all_acked = !self.targets.is_empty() && self.targets.iter().all(|t| t.acked);
-        (rendezvous
+        (self.on_rendezvous_group(self.delivery)
             && all_acked
             && self.replaced == 0
             && !self.p.timers.warm_for.is_zero()
@@ -39,9 +36,15 @@ impl PutMachine {
         .then(|| (self.delivery, now + self.p.timers.warm_for))
     }
 
+    /// Whether `delivery` is a rendezvous group: not unicast (unspecified)
+    /// and not the negotiating group (ng-multicast, or the fallback).
+    pub(super) fn on_rendezvous_group(&self, delivery: Ipv6Addr) -> bool {
+        !delivery.is_unspecified() && delivery != self.p.group
+    }
+
     /// When DATA may start once the ACCEPT to `delivery` is out.
     pub(super) fn lead(&mut self, delivery: Ipv6Addr, now: Instant) {
-        if delivery.is_unspecified() || delivery == self.p.group {
+        if !self.on_rendezvous_group(delivery) {
             // Unicast, or the negotiating group the targets are members
             // of: nobody has a group to join. The ACCEPT leaves first and
             // travels the same path, so every target knows the transfer
@@ -54,7 +57,6 @@ impl PutMachine {
             for t in &mut self.targets {
                 t.ready = true;
             }
-            self.ready_skipped = true;
             self.tl.ready = Some(now);
             self.data_not_before = None;
             self.lead_pending = false;
