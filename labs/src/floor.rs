@@ -375,37 +375,33 @@ impl Writer {
         for run in self.buf.chunks(seg * gso) {
             if run.len() <= seg {
                 // One datagram: a plain send (no control messages).
-                loop {
-                    match self.sock.send_to(run, dst) {
-                        Ok(_) => break,
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            let mut fds = [PollFd::new(&self.sock, PollFlags::OUT)];
-                            poll(&mut fds, None).map_err(|e| io_err("poll")(e.into()))?;
-                        }
-                        Err(e) => return Err(io_err("send")(e)),
-                    }
-                }
+                self.until_sent(|| self.sock.send_to(run, dst).map(drop))?;
                 continue;
             }
             let t = Transmit {
                 destination: dst,
                 ecn: None,
                 contents: run,
-                segment_size: (run.len() > seg).then_some(seg),
+                segment_size: Some(seg),
                 src_ip: None,
             };
-            loop {
-                match self.state.try_send(UdpSockRef::from(&self.sock), &t) {
-                    Ok(()) => break,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        let mut fds = [PollFd::new(&self.sock, PollFlags::OUT)];
-                        poll(&mut fds, None).map_err(|e| io_err("poll")(e.into()))?;
-                    }
-                    Err(e) => return Err(io_err("send")(e)),
-                }
-            }
+            self.until_sent(|| self.state.try_send(UdpSockRef::from(&self.sock), &t))?;
         }
         Ok(())
+    }
+
+    /// Calls `send` until the socket takes it, waiting for room in between.
+    fn until_sent(&self, mut send: impl FnMut() -> io::Result<()>) -> Result<()> {
+        loop {
+            match send() {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let mut fds = [PollFd::new(&self.sock, PollFlags::OUT)];
+                    poll(&mut fds, None).map_err(|e| io_err("poll")(e.into()))?;
+                }
+                Err(e) => return Err(io_err("send")(e)),
+            }
+        }
     }
 
     /// Datagrams of `seg` octets one send may carry.

@@ -4,17 +4,10 @@
 //! under SUBCAST_LABS_REQUIRED=1). No wall-clock assertions: what the floor
 //! measures is in the bench.
 
-use std::process::Command;
-
 use serde_json::Value;
 
-fn subcast_lab(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_subcast-lab"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap()
-}
+mod common;
+use common::{json_report, subcast_lab};
 
 fn floor(topology: &str, extra: &[&str]) -> Value {
     let mut args = vec![
@@ -27,13 +20,7 @@ fn floor(topology: &str, extra: &[&str]) -> Value {
         "--json",
     ];
     args.extend_from_slice(extra);
-    let out = subcast_lab(&args);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let v: Value = serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("no JSON report ({e}); stdout:\n{stdout}\nstderr:\n{stderr}"));
-    assert!(out.status.success(), "subcast-lab failed: {stderr}\n{v:#}");
-    v
+    json_report(&subcast_lab(&args))
 }
 
 fn ms(v: &Value, k: &str, p: &str) -> f64 {

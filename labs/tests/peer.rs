@@ -4,12 +4,11 @@
 //! otherwise with a message; fails under SUBCAST_LABS_REQUIRED=1). No subcast
 //! daemons needed. No wall-clock assertions: speeds are in the bench.
 
-use std::process::Command;
-
 use labs::gluster;
 use serde_json::Value;
 
 mod common;
+use common::{json_report, subcast_lab};
 
 fn enabled(test: &str) -> bool {
     // Panics under SUBCAST_LABS_REQUIRED=1 when something is missing.
@@ -23,14 +22,6 @@ fn enabled(test: &str) -> bool {
         );
         false
     }
-}
-
-fn subcast_lab(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_subcast-lab"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap()
 }
 
 /// `run seed-three-switch.yaml --scenario put-bench --peer P --object-size B
@@ -50,11 +41,7 @@ fn peer_bench(peer: &str, size: u64, puts: u64) -> Value {
         &puts_s,
         "--json",
     ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let v: Value = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("no JSON report ({e}); stdout:\n{stdout}\nstderr:\n{stderr}"));
-    assert!(out.status.success(), "subcast-lab failed: {stderr}\n{v:#}");
+    let v = json_report(&out);
     println!(
         "{peer} {size} x {puts}: egress/B {} received/B {} p50 {} ms p99 {} ms {} MiB/s",
         v["sender_egress_per_payload_byte"],

@@ -6,15 +6,12 @@
 //! the same in its own labs, beside subcast and GlusterFS.
 
 use anyhow::{Context, Result, bail};
-use labs::{FloorOptions, Lab, LabOptions, Topology};
+use labs::{FloorOptions, Lab, Topology};
 use serde_json::{Value, json};
 
 use crate::putbench::choose_writers;
-use crate::putbench_peer::storage_hosts;
+use crate::putbench_peer::glusterfs_servers;
 use crate::scenario::RunOptions;
-
-/// Copies a put makes (the lab's node config, `replicas: 3`).
-pub const REPLICAS: usize = 3;
 
 /// The writer and targets: `--sender` and `--targets` when given, else the
 /// put-bench writer and the first three storage hosts.
@@ -25,10 +22,7 @@ pub fn hosts(topo: &Topology, name: &str, opts: &RunOptions) -> Result<(String, 
     };
     let targets: Vec<String> = match &opts.targets {
         Some(t) => t.clone(),
-        None => storage_hosts(topo, std::slice::from_ref(&writer))
-            .into_iter()
-            .take(REPLICAS)
-            .collect(),
+        None => glusterfs_servers(topo, std::slice::from_ref(&writer)),
     };
     for h in targets.iter().chain([&writer]) {
         if !topo.hosts.contains_key(h) {
@@ -70,14 +64,9 @@ pub fn run(opts: &RunOptions) -> Result<Value> {
     if !labs::lab_tests_enabled() {
         bail!("a lab needs root and iproute2 (run as root, apt-get install iproute2)");
     }
-    // As the daemons' labs are built (`scenario::bring_up`): switches closed to
-    // MLD, neighbour discovery pinned.
-    let lab_opts = LabOptions {
-        close_mld: true,
-        static_negotiating_groups: true,
-        ..LabOptions::default()
-    };
-    let lab = Lab::build(&topo, lab_opts).context("building the lab")?;
+    // Built as the daemons' labs are, none started.
+    let lab =
+        Lab::build(&topo, crate::scenario::daemon_lab_options()).context("building the lab")?;
     let mut v = on_lab(
         &lab,
         &writer,

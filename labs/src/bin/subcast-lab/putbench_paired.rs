@@ -65,10 +65,7 @@ pub fn blocks(r: &Running, writers: &[String], plan: &PeerPlan) -> Vec<Value> {
         (BIG, per_block(plan.big_puts, plan.blocks)),
     ];
     let mut rows = Vec::new();
-    let servers: Vec<String> = crate::putbench_peer::storage_hosts(r.lab.topology(), writers)
-        .into_iter()
-        .take(crate::floor::REPLICAS)
-        .collect();
+    let servers = crate::putbench_peer::glusterfs_servers(r.lab.topology(), writers);
     // A warm-up round first, one object of each size per system, not counted:
     // the first put in a fresh lab ran up to 20 % slower than the later ones
     // (the last lab's teardown and the volume's start still settling).

@@ -21,7 +21,7 @@ use crate::putbench::{Cell, Transport, cell as subcast_cell, choose_writers, sta
 use crate::scenario::{RunOptions, Running, bring_up};
 
 /// Replicas of the peer's volume (subcast's lab config has `replicas: 3`).
-const REPLICAS: usize = 3;
+pub(crate) const REPLICAS: usize = 3;
 
 /// `--peer`: what to measure instead of subcast.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -55,13 +55,19 @@ pub fn storage_hosts(topo: &Topology, writers: &[String]) -> Vec<String> {
     hosts
 }
 
+/// The GlusterFS servers (and the floor's targets): the first [`REPLICAS`]
+/// storage hosts, fewer when the topology has fewer.
+pub fn glusterfs_servers(topo: &Topology, writers: &[String]) -> Vec<String> {
+    storage_hosts(topo, writers)
+        .into_iter()
+        .take(REPLICAS)
+        .collect()
+}
+
 /// A replica-3 volume on the first three storage hosts, its client on `writer`.
 pub(crate) fn volume<'l>(lab: &'l Lab, writer: &str) -> Result<(GlusterVolume<'l>, Vec<String>)> {
     let writers = [writer.to_string()];
-    let servers: Vec<String> = storage_hosts(lab.topology(), &writers)
-        .into_iter()
-        .take(REPLICAS)
-        .collect();
+    let servers = glusterfs_servers(lab.topology(), &writers);
     if servers.len() < REPLICAS {
         bail!(
             "the topology has {} negotiating-group members besides the writer {writer}; \
@@ -299,10 +305,7 @@ fn one_lab(topo: &Topology, name: &str, locate: &Locate, plan: &PeerPlan) -> Res
             }
         }
         peer_rows(&r, &writers[0], plan, &mut rows);
-        let servers: Vec<String> = storage_hosts(topo, &writers)
-            .into_iter()
-            .take(REPLICAS)
-            .collect();
+        let servers = glusterfs_servers(topo, &writers);
         let samples = plan.small_puts.max(50);
         rows.push(crate::floor::peer_row(
             &r.lab,
@@ -590,10 +593,7 @@ pub fn bench_part(topology: &Path, locate: &Locate, out: &Path, plan: &PeerPlan)
         &labs_out["unshaped"]["floor"],
         &labs_out["shaped"]["floor"],
     );
-    let servers: Vec<String> = storage_hosts(&topo, &writers)
-        .into_iter()
-        .take(REPLICAS)
-        .collect();
+    let servers = glusterfs_servers(&topo, &writers);
     Ok(json!({
         "topology": name,
         "shaped_topology": sh_path.display().to_string(),

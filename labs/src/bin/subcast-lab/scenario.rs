@@ -163,6 +163,17 @@ pub fn bring_up(topo: &Topology, locate: &bins::Locate) -> Result<Running> {
     bring_up_with(topo, locate, &crate::stack::CtlTweaks::default())
 }
 
+/// How a lab for the daemons is built: switches closed to MLD (reports from
+/// host ports dropped, solicited-node groups pinned) and static entries for
+/// the negotiating groups.
+pub fn daemon_lab_options() -> LabOptions {
+    LabOptions {
+        close_mld: true,
+        static_negotiating_groups: true,
+        ..LabOptions::default()
+    }
+}
+
 /// [`bring_up`] with a changed controller config.
 pub fn bring_up_with(
     topo: &Topology,
@@ -174,12 +185,7 @@ pub fn bring_up_with(
     }
     let bins = bins::locate_for(locate, topo)?;
     let t0 = Instant::now();
-    let opts = LabOptions {
-        close_mld: true,
-        static_negotiating_groups: true,
-        ..LabOptions::default()
-    };
-    let lab = Lab::build(topo, opts).context("building the lab")?;
+    let lab = Lab::build(topo, daemon_lab_options()).context("building the lab")?;
     let stack = Stack::start_with(&lab, &bins, tweaks)?;
     Ok(Running {
         lab,
