@@ -179,7 +179,11 @@ impl Client {
             }
             None => None,
         };
-        let batch = SendBatch::new(&sock, cfg.udp_gso)?;
+        let batch = if cfg.udp_send_thread {
+            SendBatch::with_thread(&sock, cfg.udp_gso)?
+        } else {
+            SendBatch::new(&sock, cfg.udp_gso)?
+        };
         let recv = Some(RecvBatch::new(&sock)?);
         Ok(Client {
             batch,
@@ -294,6 +298,7 @@ impl Client {
             ctl.groups.release_all();
         }
         self.flush_controller().await;
+        self.batch.drain().await;
     }
 
     /// Runs tasks from `next` (at most `parallel` at once) until `next` is

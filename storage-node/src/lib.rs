@@ -55,6 +55,7 @@ pub mod put_outcome;
 pub mod put_params;
 pub mod put_phases;
 pub mod receive;
+pub mod send_thread;
 pub mod sites;
 pub mod snapshot;
 pub mod store;

@@ -6,6 +6,7 @@
 //! datagram wake its receivers and hand them the CPU before the next.
 
 use crate::outgoing::OutData;
+use crate::send_thread::{Batch, SendThread, Sender};
 use crate::transport::IP_UDP_OVERHEAD;
 use quinn_udp::{RecvMeta, Transmit, UdpSockRef, UdpSocketState};
 use rustix::net::addr::SocketAddrArg;
@@ -26,7 +27,7 @@ const MAX_GSO_BYTES: usize = 65_000;
 pub const MMSG_DATAGRAMS: usize = 64;
 
 /// Octets of datagrams one batch carries at most.
-const MMSG_BYTES: usize = 256 << 10;
+pub(crate) const MMSG_BYTES: usize = 256 << 10;
 
 /// Datagrams sealed back to back into one buffer and sent with few system
 /// calls: up to [`MMSG_DATAGRAMS`] datagrams to any destinations. Without
@@ -40,6 +41,8 @@ pub struct SendBatch {
     buf: Vec<u8>,
     /// The datagrams in `buf`, back to back in order: destination and octets.
     msgs: Vec<(SocketAddr, Range<usize>)>,
+    /// One of `msgs` is a control datagram (not DATA).
+    control: bool,
     gso: bool,
     /// Send calls made and datagrams they carried.
     pub sends: u64,
@@ -48,6 +51,20 @@ pub struct SendBatch {
     pub gso_sends: u64,
     /// GSO sends the kernel refused (GSO is then off for this socket and
     /// their datagrams went again by `sendmmsg`).
+    pub gso_refused: u64,
+    /// Of `datagrams`, those the send thread sent.
+    pub threaded: u64,
+    /// Large batches go out from here while the next is sealed.
+    thread: Option<SendThread>,
+}
+
+/// A batch a [`SendBatch`] sent for someone else (the send thread), its
+/// buffers to use again, and what sending it took.
+#[derive(Debug, Default)]
+pub struct SentBatch {
+    pub batch: Batch,
+    pub sends: u64,
+    pub gso_sends: u64,
     pub gso_refused: u64,
 }
 
@@ -91,12 +108,58 @@ impl SendBatch {
             state,
             buf: Vec::with_capacity(MMSG_BYTES + 9216),
             msgs: Vec::with_capacity(MMSG_DATAGRAMS),
+            control: false,
             gso,
             sends: 0,
             datagrams: 0,
             gso_sends: 0,
             gso_refused: 0,
+            threaded: 0,
+            thread: None,
         })
+    }
+
+    /// As [`Self::new`], with large batches sent from a thread of their
+    /// own (see `send_thread.rs`); without it if the thread cannot start.
+    pub fn with_thread(sock: &UdpSocket, gso: bool) -> io::Result<SendBatch> {
+        let mut b = SendBatch::new(sock, gso)?;
+        match SendThread::spawn(sock, gso) {
+            Ok(t) => b.thread = Some(t),
+            Err(e) => {
+                tracing::warn!(error = %e, "no send thread; DATA goes out from the caller's thread")
+            }
+        }
+        Ok(b)
+    }
+
+    /// Sends `batch` now (for the send thread) and gives its buffers back.
+    pub(crate) async fn send_batch(&mut self, sock: &UdpSocket, batch: Batch) -> SentBatch {
+        let (s0, g0, r0) = (self.sends, self.gso_sends, self.gso_refused);
+        (self.buf, self.msgs) = batch;
+        self.send_all(sock).await;
+        SentBatch {
+            batch: (
+                std::mem::take(&mut self.buf),
+                std::mem::take(&mut self.msgs),
+            ),
+            sends: self.sends - s0,
+            gso_sends: self.gso_sends - g0,
+            gso_refused: self.gso_refused - r0,
+        }
+    }
+
+    /// Waits until every batch handed to the send thread is out.
+    pub async fn drain(&mut self) {
+        let (sends, gso_sends, gso_refused) =
+            (&mut self.sends, &mut self.gso_sends, &mut self.gso_refused);
+        if let Some(t) = &mut self.thread {
+            t.drain(&mut |s: &SentBatch| {
+                *sends += s.sends;
+                *gso_sends += s.gso_sends;
+                *gso_refused += s.gso_refused;
+            })
+            .await;
+        }
     }
 
     /// Datagrams one batch carries at most.
@@ -172,6 +235,7 @@ impl SendBatch {
         let start = self.buf.len();
         self.buf.extend_from_slice(bytes);
         self.msgs.push((dest, start..self.buf.len()));
+        self.control = true;
         self.flush_if_full(sock).await;
     }
 
@@ -181,8 +245,43 @@ impl SendBatch {
         }
     }
 
-    /// Sends what is batched, in order.
+    /// Sends what is batched, in order: large batches (and any while the
+    /// send thread has some) by the send thread, others at once.
     pub async fn flush(&mut self, sock: &UdpSocket) {
+        let n = self.msgs.len();
+        if n == 0 {
+            return;
+        }
+        let (sends, gso_sends, gso_refused) =
+            (&mut self.sends, &mut self.gso_sends, &mut self.gso_refused);
+        let mut counts = |s: &SentBatch| {
+            *sends += s.sends;
+            *gso_sends += s.gso_sends;
+            *gso_refused += s.gso_refused;
+        };
+        if let Some(t) = &mut self.thread
+            && t.sender(n, self.control, &mut counts) == Sender::Thread
+        {
+            let full = (
+                std::mem::take(&mut self.buf),
+                std::mem::take(&mut self.msgs),
+            );
+            match t.hand_over(full, self.control, &mut counts).await {
+                Ok(empty) => {
+                    (self.buf, self.msgs) = empty;
+                    self.control = false;
+                    self.datagrams += n as u64;
+                    self.threaded += n as u64;
+                    return;
+                }
+                Err(back) => (self.buf, self.msgs) = back,
+            }
+        }
+        self.send_all(sock).await;
+    }
+
+    /// Sends what is batched from this thread, in order.
+    async fn send_all(&mut self, sock: &UdpSocket) {
         let n = self.msgs.len();
         if n == 0 {
             return;
@@ -209,6 +308,7 @@ impl SendBatch {
         self.send_mmsg(sock, from..n).await;
         self.buf.clear();
         self.msgs.clear();
+        self.control = false;
         self.datagrams += n as u64;
     }
 
