@@ -10,12 +10,16 @@
 //!   unicast datagram from a thread blocked in `poll`; until the R-th answer.
 //! - **pass**: the object as MTU-sized datagrams in UDP GSO sends to the group,
 //!   each target answering once it has every datagram; until the R-th answer.
+//!   The sends are shared by `senders` threads (two by default, as a subcast
+//!   writer sends from two: `storage-node/src/send_thread.rs`): on a veth each
+//!   send carries the frames through the bridges on its own CPU.
 //! - **disk**: R threads at once, each writing the object into a temporary file
 //!   of its own directory, renaming it into place and fsyncing the file and the
 //!   directory (both at once, as the storage node's store does); until all R
 //!   are done.
-//! - **ceiling**: GSO sends to the group as fast as the socket takes them for a
-//!   few seconds; the slowest target's bytes over its own time.
+//! - **ceiling**: GSO sends to the group from `senders` threads as fast as the
+//!   socket takes them for a few seconds; the slowest target's bytes over its
+//!   own time.
 //!
 //! A floor sample is the sum of one round, one pass and one disk sample; its
 //! percentiles bound what any put with that shape can reach on this machine
@@ -63,6 +67,8 @@ pub struct FloorOptions {
     pub samples: usize,
     /// How long the ceiling's sends run.
     pub ceiling: Duration,
+    /// Threads that share a pass's sends and each send the ceiling's.
+    pub senders: usize,
 }
 
 impl Default for FloorOptions {
@@ -71,6 +77,7 @@ impl Default for FloorOptions {
             object_size: 256 * 1024,
             samples: 100,
             ceiling: Duration::from_secs(3),
+            senders: 2,
         }
     }
 }
@@ -110,6 +117,8 @@ pub struct Floor {
     /// UDP payload octets per datagram (the lab's MTU less IPv6 and UDP).
     pub datagram_payload: usize,
     pub samples: usize,
+    /// Threads that sent a pass and the ceiling.
+    pub senders: usize,
     pub round_ms: Millis,
     pub pass_ms: Millis,
     pub disk_ms: Millis,
@@ -158,7 +167,7 @@ pub fn measure(
             let stop = stop.clone();
             servers.push(thread::spawn(move || serve(s, waddr, &stop)));
         }
-        let mut w = Writer::new(wsock, payload, targets.len())?;
+        let mut w = Writer::new(wsock, payload, targets.len(), opts.senders)?;
         let run = (|| -> Result<Floor> {
             let dst = SocketAddr::V6(SocketAddrV6::new(FLOOR_GROUP, FLOOR_PORT, 0, 0));
             w.warm_up(dst)?;
@@ -182,6 +191,7 @@ pub fn measure(
                 object_size: opts.object_size,
                 datagram_payload: payload,
                 samples: opts.samples,
+                senders: opts.senders,
                 round_ms: Millis::of(&rounds),
                 pass_ms: Millis::of(&passes),
                 disk_ms: Millis::of(&disks),
@@ -348,6 +358,8 @@ struct Writer {
     state: UdpSocketState,
     payload: usize,
     targets: usize,
+    /// Threads a pass's sends are shared by.
+    senders: usize,
     buf: Vec<u8>,
     /// The next sample's id.
     next: u32,
@@ -355,7 +367,7 @@ struct Writer {
 }
 
 impl Writer {
-    fn new(sock: UdpSocket, payload: usize, targets: usize) -> Result<Writer> {
+    fn new(sock: UdpSocket, payload: usize, targets: usize, senders: usize) -> Result<Writer> {
         let state =
             UdpSocketState::new(UdpSockRef::from(&sock)).map_err(io_err("writer socket"))?;
         Ok(Writer {
@@ -363,16 +375,41 @@ impl Writer {
             state,
             payload,
             targets,
+            senders: senders.max(1),
             buf: Vec::new(),
             next: 0,
             retries: 0,
         })
     }
 
-    /// Sends `self.buf` as datagrams of `seg` octets (GSO when the socket can).
+    /// Sends `self.buf` as datagrams of `seg` octets (GSO when the socket
+    /// can), its runs shared by `self.senders` threads.
     fn send(&self, dst: SocketAddr, seg: usize) -> Result<()> {
-        let gso = self.gso(seg);
-        for run in self.buf.chunks(seg * gso) {
+        let runs: Vec<&[u8]> = self.buf.chunks(seg * self.gso(seg)).collect();
+        let n = self.senders.min(runs.len()).max(1);
+        if n == 1 {
+            return self.send_runs(dst, seg, &runs);
+        }
+        let mine = |k: usize| -> Vec<&[u8]> { runs.iter().skip(k).step_by(n).copied().collect() };
+        thread::scope(|s| {
+            let others: Vec<_> = (1..n)
+                .map(|k| {
+                    let theirs = mine(k);
+                    s.spawn(move || self.send_runs(dst, seg, &theirs))
+                })
+                .collect();
+            let r = self.send_runs(dst, seg, &mine(0));
+            for h in others {
+                h.join()
+                    .unwrap_or_else(|_| Err(io_err("send")(io::Error::other("sender panicked"))))?;
+            }
+            r
+        })
+    }
+
+    /// Sends `runs`, each a datagram or a GSO run of datagrams of `seg` octets.
+    fn send_runs(&self, dst: SocketAddr, seg: usize, runs: &[&[u8]]) -> Result<()> {
+        for &run in runs {
             if run.len() <= seg {
                 // One datagram: a plain send (no control messages).
                 self.until_sent(|| self.sock.send_to(run, dst).map(drop))?;
@@ -514,11 +551,25 @@ impl Writer {
             self.buf.extend_from_slice(&header(BLAST, 0, 0, 0));
             self.buf.resize(self.buf.len() + self.payload - 13, 0x5c);
         }
-        let (t0, mut sent) = (Instant::now(), 0u64);
-        while t0.elapsed() < run {
-            self.send(dst, self.payload)?;
-            sent += gso as u64;
-        }
+        let t0 = Instant::now();
+        let blast = || -> Result<u64> {
+            let mut sent = 0u64;
+            while t0.elapsed() < run {
+                self.send_runs(dst, self.payload, &[&self.buf])?;
+                sent += gso as u64;
+            }
+            Ok(sent)
+        };
+        let sent = thread::scope(|s| -> Result<u64> {
+            let others: Vec<_> = (1..self.senders).map(|_| s.spawn(blast)).collect();
+            let mut sent = blast()?;
+            for h in others {
+                sent += h
+                    .join()
+                    .unwrap_or_else(|_| Err(io_err("send")(io::Error::other("sender panicked"))))?;
+            }
+            Ok(sent)
+        })?;
         // Let the targets drain their queues before END, which follows the same path.
         let end = header(END, 0, 0, 0);
         self.buf.clear();

@@ -62,6 +62,8 @@ fn the_floor_of_the_seed_lab_has_every_step() {
         .fold(f64::INFINITY, f64::min);
     assert_eq!(v["ceiling_mib_s"].as_f64(), Some(slowest));
     assert!(slowest > 0.0, "{v:#}");
+    // Two threads send, as a subcast writer does.
+    assert_eq!(v["senders"], 2, "{v:#}");
 }
 
 #[test]
