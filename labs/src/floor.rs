@@ -391,20 +391,7 @@ impl Writer {
             return self.send_runs(dst, seg, &runs);
         }
         let mine = |k: usize| -> Vec<&[u8]> { runs.iter().skip(k).step_by(n).copied().collect() };
-        thread::scope(|s| {
-            let others: Vec<_> = (1..n)
-                .map(|k| {
-                    let theirs = mine(k);
-                    s.spawn(move || self.send_runs(dst, seg, &theirs))
-                })
-                .collect();
-            let r = self.send_runs(dst, seg, &mine(0));
-            for h in others {
-                h.join()
-                    .unwrap_or_else(|_| Err(io_err("send")(io::Error::other("sender panicked"))))?;
-            }
-            r
-        })
+        on_threads(n, |k| self.send_runs(dst, seg, &mine(k))).map(drop)
     }
 
     /// Sends `runs`, each a datagram or a GSO run of datagrams of `seg` octets.
@@ -560,16 +547,7 @@ impl Writer {
             }
             Ok(sent)
         };
-        let sent = thread::scope(|s| -> Result<u64> {
-            let others: Vec<_> = (1..self.senders).map(|_| s.spawn(blast)).collect();
-            let mut sent = blast()?;
-            for h in others {
-                sent += h
-                    .join()
-                    .unwrap_or_else(|_| Err(io_err("send")(io::Error::other("sender panicked"))))?;
-            }
-            Ok(sent)
-        })?;
+        let sent: u64 = on_threads(self.senders, |_| blast())?.into_iter().sum();
         // Let the targets drain their queues before END, which follows the same path.
         let end = header(END, 0, 0, 0);
         self.buf.clear();
@@ -586,6 +564,23 @@ impl Writer {
             .sum();
         Ok((per, lost))
     }
+}
+
+/// `f(0)` here and `f(1)` .. `f(n - 1)` on threads of their own, all at once;
+/// their results in that order (the first error if any failed).
+fn on_threads<T: Send>(n: usize, f: impl Fn(usize) -> Result<T> + Sync) -> Result<Vec<T>> {
+    let f = &f;
+    thread::scope(|s| {
+        let others: Vec<_> = (1..n).map(|k| s.spawn(move || f(k))).collect();
+        let mut out = vec![f(0)?];
+        for h in others {
+            out.push(
+                h.join()
+                    .unwrap_or_else(|_| Err(io_err("send")(io::Error::other("sender panicked"))))?,
+            );
+        }
+        Ok(out)
+    })
 }
 
 /// `samples` times, `copies` threads at once each make one durable copy of

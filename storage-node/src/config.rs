@@ -260,9 +260,6 @@ fn default_chunk_size() -> usize {
 fn default_inline_max() -> usize {
     crate::chunking::DEFAULT_INLINE_MAX
 }
-fn default_udp_gso() -> bool {
-    true
-}
 fn default_true() -> bool {
     true
 }
@@ -314,7 +311,7 @@ pub struct Config {
     /// DATA up to 64 datagrams per call (`sendmmsg`). On a veth with
     /// `tx-udp-segmentation` on, a batch crosses the bridge as one packet
     /// (captures and counters then see batches; the labs turn it off).
-    #[serde(default = "default_udp_gso")]
+    #[serde(default = "default_true")]
     pub udp_gso: bool,
     /// A client (a writer) sends large DATA batches from two threads at
     /// once (a send thread beside the one that seals; see

@@ -30,7 +30,7 @@
 //! - If the thread is gone (it could not start its runtime), the caller
 //!   sends for itself and says so once.
 
-use crate::udp::{SendBatch, SentBatch};
+use crate::udp::{SendBatch, SentBatch, empty_batch};
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
@@ -66,6 +66,11 @@ pub struct SendThread {
     /// Batches out with the thread, oldest first: whether each carries a
     /// control datagram.
     out: VecDeque<bool>,
+    /// Send calls the thread made, of them GSO sends, and GSO sends the
+    /// kernel refused (as [`SendBatch`]'s own, which count the caller's).
+    pub sends: u64,
+    pub gso_sends: u64,
+    pub gso_refused: u64,
     handle: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -113,20 +118,18 @@ impl SendThread {
             done,
             free: Vec::new(),
             out: VecDeque::new(),
+            sends: 0,
+            gso_sends: 0,
+            gso_refused: 0,
             handle: Some(handle),
         })
     }
 
     /// Who sends a batch of `n` datagrams (`control`: one of them is not
     /// DATA); see the rules.
-    pub fn sender(
-        &mut self,
-        n: usize,
-        control: bool,
-        counts: &mut impl FnMut(&SentBatch),
-    ) -> Sender {
+    pub fn sender(&mut self, n: usize, control: bool) -> Sender {
         while let Ok(s) = self.done.try_recv() {
-            self.back(s, counts);
+            self.back(s);
         }
         if self.jobs.is_none() {
             return Sender::Caller;
@@ -134,8 +137,10 @@ impl SendThread {
         decide(&self.out, n, control)
     }
 
-    fn back(&mut self, mut s: SentBatch, counts: &mut impl FnMut(&SentBatch)) {
-        counts(&s);
+    fn back(&mut self, mut s: SentBatch) {
+        self.sends += s.sends;
+        self.gso_sends += s.gso_sends;
+        self.gso_refused += s.gso_refused;
         self.out.pop_front();
         s.batch.0.clear();
         s.batch.1.clear();
@@ -145,15 +150,10 @@ impl SendThread {
     /// Hands `batch` to the thread, waiting while [`MAX_OUT`] are out;
     /// returns empty buffers to seal the next batch into. `Err(batch)`:
     /// the thread is gone; send `batch` yourself.
-    pub async fn hand_over(
-        &mut self,
-        batch: Batch,
-        control: bool,
-        counts: &mut impl FnMut(&SentBatch),
-    ) -> Result<Batch, Batch> {
+    pub async fn hand_over(&mut self, batch: Batch, control: bool) -> Result<Batch, Batch> {
         while self.out.len() >= MAX_OUT {
             match self.done.recv().await {
-                Some(s) => self.back(s, counts),
+                Some(s) => self.back(s),
                 None => {
                     self.out.clear();
                     break;
@@ -166,12 +166,7 @@ impl SendThread {
         match jobs.send(batch) {
             Ok(()) => {
                 self.out.push_back(control);
-                Ok(self.free.pop().unwrap_or_else(|| {
-                    (
-                        Vec::with_capacity(crate::udp::MMSG_BYTES + 9216),
-                        Vec::with_capacity(crate::udp::MMSG_DATAGRAMS),
-                    )
-                }))
+                Ok(self.free.pop().unwrap_or_else(empty_batch))
             }
             Err(mpsc::error::SendError(batch)) => {
                 tracing::warn!("send thread gone; sending from the caller's thread");
@@ -183,10 +178,10 @@ impl SendThread {
     }
 
     /// Waits until every batch handed over has been sent.
-    pub async fn drain(&mut self, counts: &mut impl FnMut(&SentBatch)) {
+    pub async fn drain(&mut self) {
         while !self.out.is_empty() {
             match self.done.recv().await {
-                Some(s) => self.back(s, counts),
+                Some(s) => self.back(s),
                 None => self.out.clear(),
             }
         }

@@ -27,7 +27,15 @@ const MAX_GSO_BYTES: usize = 65_000;
 pub const MMSG_DATAGRAMS: usize = 64;
 
 /// Octets of datagrams one batch carries at most.
-pub(crate) const MMSG_BYTES: usize = 256 << 10;
+const MMSG_BYTES: usize = 256 << 10;
+
+/// Buffers for one batch, empty, with room for the most it carries.
+pub(crate) fn empty_batch() -> Batch {
+    (
+        Vec::with_capacity(MMSG_BYTES + 9216),
+        Vec::with_capacity(MMSG_DATAGRAMS),
+    )
+}
 
 /// Datagrams sealed back to back into one buffer and sent with few system
 /// calls: up to [`MMSG_DATAGRAMS`] datagrams to any destinations. Without
@@ -44,7 +52,8 @@ pub struct SendBatch {
     /// One of `msgs` is a control datagram (not DATA).
     control: bool,
     gso: bool,
-    /// Send calls made and datagrams they carried.
+    /// Send calls made from the caller's thread (the send thread counts
+    /// its own: [`Self::thread`]) and datagrams batched.
     pub sends: u64,
     pub datagrams: u64,
     /// Of `sends`, GSO sends (each several datagrams to one destination).
@@ -104,10 +113,11 @@ impl SendBatch {
     /// by `sendmmsg`.
     pub fn new(sock: &UdpSocket, gso: bool) -> io::Result<SendBatch> {
         let state = UdpSocketState::new(UdpSockRef::from(sock))?;
+        let (buf, msgs) = empty_batch();
         Ok(SendBatch {
             state,
-            buf: Vec::with_capacity(MMSG_BYTES + 9216),
-            msgs: Vec::with_capacity(MMSG_DATAGRAMS),
+            buf,
+            msgs,
             control: false,
             gso,
             sends: 0,
@@ -150,16 +160,14 @@ impl SendBatch {
 
     /// Waits until every batch handed to the send thread is out.
     pub async fn drain(&mut self) {
-        let (sends, gso_sends, gso_refused) =
-            (&mut self.sends, &mut self.gso_sends, &mut self.gso_refused);
         if let Some(t) = &mut self.thread {
-            t.drain(&mut |s: &SentBatch| {
-                *sends += s.sends;
-                *gso_sends += s.gso_sends;
-                *gso_refused += s.gso_refused;
-            })
-            .await;
+            t.drain().await;
         }
+    }
+
+    /// The send thread, if there is one (its counters).
+    pub fn thread(&self) -> Option<&SendThread> {
+        self.thread.as_ref()
     }
 
     /// Datagrams one batch carries at most.
@@ -252,21 +260,14 @@ impl SendBatch {
         if n == 0 {
             return;
         }
-        let (sends, gso_sends, gso_refused) =
-            (&mut self.sends, &mut self.gso_sends, &mut self.gso_refused);
-        let mut counts = |s: &SentBatch| {
-            *sends += s.sends;
-            *gso_sends += s.gso_sends;
-            *gso_refused += s.gso_refused;
-        };
         if let Some(t) = &mut self.thread
-            && t.sender(n, self.control, &mut counts) == Sender::Thread
+            && t.sender(n, self.control) == Sender::Thread
         {
             let full = (
                 std::mem::take(&mut self.buf),
                 std::mem::take(&mut self.msgs),
             );
-            match t.hand_over(full, self.control, &mut counts).await {
+            match t.hand_over(full, self.control).await {
                 Ok(empty) => {
                     (self.buf, self.msgs) = empty;
                     self.control = false;
