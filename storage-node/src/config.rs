@@ -152,6 +152,16 @@ pub struct NodeSection {
     /// still written once.
     #[serde(default)]
     pub journal_max_kib: u64,
+    /// Chunk files written around the page cache (`O_DIRECT`; README
+    /// "Chunk files and the page cache"). Falls back by itself where the
+    /// file system refuses it; false always writes through the cache.
+    #[serde(default = "default_true")]
+    pub direct_io: bool,
+    /// Chunks shorter than this many KiB go through the page cache even
+    /// with `direct_io` (a small file's direct write and its fsync's
+    /// commit come one after the other).
+    #[serde(default = "default_direct_io_min_kib")]
+    pub direct_io_min_kib: u64,
     /// Multi-site: report every chunk stored to this site gateway
     /// (`{address, secret}`; README "Sites").
     #[serde(default)]
@@ -169,6 +179,9 @@ fn default_max_repairs() -> usize {
 }
 fn default_journal_mib() -> u64 {
     0
+}
+fn default_direct_io_min_kib() -> u64 {
+    (crate::direct_io::DEFAULT_MIN_DIRECT / 1024) as u64
 }
 fn default_journal_checkpoint_ms() -> u64 {
     1000

@@ -28,6 +28,10 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let node = cfg.node()?.clone();
     let node_id = keys.own_id();
     let mut store = Store::open(&node.store)?;
+    store.set_direct_io(
+        node.direct_io,
+        usize::try_from(node.direct_io_min_kib.saturating_mul(1024)).unwrap_or(usize::MAX),
+    );
     match node.journal() {
         Some(j) => {
             store.enable_journal(j)?;

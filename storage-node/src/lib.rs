@@ -35,6 +35,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod direct_io;
 pub mod disk;
 pub mod gc;
 pub mod get;

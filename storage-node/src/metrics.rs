@@ -161,9 +161,19 @@ const COUNTERS: &[(&str, &str, Get)] = &[
         "Octets of chunks written to the store (put throughput)",
         |s| s.store.bytes_written,
     ),
+    (
+        "store_direct_written_chunks",
+        "Chunks written around the page cache (O_DIRECT; node.direct_io)",
+        |s| s.store.direct_writes,
+    ),
     ("store_read_chunks", "Chunks read from the store", |s| {
         s.store.chunks_read
     }),
+    (
+        "store_direct_read_chunks",
+        "Chunks read around the page cache (O_DIRECT; node.direct_io)",
+        |s| s.store.direct_reads,
+    ),
     (
         "store_corrupt_detected",
         "Corrupt chunk files detected on read",
@@ -335,10 +345,15 @@ mod tests {
             ..Default::default()
         };
         s.store.bytes_written = 1234;
+        s.store.direct_writes = 7;
         s.counters.refused_by_reason.insert("busy", 2);
         let t = encode(&s, false);
         assert!(
             t.contains("subcast_node_store_written_bytes_total{node=\"3\"} 1234"),
+            "{t}"
+        );
+        assert!(
+            t.contains("subcast_node_store_direct_written_chunks_total{node=\"3\"} 7"),
             "{t}"
         );
         assert!(

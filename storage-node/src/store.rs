@@ -19,11 +19,12 @@
 //! next checkpoint (`crate::journal` has the rules and the figures).
 
 use crate::chunking::chunk_id;
+use crate::direct_io::{DEFAULT_MIN_DIRECT, DirectIo};
 use crate::journal::{Journal, JournalConfig, ReplayReport};
 use crate::manifest::Manifest;
 use std::collections::HashSet;
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use subcast_proto::replicast::{ChunkKind, Hash32};
@@ -73,6 +74,9 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
 pub struct StoreCounters {
     pub chunks_written: u64,
     pub bytes_written: u64,
+    /// Chunk files written / read around the page cache (`O_DIRECT`).
+    pub direct_writes: u64,
+    pub direct_reads: u64,
     pub chunks_read: u64,
     pub corrupt_detected: u64,
     /// Corrupt files found where a verified chunk was being written.
@@ -97,6 +101,8 @@ impl StoreCounters {
     pub fn merge(&mut self, o: &StoreCounters) {
         self.chunks_written += o.chunks_written;
         self.bytes_written += o.bytes_written;
+        self.direct_writes += o.direct_writes;
+        self.direct_reads += o.direct_reads;
         self.chunks_read += o.chunks_read;
         self.corrupt_detected += o.corrupt_detected;
         self.corrupt_replaced += o.corrupt_replaced;
@@ -122,6 +128,8 @@ pub struct Store {
     bad: Arc<Mutex<HashSet<Hash32>>>,
     /// Shared by every handle.
     journal: Option<Arc<Journal>>,
+    /// Writes chunk files around the page cache where it can.
+    io: DirectIo,
     pub counters: StoreCounters,
 }
 
@@ -143,6 +151,7 @@ impl Store {
             tmp_counter: 0,
             bad: Default::default(),
             journal: None,
+            io: DirectIo::new(true, DEFAULT_MIN_DIRECT),
             counters: StoreCounters::default(),
         })
     }
@@ -209,8 +218,17 @@ impl Store {
             tmp_counter: 0,
             bad: self.bad.clone(),
             journal: self.journal.clone(),
+            io: DirectIo::new(self.io.is_direct(), self.io.min_direct()),
             counters: StoreCounters::default(),
         }
+    }
+
+    /// Chunk files written around the page cache (`O_DIRECT`, the
+    /// default) or through it; handles made afterwards take the setting.
+    /// [`crate::direct_write`] says why.
+    /// Payloads shorter than `min_octets` always go through the cache.
+    pub fn set_direct_io(&mut self, direct: bool, min_octets: usize) {
+        self.io = DirectIo::new(direct, min_octets);
     }
 
     fn is_bad(&self, id: &Hash32) -> bool {
@@ -335,12 +353,7 @@ impl Store {
             // before the fsyncs may leave a torn file under the final
             // name, which is never counted as held before a read verified
             // it.
-            let write = |tmp: &Path| -> io::Result<File> {
-                let mut f = File::create(tmp)?;
-                f.write_all(payload)?;
-                Ok(f)
-            };
-            let f = match write(&tmp) {
+            let f = match self.io.create(&tmp, payload) {
                 Ok(f) => f,
                 Err(e) => {
                     let _ = fs::remove_file(&tmp);
@@ -361,6 +374,7 @@ impl Store {
             }
             self.counters.chunks_written += 1;
             self.counters.bytes_written += payload.len() as u64;
+            self.counters.direct_writes = self.io.direct_writes;
         }
         Ok(())
     }
@@ -371,7 +385,8 @@ impl Store {
         let path = self
             .find(id)
             .ok_or_else(|| StoreError::NotFound(hex::encode(id)))?;
-        let bytes = fs::read(&path).map_err(io_err(&path))?;
+        let bytes = self.io.read(&path).map_err(io_err(&path))?;
+        self.counters.direct_reads = self.io.direct_reads;
         if chunk_id(&bytes) != *id {
             self.counters.corrupt_detected += 1;
             let q = self.quarantine(id, &path);

@@ -107,6 +107,46 @@ fn kill_9_with_the_journal_on_keeps_every_acked_chunk() {
     println!("journaled chunks on the busiest node: {journaled}");
 }
 
+/// The same with every chunk written around the page cache (`O_DIRECT`
+/// from 4 KiB on instead of 512 KiB): what was acknowledged survives, and
+/// the writes did go direct (or the node said why not).
+#[test]
+fn kill_9_with_direct_writes_keeps_every_acked_chunk() {
+    if skip() {
+        return;
+    }
+    let lab = kill_9_in_the_middle_of_writes(", direct_io_min_kib: 4");
+    let mut direct = 0;
+    wait_for(
+        "a node's stats.json to count its chunk files written",
+        Duration::from_secs(30),
+        || {
+            let written: Vec<(u64, u64)> = lab
+                .nodes
+                .iter()
+                .filter_map(|i| {
+                    let s = &lab.stats(*i)["store"];
+                    Some((s["chunks_written"].as_u64()?, s["direct_writes"].as_u64()?))
+                })
+                .collect();
+            direct = written.iter().map(|w| w.1).max().unwrap_or(0);
+            written.iter().any(|w| w.0 > 0)
+        },
+    );
+    if direct == 0 {
+        // Only a file system that refuses O_DIRECT may write through the
+        // cache, and the node says so.
+        assert!(
+            lab.nodes
+                .iter()
+                .any(|i| lab.log(*i).contains("refuses O_DIRECT")),
+            "no direct writes and no node said why"
+        );
+        println!("the store's file system refuses O_DIRECT: the fallback ran");
+    }
+    println!("direct writes on the busiest node: {direct}");
+}
+
 fn kill_9_in_the_middle_of_writes(node_extra: &str) -> Lab {
     // Four nodes, R = 3: the put replaces the killed target and completes.
     let mut lab = Lab::with_node_extra(4, "chunk_size: 262144\nrate_mbps: 40", node_extra);
