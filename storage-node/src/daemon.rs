@@ -171,8 +171,12 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
                 // yielding, up to a budget.
                 let mut n = 0;
                 while n < 1024 {
+                    // One clock reading per batch (DATA needs no wall
+                    // clock at all): reading the clocks for every datagram
+                    // was 1.5 % of both CPUs during 64 MiB puts.
+                    let now = Instant::now();
                     let got = recv.drain(&sock, |bytes, from| {
-                        on_datagram(&mut core, &keys, &mut guard, bytes, from)
+                        on_datagram(&mut core, &keys, &mut guard, bytes, from, now)
                     })?;
                     if got == 0 {
                         break;
@@ -225,9 +229,8 @@ fn on_datagram(
     guard: &mut ReplayGuard,
     bytes: &[u8],
     from: std::net::SocketAddr,
+    now: Instant,
 ) {
-    let now = Instant::now();
-    let nu = now_us();
     // DATA is read in place (its payload is copied once, into the chunk);
     // other messages whole.
     match replicast::KeyedData::parse(bytes) {
@@ -239,6 +242,7 @@ fn on_datagram(
             return;
         }
     }
+    let nu = now_us();
     let r = match replicast::open_data(keys, guard, bytes, nu) {
         Ok(Some(d)) => {
             core.handle_data(
