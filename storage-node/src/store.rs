@@ -10,7 +10,8 @@
 //! its directory are fsynced (at the same time) before [`Store::put`]
 //! returns (and so before any ACK). A crash before that may leave a torn
 //! file under a chunk's name; files are held only once verified.
-//! Every [`Store::get`] verifies BLAKE3(payload) == id.
+//! Every [`Store::get`] verifies BLAKE3(payload) == id. Chunks of 512 KiB
+//! or more are written and read with `O_DIRECT` ([`crate::direct_io`]).
 //!
 //! With a journal ([`Store::enable_journal`], `journal/` under the root;
 //! the daemon turns it on), a put of a chunk that fits is durable once its
@@ -128,7 +129,7 @@ pub struct Store {
     bad: Arc<Mutex<HashSet<Hash32>>>,
     /// Shared by every handle.
     journal: Option<Arc<Journal>>,
-    /// Writes chunk files around the page cache where it can.
+    /// Writes and reads chunk files around the page cache where it can.
     io: DirectIo,
     pub counters: StoreCounters,
 }
@@ -223,10 +224,10 @@ impl Store {
         }
     }
 
-    /// Chunk files written around the page cache (`O_DIRECT`, the
-    /// default) or through it; handles made afterwards take the setting.
-    /// [`crate::direct_write`] says why.
-    /// Payloads shorter than `min_octets` always go through the cache.
+    /// Chunk files written and read around the page cache (`O_DIRECT`,
+    /// the default) or through it; handles made afterwards take the
+    /// setting. Payloads shorter than `min_octets` always go through the
+    /// cache. [`crate::direct_io`] says why.
     pub fn set_direct_io(&mut self, direct: bool, min_octets: usize) {
         self.io = DirectIo::new(direct, min_octets);
     }
