@@ -82,20 +82,13 @@ impl DirectIo {
     /// Creates `path` (truncating it) holding exactly `payload`; the data
     /// is written but not yet synced. Returns the open file for the fsync.
     pub fn create(&mut self, path: &Path, payload: &[u8]) -> io::Result<File> {
-        if self.direct && !payload.is_empty() && payload.len() >= self.min_direct {
+        if self.wants_direct(payload.len()) {
             match self.create_direct(path, payload) {
                 Ok(f) => {
                     self.direct_writes += 1;
                     return Ok(f);
                 }
-                Err(e) if refused(&e) => {
-                    tracing::warn!(
-                        path = %path.display(),
-                        error = %e,
-                        "the store's file system refuses O_DIRECT writes: chunk files go through the page cache from now on"
-                    );
-                    self.direct = false;
-                }
+                Err(e) if refused(&e) => self.give_up(path, &e),
                 Err(e) => return Err(e),
             }
         }
@@ -105,46 +98,57 @@ impl DirectIo {
         Ok(f)
     }
 
-    /// The whole content of `path`, read direct when it is long enough.
+    /// The whole content of `path`, read direct when it is long enough
+    /// (one open either way: `O_DIRECT` is switched on the open file).
     pub fn read(&mut self, path: &Path) -> io::Result<Vec<u8>> {
-        if self.direct {
-            match self.read_direct(path) {
-                Ok(Some(v)) => {
+        let mut f = File::open(path)?;
+        let len = usize::try_from(f.metadata()?.len()).map_err(io::Error::other)?;
+        if self.wants_direct(len) {
+            match self.read_direct(&f, path, len) {
+                Ok(v) => {
                     self.direct_reads += 1;
                     return Ok(v);
                 }
-                Ok(None) => {}
                 Err(e) if refused(&e) => {
-                    tracing::warn!(
-                        path = %path.display(),
-                        error = %e,
-                        "the store's file system refuses O_DIRECT reads: chunk files go through the page cache from now on"
-                    );
-                    self.direct = false;
+                    self.give_up(path, &e);
+                    // Read from the start, wherever the refusal left `f`.
+                    return std::fs::read(path);
                 }
                 Err(e) => return Err(e),
             }
         }
-        std::fs::read(path)
+        let mut v = Vec::with_capacity(len);
+        f.read_to_end(&mut v)?;
+        Ok(v)
     }
 
-    /// `None` when the file is shorter than the direct minimum.
-    fn read_direct(&mut self, path: &Path) -> io::Result<Option<Vec<u8>>> {
-        let mut f = OpenOptions::new()
-            .read(true)
-            .custom_flags(o_direct())
-            .open(path)?;
-        let len = usize::try_from(f.metadata()?.len()).map_err(io::Error::other)?;
-        if len < self.min_direct.max(1) {
-            return Ok(None);
-        }
+    /// Whether a file of `len` octets goes around the cache.
+    fn wants_direct(&self, len: usize) -> bool {
+        self.direct && len >= self.min_direct.max(1)
+    }
+
+    /// The file system refused `O_DIRECT` (on `path`): said once, and the
+    /// page cache from now on.
+    fn give_up(&mut self, path: &Path, e: &io::Error) {
+        tracing::warn!(
+            path = %path.display(),
+            error = %e,
+            "the store's file system refuses O_DIRECT: chunk files go through the page cache from now on"
+        );
+        self.direct = false;
+    }
+
+    /// `f` (`len` octets when it was opened) read with `O_DIRECT`.
+    fn read_direct(&mut self, f: &File, path: &Path, len: usize) -> io::Result<Vec<u8>> {
+        use rustix::fs::{OFlags, fcntl_getfl, fcntl_setfl};
+        fcntl_setfl(f, fcntl_getfl(f)? | OFlags::DIRECT)?;
         // One block more than the length: a file that grew meanwhile is
         // seen to have (a short read is its end).
         let padded = (len / ALIGN + 1) * ALIGN;
         let block = self.aligned(padded);
         let mut got = 0;
         loop {
-            match f.read(&mut block[got..]) {
+            match (&*f).read(&mut block[got..]) {
                 Ok(0) => break,
                 Ok(n) => got += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -161,7 +165,7 @@ impl DirectIo {
                 path.display()
             )));
         }
-        Ok(Some(block[..got].to_vec()))
+        Ok(block[..got].to_vec())
     }
 
     fn create_direct(&mut self, path: &Path, payload: &[u8]) -> io::Result<File> {
