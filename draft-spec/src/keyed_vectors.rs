@@ -1,12 +1,13 @@
 //! Keyed transfers: a PUT_ACCEPT that carries the transfer key wrapped for
-//! each target, the keyed DATA (type 0x47) of that transfer, and what a
-//! receiver refuses (appended after the earlier vectors, so their file
-//! numbers stay).
+//! each target, the keyed DATA (type 0x47) and untagged DATA (0x4e) of
+//! that transfer, and what a receiver refuses (appended after the earlier
+//! vectors, so their file numbers stay).
 
 use super::*;
 use replicast_vectors::{replicast_refused, replicast_with, signed_part};
 use subcast_proto::replicast::{
-    ChunkKind, KeyedData, PutAccept, TransferKey, seal_keyed_data_into, tag_encoded,
+    ChunkKind, KeyedData, PutAccept, TransferKey, seal_keyed_data_into, seal_untagged_data_into,
+    tag_encoded,
 };
 
 /// The transaction of the keyed transfer (the other vectors use 1 to 4).
@@ -78,7 +79,11 @@ fn keyed(name: &str, description: &str, total: u32, bytes: Vec<u8>, error: Optio
         index: d.index,
         total,
         payload: hex::encode(d.payload),
-        tag: hex::encode(&bytes[bytes.len() - replicast::transfer::KEYED_TAG_LEN..]),
+        tag: if d.is_tagged() {
+            hex::encode(&bytes[bytes.len() - replicast::transfer::KEYED_TAG_LEN..])
+        } else {
+            String::new()
+        },
         bytes: hex::encode(&bytes),
         error: error.map(str::to_owned),
     })
@@ -112,6 +117,8 @@ pub(crate) fn vectors() -> Vec<Vector> {
     short[6..8].copy_from_slice(&body_len.to_be_bytes());
     let short = tag_encoded(&client, &short, &TARGETS).expect("tagged");
     let shared = PairKeys::shared(1, CLIENT_ID, &vector_secret());
+    let mut untagged = Vec::new();
+    seal_untagged_data_into(&mut untagged, KEYED_TXID, 0, CHUNK);
     vec![
         accept,
         keyed(
@@ -142,6 +149,13 @@ pub(crate) fn vectors() -> Vec<Vector> {
             &shared,
             &[subcast_proto::pairkeys::ANY_RECEIVER],
             91,
+        ),
+        keyed(
+            "untagged-data",
+            "keyed-data as untagged DATA (0x4e): the same 16 octets of fields and the payload, no tag. A target takes untagged DATA only into an index it does not hold yet of a transfer of which it already holds a verified datagram; this one, the transfer's first and only datagram, it drops (untagged) and asks for again by NACK. A sender tags index 0 and every 32nd index of its first pass and every repeat.",
+            total,
+            untagged,
+            Some("untagged"),
         ),
     ]
 }

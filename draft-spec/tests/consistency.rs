@@ -137,6 +137,7 @@ fn field_tables_match_encoding() {
         "PUT_ACCEPT-keys",
         "DATA",
         "KEYED_DATA",
+        "UNTAGGED_DATA",
         "PUT_ACK",
         "NACK",
         "PUT_READY",
@@ -258,21 +259,28 @@ fn field_tables_match_encoding() {
 
 type Tables = BTreeMap<String, Vec<(String, usize, Option<usize>)>>;
 
-/// A keyed DATA vector against the KEYED_DATA table: fixed fields at their
-/// offsets, the payload up to the 8-octet tag. Returns the fields checked.
+/// A keyed DATA vector against the KEYED_DATA table (untagged DATA: the
+/// UNTAGGED_DATA table): fixed fields at their offsets, the payload up to
+/// the 8-octet tag (untagged: to the end). Returns the fields checked.
 fn check_keyed_layout(tables: &Tables, k: &KeyedVector) -> usize {
     let bytes = hex::decode(&k.bytes).expect("hex");
+    let tagged = bytes[3] == 0x47;
+    let (table, tag_len) = if tagged {
+        ("KEYED_DATA", 8)
+    } else {
+        ("UNTAGGED_DATA", 0)
+    };
     let values = serde_json::json!({
-        "magic": 0x5343, "version": 1, "type": 0x47,
+        "magic": 0x5343, "version": 1, "type": bytes[3],
         "txid": k.txid, "index": k.index,
     });
-    let rows = &tables["KEYED_DATA"];
+    let rows = &tables[table];
     let mut checked = 0;
     for (field, off, len) in rows {
         match len {
             Some(len) => {
                 let exp = expected_bytes(&values[field.as_str()], *len)
-                    .unwrap_or_else(|| panic!("KEYED_DATA.{field}: no value"));
+                    .unwrap_or_else(|| panic!("{table}.{field}: no value"));
                 assert_eq!(
                     &bytes[*off..off + len],
                     exp.as_slice(),
@@ -281,14 +289,19 @@ fn check_keyed_layout(tables: &Tables, k: &KeyedVector) -> usize {
                 );
             }
             None => {
-                assert_eq!(field, "payload", "KEYED_DATA: only the payload varies");
+                assert_eq!(field, "payload", "{table}: only the payload varies");
                 assert_eq!(
-                    hex::encode(&bytes[*off..bytes.len() - 8]),
+                    hex::encode(&bytes[*off..bytes.len() - tag_len]),
                     k.payload,
                     "{}: payload up to the tag",
                     k.name
                 );
-                assert_eq!(hex::encode(&bytes[bytes.len() - 8..]), k.tag, "{}", k.name);
+                assert_eq!(
+                    hex::encode(&bytes[bytes.len() - tag_len..]),
+                    k.tag,
+                    "{}",
+                    k.name
+                );
             }
         }
         checked += 1;

@@ -1,5 +1,5 @@
 //! The keyed-transfer vectors (PUT_ACCEPT with wrapped keys, keyed DATA
-//! 0x47) as committed in `draft-spec/vectors/`, checked against
+//! 0x47, untagged DATA 0x4e) as committed in `draft-spec/vectors/`, checked against
 //! `subcast-proto` (decode, unwrap, parse, verify) and against the
 //! formulas of the draft computed here with BLAKE3 alone, so that a change
 //! of either the code or the draft fails.
@@ -10,6 +10,7 @@ use subcast_draft_spec::*;
 use subcast_proto::pairkeys::{derive_pair_key, derive_shared_key};
 use subcast_proto::replicast::{
     self, KeyedData, PutAccept, ReplicastMessage, TransferKey, seal_keyed_data_into,
+    seal_untagged_data_into,
 };
 use subcast_proto::{PairKeys, ReplayGuard};
 
@@ -140,16 +141,25 @@ fn keyed_vectors_hold_under_subcast_proto() {
                 let d = KeyedData::parse(&bytes)
                     .unwrap_or_else(|e| panic!("{name}: {e}"))
                     .unwrap_or_else(|| panic!("{name}: not keyed DATA"));
-                assert_eq!(&bytes[..4], &[0x53, 0x43, 1, 0x47], "{name}: first octets");
+                let (ty, overhead) = if d.is_tagged() {
+                    (0x47, 24)
+                } else {
+                    (0x4e, 16)
+                };
+                assert_eq!(&bytes[..4], &[0x53, 0x43, 1, ty], "{name}: first octets");
                 assert_eq!(d.txid, k.txid, "{name}: txid");
                 assert_eq!(d.txid, a.txid, "{name}: txid of its transfer");
                 assert_eq!(d.index, k.index, "{name}: index");
                 assert_eq!(hex::encode(d.payload), k.payload, "{name}: payload");
-                assert_eq!(hex::encode(&bytes[bytes.len() - 8..]), k.tag, "{name}: tag");
+                if d.is_tagged() {
+                    assert_eq!(hex::encode(&bytes[bytes.len() - 8..]), k.tag, "{name}: tag");
+                } else {
+                    assert_eq!(k.tag, "", "{name}: no tag");
+                }
                 assert_eq!(
                     bytes.len(),
-                    24 + d.payload.len(),
-                    "{name}: 24 octets + payload"
+                    overhead + d.payload.len(),
+                    "{name}: {overhead} octets + payload"
                 );
                 // The receiver's checks against the ACCEPT: index < total,
                 // full datagrams but the last, which is the rest.
@@ -162,8 +172,17 @@ fn keyed_vectors_hold_under_subcast_proto() {
                     dp
                 };
                 assert_eq!(d.payload.len(), want_len, "{name}: payload length");
-                let good = tag_by_the_draft(&k_t, &bytes) == hex::decode(&k.tag).unwrap();
+                let good =
+                    d.is_tagged() && tag_by_the_draft(&k_t, &bytes) == hex::decode(&k.tag).unwrap();
                 match k.error.as_deref() {
+                    Some("untagged") => {
+                        assert!(!d.is_tagged(), "{name}: untagged DATA");
+                        assert!(!d.verify(&key), "{name}: no key verifies it");
+                        let mut again = Vec::new();
+                        seal_untagged_data_into(&mut again, d.txid, d.index, d.payload);
+                        assert_eq!(again, bytes, "{name}: sealing gives the same datagram");
+                        *counts.entry("untagged").or_default() += 1;
+                    }
                     None => {
                         assert!(good, "{name}: the draft's tag");
                         assert!(d.verify(&key), "{name}: verifies");
@@ -187,7 +206,13 @@ fn keyed_vectors_hold_under_subcast_proto() {
             _ => {}
         }
     }
-    let want = [("accept", 2), ("shared", 1), ("data", 1), ("bad-tag", 1)];
+    let want = [
+        ("accept", 2),
+        ("shared", 1),
+        ("data", 1),
+        ("bad-tag", 1),
+        ("untagged", 1),
+    ];
     for (what, n) in want {
         assert!(
             counts.get(what).copied().unwrap_or(0) >= n,

@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use subcast_proto::replicast::{Data, Range, ReplicastMessage, TransferKey};
+use subcast_proto::replicast::{Data, Range, ReplicastMessage, TransferKey, first_pass_tags};
 
 /// Whom a control datagram is tagged for (its tag list).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +41,11 @@ pub struct OutData {
     /// The transfer key: sent as keyed DATA (0x47) under it; `None`: DATA
     /// (0x43) with a tag list for `to`.
     pub key: Option<Arc<TransferKey>>,
+    /// With a key: tagged (keyed DATA), or untagged DATA (0x4e) for a
+    /// first-pass index a target takes unverified
+    /// ([`subcast_proto::replicast::first_pass_tags`]). Repeats are
+    /// always tagged.
+    pub tagged: bool,
     chunk: Arc<Vec<u8>>,
     range: std::ops::Range<usize>,
 }
@@ -240,7 +245,7 @@ impl Outgoing {
         )
     }
 
-    fn data(&mut self, dest: SocketAddr, index: u32) -> OutData {
+    fn data(&mut self, dest: SocketAddr, index: u32, tagged: bool) -> OutData {
         let r = datagram_range(self.payload.len(), self.per, index);
         self.sent_datagrams += 1;
         self.sent_payload_bytes += r.len() as u64;
@@ -256,6 +261,7 @@ impl Outgoing {
             index,
             total: self.total,
             key: self.key.clone(),
+            tagged,
             chunk: self.payload.clone(),
             range: r,
         }
@@ -265,7 +271,7 @@ impl Outgoing {
     pub fn next_datagram(&mut self) -> Option<OutData> {
         if let Some((dest, i)) = self.pending.pop_front() {
             self.repair_unicast += 1;
-            return Some(self.data(dest, i));
+            return Some(self.data(dest, i, true));
         }
         if let Some(i) = self.resend.pop_front() {
             let mut who = self.wanted.remove(&i).unwrap_or_default();
@@ -276,7 +282,7 @@ impl Outgoing {
                     who.retain(|d| !members.contains(d));
                     self.pending.extend(who.into_iter().map(|d| (d, i)));
                     self.repair_to_group += 1;
-                    return Some(self.data(group, i));
+                    return Some(self.data(group, i, true));
                 }
             }
             self.pending.extend(who.into_iter().map(|d| (d, i)));
@@ -292,7 +298,7 @@ impl Outgoing {
         } else {
             (i + 1, 0)
         };
-        Some(self.data(dest, i))
+        Some(self.data(dest, i, first_pass_tags(i)))
     }
 }
 

@@ -258,9 +258,11 @@ mod tests {
         (tx, rx, key, sealer)
     }
 
-    /// What `rx` holds: DATA indices in arrival order (each checked
-    /// against `key`), and the position of the control datagram. (On
-    /// loopback a datagram is queued by the time its send returns.)
+    /// What `rx` holds: DATA indices in arrival order (each tagged one
+    /// checked against `key`; a first pass tags every 32nd index and
+    /// sends the rest untagged), and the position of the control
+    /// datagram. (On loopback a datagram is queued by the time its send
+    /// returns.)
     async fn received(rx: &UdpSocket, key: &TransferKey) -> (Vec<u32>, Option<usize>) {
         tokio::time::timeout(std::time::Duration::from_secs(10), rx.readable())
             .await
@@ -274,7 +276,17 @@ mod tests {
                 continue;
             }
             let d = KeyedData::parse(&buf[..n]).unwrap().expect("keyed DATA");
-            assert!(d.verify(key), "datagram {} fails its tag", d.index);
+            assert_eq!(
+                d.is_tagged(),
+                d.index.is_multiple_of(32),
+                "datagram {}",
+                d.index
+            );
+            assert!(
+                !d.is_tagged() || d.verify(key),
+                "datagram {} fails its tag",
+                d.index
+            );
             data.push(d.index);
         }
         (data, control)

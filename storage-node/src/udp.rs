@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::ops::Range;
 use subcast_proto::replicast::{
     ReplicastSealer, data_len, keyed_data_len, seal_data_into, seal_keyed_data_into,
+    seal_untagged_data_into, untagged_data_len,
 };
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
@@ -206,7 +207,8 @@ impl SendBatch {
             d.to.len().max(1)
         };
         let len = match d.key {
-            Some(_) => keyed_data_len(payload.len()),
+            Some(_) if d.tagged => keyed_data_len(payload.len()),
+            Some(_) => untagged_data_len(payload.len()),
             None => data_len(payload.len(), entries),
         };
         if !self.fits(len) {
@@ -214,7 +216,11 @@ impl SendBatch {
         }
         let start = self.buf.len();
         if let Some(key) = &d.key {
-            seal_keyed_data_into(&mut self.buf, key, d.txid, d.index, payload);
+            if d.tagged {
+                seal_keyed_data_into(&mut self.buf, key, d.txid, d.index, payload);
+            } else {
+                seal_untagged_data_into(&mut self.buf, d.txid, d.index, payload);
+            }
         } else if let Err(e) = seal_data_into(
             &mut self.buf,
             sealer,

@@ -16,10 +16,14 @@ function timestamp_text(us)
 end
 
 -- Whether a datagram starts as keyed DATA does (magic, version 1, type
--- 0x47): then it has keyed DATA's own layout, not header, body and tag.
+-- 0x47, or 0x4e untagged): then it has keyed DATA's own layout, not
+-- header, body and tag.
 function is_keyed_data(tvb)
-  return tvb:len() >= 4 and tvb(0, 2):uint() == 0x5343 and tvb(2, 1):uint() == 1
-    and tvb(3, 1):uint() == KEYED_DATA
+  if tvb:len() < 4 or tvb(0, 2):uint() ~= 0x5343 or tvb(2, 1):uint() ~= 1 then
+    return false
+  end
+  local ty = tvb(3, 1):uint()
+  return ty == KEYED_DATA or ty == UNTAGGED_DATA
 end
 
 -- Header, body, tag; refuses like proto's decode_any. Keyed DATA is told
@@ -150,15 +154,17 @@ end
 
 function heuristic(tvb, pinfo, tree)
   local len = tvb:len()
-  if len < KEYED_DATA_OVERHEAD + 1 or len > MAX_DATAGRAM then return false end
+  if len < KEYED_DATA_PREFIX + 1 or len > MAX_DATAGRAM then return false end
   if tvb(0, 2):uint() ~= 0x5343 or tvb(2, 1):uint() ~= 1 then return false end
   local ty = tvb(3, 1):uint()
   -- Keyed DATA has no length or count to check: its 4-octet prefix and a
-  -- length that holds its fields, the tag and a payload octet.
-  if ty == KEYED_DATA then
+  -- length that holds its fields, the tag and a payload octet; untagged
+  -- DATA the same without the tag.
+  if ty == UNTAGGED_DATA or (ty == KEYED_DATA and len >= KEYED_DATA_OVERHEAD + 1) then
     subcast.dissector(tvb, pinfo, tree)
     return true
   end
+  if len < KEYED_DATA_OVERHEAD + 1 then return false end
   if len < HEADER_LEN + 1 then return false end
   if ty >= 0x40 and ty <= 0x5f then
     if tvb(4, 2):uint() ~= TAG_LIST or not tag_list_fits(tvb, len) then return false end

@@ -16,6 +16,9 @@ TAG_ENTRY_LEN = 20
 -- Keyed DATA (0x47, proto/src/replicast/transfer.rs): magic, version, type,
 -- txid:8, index:4, payload, then an 8-octet tag under the transfer key.
 KEYED_DATA = 0x47
+-- Untagged DATA (0x4e): keyed DATA without its tag (the first pass of a
+-- transfer sends every index but each 32nd so).
+UNTAGGED_DATA = 0x4e
 KEYED_DATA_PREFIX = 4 + 8 + 4
 KEYED_TAG_LEN = 8
 KEYED_DATA_OVERHEAD = KEYED_DATA_PREFIX + KEYED_TAG_LEN
@@ -37,6 +40,7 @@ msg_types = {
   [0x47] = "KEYED_DATA",
   [0x48] = "GET_REQUEST", [0x49] = "GET_OFFER", [0x4a] = "GET_FETCH",
   [0x4c] = "MANIFEST_QUERY", [0x4d] = "MANIFEST_OFFER",
+  [0x4e] = "UNTAGGED_DATA",
 }
 backends = { [1] = "linux-bridge", [2] = "openflow", [3] = "snmp" }
 nak_reasons = {

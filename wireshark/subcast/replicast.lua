@@ -147,13 +147,17 @@ end
 --   magic:2 version:1 type:1 txid:8 index:4 payload tag:8
 -- tag = the first 8 octets of BLAKE3-keyed(transfer key, every octet before
 -- it). The transfer key travels wrapped in the PUT_ACCEPT; the tag is shown,
--- never verified. Refuses like KeyedData::parse: longer than the datagram
--- limit (too-long), shorter than its fields, tag and one payload octet
+-- never verified. Untagged DATA (0x4e) is the same without the tag.
+-- Refuses like KeyedData::parse: longer than the datagram limit
+-- (too-long), shorter than its fields, tag and one payload octet
 -- (invalid-field).
 function keyed_data(tvb, root, info)
   local len = tvb:len()
-  info.type = msg_types[KEYED_DATA]
-  local h = cursor(tvb, 0, len, root:add(tvb(0, 4), "Header (keyed DATA)"))
+  local tagged = tvb(3, 1):uint() == KEYED_DATA
+  local tag_len = tagged and KEYED_TAG_LEN or 0
+  local what = tagged and "keyed DATA" or "untagged DATA"
+  info.type = msg_types[tvb(3, 1):uint()]
+  local h = cursor(tvb, 0, len, root:add(tvb(0, 4), "Header (" .. what .. ")"))
   h:uint(16, "magic", "magic")
   h:uint(8, "version", "version")
   h:uint(8, "type", "type")
@@ -161,19 +165,25 @@ function keyed_data(tvb, root, info)
     refuse("too-long", string.format("datagram of %d bytes exceeds the maximum of %d",
       len, MAX_DATAGRAM))
   end
-  if len < KEYED_DATA_OVERHEAD + 1 then
-    invalid("keyed DATA", "shorter than its fields, a tag and one payload octet ("
-      .. KEYED_DATA_OVERHEAD + 1 .. " octets)")
+  if len < KEYED_DATA_PREFIX + tag_len + 1 then
+    if tagged then
+      invalid("keyed DATA", "shorter than its fields, a tag and one payload octet ("
+        .. KEYED_DATA_OVERHEAD + 1 .. " octets)")
+    else
+      invalid("untagged DATA", "shorter than its fields and one payload octet ("
+        .. KEYED_DATA_PREFIX + 1 .. " octets)")
+    end
   end
-  local plen = len - KEYED_DATA_OVERHEAD
-  local c = cursor(tvb, 4, len - KEYED_TAG_LEN,
-    root:add(tvb(4, len - 4 - KEYED_TAG_LEN), info.type))
+  local plen = len - KEYED_DATA_PREFIX - tag_len
+  local c = cursor(tvb, 4, len - tag_len, root:add(tvb(4, len - 4 - tag_len), info.type))
   local tx = c:uint(64, "txid", "txid")
   local i = c:uint(32, "index", "index")
   local _, pi = c:bytes(plen, "payload", "payload")
   pi:append_text(" (" .. plen .. " octets)")
   c.tree:add(F.payload_len, tvb(KEYED_DATA_PREFIX, plen), plen):set_generated()
-  local t = root:add(F.tag, tvb(len - KEYED_TAG_LEN, KEYED_TAG_LEN))
-  t:append_text(" (8 octets, under the transfer key)")
+  if tagged then
+    local t = root:add(F.tag, tvb(len - KEYED_TAG_LEN, KEYED_TAG_LEN))
+    t:append_text(" (8 octets, under the transfer key)")
+  end
   return string.format("txid %s index %d, %d octets", tx, i, plen)
 end

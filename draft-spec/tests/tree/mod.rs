@@ -353,7 +353,8 @@ pub fn rust_decode(bytes: &[u8]) -> Result<(Value, Value), &'static str> {
     Ok((serde_json::to_value(header).unwrap(), message))
 }
 
-/// The Rust verdict on a datagram that starts as keyed DATA (0x47) does:
+/// The Rust verdict on a datagram that starts as keyed DATA (0x47) or
+/// untagged DATA (0x4e) does:
 /// the fields it must show, or the refusal kind; `None` for any other
 /// datagram (as `KeyedData::parse`, which a storage node runs first).
 pub fn rust_keyed(bytes: &[u8]) -> Option<Result<Want, &'static str>> {
@@ -366,15 +367,22 @@ pub fn rust_keyed(bytes: &[u8]) -> Option<Result<Want, &'static str>> {
     let mut w = Want::new();
     push(&mut w, "magic", "0x5343");
     push(&mut w, "version", "1");
-    push(&mut w, "type", "KEYED_DATA");
+    let ty = if d.is_tagged() {
+        "KEYED_DATA"
+    } else {
+        "UNTAGGED_DATA"
+    };
+    push(&mut w, "type", ty);
     push(&mut w, "txid", d.txid.to_string());
     push(&mut w, "index", d.index.to_string());
     push(&mut w, "payload", hex::encode(d.payload));
-    push(
-        &mut w,
-        "tag",
-        hex::encode(&bytes[bytes.len() - KEYED_TAG_LEN..]),
-    );
+    if d.is_tagged() {
+        push(
+            &mut w,
+            "tag",
+            hex::encode(&bytes[bytes.len() - KEYED_TAG_LEN..]),
+        );
+    }
     Some(Ok(w))
 }
 

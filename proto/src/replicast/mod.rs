@@ -33,6 +33,7 @@
 //! 0x4c MANIFEST_QUERY txid:8 name_hash:32 version:8   (version 0 = newest)
 //! 0x4d MANIFEST_OFFER txid:8 name_hash:32 count:1
 //!                     (version:8 writer:4 id:32 size:4) * count
+//! 0x4e untagged DATA  keyed DATA without its tag (see [`transfer`])
 //! ```
 //!
 //! Contract: decoding is total and allocates only for bytes present.
@@ -48,8 +49,9 @@ pub use tagged::{
     TagEntry, decode, open, seal, tag_encoded,
 };
 pub use transfer::{
-    KEYED_DATA, KEYED_DATA_OVERHEAD, KeyedData, TransferKey, WRAPPED_KEY_LEN, keyed_data_len,
-    seal_keyed_data_into,
+    KEYED_DATA, KEYED_DATA_OVERHEAD, KeyedData, TAG_EVERY, TransferKey, UNTAGGED_DATA,
+    WRAPPED_KEY_LEN, first_pass_tags, is_keyed_type, keyed_data_len, seal_keyed_data_into,
+    seal_untagged_data_into, untagged_data_len,
 };
 
 use crate::envelope::MAX_DATAGRAM;

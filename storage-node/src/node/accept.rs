@@ -278,15 +278,19 @@ impl NodeCore {
         TransferKey::unwrap(keys, sender, a.txid, me, wrapped)
     }
 
-    /// A keyed DATA datagram (0x47), split but not verified: it belongs to
-    /// the transfer with its txid whose key verifies its tag.
+    /// A keyed DATA datagram (0x47) or untagged DATA (0x4e), split but not
+    /// verified: it belongs to the transfer with its txid whose key
+    /// verifies its tag.
     ///
     /// Where the tag is checked: the chunk's hash is checked before the
     /// chunk is stored and proves every octet, so a datagram of the right
     /// length that fills an empty slot of a transfer that already took one
     /// verified datagram is taken as it is (a keyed BLAKE3 of a datagram
-    /// costs 1.8 µs on one SIMD lane, 1.3 ms of CPU per MiB). The first
-    /// datagram (it proves the key) and every repeat are verified. A forgery that got into an
+    /// costs 1.8 µs on one SIMD lane, 1.3 ms of CPU per MiB); the writer
+    /// sends most of its first pass untagged for that reason. The first
+    /// datagram (it proves the key) and every repeat are verified, so an
+    /// untagged one there is refused (`untagged`; the NACK asks for it
+    /// again and the repeat comes tagged). A forgery that got into an
     /// empty slot fails the chunk's hash: the ACK says so, the writer sends
     /// the chunk again, and that repeat verifies every datagram
     /// (`mismatched`), so a forger costs a transfer one more pass at most.
@@ -302,6 +306,10 @@ impl NodeCore {
         match found {
             Some((sender, total)) => {
                 self.handle_data(from, sender, d.txid, d.index, total, d.payload, now);
+            }
+            None if known && !d.is_tagged() => {
+                self.counters.datagrams_in += 1;
+                self.refuse("untagged");
             }
             None if known => {
                 self.counters.datagrams_in += 1;

@@ -309,7 +309,9 @@ impl NodeCore {
     pub fn refused(&mut self, bytes: &[u8], reason: &'static str) {
         // Our own multicast (a repair's GET_REQUEST) looped back: not a
         // refusal.
-        if bytes.get(3) != Some(&subcast_proto::replicast::KEYED_DATA)
+        if !bytes
+            .get(3)
+            .is_some_and(|t| subcast_proto::replicast::is_keyed_type(*t))
             && bytes.get(12..16) == Some(&self.p.node_id.to_be_bytes()[..])
         {
             return;

@@ -1,13 +1,14 @@
-//! Keyed DATA (0x47) at a target: the key comes wrapped in the
-//! PUT_ACCEPT; datagrams under it fill the chunk, others are refused or
-//! counted as not for this node.
+//! Keyed DATA (0x47) and untagged DATA (0x4e) at a target: the key comes
+//! wrapped in the PUT_ACCEPT; datagrams under it fill the chunk, and
+//! untagged ones the slots a verified datagram opened the way to; others
+//! are refused or counted as not for this node.
 
 use super::*;
 use crate::index::StoreIndex;
 use crate::put::DataKey;
 use std::sync::Arc;
 use subcast_proto::replicast::{
-    AckStatus, KeyedData, PutAccept, TransferKey, seal_keyed_data_into,
+    AckStatus, KeyedData, PutAccept, TransferKey, seal_keyed_data_into, seal_untagged_data_into,
 };
 
 const PER: usize = 1428;
@@ -35,6 +36,13 @@ fn keyed(key: &TransferKey, txid: u64, index: usize, data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     let end = ((index + 1) * PER).min(data.len());
     seal_keyed_data_into(&mut out, key, txid, index as u32, &data[index * PER..end]);
+    out
+}
+
+fn untagged(txid: u64, index: usize, data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let end = ((index + 1) * PER).min(data.len());
+    seal_untagged_data_into(&mut out, txid, index as u32, &data[index * PER..end]);
     out
 }
 
@@ -203,6 +211,82 @@ fn a_forgery_taken_unverified_costs_one_repeat_that_verifies_every_datagram() {
     for i in 1..4 {
         feed(&mut core, &keyed(&dk.key, 12, i, &data), now);
     }
+    let (_, got) = store_job(&mut core).expect("a Store action");
+    assert_eq!(got, data);
+}
+
+#[test]
+fn untagged_data_fills_only_empty_slots_after_a_verified_datagram() {
+    let mut core = target();
+    let now = Instant::now();
+    let data = payload(4 * PER + 9, 41);
+    let dk = DataKey::random(Arc::new(sim_keys(CLIENT_ID, 3)));
+    let wrapped = dk.wrap_for(14, &[1]).unwrap();
+    core.handle(
+        client_addr(),
+        CLIENT_ID,
+        accept(14, &data, wrapped, vec![1]),
+        now,
+        0,
+    );
+    // Before any verified datagram nothing proves the sender holds the
+    // key: untagged DATA is refused (the NACK asks for it again, tagged).
+    feed(&mut core, &untagged(14, 2, &data), now);
+    assert_eq!(core.counters.refused_by_reason.get("untagged"), Some(&1));
+    assert_eq!(core.counters.data_datagrams_as_target, 0);
+    // Another txid's untagged DATA is not for this node, as keyed DATA.
+    feed(&mut core, &untagged(15, 0, &data), now);
+    assert_eq!(core.counters.data_datagrams_not_for_us, 1);
+    // A tagged datagram opens the transfer; then untagged ones fill empty
+    // slots of the right length...
+    feed(&mut core, &keyed(&dk.key, 14, 0, &data), now);
+    feed(&mut core, &untagged(14, 1, &data), now);
+    feed(&mut core, &untagged(14, 2, &data), now);
+    assert_eq!(core.counters.data_datagrams_as_target, 3);
+    // ... but never a slot already held (that takes a verified repeat)...
+    feed(&mut core, &untagged(14, 1, &data), now);
+    assert_eq!(core.counters.refused_by_reason.get("untagged"), Some(&2));
+    // ... nor one of another length than its index has.
+    let mut short = Vec::new();
+    seal_untagged_data_into(&mut short, 14, 3, &data[3 * PER..4 * PER - 1]);
+    feed(&mut core, &short, now);
+    assert_eq!(core.counters.refused_by_reason.get("untagged"), Some(&3));
+    assert_eq!(stored(&mut core), None);
+    feed(&mut core, &untagged(14, 3, &data), now);
+    feed(&mut core, &untagged(14, 4, &data), now);
+    assert_eq!(stored(&mut core).as_deref(), Some(&data[..]));
+    assert_eq!(core.counters.refused_by_reason.get("bad-mac"), None);
+}
+
+#[test]
+fn after_a_hash_mismatch_untagged_data_is_refused() {
+    let mut core = target();
+    let now = Instant::now();
+    let data = payload(3 * PER, 43);
+    let dk = DataKey::random(Arc::new(sim_keys(CLIENT_ID, 3)));
+    let wrapped = dk.wrap_for(16, &[1]).unwrap();
+    let acc = accept(16, &data, wrapped, vec![1]);
+    core.handle(client_addr(), CLIENT_ID, acc.clone(), now, 0);
+    // A forged untagged datagram gets into an empty slot (as a forged
+    // tagged one would): the chunk fails its hash.
+    let mut bad = data.clone();
+    bad[PER] ^= 1;
+    feed(&mut core, &keyed(&dk.key, 16, 0, &data), now);
+    feed(&mut core, &untagged(16, 1, &bad), now);
+    feed(&mut core, &untagged(16, 2, &data), now);
+    let (job, got) = store_job(&mut core).expect("a Store action");
+    assert_ne!(got, data);
+    core.on_stored(job, Err(crate::store::StoreError::HashMismatch("x".into())));
+    assert_eq!(ack_statuses(&mut core), vec![AckStatus::HashMismatch]);
+    // The repeat must verify every datagram: untagged DATA is refused even
+    // for an empty slot, tagged DATA fills the chunk.
+    core.handle(client_addr(), CLIENT_ID, acc, now, 0);
+    feed(&mut core, &keyed(&dk.key, 16, 0, &data), now);
+    feed(&mut core, &untagged(16, 1, &bad), now);
+    feed(&mut core, &untagged(16, 2, &data), now);
+    assert_eq!(core.counters.refused_by_reason.get("untagged"), Some(&2));
+    feed(&mut core, &keyed(&dk.key, 16, 1, &data), now);
+    feed(&mut core, &keyed(&dk.key, 16, 2, &data), now);
     let (_, got) = store_job(&mut core).expect("a Store action");
     assert_eq!(got, data);
 }

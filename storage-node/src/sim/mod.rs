@@ -144,6 +144,8 @@ struct Sim {
     keyed: bool,
     /// Keyed DATA datagrams the client sent.
     client_keyed: u64,
+    /// Of `client_keyed`, sent as untagged DATA (0x4e).
+    client_untagged: u64,
 }
 
 impl Sim {
@@ -205,6 +207,7 @@ impl Sim {
             disk: Vec::new(),
             keyed: false,
             client_keyed: 0,
+            client_untagged: 0,
         }
     }
 
@@ -279,7 +282,12 @@ impl Sim {
             self.data_txids.push(d.txid);
         }
         let mut bytes = Vec::new();
-        replicast::seal_keyed_data_into(&mut bytes, key, d.txid, d.index, d.payload());
+        if d.tagged {
+            replicast::seal_keyed_data_into(&mut bytes, key, d.txid, d.index, d.payload());
+        } else {
+            self.client_untagged += 1;
+            replicast::seal_untagged_data_into(&mut bytes, d.txid, d.index, d.payload());
+        }
         self.send_bytes(client_addr(), CLIENT_ID, d.dest, bytes);
     }
 

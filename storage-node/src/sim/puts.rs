@@ -17,6 +17,12 @@ fn put_lands_on_exactly_r_nodes_in_every_mode() {
         assert_eq!(o.stored_on.len(), 3, "{mode:?}");
         let keyed_sent = if keyed { o.datagrams_sent } else { 0 };
         assert_eq!(sim.client_keyed, keyed_sent, "{mode:?} keyed {keyed}");
+        // No loss, one pass: each destination got every 32nd index tagged
+        // (0 included), the rest untagged.
+        let dests = if mode == Mode::Unicast { 3 } else { 1 };
+        let tagged = dests * (data.len().div_ceil(1372) as u64).div_ceil(32);
+        let untagged = if keyed { keyed_sent - tagged } else { 0 };
+        assert_eq!(sim.client_untagged, untagged, "{mode:?} keyed {keyed}");
         let mut h = sim.holders(&id);
         h.sort();
         let mut s = o.stored_on.clone();
