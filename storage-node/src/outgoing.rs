@@ -44,7 +44,8 @@ pub struct OutData {
     /// With a key: tagged (keyed DATA), or untagged DATA (0x4e) for a
     /// first-pass index a target takes unverified
     /// ([`subcast_proto::replicast::first_pass_tags`]). Repeats are
-    /// always tagged.
+    /// always tagged. The sender also tags the first datagram of each run
+    /// of a transfer in a send batch (`udp.rs`).
     pub tagged: bool,
     chunk: Arc<Vec<u8>>,
     range: std::ops::Range<usize>,

@@ -52,6 +52,8 @@ pub struct SendBatch {
     msgs: Vec<(SocketAddr, Range<usize>)>,
     /// One of `msgs` is a control datagram (not DATA).
     control: bool,
+    /// Destination and transaction of the last datagram pushed.
+    last_run: Option<(SocketAddr, u64)>,
     gso: bool,
     /// Send calls made from the caller's thread (the send thread counts
     /// its own: [`Self::thread`]) and datagrams batched.
@@ -120,6 +122,7 @@ impl SendBatch {
             buf,
             msgs,
             control: false,
+            last_run: None,
             gso,
             sends: 0,
             datagrams: 0,
@@ -206,8 +209,15 @@ impl SendBatch {
         } else {
             d.to.len().max(1)
         };
+        // Keyed DATA goes tagged where `d` says, and also where a run of
+        // this transfer's datagrams to this destination starts in the
+        // batch: batches may leave from two threads and arrive out of
+        // order, and a target takes untagged DATA only after a verified
+        // datagram of its transfer.
+        let tagged =
+            |b: &SendBatch| d.tagged || b.msgs.is_empty() || b.last_run != Some((d.dest, d.txid));
         let len = match d.key {
-            Some(_) if d.tagged => keyed_data_len(payload.len()),
+            Some(_) if tagged(self) => keyed_data_len(payload.len()),
             Some(_) => untagged_data_len(payload.len()),
             None => data_len(payload.len(), entries),
         };
@@ -216,7 +226,8 @@ impl SendBatch {
         }
         let start = self.buf.len();
         if let Some(key) = &d.key {
-            if d.tagged {
+            // (After a flush just now, the first of a new batch.)
+            if tagged(self) {
                 seal_keyed_data_into(&mut self.buf, key, d.txid, d.index, payload);
             } else {
                 seal_untagged_data_into(&mut self.buf, d.txid, d.index, payload);
@@ -237,6 +248,7 @@ impl SendBatch {
         }
         let end = self.buf.len();
         self.msgs.push((d.dest, start..end));
+        self.last_run = Some((d.dest, d.txid));
         self.flush_if_full(sock).await;
         end - start + IP_UDP_OVERHEAD
     }
