@@ -199,6 +199,19 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Kills the controller if the test ends early (a failed assertion), so
+/// that no process outlives the test.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// SIGHUP to the real binary re-reads its file.
 #[tokio::test]
 async fn sighup_reloads_the_running_binary() {
@@ -212,7 +225,7 @@ async fn sighup_reloads_the_running_binary() {
     );
     write(&file, &yaml);
     let log = dir.path().join("controller.log");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_subcast-controller"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_subcast-controller"))
         .args(["serve", "--config"])
         .arg(&file)
         .stdout(std::fs::File::create(&log).unwrap())
@@ -220,6 +233,7 @@ async fn sighup_reloads_the_running_binary() {
         .spawn()
         .unwrap();
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let mut child = KillOnDrop(Some(child));
     let api = format!("http://127.0.0.1:{port}");
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
     let t0 = Instant::now();
@@ -268,8 +282,9 @@ async fn sighup_reloads_the_running_binary() {
         "{l}"
     );
     assert_eq!(status_with(&api, LATE).await, 200);
-    assert!(child.try_wait().unwrap().is_none(), "still running");
+    let running = child.0.as_mut().map(|c| c.try_wait().unwrap().is_none());
+    assert_eq!(running, Some(true), "still running");
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    let st = child.wait().unwrap();
+    let st = child.0.take().expect("the controller").wait().unwrap();
     assert!(st.success(), "{st:?}");
 }
