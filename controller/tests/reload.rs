@@ -212,6 +212,47 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// The controller's log, line by line as it writes it: `wait_for` wakes on
+/// each new line instead of polling the text.
+struct Log {
+    text: std::sync::Arc<std::sync::Mutex<String>>,
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+}
+
+impl Log {
+    fn follow(out: std::process::ChildStdout) -> Log {
+        let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (tx, lines) = tokio::sync::mpsc::unbounded_channel();
+        let t = text.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                let mut all = t.lock().unwrap();
+                all.push_str(&line);
+                all.push('\n');
+                drop(all);
+                let _ = tx.send(line);
+            }
+        });
+        Log { text, lines }
+    }
+
+    fn all(&self) -> String {
+        self.text.lock().unwrap().clone()
+    }
+
+    /// Waits (10 s at most) until a line containing `needle` is written.
+    async fn wait_for(&mut self, needle: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !self.all().contains(needle) {
+            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
+                Ok(Some(_)) => {}
+                _ => panic!("no log line with {needle:?}:\n{}", self.all()),
+            }
+        }
+    }
+}
+
 /// SIGHUP to the real binary re-reads its file.
 #[tokio::test]
 async fn sighup_reloads_the_running_binary() {
@@ -224,18 +265,18 @@ async fn sighup_reloads_the_running_binary() {
         &format!("listen: \"127.0.0.1:{port}\"\n  max_body"),
     );
     write(&file, &yaml);
-    let log = dir.path().join("controller.log");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_subcast-controller"))
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_subcast-controller"))
         .args(["serve", "--config"])
         .arg(&file)
-        .stdout(std::fs::File::create(&log).unwrap())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let mut log = Log::follow(child.stdout.take().expect("piped stdout"));
     let mut child = KillOnDrop(Some(child));
     let api = format!("http://127.0.0.1:{port}");
-    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let read_log = || log.all();
     let t0 = Instant::now();
     while status_with(&api, ADMIN).await != 200 {
         assert!(
@@ -259,23 +300,15 @@ async fn sighup_reloads_the_running_binary() {
     // The new token can work a moment before the reload's log line is
     // written (the engine applies it, then the signal handler logs): wait
     // for the line itself.
-    let t0 = Instant::now();
-    while !read_log().contains("SIGHUP: config reloaded") {
-        assert!(t0.elapsed() < Duration::from_secs(10), "{}", read_log());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    log.wait_for("SIGHUP: config reloaded").await;
     // A broken file: logged with its position, nothing applied.
     write(
         &file,
         &with_late_token(&yaml).replace("key_ids: [2]", "key_ids: [7]"),
     );
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
-    let t0 = Instant::now();
-    while !read_log().contains("SIGHUP: reload not applied") {
-        assert!(t0.elapsed() < Duration::from_secs(10), "{}", read_log());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let l = read_log();
+    log.wait_for("SIGHUP: reload not applied").await;
+    let l = log.all();
     assert!(
         l.contains(&format!("{}:", file.display()))
             && l.contains("error: rendezvous key id 7 is not defined"),
