@@ -47,6 +47,12 @@ pub struct OutData {
     /// always tagged. The sender also tags the first datagram of each run
     /// of a transfer in a send batch (`udp.rs`).
     pub tagged: bool,
+    /// The last datagram of a pass (of the first pass to its
+    /// destination, or of a batch of repeats): it leaves after every
+    /// datagram sent before it, never overtaking one (`udp.rs`), so a
+    /// target that receives it and still misses an index has lost that
+    /// one and asks for it at once.
+    pub ends_pass: bool,
     chunk: Arc<Vec<u8>>,
     range: std::ops::Range<usize>,
 }
@@ -263,6 +269,7 @@ impl Outgoing {
             total: self.total,
             key: self.key.clone(),
             tagged,
+            ends_pass: false,
             chunk: self.payload.clone(),
             range: r,
         }
@@ -270,6 +277,12 @@ impl Outgoing {
 
     /// The next datagram to send, if any.
     pub fn next_datagram(&mut self) -> Option<OutData> {
+        let mut d = self.next_inner()?;
+        d.ends_pass |= self.idle();
+        Some(d)
+    }
+
+    fn next_inner(&mut self) -> Option<OutData> {
         if let Some((dest, i)) = self.pending.pop_front() {
             self.repair_unicast += 1;
             return Some(self.data(dest, i, true));
@@ -287,7 +300,7 @@ impl Outgoing {
                 }
             }
             self.pending.extend(who.into_iter().map(|d| (d, i)));
-            return self.next_datagram();
+            return self.next_inner();
         }
         if self.first_pass_done() {
             return None;
@@ -299,7 +312,9 @@ impl Outgoing {
         } else {
             (i + 1, 0)
         };
-        Some(self.data(dest, i, first_pass_tags(i)))
+        let mut d = self.data(dest, i, first_pass_tags(i));
+        d.ends_pass = i + 1 == self.total;
+        Some(d)
     }
 }
 
@@ -379,6 +394,30 @@ mod tests {
         assert_eq!(o.next_datagram().unwrap().dest, addr(2));
         assert_eq!(o.request_all(addr(3)), 3);
         assert_eq!(o.sent_payload_bytes, 500 + 100);
+    }
+
+    #[test]
+    fn the_last_datagram_of_each_pass_is_marked() {
+        let payload = Arc::new(vec![7u8; 250]);
+        let mut o = Outgoing::new(9, payload, 100, vec![addr(1), addr(2)]);
+        let mut ends = Vec::new();
+        while let Some(t) = o.next_datagram() {
+            ends.push((t.dest, t.index, t.ends_pass));
+        }
+        // Each destination's last index of the first pass.
+        let first: Vec<_> = ends.iter().filter(|e| e.2).map(|e| (e.0, e.1)).collect();
+        assert_eq!(first, vec![(addr(1), 2), (addr(2), 2)]);
+        // A batch of repeats: only its last.
+        o.request(addr(1), &[Range { start: 0, end: 2 }]);
+        o.request(addr(2), &[Range { start: 1, end: 2 }]);
+        let mut rep = Vec::new();
+        while let Some(t) = o.next_datagram() {
+            rep.push((t.dest, t.index, t.ends_pass));
+        }
+        assert_eq!(
+            rep,
+            vec![(addr(1), 0, false), (addr(1), 1, false), (addr(2), 1, true)]
+        );
     }
 
     #[test]

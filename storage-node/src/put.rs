@@ -699,13 +699,14 @@ impl PutMachine {
             if self.tl.pass_done.is_none() {
                 self.tl.pass_done = Some(now);
             }
-            // A pass (the first, or a batch of repeats) is over: ask every
-            // target that has not acknowledged what it misses, right away.
-            // Paths keep their order, so the poll arrives after the pass.
+            // A pass (the first, or a batch of repeats) is over. A target
+            // that got its last datagram NACKs its own gaps; one that
+            // lost the tail knows of no end: poll every target that has
+            // not acknowledged after `tail_poll` (most ACK before it;
+            // polling at once made each of them answer while writing).
             self.pass_sent = false;
             tracing::debug!(txid = self.txid, "pass sent");
-            let msg = self.accept_msg();
-            let poll = now + self.p.timers.poll_interval;
+            let poll = now + self.p.timers.tail_poll;
             for tg in self
                 .targets
                 .iter_mut()
@@ -713,11 +714,6 @@ impl PutMachine {
             {
                 tg.poll_after_pass = false;
                 tg.next_poll = Some(poll);
-                self.control.push_back(Transmit {
-                    dest: tg.addr,
-                    to: To::Node(tg.node),
-                    msg: msg.clone(),
-                });
             }
         }
         t

@@ -21,7 +21,13 @@ pub struct PutTimers {
     pub max_rounds: u32,
     /// Silence from a target before it is polled.
     pub poll_interval: Duration,
-
+    /// After a pass of DATA, how long a target that has not acknowledged
+    /// is left alone before its first poll. A target whose pass is over
+    /// NACKs its own gaps (`ReceiveTimers::gap_grace`); the poll finds
+    /// the one that lost the pass's last datagrams, or all of them, and
+    /// so knows of no end. Polling at once instead costs every put:
+    /// three more datagrams each way while the targets write.
+    pub tail_poll: Duration,
     /// Unanswered polls before a target is replaced.
     pub max_polls: u32,
     /// Longest wait between PUT_ACCEPT and the first DATA for the
@@ -61,6 +67,7 @@ impl Default for PutTimers {
             bid_grace_known: Duration::from_millis(20),
             max_rounds: 5,
             poll_interval: Duration::from_millis(25),
+            tail_poll: Duration::from_millis(5),
             max_polls: 40,
             join_lead: Duration::from_millis(100),
             ready_retry: Duration::from_millis(5),

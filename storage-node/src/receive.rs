@@ -147,6 +147,16 @@ pub struct ReceiveTimers {
     pub nack_delay: Duration,
     /// Give up after this many NACKs without progress.
     pub max_nacks: u32,
+    /// The last datagram of a transfer's first pass ends it (the sender
+    /// sends it after every other): a target that misses some then NACKs
+    /// at once. After that, each datagram that arrives while some are
+    /// still missing arms a NACK after this long without another,
+    /// instead of `nack_delay` (a repeat may be lost too); longer where
+    /// the transfer showed it needs more: twice the longest a datagram
+    /// arrived after a later one of its first pass (a sender's batches
+    /// overtake each other), or four mean gaps between its datagrams (a
+    /// paced sender).
+    pub gap_grace: Duration,
 }
 
 impl Default for ReceiveTimers {
@@ -154,6 +164,7 @@ impl Default for ReceiveTimers {
         ReceiveTimers {
             nack_delay: Duration::from_millis(100),
             max_nacks: 12,
+            gap_grace: Duration::from_millis(1),
         }
     }
 }
@@ -196,6 +207,17 @@ pub struct Receive {
     timers: ReceiveTimers,
     deadline: Instant,
     nacks_without_progress: u32,
+    /// The transfer's last datagram arrived: its first pass is over.
+    seen_last: bool,
+    /// A NACK was sent for this transfer.
+    asked: bool,
+    /// First and latest arrival of a new datagram (the mean gap).
+    first_at: Option<Instant>,
+    last_at: Option<Instant>,
+    /// The highest index that arrived before any NACK, and when.
+    highest: Option<(u32, Instant)>,
+    /// The longest a datagram arrived after that highest one.
+    reorder: Duration,
 }
 
 impl Receive {
@@ -227,6 +249,12 @@ impl Receive {
             // The first datagrams may still be queued behind other chunks.
             deadline: now + timers.nack_delay * 2,
             nacks_without_progress: 0,
+            seen_last: false,
+            asked: false,
+            first_at: None,
+            last_at: None,
+            highest: None,
+            reorder: Duration::ZERO,
         }
     }
 
@@ -247,15 +275,70 @@ impl Receive {
         payload: &[u8],
         now: Instant,
     ) -> Result<Option<ReceiveEvent>, DataError> {
-        if self.data.insert_parts(index, total, payload)? {
-            self.nacks_without_progress = 0;
-            self.deadline = now + self.timers.nack_delay;
+        let progress = self.data.insert_parts(index, total, payload)?;
+        let last = index + 1 == self.data.total();
+        if last {
+            self.seen_last = true;
         }
-        Ok(self.data.complete().then_some(ReceiveEvent::Complete))
+        if self.data.complete() {
+            return Ok(Some(ReceiveEvent::Complete));
+        }
+        if progress {
+            self.nacks_without_progress = 0;
+            self.first_at.get_or_insert(now);
+            self.last_at = Some(now);
+            if !self.asked {
+                match self.highest {
+                    Some((h, at)) if index < h => {
+                        self.reorder = self.reorder.max(now.saturating_duration_since(at));
+                    }
+                    _ => self.highest = Some((index, now)),
+                }
+            }
+            if last && !self.asked {
+                // The first pass ended: its last datagram leaves after
+                // every other (`OutData::ends_pass`), so what is missing
+                // was lost. (The sender no longer polls when a pass ends.)
+                return Ok(Some(self.nack(now)));
+            }
+            // After that NACK a repeat may be lost too: ask again soon.
+            self.deadline = now
+                + if self.seen_last {
+                    self.gap_grace()
+                } else {
+                    self.timers.nack_delay
+                };
+        }
+        Ok(None)
+    }
+
+    /// How long a target whose pass is over waits for a missing datagram
+    /// before its NACK: `gap_grace`, twice the reordering this transfer
+    /// showed, or four mean gaps between its datagrams (a slow or paced
+    /// sender), whichever is longest; at most `nack_delay`.
+    fn gap_grace(&self) -> Duration {
+        let mean = match (self.first_at, self.last_at) {
+            (Some(a), Some(b)) if self.data.received() > 1 => {
+                b.saturating_duration_since(a) / (self.data.received() - 1)
+            }
+            _ => Duration::ZERO,
+        };
+        self.timers
+            .gap_grace
+            .max(mean * 4)
+            .max(self.reorder * 2)
+            .min(self.timers.nack_delay)
     }
 
     fn nack_ranges(&self) -> Vec<Range> {
         self.data.missing(NACK_RANGES.min(MAX_RANGES))
+    }
+
+    /// A NACK now; the next one after `nack_delay` unless repeats arrive.
+    fn nack(&mut self, now: Instant) -> ReceiveEvent {
+        self.asked = true;
+        self.deadline = now + self.timers.nack_delay;
+        ReceiveEvent::Nack(self.nack_ranges())
     }
 
     /// The sender polls (repeated ACCEPT; it sends one when a pass is
@@ -264,9 +347,7 @@ impl Receive {
         if self.data.complete() {
             return Some(ReceiveEvent::Complete);
         }
-
-        self.deadline = now + self.timers.nack_delay;
-        Some(ReceiveEvent::Nack(self.nack_ranges()))
+        Some(self.nack(now))
     }
 
     pub fn on_timeout(&mut self, now: Instant) -> Option<ReceiveEvent> {
@@ -280,9 +361,10 @@ impl Receive {
             return Some(ReceiveEvent::Expired);
         }
         self.nacks_without_progress += 1;
+        let ev = self.nack(now);
         // Back off a little on repeated silence.
         self.deadline = now + self.timers.nack_delay * (1 + self.nacks_without_progress / 3);
-        Some(ReceiveEvent::Nack(self.nack_ranges()))
+        Some(ev)
     }
 }
 
@@ -333,6 +415,7 @@ mod tests {
         let timers = ReceiveTimers {
             nack_delay: Duration::from_millis(10),
             max_nacks: 3,
+            gap_grace: Duration::from_millis(1),
         };
         let sender = "[fd00::9]:1000".parse().unwrap();
         let mut rx = Receive::new(
@@ -362,5 +445,127 @@ mod tests {
             now = rx.deadline();
         }
         assert_eq!(nacks, 3);
+    }
+
+    fn rx_of(total: u32, t0: Instant) -> Receive {
+        let sender = "[fd00::9]:1000".parse().unwrap();
+        Receive::new(
+            1,
+            [0; 32],
+            ChunkKind::Data,
+            total as usize * 10,
+            10,
+            sender,
+            9,
+            None,
+            ReceiveTimers::default(),
+            t0,
+        )
+    }
+
+    #[test]
+    fn the_end_of_the_first_pass_asks_for_its_gaps_at_once() {
+        let t0 = Instant::now();
+        let nack_delay = ReceiveTimers::default().nack_delay;
+        let mut rx = rx_of(6, t0);
+        let us = Duration::from_micros(10);
+        // 0, 1, 3, 4 arrive: the pass is not over, no NACK before
+        // `nack_delay` of silence.
+        for (k, i) in [0u32, 1, 3, 4].into_iter().enumerate() {
+            let now = t0 + us * k as u32;
+            assert_eq!(rx.on_data(&data(i, 6, &[0; 10]), now), Ok(None));
+            assert_eq!(rx.deadline(), now + nack_delay);
+        }
+        // The last one: 2 was lost.
+        let t_last = t0 + us * 4;
+        assert_eq!(
+            rx.on_data(&data(5, 6, &[0; 10]), t_last),
+            Ok(Some(ReceiveEvent::Nack(vec![Range { start: 2, end: 3 }])))
+        );
+        assert_eq!(rx.deadline(), t_last + nack_delay);
+        // The repeat completes it.
+        assert_eq!(
+            rx.on_data(&data(2, 6, &[0; 10]), t_last + us),
+            Ok(Some(ReceiveEvent::Complete))
+        );
+    }
+
+    #[test]
+    fn after_the_nack_each_repeat_arms_a_short_grace() {
+        let t0 = Instant::now();
+        let timers = ReceiveTimers::default();
+        // A fast sender: `gap_grace`.
+        let mut rx = rx_of(6, t0);
+        let us = Duration::from_micros(10);
+        for (k, i) in [0u32, 3].into_iter().enumerate() {
+            assert_eq!(
+                rx.on_data(&data(i, 6, &[0; 10]), t0 + us * k as u32),
+                Ok(None)
+            );
+        }
+        assert!(
+            rx.on_data(&data(5, 6, &[0; 10]), t0 + us * 2)
+                .unwrap()
+                .is_some()
+        );
+        // The repeats of 1, 2 and 4 come; 2 and 4 are lost again.
+        let t_rep = t0 + us * 30;
+        assert_eq!(rx.on_data(&data(1, 6, &[0; 10]), t_rep), Ok(None));
+        assert_eq!(rx.deadline(), t_rep + timers.gap_grace);
+        assert_eq!(rx.on_timeout(t_rep + timers.gap_grace / 2), None);
+        assert_eq!(
+            rx.on_timeout(t_rep + timers.gap_grace),
+            Some(ReceiveEvent::Nack(vec![
+                Range { start: 2, end: 3 },
+                Range { start: 4, end: 5 }
+            ]))
+        );
+        // A paced sender, 2 ms between datagrams: four gaps.
+        let mut rx = rx_of(8, t0);
+        let gap = Duration::from_millis(2);
+        for (k, i) in [0u32, 1, 2, 4].into_iter().enumerate() {
+            assert_eq!(
+                rx.on_data(&data(i, 8, &[0; 10]), t0 + gap * k as u32),
+                Ok(None)
+            );
+        }
+        assert!(
+            rx.on_data(&data(7, 8, &[0; 10]), t0 + gap * 4)
+                .unwrap()
+                .is_some()
+        );
+        let t_rep = t0 + gap * 5;
+        assert_eq!(rx.on_data(&data(3, 8, &[0; 10]), t_rep), Ok(None));
+        assert_eq!(rx.deadline(), t_rep + (t_rep - t0) / 5 * 4);
+        // A sender whose batches overtook each other by 3 ms in the first
+        // pass: twice that.
+        let mut rx = rx_of(8, t0);
+        for (t, i) in [(0u32, 0u32), (1, 1), (2, 4), (3, 5), (303, 2)] {
+            assert_eq!(rx.on_data(&data(i, 8, &[0; 10]), t0 + us * t), Ok(None));
+        }
+        assert_eq!(
+            rx.on_data(&data(7, 8, &[0; 10]), t0 + us * 304),
+            Ok(Some(ReceiveEvent::Nack(vec![
+                Range { start: 3, end: 4 },
+                Range { start: 6, end: 7 }
+            ])))
+        );
+        // Repeats come in the order asked for: not counted as reordering.
+        let t_rep = t0 + Duration::from_millis(4);
+        assert_eq!(rx.on_data(&data(6, 8, &[0; 10]), t_rep), Ok(None));
+        assert_eq!(rx.deadline(), t_rep + Duration::from_millis(6));
+    }
+
+    #[test]
+    fn a_duplicate_of_the_last_datagram_asks_nothing_again() {
+        let t0 = Instant::now();
+        let mut rx = rx_of(3, t0);
+        assert!(rx.on_data(&data(2, 3, &[0; 10]), t0).unwrap().is_some());
+        let d = rx.deadline();
+        assert_eq!(
+            rx.on_data(&data(2, 3, &[0; 10]), t0 + Duration::from_micros(500)),
+            Ok(None)
+        );
+        assert_eq!(rx.deadline(), d);
     }
 }

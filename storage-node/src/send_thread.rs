@@ -21,7 +21,10 @@
 //!   while the thread has one, every batch goes behind it. A target drops
 //!   DATA of a transfer whose PUT_ACCEPT it has not seen yet, and answers
 //!   a poll (a repeated PUT_ACCEPT) by asking again for what has not
-//!   arrived, so either reordering would cost a repair.
+//!   arrived, so either reordering would cost a repair. The last DATA
+//!   datagram of a pass (`OutData::ends_pass`) goes alone in a batch of
+//!   its own that counts as a control datagram here (`udp.rs`): a target
+//!   that receives it asks at once for what it still misses.
 //! - At most [`MAX_OUT`] batches are out; the caller waits for one to come
 //!   back before handing over another.
 //! - The thread sends on a duplicate of the caller's socket (one socket,
@@ -336,6 +339,11 @@ mod tests {
             sorted,
             (0..total).collect::<Vec<_>>(),
             "lost or repeated DATA"
+        );
+        assert_eq!(
+            data.last(),
+            Some(&(total - 1)),
+            "the end of the pass overtook DATA"
         );
         let at = control.expect("control datagram lost");
         let mut before = data[..at].to_vec();

@@ -50,7 +50,8 @@ pub struct SendBatch {
     buf: Vec<u8>,
     /// The datagrams in `buf`, back to back in order: destination and octets.
     msgs: Vec<(SocketAddr, Range<usize>)>,
-    /// One of `msgs` is a control datagram (not DATA).
+    /// One of `msgs` is a control datagram (not DATA) or the last DATA
+    /// of a pass: the batch leaves in order (`send_thread.rs`).
     control: bool,
     /// Destination and transaction of the last datagram pushed.
     last_run: Option<(SocketAddr, u64)>,
@@ -221,7 +222,10 @@ impl SendBatch {
             Some(_) => untagged_data_len(payload.len()),
             None => data_len(payload.len(), entries),
         };
-        if !self.fits(len) {
+        // The end of a pass leaves alone and in order, as a control
+        // datagram does (the target takes a gap it sees then for a loss);
+        // what comes before it goes as usual, from either thread.
+        if !self.fits(len) || (d.ends_pass && !self.msgs.is_empty()) {
             self.flush(sock).await;
         }
         let start = self.buf.len();
@@ -249,6 +253,10 @@ impl SendBatch {
         let end = self.buf.len();
         self.msgs.push((d.dest, start..end));
         self.last_run = Some((d.dest, d.txid));
+        if d.ends_pass {
+            self.control = true;
+            self.flush(sock).await;
+        }
         self.flush_if_full(sock).await;
         end - start + IP_UDP_OVERHEAD
     }

@@ -581,9 +581,6 @@ pub fn params_from(
         scrub: n.scrub_params(),
         max_repairs: n.max_repairs,
         ingest_rate: c.rate_bytes_per_s(),
-        timers: ReceiveTimers {
-            nack_delay: Duration::from_millis(100),
-            max_nacks: 12,
-        },
+        timers: ReceiveTimers::default(),
     })
 }

@@ -146,6 +146,9 @@ struct Sim {
     client_keyed: u64,
     /// Of `client_keyed`, sent as untagged DATA (0x4e).
     client_untagged: u64,
+    /// Indexes of the client's DATA lost on its own link the first time
+    /// each is sent (so every target misses them).
+    drop_data: Vec<u32>,
 }
 
 impl Sim {
@@ -208,7 +211,14 @@ impl Sim {
             keyed: false,
             client_keyed: 0,
             client_untagged: 0,
+            drop_data: Vec::new(),
         }
+    }
+
+    /// Whether the client's DATA `index` is lost now (see `drop_data`).
+    fn dropped(&mut self, index: u32) -> bool {
+        let at = self.drop_data.iter().position(|i| *i == index);
+        at.map(|k| self.drop_data.swap_remove(k)).is_some()
     }
 
     /// Runs the nodes alone (scrubs, repairs) for `d` of simulated time.
@@ -245,6 +255,10 @@ impl Sim {
                     if self.data_txids.last() != Some(&d.txid) {
                         self.data_txids.push(d.txid);
                     }
+                    let index = d.index;
+                    if self.dropped(index) {
+                        return;
+                    }
                 }
                 _ => {}
             }
@@ -280,6 +294,9 @@ impl Sim {
         self.client_keyed += 1;
         if self.data_txids.last() != Some(&d.txid) {
             self.data_txids.push(d.txid);
+        }
+        if self.dropped(d.index) {
+            return;
         }
         let mut bytes = Vec::new();
         if d.tagged {
