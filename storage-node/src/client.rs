@@ -346,7 +346,10 @@ impl Client {
                                 m.set_members(self.members.known(m.group()));
                                 m.use_data_key(DataKey::random(self.keys.clone()));
                             }
-                            Task::Lookup(m) => m.set_members(self.members.known(m.group())),
+                            Task::Lookup(m) => {
+                                m.set_members(self.members.known(m.group()));
+                                m.set_total(self.members.all(m.group()));
+                            }
                             Task::Get(_) => {}
                         }
                         order.push_back(t.txid());
@@ -521,10 +524,15 @@ impl Client {
                         let mut recv = self.recv.take().expect("present");
                         let mut n = 0;
                         while n < 1024 {
-                            let (stats, keys, addresses, guard) =
-                                (&mut self.stats, &self.keys, &self.addresses, &mut self.guard);
+                            let (stats, keys, addresses, guard, members) = (
+                                &mut self.stats,
+                                &self.keys,
+                                &self.addresses,
+                                &mut self.guard,
+                                &mut self.members,
+                            );
                             let got = recv.drain(&self.sock, |bytes, from| {
-                                on_datagram(stats, keys, addresses, guard, bytes, from, &mut tasks)
+                                on_datagram(stats, keys, addresses, guard, members, bytes, from, &mut tasks)
                             });
                             match got {
                                 Ok(0) | Err(_) => break,
@@ -555,14 +563,15 @@ impl Client {
         let mut recv = self.recv.take().expect("present");
         let mut n = 0;
         while n < 1024 {
-            let (stats, keys, addresses, guard) = (
+            let (stats, keys, addresses, guard, members) = (
                 &mut self.stats,
                 &self.keys,
                 &self.addresses,
                 &mut self.guard,
+                &mut self.members,
             );
             let got = recv.drain_now(&self.sock, |bytes, from| {
-                on_datagram(stats, keys, addresses, guard, bytes, from, tasks)
+                on_datagram(stats, keys, addresses, guard, members, bytes, from, tasks)
             });
             match got {
                 Ok(0) | Err(_) => break,
@@ -603,12 +612,15 @@ impl Client {
     }
 }
 
-/// A datagram for one of the client's tasks.
+/// A datagram for one of the client's tasks. An answer to a round that
+/// already ended still says its sender is alive ([`Membership::heard`]).
+#[allow(clippy::too_many_arguments)]
 fn on_datagram(
     stats: &mut ClientStats,
     keys: &PairKeys,
     addresses: &Addresses,
     guard: &mut ReplayGuard,
+    members: &mut Membership,
     bytes: &[u8],
     from: SocketAddr,
     tasks: &mut HashMap<u64, Task>,
@@ -622,6 +634,11 @@ fn on_datagram(
         Ok(dg) => {
             if let Some(t) = tasks.get_mut(&dg.message.txid()) {
                 t.handle(from, dg.header.sender_id, &dg.message, Instant::now());
+            } else if matches!(
+                dg.message,
+                ReplicastMessage::ManifestOffer(_) | ReplicastMessage::PutBid(_)
+            ) {
+                members.heard(dg.header.sender_id);
             }
         }
         Err(e) => {

@@ -357,6 +357,8 @@ pub struct ManifestLookup {
     round_no: u32,
     round: Round,
     silent: Vec<u32>,
+    /// Members of the group, set aside or not (0: not known).
+    total: usize,
     /// Every version any member offered (all answers, not the first).
     pub versions: Versions,
     control: VecDeque<Transmit>,
@@ -389,6 +391,7 @@ impl ManifestLookup {
             round_no: 1,
             round: Round::default(),
             silent: Vec::new(),
+            total: 0,
             versions: Versions::new(),
             control: VecDeque::new(),
             finished: false,
@@ -411,9 +414,17 @@ impl ManifestLookup {
 
     /// The group's members known to the owner: the lookup ends once all
     /// of them answered (every member answers, with no versions if it
-    /// holds none).
+    /// holds none) and they are enough (see [`Self::set_total`]).
     pub fn set_members(&mut self, members: Vec<u32>) {
         self.round.set_expected(members);
+    }
+
+    /// How many members the group has (configured or ever heard from,
+    /// also those set aside for now: [`crate::members::Membership::all`]).
+    /// The lookup ends early only once `total - R + 1` answered, however
+    /// few members it waited for.
+    pub fn set_total(&mut self, total: usize) {
+        self.total = total;
     }
 
     pub fn group(&self) -> Ipv6Addr {
@@ -444,7 +455,7 @@ impl ManifestLookup {
             });
             e.holders.push(sender);
         }
-        if self.round.complete() {
+        if self.round.complete() && self.decisive() {
             self.finished = true;
         } else if self.decisive() {
             self.deadline = self.deadline.min(now + self.t.lookup_grace);
@@ -460,8 +471,8 @@ impl ManifestLookup {
     /// such a lookup runs to its timeout.
     fn decisive(&self) -> bool {
         let answered = self.round.answered().len();
-        if self.round.informed() {
-            answered > self.round.expected_len().saturating_sub(self.expect)
+        if self.informed() {
+            answered > self.known_members().saturating_sub(self.expect)
         } else {
             answered >= self.expect && !self.versions.is_empty()
         }
@@ -476,7 +487,7 @@ impl ManifestLookup {
         // each round adding the answers that were lost or late.
         let rounds = if self.round.answered().is_empty() {
             self.t.max_queries.min(2)
-        } else if self.round.informed() && self.versions.is_empty() && !self.decisive() {
+        } else if self.informed() && self.versions.is_empty() && !self.decisive() {
             self.t.max_queries
         } else {
             0
@@ -518,6 +529,10 @@ impl ManifestLookup {
 
     /// Members the lookup waited for (0: none known).
     pub fn known_members(&self) -> usize {
-        self.round.expected_len()
+        self.round.expected_len().max(self.total)
+    }
+
+    fn informed(&self) -> bool {
+        self.known_members() > 0
     }
 }

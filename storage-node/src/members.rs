@@ -14,6 +14,15 @@
 //! one per round. With no member known (a client's first round in a
 //! group) a bid round ends once R answers are in and a short grace has
 //! passed; a lookup's rule is in [`crate::get::ManifestLookup`].
+//!
+//! Setting a member aside shortens the wait; it never lowers a quorum.
+//! [`Membership::all`] is every member configured or ever heard from, and
+//! a lookup concludes "no such version" only from N - R + 1 answers of
+//! those N (so at least one holder of every stored version answered),
+//! however few it waited for. (A lossy trunk once left a client waiting
+//! for one member, every later lookup ending at that member's answer, and
+//! gets of objects it did not hold said "not found".) An answer that
+//! comes after its round ended brings its member back as well.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv6Addr;
@@ -25,18 +34,43 @@ pub struct Membership {
     learned: HashMap<Ipv6Addr, BTreeSet<u32>>,
     /// Configured members that stayed silent until a round's timeout.
     silenced: HashMap<Ipv6Addr, BTreeSet<u32>>,
+    /// Every member configured or ever heard from (quorums count these).
+    all: HashMap<Ipv6Addr, BTreeSet<u32>>,
 }
 
 impl Membership {
     /// With the config's member lists (exact; never forgotten).
     pub fn new(configured: impl IntoIterator<Item = (Ipv6Addr, Vec<u32>)>) -> Self {
+        let configured: HashMap<Ipv6Addr, BTreeSet<u32>> = configured
+            .into_iter()
+            .map(|(g, m)| (g, m.into_iter().collect()))
+            .collect();
         Membership {
-            configured: configured
-                .into_iter()
-                .map(|(g, m)| (g, m.into_iter().collect()))
-                .collect(),
+            all: configured.clone(),
+            configured,
             learned: HashMap::new(),
             silenced: HashMap::new(),
+        }
+    }
+
+    /// Every member of `group` configured or ever heard from, set aside
+    /// or not: the N of a lookup's N - R + 1.
+    pub fn all(&self, group: Ipv6Addr) -> usize {
+        self.all.get(&group).map_or(0, |s| s.len())
+    }
+
+    /// `node` answered something after its round ended: it is back in
+    /// every group it is a member of.
+    pub fn heard(&mut self, node: u32) {
+        for (g, members) in &self.all {
+            if members.contains(&node) {
+                if !self.configured.contains_key(g) {
+                    self.learned.entry(*g).or_default().insert(node);
+                }
+                if let Some(s) = self.silenced.get_mut(g) {
+                    s.remove(&node);
+                }
+            }
         }
     }
 
@@ -63,6 +97,10 @@ impl Membership {
     /// A round in `group` ended: `answered` answered it, `silent` (known
     /// members) did not before its timeout.
     pub fn settle(&mut self, group: Ipv6Addr, answered: &[u32], silent: &[u32]) {
+        self.all
+            .entry(group)
+            .or_default()
+            .extend(answered.iter().copied());
         let l = self.learned.entry(group).or_default();
         l.extend(answered.iter().copied());
         for s in silent {
@@ -174,5 +212,25 @@ mod tests {
         assert_eq!(m.known(g), vec![1, 2, 3], "back once it answers");
         m.settle(g, &[], &[1, 2, 3]);
         assert_eq!(m.known(g), vec![1, 2, 3], "never an empty wait list");
+    }
+
+    #[test]
+    fn setting_members_aside_never_shrinks_the_quorum_and_a_late_answer_brings_one_back() {
+        let g: Ipv6Addr = "ff15::1".parse().unwrap();
+        let mut m = Membership::default();
+        m.settle(g, &[1, 2, 3, 4, 5, 6, 7, 8], &[]);
+        // A lost query behind a trunk: only 2 answered in time.
+        m.settle(g, &[2], &[1, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(m.known(g), vec![2], "the wait is short");
+        assert_eq!(m.all(g), 8, "the quorum is not");
+        m.heard(5);
+        assert_eq!(m.known(g), vec![2, 5]);
+        let mut c = Membership::new([(g, vec![1, 2, 3])]);
+        assert_eq!(c.all(g), 3);
+        c.settle(g, &[1], &[2, 3]);
+        c.heard(3);
+        assert_eq!(c.known(g), vec![1, 3]);
+        c.heard(9);
+        assert_eq!(c.all(g), 3, "only members come back");
     }
 }

@@ -582,7 +582,24 @@ pub async fn manifest(
     name: &str,
     version: Option<u64>,
 ) -> anyhow::Result<Manifest> {
-    let versions = lookup(client, name, version.unwrap_or(0)).await?;
+    let (versions, answered, known) = lookup_answers(client, name, version.unwrap_or(0)).await?;
+    // "Not found" needs the answers of N - R + 1 of the N members (one
+    // holder of every stored version among them), as a new version's
+    // number does.
+    let replicas = client.cfg.replicas;
+    if versions.is_empty() {
+        if answered == 0 {
+            anyhow::bail!(
+                "object {name:?}: no member of its negotiating group answered the lookup: are the nodes running?"
+            );
+        }
+        let need = known.saturating_sub(replicas) + 1;
+        if known > 0 && answered < need {
+            anyhow::bail!(
+                "object {name:?}: only {answered} of the {known} members of its negotiating group answered the lookup, none with a version; with R={replicas} at least {need} must answer before it can be called missing: retry when the nodes are back"
+            );
+        }
+    }
     // The newest among every member's answers (of that number, if given).
     let (key, found) =
         crate::versions::newest(&versions, version).ok_or_else(|| match version {

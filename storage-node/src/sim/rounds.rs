@@ -208,3 +208,38 @@ fn silent_member_costs_one_grace_then_is_set_aside() {
     assert!(took[1] <= Duration::from_micros(300), "{took:?}");
     assert_eq!(members.known(GROUP), vec![1, 2, 3, 4, 5]);
 }
+
+/// The lossy lab's "not found": a query lost on a trunk reached one
+/// member, the others were set aside, and the next lookups waited for
+/// that member alone, ending on its "none". The wait may shrink; the
+/// quorum (N - R + 1 of every member ever heard from) does not.
+#[test]
+fn a_lookup_waiting_for_one_member_still_needs_a_quorum_of_all() {
+    let mut sim = Sim::new(6, 0.0, 28);
+    let holders = stored_on_three(&mut sim, "set/aside");
+    let other = all_members(&sim)
+        .into_iter()
+        .find(|n| !holders.contains(n))
+        .unwrap();
+    let mut members = Membership::default();
+    members.settle(GROUP, &all_members(&sim), &[]);
+    let silent: Vec<u32> = all_members(&sim)
+        .into_iter()
+        .filter(|n| *n != other)
+        .collect();
+    members.settle(GROUP, &[other], &silent);
+    assert_eq!(members.known(GROUP), vec![other]);
+    let t0 = sim.now;
+    let mut side = lookup(&sim, "set/aside");
+    if let Side::Lookup(m) = &mut side {
+        m.set_members(members.known(GROUP));
+        m.set_total(members.all(GROUP));
+    }
+    sim.run(&mut side, Duration::from_secs(10));
+    let took = sim.now - t0;
+    let Side::Lookup(l) = side else { panic!() };
+    assert_eq!(l.versions.len(), 1, "the holders' answers counted");
+    // 6 - 3 + 1 = 4 answers, at once: no grace and no timeout waited.
+    assert!(took <= Duration::from_micros(300), "took {took:?}");
+    assert!(l.responders().len() >= 4);
+}
