@@ -472,7 +472,7 @@ impl ManifestLookup {
     fn decisive(&self) -> bool {
         let answered = self.round.answered().len();
         if self.informed() {
-            answered > self.known_members().saturating_sub(self.expect)
+            answered >= crate::versions::quorum(self.known_members(), self.expect)
         } else {
             answered >= self.expect && !self.versions.is_empty()
         }

@@ -593,8 +593,8 @@ pub async fn manifest(
                 "object {name:?}: no member of its negotiating group answered the lookup: are the nodes running?"
             );
         }
-        let need = known.saturating_sub(replicas) + 1;
-        if known > 0 && answered < need {
+        let need = crate::versions::quorum(known, replicas);
+        if answered < need {
             anyhow::bail!(
                 "object {name:?}: only {answered} of the {known} members of its negotiating group answered the lookup, none with a version; with R={replicas} at least {need} must answer before it can be called missing: retry when the nodes are back"
             );

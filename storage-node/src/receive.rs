@@ -61,6 +61,11 @@ impl Reassembly {
         self.received == self.total
     }
 
+    /// Whether the last datagram (the highest index) is in.
+    pub fn has_last(&self) -> bool {
+        self.have.last().copied().unwrap_or(false)
+    }
+
     /// Takes one datagram; `Ok(true)` if it was new.
     pub fn insert(&mut self, d: &Data) -> Result<bool, DataError> {
         self.insert_parts(d.index, d.total, &d.payload)
@@ -207,8 +212,6 @@ pub struct Receive {
     timers: ReceiveTimers,
     deadline: Instant,
     nacks_without_progress: u32,
-    /// The transfer's last datagram arrived: its first pass is over.
-    seen_last: bool,
     /// A NACK was sent for this transfer.
     asked: bool,
     /// First and latest arrival of a new datagram (the mean gap).
@@ -249,7 +252,6 @@ impl Receive {
             // The first datagrams may still be queued behind other chunks.
             deadline: now + timers.nack_delay * 2,
             nacks_without_progress: 0,
-            seen_last: false,
             asked: false,
             first_at: None,
             last_at: None,
@@ -277,9 +279,6 @@ impl Receive {
     ) -> Result<Option<ReceiveEvent>, DataError> {
         let progress = self.data.insert_parts(index, total, payload)?;
         let last = index + 1 == self.data.total();
-        if last {
-            self.seen_last = true;
-        }
         if self.data.complete() {
             return Ok(Some(ReceiveEvent::Complete));
         }
@@ -303,7 +302,7 @@ impl Receive {
             }
             // After that NACK a repeat may be lost too: ask again soon.
             self.deadline = now
-                + if self.seen_last {
+                + if self.data.has_last() {
                     self.gap_grace()
                 } else {
                     self.timers.nack_delay

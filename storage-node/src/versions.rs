@@ -51,6 +51,14 @@ pub enum VersionError {
     },
 }
 
+/// How many of a group's `known` members must answer a lookup so that a
+/// holder of every version stored `replicas` times is among them: N - R +
+/// 1 (1 while no member is known). A new version's number, a listing and
+/// "no such object" all need it.
+pub fn quorum(known: usize, replicas: usize) -> usize {
+    known.saturating_sub(replicas) + 1
+}
+
 /// The version number a new put gets, from a lookup's answers: `answered`
 /// members answered, `known` members were expected (0: none known yet).
 pub fn next_version(
@@ -63,7 +71,7 @@ pub fn next_version(
         return Err(VersionError::NoAnswer);
     }
     if known > 0 {
-        let need = known.saturating_sub(replicas) + 1;
+        let need = quorum(known, replicas);
         if answered < need {
             return Err(VersionError::TooFewAnswers {
                 answered,

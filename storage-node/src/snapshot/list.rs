@@ -75,11 +75,7 @@ pub async fn list_bucket(client: &mut Client, bucket: &str) -> anyhow::Result<Ve
         for m in pages {
             let g = m.group();
             let (answered, known) = (m.responders().len(), m.known_members());
-            let need = if known > 0 {
-                known.saturating_sub(r) + 1
-            } else {
-                1
-            };
+            let need = crate::versions::quorum(known, r);
             anyhow::ensure!(
                 answered >= need,
                 "listing of negotiating group {g}: only {answered} of {known} members answered (need {need} so that a holder of every manifest did): retry when the nodes are back"
