@@ -7,7 +7,7 @@ use crate::groups::{ControllerOut, GroupAnswer, GroupCache, GroupParams};
 use crate::keys::Addresses;
 use crate::members::Membership;
 use crate::outgoing::{Outbound, Pacer, To};
-use crate::put::{DataKey, PutError, PutEvent, PutMachine, PutOutcome};
+use crate::put::{DataKey, PutError, PutEvent, PutMachine, PutOutcome, take_turns};
 use crate::transport::{IP_UDP_OVERHEAD, ifindex, udp_socket};
 use crate::udp::{RecvBatch, SendBatch};
 use std::collections::{HashMap, VecDeque};
@@ -61,6 +61,27 @@ impl Task {
             Task::Put(m) => m.handle(from, sender, msg, now),
             Task::Get(m) => m.handle(from, sender, msg, now),
             Task::Lookup(m) => m.handle(sender, msg, now),
+        }
+    }
+}
+
+/// How many tasks [`Client::run_steps`] runs at once.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    /// Tasks at once, in any phase.
+    pub tasks: usize,
+    /// Of those, puts that may transfer (send their first pass) at once;
+    /// the others negotiate with their first DATA held (see
+    /// [`PutMachine::set_queued`]).
+    pub transfers: usize,
+}
+
+impl Window {
+    /// At most `n` tasks, whatever their phase.
+    pub fn flat(n: usize) -> Window {
+        Window {
+            tasks: n,
+            transfers: n,
         }
     }
 }
@@ -310,7 +331,7 @@ impl Client {
         done: impl FnMut(&mut ClientStats, Finished) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         self.run_steps(
-            parallel,
+            Window::flat(parallel),
             |now| next(now).map_or(Next::Done, Next::Task),
             done,
         )
@@ -322,18 +343,20 @@ impl Client {
     /// some task runs).
     pub async fn run_steps(
         &mut self,
-        parallel: usize,
+        window: Window,
         mut next: impl FnMut(Instant) -> Next,
         mut done: impl FnMut(&mut ClientStats, Finished) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         let mut tasks: HashMap<u64, Task> = HashMap::new();
         let mut order: VecDeque<u64> = VecDeque::new();
+        // Puts, oldest first: the order they get their turn to transfer.
+        let mut puts_in_order: VecDeque<u64> = VecDeque::new();
         let mut exhausted = false;
         let mut cbuf = vec![0u8; 9216];
         let sleep = tokio::time::sleep_until(Instant::now().into());
         tokio::pin!(sleep);
         loop {
-            while !exhausted && tasks.len() < parallel.max(1) {
+            while !exhausted && tasks.len() < window.tasks.max(1) {
                 match next(Instant::now()) {
                     Next::Later if tasks.is_empty() => {
                         anyhow::bail!("internal error: a put waits for a result no task computes")
@@ -353,6 +376,9 @@ impl Client {
                             Task::Get(_) => {}
                         }
                         order.push_back(t.txid());
+                        if matches!(t, Task::Put(_)) {
+                            puts_in_order.push_back(t.txid());
+                        }
                         tasks.insert(t.txid(), t);
                     }
                     Next::Done => exhausted = true,
@@ -361,6 +387,16 @@ impl Client {
             if exhausted && tasks.is_empty() {
                 return Ok(());
             }
+            // Puts oldest first: the order of their turns to transfer.
+            let mut puts: Vec<(usize, &mut PutMachine)> = tasks
+                .iter_mut()
+                .filter_map(|(id, t)| match t {
+                    Task::Put(m) => Some((puts_in_order.iter().position(|x| x == id)?, &mut **m)),
+                    _ => None,
+                })
+                .collect();
+            puts.sort_by_key(|p| p.0);
+            take_turns(puts.into_iter().map(|p| p.1), window.transfers);
             // Transmit, round robin, as the pacer allows: up to a batch
             // from one task before the next; the batch goes out in as few
             // system calls as it can (see `udp.rs`).
@@ -467,6 +503,7 @@ impl Client {
                     }
                     tasks.remove(&id);
                     order.retain(|x| *x != id);
+                    puts_in_order.retain(|x| *x != id);
                     done(&mut self.stats, f)?;
                     any_finished = true;
                 }

@@ -2,7 +2,7 @@
 //! a given version, verified, written atomically), stat.
 
 use crate::chunking::{chunk_id, name_hash, short};
-use crate::client::{Client, Finished, Next, Task, Versions, new_txid};
+use crate::client::{Client, Finished, Next, Task, Versions, Window, new_txid};
 use crate::get::{GetMachine, GetTimers, ManifestLookup};
 use crate::manifest::Manifest;
 use crate::placement::ng_index;
@@ -341,7 +341,7 @@ pub async fn put_reader(
             return Next::Done;
         }
         if s.produced < n {
-            if s.produced - s.data_done >= cfg.parallel.max(1) {
+            if s.produced - s.data_done >= cfg.put_window.max(1) {
                 return Next::Later;
             }
             let len =
@@ -493,10 +493,13 @@ pub async fn put_reader(
         }
         Ok(())
     };
-    // Room for the lookup and the manifest beside `parallel` data chunks.
-    client
-        .run_steps(cfg.parallel.max(1) + 2, next, done)
-        .await?;
+    // `put_window` chunks in flight, `put_transfers` of them transferring
+    // at once, and room for the lookup and the manifest.
+    let window = Window {
+        tasks: cfg.put_window.max(1) + 2,
+        transfers: cfg.put_transfers.max(1),
+    };
+    client.run_steps(window, next, done).await?;
     let s = st.into_inner();
     if let Some(e) = s.read_err {
         return Err(ReadError(e).into());

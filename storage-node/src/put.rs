@@ -21,6 +21,7 @@ pub use hold::Hold;
 
 mod hold;
 mod ready;
+mod turns;
 use std::collections::VecDeque;
 use std::net::{Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use std::time::{Duration, Instant};
 use subcast_proto::replicast::{
     AckStatus, BidStatus, Hash32, PutAccept, PutProposal, ReplicastMessage,
 };
+pub use turns::take_turns;
 
 #[derive(Debug)]
 struct Target {
@@ -100,6 +102,8 @@ pub struct PutMachine {
     tl: Timeline,
     /// DATA goes only once this is true (see [`Self::with_gate`]).
     gate: Option<Arc<AtomicBool>>,
+    /// The first DATA waits for the owner (see [`Self::set_queued`]).
+    queued: bool,
     /// The ACCEPT waits while this is held (see [`Self::with_hold`]).
     hold: Option<Hold>,
     /// DATA goes as keyed DATA under this (see [`Self::use_data_key`]).
@@ -160,6 +164,7 @@ impl PutMachine {
                 ..Timeline::default()
             },
             gate: None,
+            queued: false,
             hold: None,
             data_key: None,
             warm: false,
@@ -655,7 +660,7 @@ impl PutMachine {
                 .iter()
                 .filter(|t| !t.acked)
                 .filter_map(|t| t.next_poll)
-                .chain(self.data_not_before)
+                .chain(self.data_not_before.filter(|_| !self.waits_in_queue()))
                 .chain(self.ready_retry_at)
                 .min(),
             _ => None,
@@ -678,6 +683,9 @@ impl PutMachine {
                 }
             }
             return Some(Outbound::Control(t));
+        }
+        if self.waits_in_queue() {
+            return None;
         }
         if let Some(t) = self.data_not_before {
             if now < t {
@@ -746,6 +754,7 @@ impl PutMachine {
         !self.control.is_empty()
             || (self.data_not_before.is_none_or(|t| now >= t)
                 && !self.gated()
+                && !self.waits_in_queue()
                 && self.outgoing.as_ref().is_some_and(|o| !o.idle()))
     }
 }

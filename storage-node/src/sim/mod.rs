@@ -23,6 +23,7 @@ mod limits;
 mod puts;
 mod repair;
 mod rounds;
+mod turns;
 mod verify;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -123,6 +124,9 @@ struct Sim {
     client_data: u64,
     /// The client's link: one datagram per `client_gap` (zero: no limit).
     client_gap: Duration,
+    /// Chunks that may transfer at once (`put_transfers`; see
+    /// `put/turns.rs`); `None`: all of them.
+    transfers: Option<usize>,
     client_link_free: Instant,
     /// The simulated controller refuses groups for a full table.
     table_full: bool,
@@ -200,6 +204,7 @@ impl Sim {
             first_data_at: None,
             client_data: 0,
             client_gap: Duration::ZERO,
+            transfers: None,
             client_link_free: Instant::now(),
             table_full: false,
             groups_asked: 0,
@@ -397,6 +402,13 @@ impl Sim {
                     }
                     Side::Lookup(m) => m.is_finished(),
                 };
+            }
+            if let Some(k) = self.transfers {
+                let puts = sides.iter_mut().filter_map(|s| match s {
+                    Side::Put(m) => Some(m),
+                    _ => None,
+                });
+                crate::put::take_turns(puts, k);
             }
             // Client transmits, round robin, while the link's queue is
             // short (pacing: `client_gap`).
