@@ -106,7 +106,7 @@ fn default_parallel() -> usize {
     4
 }
 fn default_put_window() -> usize {
-    8
+    6
 }
 fn default_put_transfers() -> usize {
     2
@@ -173,15 +173,20 @@ pub struct Config {
     /// Chunks of one put in flight at once: negotiating (bids, grant,
     /// READYs), transferring, or waiting for their targets' acknowledgements
     /// (each holds its payload until acknowledged). A storage node accepts
-    /// `node.max_receives_per_peer` (8) receives from one writer at a time;
-    /// a window much above it gets "not now" answers.
+    /// `node.max_receives_per_peer` (8) receives from one writer at a time
+    /// and refuses more ("not now" to a proposal, "busy" to an ACCEPT).
+    /// Where a group has no more live members than R, every target holds
+    /// every chunk of the window and the manifest: keep `put_window` + 1
+    /// within that limit, or a target replaced in mid-put may answer
+    /// "busy" and the put fail (window 8: 3 of 5 runs of `tests/crash.rs`
+    /// failed so, window 6: none of 6).
     #[serde(default = "default_put_window")]
     pub put_window: usize,
     /// Of a put's `put_window` chunks, how many transfer (send their first
     /// pass) at once. The others negotiate meanwhile, their first DATA held,
     /// so each is ready when a transfer ends; fewer transfers at once fill
-    /// the targets' receive buffers less (64 MiB puts on the seed lab, 8 in
-    /// the window: 2 or 3 at once the fastest, 4 sent more repairs).
+    /// the targets' receive buffers less (64 MiB puts on the seed lab with
+    /// 8 in the window: 2 or 3 at once the fastest, 4 sent more repairs).
     #[serde(default = "default_put_transfers")]
     pub put_transfers: usize,
     /// Longest a put may take from its first data chunk's acknowledgement
@@ -519,6 +524,21 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_puts_window_and_its_manifest_fit_a_nodes_receives_per_writer() {
+        // Where a group has R live members, each holds every chunk of the
+        // window and the manifest at once; one more and it answers "busy".
+        let per_writer = crate::node::limits::Limits::default().max_receives_per_peer;
+        assert!(default_put_window() < per_writer);
+        let c = Config::parse(include_str!("../examples/node.yaml")).unwrap();
+        assert_eq!(c.put_window, default_put_window());
+        assert_eq!(c.put_transfers, default_put_transfers());
+        let bad =
+            include_str!("../examples/node.yaml").replace("put_transfers: 2", "put_transfers: 7");
+        let e = Config::parse(&bad).unwrap_err().to_string();
+        assert!(e.contains("put_window (6) at least put_transfers"), "{e}");
+    }
 
     #[test]
     fn example_parses() {
