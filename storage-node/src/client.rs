@@ -71,7 +71,7 @@ pub struct Window {
     /// Tasks at once, in any phase.
     pub tasks: usize,
     /// Of those, puts that may transfer (send their first pass) at once;
-    /// the others negotiate with their first DATA held (see
+    /// the others take their bids and group and hold their ACCEPT (see
     /// [`PutMachine::set_queued`]).
     pub transfers: usize,
 }

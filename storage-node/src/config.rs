@@ -183,8 +183,8 @@ pub struct Config {
     #[serde(default = "default_put_window")]
     pub put_window: usize,
     /// Of a put's `put_window` chunks, how many transfer (send their first
-    /// pass) at once. The others negotiate meanwhile, their first DATA held,
-    /// so each is ready when a transfer ends; fewer transfers at once fill
+    /// pass) at once. The others take their bids and group meanwhile and
+    /// hold their ACCEPT (see `put/turns.rs`); fewer transfers at once fill
     /// the targets' receive buffers less (64 MiB puts on the seed lab with
     /// 8 in the window: 2 or 3 at once the fastest, 4 sent more repairs).
     #[serde(default = "default_put_transfers")]

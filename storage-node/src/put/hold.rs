@@ -81,9 +81,11 @@ impl PutMachine {
         self.hold.as_ref().is_some_and(Hold::is_abandoned)
     }
 
-    /// The next control datagram is the ACCEPT and the owner holds it.
+    /// The next control datagram is the ACCEPT and the owner holds it:
+    /// until the lookup confirmed the put ([`Self::with_hold`]), or until
+    /// the chunk's turn to transfer ([`Self::set_queued`]).
     pub(super) fn accept_held(&self) -> bool {
-        self.hold.as_ref().is_some_and(Hold::is_held)
+        (self.hold.as_ref().is_some_and(Hold::is_held) || self.waits_in_queue())
             && self
                 .control
                 .front()

@@ -2,13 +2,21 @@
 //!
 //! A put keeps several chunks in flight (`put_window`) but lets only a few
 //! of them send their first pass at once (`put_transfers`): those already
-//! sending, then the oldest of the rest. The others negotiate meanwhile
-//! (bids, grant, READYs) with their first DATA held, so that when a pass
-//! ends the next chunk's targets are chosen and joined and its DATA follows
-//! at once. Letting every negotiated chunk send at once instead shares the
-//! link among all of them: each pass takes longer, the targets' receive
-//! buffers fill, and more is repaired (64 MiB puts on the seed lab, 16
-//! chunks in flight: 1.24 octets sent per payload octet against 1.056).
+//! sending, then the oldest of the rest. The others get their bids and
+//! their rendezvous group meanwhile and hold their PUT_ACCEPT, so that
+//! when a turn frees the next chunk's targets are chosen and its group
+//! granted; its ACCEPT, READYs and DATA follow, while the other transfer
+//! keeps the link busy. Letting every negotiated chunk send at once
+//! instead shares the link among all of them: each pass takes longer, the
+//! targets' receive buffers fill, and more is repaired (64 MiB puts on the
+//! seed lab, 16 chunks in flight: 1.24 octets sent per payload octet
+//! against 1.056).
+//!
+//! The ACCEPT waits, not only the DATA: the ACCEPT starts a target's
+//! receive, which NACKs every 100-500 ms without DATA and drops the
+//! transfer after 12 NACKs (~3.4 s). A chunk that waited longer than that
+//! for its turn (a slow link) was sent twice in the simulation
+//! (`sim/turns.rs`).
 
 use super::PutMachine;
 
@@ -25,13 +33,13 @@ impl PutMachine {
         !self.is_finished() && self.tl.first_data.is_none()
     }
 
-    /// Holds the first DATA back (control datagrams still go) while
-    /// `queued` (see [`take_turns`]).
+    /// Holds the PUT_ACCEPT and the first DATA back (proposals still go,
+    /// bids and the group are taken) while `queued` (see [`take_turns`]).
     pub fn set_queued(&mut self, queued: bool) {
         self.queued = queued;
     }
 
-    /// Whether DATA waits for its turn now.
+    /// Whether the chunk waits for its turn now (its ACCEPT and DATA held).
     pub(super) fn waits_in_queue(&self) -> bool {
         self.queued && self.tl.first_data.is_none()
     }
@@ -39,7 +47,7 @@ impl PutMachine {
 
 /// Lets at most `transfers` of `puts` (oldest first) transfer at once:
 /// those in their first pass, then the oldest that have not begun it. The
-/// rest keep negotiating with their first DATA held.
+/// rest take their bids and group and hold their ACCEPT.
 pub fn take_turns<'a>(puts: impl IntoIterator<Item = &'a mut PutMachine>, transfers: usize) {
     let mut puts: Vec<&mut PutMachine> = puts.into_iter().collect();
     let transferring = puts.iter().filter(|m| m.is_transferring()).count();
