@@ -119,6 +119,7 @@ pub async fn run(client: &mut Client, o: &BenchOptions) -> anyhow::Result<BenchR
                 for (prefix, c) in parts {
                     add(&format!("{prefix}.bids"), c.bids);
                     add(&format!("{prefix}.grant"), c.grant);
+                    add(&format!("{prefix}.turn"), c.turn);
                     add(&format!("{prefix}.ready"), c.ready);
                     add(&format!("{prefix}.transfer"), c.transfer);
                     add(&format!("{prefix}.acks"), c.acks);

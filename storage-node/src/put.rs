@@ -673,6 +673,9 @@ impl PutMachine {
             return None;
         }
         if let Some(t) = self.control.pop_front() {
+            if self.tl.accept_sent.is_none() && matches!(t.msg, ReplicastMessage::PutAccept(_)) {
+                self.tl.accept_sent = Some(now);
+            }
             if self.lead_pending && matches!(t.msg, ReplicastMessage::PutAccept(_)) {
                 self.lead_pending = false;
                 if !self.targets.iter().all(|t| t.ready) {

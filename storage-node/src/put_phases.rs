@@ -11,7 +11,11 @@ pub struct PutPhases {
     pub bids: f64,
     /// Targets chosen to the rendezvous group granted (0 without one).
     pub grant: f64,
-    /// PUT_ACCEPT queued to every target's PUT_READY.
+    /// PUT_ACCEPT queued to its leaving: the owner held it (the chunk
+    /// waited for its turn to transfer, `put/turns.rs`, or an inline
+    /// manifest for its version lookup).
+    pub turn: f64,
+    /// PUT_ACCEPT sent to every target's PUT_READY.
     pub ready: f64,
     /// Targets ready to the first DATA: the owner held DATA back (a
     /// manifest waits for its object's data chunks), or the pacer did.
@@ -31,6 +35,7 @@ impl PutPhases {
         for p in v {
             m.bids += p.bids / n;
             m.grant += p.grant / n;
+            m.turn += p.turn / n;
             m.ready += p.ready / n;
             m.held += p.held / n;
             m.transfer += p.transfer / n;
@@ -46,6 +51,7 @@ pub(crate) struct Timeline {
     pub(crate) start: Option<Instant>,
     pub(crate) chosen: Option<Instant>,
     pub(crate) accept: Option<Instant>,
+    pub(crate) accept_sent: Option<Instant>,
     pub(crate) ready: Option<Instant>,
     pub(crate) first_data: Option<Instant>,
     pub(crate) pass_done: Option<Instant>,
@@ -62,13 +68,15 @@ impl Timeline {
         // the next one that did begins.
         let chosen = self.chosen.or(self.done);
         let accept = self.accept.or(chosen);
-        let first = self.first_data.or(accept);
+        let sent = self.accept_sent.or(accept);
+        let first = self.first_data.or(sent);
         let ready = self.ready.filter(|r| Some(*r) <= first).or(first);
         let pass = self.pass_done.or(first);
         PutPhases {
             bids: span(self.start, chosen),
             grant: span(chosen, accept),
-            ready: span(accept, ready),
+            turn: span(accept, sent),
+            ready: span(sent, ready),
             held: span(ready, first),
             transfer: span(first, pass),
             acks: span(pass, self.done),

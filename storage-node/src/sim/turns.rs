@@ -11,7 +11,7 @@ fn times(ev: &[ReplicastEvent]) -> Vec<(f64, f64, f64)> {
         .filter_map(|e| match e {
             ReplicastEvent::Put(PutEvent::Done(o)) => {
                 let p = &o.phases;
-                let first = p.bids + p.grant + p.ready + p.held;
+                let first = p.bids + p.grant + p.turn + p.ready + p.held;
                 Some((first, first + p.transfer, p.bids))
             }
             _ => None,
