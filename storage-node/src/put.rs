@@ -102,7 +102,8 @@ pub struct PutMachine {
     tl: Timeline,
     /// DATA goes only once this is true (see [`Self::with_gate`]).
     gate: Option<Arc<AtomicBool>>,
-    /// The first DATA waits for the owner (see [`Self::set_queued`]).
+    /// The ACCEPT and the first DATA wait for the owner (see
+    /// [`Self::set_queued`]).
     queued: bool,
     /// The ACCEPT waits while this is held (see [`Self::with_hold`]).
     hold: Option<Hold>,
