@@ -349,8 +349,6 @@ impl Client {
     ) -> anyhow::Result<()> {
         let mut tasks: HashMap<u64, Task> = HashMap::new();
         let mut order: VecDeque<u64> = VecDeque::new();
-        // Puts, oldest first: the order they get their turn to transfer.
-        let mut puts_in_order: VecDeque<u64> = VecDeque::new();
         let mut exhausted = false;
         let mut cbuf = vec![0u8; 9216];
         let sleep = tokio::time::sleep_until(Instant::now().into());
@@ -376,9 +374,6 @@ impl Client {
                             Task::Get(_) => {}
                         }
                         order.push_back(t.txid());
-                        if matches!(t, Task::Put(_)) {
-                            puts_in_order.push_back(t.txid());
-                        }
                         tasks.insert(t.txid(), t);
                     }
                     Next::Done => exhausted = true,
@@ -387,16 +382,11 @@ impl Client {
             if exhausted && tasks.is_empty() {
                 return Ok(());
             }
-            // Puts oldest first: the order of their turns to transfer.
-            let mut puts: Vec<(usize, &mut PutMachine)> = tasks
-                .iter_mut()
-                .filter_map(|(id, t)| match t {
-                    Task::Put(m) => Some((puts_in_order.iter().position(|x| x == id)?, &mut **m)),
-                    _ => None,
-                })
-                .collect();
-            puts.sort_by_key(|p| p.0);
-            take_turns(puts.into_iter().map(|p| p.1), window.transfers);
+            let puts = tasks.values_mut().filter_map(|t| match t {
+                Task::Put(m) => Some(&mut **m),
+                _ => None,
+            });
+            take_turns(puts, window.transfers);
             // Transmit, round robin, as the pacer allows: up to a batch
             // from one task before the next; the batch goes out in as few
             // system calls as it can (see `udp.rs`).
@@ -503,7 +493,6 @@ impl Client {
                     }
                     tasks.remove(&id);
                     order.retain(|x| *x != id);
-                    puts_in_order.retain(|x| *x != id);
                     done(&mut self.stats, f)?;
                     any_finished = true;
                 }
@@ -557,26 +546,7 @@ impl Client {
                 tokio::select! {
                     r = self.sock.readable() => {
                         r?;
-                        // Many datagrams per call (GRO trains are split).
-                        let mut recv = self.recv.take().expect("present");
-                        let mut n = 0;
-                        while n < 1024 {
-                            let (stats, keys, addresses, guard, members) = (
-                                &mut self.stats,
-                                &self.keys,
-                                &self.addresses,
-                                &mut self.guard,
-                                &mut self.members,
-                            );
-                            let got = recv.drain(&self.sock, |bytes, from| {
-                                on_datagram(stats, keys, addresses, guard, members, bytes, from, &mut tasks)
-                            });
-                            match got {
-                                Ok(0) | Err(_) => break,
-                                Ok(k) => n += k,
-                            }
-                        }
-                        self.recv = Some(recv);
+                        self.drain_socket(&mut tasks, true);
                     }
                     r = async { ctl_sock.expect("guarded").recv_from(&mut cbuf).await }, if ctl_sock.is_some() => {
                         if let Ok((len, _)) = r {
@@ -597,6 +567,19 @@ impl Client {
     /// Reads what both sockets hold, without waiting (and without tokio's
     /// readiness, which only a wait would refresh).
     fn drain_now(&mut self, tasks: &mut HashMap<u64, Task>, cbuf: &mut [u8]) {
+        self.drain_socket(tasks, false);
+        while let Some(ctl) = &self.ctl {
+            match rustix::net::recv(&ctl.sock, &mut *cbuf, rustix::net::RecvFlags::DONTWAIT) {
+                Ok((len, _)) => self.on_controller(&cbuf[..len], tasks),
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Hands up to ~1024 queued datagrams of the node socket to their
+    /// tasks, many per call (GRO trains are split). `tracked`: through
+    /// tokio's readiness (after a wait), else straight from the socket.
+    fn drain_socket(&mut self, tasks: &mut HashMap<u64, Task>, tracked: bool) {
         let mut recv = self.recv.take().expect("present");
         let mut n = 0;
         while n < 1024 {
@@ -607,21 +590,20 @@ impl Client {
                 &mut self.guard,
                 &mut self.members,
             );
-            let got = recv.drain_now(&self.sock, |bytes, from| {
+            let f = |bytes: &[u8], from| {
                 on_datagram(stats, keys, addresses, guard, members, bytes, from, tasks)
-            });
+            };
+            let got = if tracked {
+                recv.drain(&self.sock, f)
+            } else {
+                recv.drain_now(&self.sock, f)
+            };
             match got {
                 Ok(0) | Err(_) => break,
                 Ok(k) => n += k,
             }
         }
         self.recv = Some(recv);
-        while let Some(ctl) = &self.ctl {
-            match rustix::net::recv(&ctl.sock, &mut *cbuf, rustix::net::RecvFlags::DONTWAIT) {
-                Ok((len, _)) => self.on_controller(&cbuf[..len], tasks),
-                Err(_) => break,
-            }
-        }
     }
 
     fn on_controller(&mut self, bytes: &[u8], tasks: &mut HashMap<u64, Task>) {

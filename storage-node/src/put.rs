@@ -102,7 +102,7 @@ pub struct PutMachine {
     tl: Timeline,
     /// DATA goes only once this is true (see [`Self::with_gate`]).
     gate: Option<Arc<AtomicBool>>,
-    /// The ACCEPT and the first DATA wait for the owner (see
+    /// The ACCEPT (and so the DATA) waits for the owner (see
     /// [`Self::set_queued`]).
     queued: bool,
     /// The ACCEPT waits while this is held (see [`Self::with_hold`]).
@@ -661,7 +661,7 @@ impl PutMachine {
                 .iter()
                 .filter(|t| !t.acked)
                 .filter_map(|t| t.next_poll)
-                .chain(self.data_not_before.filter(|_| !self.waits_in_queue()))
+                .chain(self.data_not_before)
                 .chain(self.ready_retry_at)
                 .min(),
             _ => None,
@@ -687,9 +687,6 @@ impl PutMachine {
                 }
             }
             return Some(Outbound::Control(t));
-        }
-        if self.waits_in_queue() {
-            return None;
         }
         if let Some(t) = self.data_not_before {
             if now < t {
@@ -758,7 +755,6 @@ impl PutMachine {
         !self.control.is_empty()
             || (self.data_not_before.is_none_or(|t| now >= t)
                 && !self.gated()
-                && !self.waits_in_queue()
                 && self.outgoing.as_ref().is_some_and(|o| !o.idle()))
     }
 }

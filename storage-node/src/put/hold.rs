@@ -85,7 +85,7 @@ impl PutMachine {
     /// until the lookup confirmed the put ([`Self::with_hold`]), or until
     /// the chunk's turn to transfer ([`Self::set_queued`]).
     pub(super) fn accept_held(&self) -> bool {
-        (self.hold.as_ref().is_some_and(Hold::is_held) || self.waits_in_queue())
+        (self.hold.as_ref().is_some_and(Hold::is_held) || self.queued)
             && self
                 .control
                 .front()

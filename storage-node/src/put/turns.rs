@@ -24,32 +24,29 @@ impl PutMachine {
     /// Whether the chunk's first pass is under way: DATA went out, and
     /// not all of it yet. Before that it negotiates (bids, grant, READYs);
     /// after, it only waits for acknowledgements (and perhaps repairs).
-    pub fn is_transferring(&self) -> bool {
+    fn is_transferring(&self) -> bool {
         !self.is_finished() && self.tl.first_data.is_some() && self.tl.pass_done.is_none()
     }
 
     /// Whether the chunk has not begun its first pass (and is not over).
-    pub fn is_before_data(&self) -> bool {
+    fn is_before_data(&self) -> bool {
         !self.is_finished() && self.tl.first_data.is_none()
     }
 
-    /// Holds the PUT_ACCEPT and the first DATA back (proposals still go,
+    /// Holds the PUT_ACCEPT, and so the DATA, back (proposals still go,
     /// bids and the group are taken) while `queued` (see [`take_turns`]).
     pub fn set_queued(&mut self, queued: bool) {
         self.queued = queued;
     }
-
-    /// Whether the chunk waits for its turn now (its ACCEPT and DATA held).
-    pub(super) fn waits_in_queue(&self) -> bool {
-        self.queued && self.tl.first_data.is_none()
-    }
 }
 
-/// Lets at most `transfers` of `puts` (oldest first) transfer at once:
-/// those in their first pass, then the oldest that have not begun it. The
-/// rest take their bids and group and hold their ACCEPT.
+/// Lets at most `transfers` of `puts` transfer at once: those in their
+/// first pass, then the oldest (by start, then txid) that have not begun
+/// it. The rest take their bids and group and hold their ACCEPT. A chunk
+/// given a turn keeps it: older chunks only leave the waiting ones.
 pub fn take_turns<'a>(puts: impl IntoIterator<Item = &'a mut PutMachine>, transfers: usize) {
     let mut puts: Vec<&mut PutMachine> = puts.into_iter().collect();
+    puts.sort_by_key(|m| (m.tl.start, m.txid));
     let transferring = puts.iter().filter(|m| m.is_transferring()).count();
     let mut turns = transfers.max(1).saturating_sub(transferring);
     for m in puts.iter_mut().filter(|m| m.is_before_data()) {
