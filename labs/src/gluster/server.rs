@@ -90,9 +90,48 @@ pub(crate) struct Server {
     pub mount_ns: procs::MountNs,
 }
 
-/// The GlusterFS host name of a lab host.
-pub(crate) fn gluster_name(host: &str) -> String {
-    host.to_ascii_lowercase()
+/// The GlusterFS host name of lab host `host` (`index`: its lab index).
+///
+/// GlusterFS takes only valid DNS host names: letters, digits and `-`,
+/// a label starting with a letter and not ending with `-`. Topology names
+/// may hold `_` and start with a digit (`peer probe m_2` failed with "m_2 is
+/// an invalid address"), so `_` becomes `-`, the name gets a leading `h-`
+/// where it does not start with a letter and a trailing `h` where it would
+/// end with `-`. Lower case, as DNS compares names; two hosts whose names
+/// differ only in case get their lab index appended (`x3-3`, `X3-4`).
+pub(crate) fn gluster_name(host: &str, index: u16, others: &[&str]) -> String {
+    let base = |h: &str| {
+        let mut s: String = h
+            .chars()
+            .map(|c| {
+                if c == '_' {
+                    '-'
+                } else {
+                    c.to_ascii_lowercase()
+                }
+            })
+            .collect();
+        if !s.starts_with(|c: char| c.is_ascii_alphabetic()) {
+            s.insert_str(0, "h-");
+        }
+        if s.ends_with('-') {
+            s.push('h');
+        }
+        s
+    };
+    let name = base(host);
+    let clash = others.iter().any(|o| *o != host && base(o) == name);
+    if clash {
+        format!("{name}-{index}")
+    } else {
+        name
+    }
+}
+
+/// [`gluster_name`] of `host` among the hosts of `lab`.
+fn gluster_name_in(lab: &Lab, host: &str, index: u16) -> String {
+    let names: Vec<&str> = lab.hosts().keys().map(String::as_str).collect();
+    gluster_name(host, index, &names)
 }
 
 impl Server {
@@ -172,7 +211,7 @@ impl Server {
         }
         Ok(Server {
             host: host.to_string(),
-            name: gluster_name(host),
+            name: gluster_name_in(lab, host, h.index),
             addr: h.ipv6,
             dir,
             glusterd,
@@ -314,7 +353,11 @@ pub(crate) fn bricks_online(xml: &str) -> usize {
 pub(crate) fn hosts_file(lab: &Lab) -> String {
     let mut s = String::from("127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n");
     for (name, h) in lab.hosts() {
-        s.push_str(&format!("{} {}\n", h.ipv6, gluster_name(name)));
+        s.push_str(&format!(
+            "{} {}\n",
+            h.ipv6,
+            gluster_name_in(lab, name, h.index)
+        ));
     }
     s
 }
@@ -355,6 +398,26 @@ mod tests {
     #[test]
     fn volfile_is_ipv6() {
         assert!(GLUSTERD_VOL.contains("\n    option transport.address-family inet6\n"));
-        assert_eq!(gluster_name("X3"), "x3");
+        assert_eq!(gluster_name("X3", 3, &["X1", "X3"]), "x3");
+    }
+
+    #[test]
+    fn gluster_names_are_valid_host_names_and_distinct() {
+        let hosts = ["m_2", "9", "a_", "X3", "x3", "k7"];
+        let names: Vec<String> = hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| gluster_name(h, i as u16 + 1, &hosts))
+            .collect();
+        assert_eq!(names, ["m-2", "h-9", "a-h", "x3-4", "x3-5", "k7"]);
+        for n in &names {
+            assert!(n.starts_with(|c: char| c.is_ascii_lowercase()), "{n}");
+            assert!(!n.ends_with('-'), "{n}");
+            assert!(
+                n.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+                "{n}"
+            );
+        }
     }
 }
