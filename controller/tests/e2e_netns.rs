@@ -313,6 +313,16 @@ fn bench_with_real_agents() {
         .map(|s| format!("[{}]:9410", mgmt(&lab, s)))
         .collect::<Vec<_>>()
         .join(",");
+    // The floor: the same chain of datagrams between the same places with
+    // nothing but answering threads, before and after the bench.
+    let place = |s: &str| labs::miss_floor::Place {
+        netns: lab.switch(s).netns.clone(),
+        addr: mgmt(&lab, s),
+    };
+    let agents_at: Vec<_> = ["A", "B", "C"].iter().map(|s| place(s)).collect();
+    let floor =
+        || labs::miss_floor::measure(&place("A"), &place("A"), &agents_at, 100, 1000).unwrap();
+    let floor_before = floor();
     let bench = env!("CARGO_BIN_EXE_subcast-controller-bench");
     let args = [
         "ip",
@@ -345,4 +355,27 @@ fn bench_with_real_agents() {
         .unwrap();
     eprintln!("{}", String::from_utf8_lossy(&o.stdout));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let floor_after = floor();
+    let mut j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let miss = j["miss"]["udp"]["grant"]["p50_us"].as_u64().unwrap();
+    eprintln!(
+        "miss floor (p50/p90/p99 us): before {}/{}/{}, after {}/{}/{}; UDP miss p50 {} us = {:.2} x the floor",
+        floor_before.p50_us,
+        floor_before.p90_us,
+        floor_before.p99_us,
+        floor_after.p50_us,
+        floor_after.p90_us,
+        floor_after.p99_us,
+        miss,
+        miss as f64 / floor_before.p50_us.max(floor_after.p50_us).max(1) as f64
+    );
+    let wake = labs::miss_floor::wake_cost(5000).unwrap();
+    eprintln!(
+        "waking a thread (UDP ping-pong round trip p50 us): same CPU {}, across CPUs {:?}, unpinned {}",
+        wake.same_cpu_p50_us, wake.cross_cpu_p50_us, wake.unpinned_p50_us
+    );
+    j["miss_floor"] = json!({ "before": floor_before, "after": floor_after });
+    j["wake_cost"] = json!(wake);
+    std::fs::write(&out, serde_json::to_string_pretty(&j).unwrap()).unwrap();
 }

@@ -92,6 +92,7 @@ pub mod gluster;
 mod lab;
 mod mdb;
 mod mdb_nl;
+pub mod miss_floor;
 pub mod netns;
 mod ovs;
 mod process;
