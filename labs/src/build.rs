@@ -300,6 +300,10 @@ impl Lab {
                 // datapath: compute checksums in the sender (this also turns UDP
                 // segmentation offload off, as below).
                 cmd::run_in(&ns, &["ethtool", "-K", HOST_IF, "tx", "off"])?;
+            } else if topo.nic_offload {
+                // A NIC that segments UDP (left on, as the veth's TCP segmentation
+                // always is) and a receiver that coalesces: batches cross whole.
+                cmd::run_in(&ns, &["ethtool", "-K", HOST_IF, "gro", "on"])?;
             } else {
                 // UDP GSO batches (the storage nodes send DATA that way) are cut into
                 // frames at the host's own interface, as by a host whose NIC has no

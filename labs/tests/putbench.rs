@@ -112,6 +112,7 @@ fn rendezvous_sends_each_byte_about_once() {
     assert_eq!(v["link_mtu"], 1500);
     let frame = mean_frame(&v);
     assert!(frame <= 1514.0, "mean frame {frame} over Ethernet's: {v:#}");
+    assert_eq!(v["nic_offload"], false, "{v:#}");
 }
 
 /// Mean Ethernet frame size leaving the writers (segmentation is off).
@@ -151,6 +152,37 @@ fn jumbo_frames_carry_the_data_in_six_times_fewer_datagrams() {
     );
     let e = v["sender_egress_per_payload_byte"].as_f64().unwrap();
     assert!((1.0..=1.1).contains(&e), "rendezvous egress {e}: {v:#}");
+}
+
+/// `nic_offload: true` (the shipped seed-three-switch-offload.yaml): the writer's UDP GSO batches cross the bridges whole
+/// (its interface counts packets larger than any Ethernet frame), the report
+/// says so and takes the egress from the writer's own count, and every put is
+/// still read back whole.
+#[test]
+fn nic_offload_carries_gso_batches_whole_through_the_bridges() {
+    if !enabled("nic_offload_carries_gso_batches_whole_through_the_bridges") {
+        return;
+    }
+    let v = put_bench_on(
+        "seed-three-switch-offload.yaml",
+        &["--transport", "rendezvous"],
+    );
+    check_common(&v, "rendezvous", 1);
+    assert_eq!(v["nic_offload"], true, "{v:#}");
+    let frame = mean_frame(&v);
+    assert!(
+        frame > 1514.0,
+        "mean packet {frame}: the batches were cut into frames: {v:#}"
+    );
+    let e = v["sender_egress_per_payload_byte"].as_f64().unwrap();
+    assert!((1.0..=1.1).contains(&e), "rendezvous egress {e}: {v:#}");
+    assert!(
+        v["sender_egress_source"]
+            .as_str()
+            .unwrap()
+            .contains("own count"),
+        "{v:#}"
+    );
 }
 
 #[test]

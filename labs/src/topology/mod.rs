@@ -248,6 +248,17 @@ pub struct Topology {
     /// "jumbo" frames: six times fewer datagrams per chunk.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u32>,
+    /// Model hosts whose NICs segment UDP as they segment TCP (UDP segmentation
+    /// offload) and coalesce on receive (GRO), with switches that forward in
+    /// hardware: a UDP GSO batch then crosses the lab's bridges whole, as a TCP
+    /// TSO segment always does, instead of being cut into frames at the sending
+    /// host. Default off: each host cuts its UDP batches into frames, so that
+    /// captures, interface counters and loss rules see frames. With it on they
+    /// see batches, so it cannot be combined with `loss_pct`, and hosts behind
+    /// Open vSwitch switches cannot have it (their checksums are computed in
+    /// software, which turns segmentation offload off).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nic_offload: bool,
     /// Switches by name.
     pub switches: BTreeMap<String, SwitchSpec>,
     /// Trunks between switches. Must form a tree (no loops: the lab runs no

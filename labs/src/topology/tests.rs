@@ -248,6 +248,38 @@ fn mtu_defaults_to_1500_and_is_checked_with_its_line() {
     }
 }
 
+#[test]
+fn nic_offload_is_off_by_default_and_refused_where_batches_would_break_a_rule() {
+    let base = "switches:\n  A: {backend: linux-bridge}\nhosts:\n  h1: {switch: A}\n";
+    assert!(!Topology::from_yaml_str(base).unwrap().nic_offload);
+    let on = format!("{base}nic_offload: true\nrate_mbit: 200\n");
+    assert!(Topology::from_yaml_str(&on).unwrap().nic_offload);
+    // Loss anywhere (top level, a host, a link) is refused, with the line.
+    for lossy in [
+        format!("{base}nic_offload: true\nloss_pct: 1\n"),
+        "switches:\n  A: {backend: linux-bridge}\nhosts:\n  h1: {switch: A, loss_pct: 2}\n\
+         nic_offload: true\n"
+            .to_string(),
+        "switches:\n  A: {backend: linux-bridge}\n  B: {backend: snmp}\nlinks:\n  - {between: [A, B], loss_pct: 3}\n\
+         hosts:\n  h1: {switch: A}\nnic_offload: true\n"
+            .to_string(),
+    ] {
+        let err = match Topology::from_yaml_str(&lossy) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("accepted: {lossy}"),
+        };
+        assert!(err.contains("cannot be combined with loss_pct"), "{err}");
+    }
+    let err = Topology::from_yaml_str(&format!("{base}nic_offload: true\nloss_pct: 1\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("line 5"), "says where: {err}");
+    let ovs = "switches:\n  A: {backend: linux-bridge}\n  S1: {backend: openflow}\nlinks:\n  - [A, S1]\n\
+               hosts:\n  h1: {switch: A}\nnic_offload: true\n";
+    let err = Topology::from_yaml_str(ovs).unwrap_err().to_string();
+    assert!(err.contains("Open vSwitch switches (switch `S1`)"), "{err}");
+}
+
 const SEED_V4: &str = include_str!("../../topologies/seed-three-switch-ipv4.yaml");
 const SEED_DUAL: &str = include_str!("../../topologies/seed-three-switch-dual.yaml");
 

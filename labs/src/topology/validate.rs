@@ -20,7 +20,47 @@ impl Topology {
         self.check_hosts()?;
         self.check_links()?;
         self.check_tree()?;
-        self.check_groups()
+        self.check_groups()?;
+        self.check_nic_offload()
+    }
+
+    /// `nic_offload` only where batches crossing whole change no rule of the lab.
+    fn check_nic_offload(&self) -> Check {
+        if !self.nic_offload {
+            return Ok(());
+        }
+        let lossy = self
+            .hosts
+            .keys()
+            .any(|h| self.host_shaping(h).loss_pct > 0.0)
+            || self.links.iter().any(|l| {
+                let (a, b) = l.ends();
+                self.link_shaping(a, b).loss_pct > 0.0
+            });
+        if lossy {
+            return bad(
+                Where::Top("nic_offload"),
+                "nic_offload: true cannot be combined with loss_pct: the loss rules drop \
+                 datagrams one frame at a time, and with offload a whole batch of up to 64 KiB \
+                 crosses the lab as one packet; remove loss_pct or nic_offload"
+                    .into(),
+            );
+        }
+        if let Some((name, _)) = self
+            .switches
+            .iter()
+            .find(|(_, s)| s.backend == super::Backend::Openflow)
+        {
+            return bad(
+                Where::Top("nic_offload"),
+                format!(
+                    "nic_offload: true cannot be used with Open vSwitch switches (switch `{name}`): \
+                     hosts of such labs compute checksums in software, which turns UDP \
+                     segmentation offload off; use linux-bridge or snmp switches, or remove nic_offload"
+                ),
+            );
+        }
+        Ok(())
     }
 
     fn check_shaping_values(&self) -> Check {
