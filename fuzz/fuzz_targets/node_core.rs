@@ -120,7 +120,7 @@ fuzz_target!(|data: &[u8]| {
                         let e = std::io::Error::other("disk full");
                         core.on_stored(job, Err(StoreError::Io { path: "x".into(), source: e }));
                     } else {
-                        disk.insert(id, payload);
+                        disk.insert(id, payload.into_vec());
                         core.on_stored(job, Ok(()));
                     }
                 }

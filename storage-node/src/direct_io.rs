@@ -11,10 +11,12 @@
 //! that a chunk store does not need: a stored chunk is read again later, if
 //! ever, and every read verifies it from the disk anyway.
 //!
-//! With `O_DIRECT` the device reads the payload from one buffer per disk
-//! thread, aligned and reused (so its pages stay resident). The length is
-//! padded to [`ALIGN`] for the write and the file cut back to the payload's
-//! length after it. Durability is unchanged: the caller still fsyncs the
+//! With `O_DIRECT` the device reads the payload where it is when it
+//! arrives in an aligned, padded [`ChunkBuf`] (a put's received chunk:
+//! [`DirectIo::create_buf`]), else from one buffer per disk thread, aligned
+//! and reused (so its pages stay resident), that it is copied into. The
+//! length is padded to [`ALIGN`] for the write (with zeros) and the file
+//! cut back to the payload's length after it. Durability is unchanged: the caller still fsyncs the
 //! file (the device's cache, the size and the extents) and its directory.
 //! Where the file system or device refuses `O_DIRECT` (tmpfs before Linux
 //! 6.6, a device with larger sectors), [`DirectIo`] says so once and
@@ -25,6 +27,7 @@
 //! fill fresh cache pages on the way (64 MiB gets took 400-650 ms that way
 //! against 370 ms when the writes had left the data in the cache).
 
+use crate::chunk_buf::ChunkBuf;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -52,6 +55,9 @@ pub struct DirectIo {
     /// Files written around the page cache / through it.
     pub direct_writes: u64,
     pub buffered_writes: u64,
+    /// Of the direct writes, those written from the caller's own aligned
+    /// buffer (no copy).
+    pub in_place_writes: u64,
     /// Files read around the page cache.
     pub direct_reads: u64,
 }
@@ -66,6 +72,7 @@ impl DirectIo {
             buf: Vec::new(),
             direct_writes: 0,
             buffered_writes: 0,
+            in_place_writes: 0,
             direct_reads: 0,
         }
     }
@@ -82,8 +89,26 @@ impl DirectIo {
     /// Creates `path` (truncating it) holding exactly `payload`; the data
     /// is written but not yet synced. Returns the open file for the fsync.
     pub fn create(&mut self, path: &Path, payload: &[u8]) -> io::Result<File> {
+        self.create_from(path, payload, None)
+    }
+
+    /// As [`Self::create`] with the payload of `buf`: an aligned buffer
+    /// ([`ChunkBuf::direct_block`]) is written direct as it is, without
+    /// the copy into this writer's own buffer.
+    pub fn create_buf(&mut self, path: &Path, buf: &ChunkBuf) -> io::Result<File> {
+        self.create_from(path, buf, buf.direct_block())
+    }
+
+    /// `block`, if given: `payload` followed by zeros to a multiple of
+    /// [`ALIGN`], at an aligned address.
+    fn create_from(
+        &mut self,
+        path: &Path,
+        payload: &[u8],
+        block: Option<&[u8]>,
+    ) -> io::Result<File> {
         if self.wants_direct(payload.len()) {
-            match self.create_direct(path, payload) {
+            match self.create_direct(path, payload, block) {
                 Ok(f) => {
                     self.direct_writes += 1;
                     return Ok(f);
@@ -168,11 +193,31 @@ impl DirectIo {
         Ok(block[..got].to_vec())
     }
 
-    fn create_direct(&mut self, path: &Path, payload: &[u8]) -> io::Result<File> {
+    fn create_direct(
+        &mut self,
+        path: &Path,
+        payload: &[u8],
+        block: Option<&[u8]>,
+    ) -> io::Result<File> {
         let padded = payload.len().div_ceil(ALIGN) * ALIGN;
-        let block = self.aligned(padded);
-        block[..payload.len()].copy_from_slice(payload);
-        block[payload.len()..].fill(0);
+        let in_place = block.filter(|b| {
+            b.len() == padded
+                && (b.as_ptr() as usize).is_multiple_of(ALIGN)
+                && b.as_ptr() == payload.as_ptr()
+                && b[payload.len()..].iter().all(|&x| x == 0)
+        });
+        let block: &[u8] = match in_place {
+            Some(b) => {
+                self.in_place_writes += 1;
+                b
+            }
+            None => {
+                let block = self.aligned(padded);
+                block[..payload.len()].copy_from_slice(payload);
+                block[payload.len()..].fill(0);
+                block
+            }
+        };
         let mut f = OpenOptions::new()
             .write(true)
             .create(true)
@@ -277,6 +322,33 @@ mod tests {
         drop(w.create(&p, b"abc").unwrap());
         assert_eq!(std::fs::read(&p).unwrap(), b"abc");
         assert_eq!((w.direct_writes, w.buffered_writes), (0, 1));
+    }
+
+    #[test]
+    fn a_pooled_buffer_is_written_as_it_is_and_others_are_copied() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = crate::chunk_buf::ChunkPool::new(4, 64 << 20);
+        for direct in [true, false] {
+            let mut w = DirectIo::new(direct, 8192);
+            for (i, len) in [100, 8192, 300_007, 1 << 20].into_iter().enumerate() {
+                let mut b = pool.take(len);
+                for (j, x) in b.iter_mut().enumerate() {
+                    *x = (j * 11 + i) as u8;
+                }
+                let plain = ChunkBuf::from_vec(b.to_vec());
+                for (k, buf) in [&b, &plain].into_iter().enumerate() {
+                    let p = dir.path().join(format!("f{direct}{i}{k}"));
+                    drop(w.create_buf(&p, buf).unwrap());
+                    assert_eq!(std::fs::read(&p).unwrap(), &**buf, "length {len}");
+                }
+            }
+            let direct_ones = if w.is_direct() { 3 } else { 0 };
+            // Of the direct writes, those from the pooled buffers (not the
+            // plain copies) went without a copy.
+            assert_eq!(w.in_place_writes, direct_ones, "direct {direct}");
+            assert_eq!(w.direct_writes, 2 * direct_ones);
+            assert_eq!(w.direct_writes + w.buffered_writes, 8);
+        }
     }
 
     /// The project's own disk (the tests' temporary directory is on it)

@@ -107,7 +107,7 @@ fn work(
                 payload,
             } => DiskDone::Stored {
                 job,
-                result: store.put(kind, &id, &payload),
+                result: store.put_chunk(kind, &id, &payload),
                 free_bytes: store.free_bytes(),
             },
             NodeAction::Read { job, id } => DiskDone::Read {

@@ -268,7 +268,7 @@ impl GetMachine {
                     else {
                         return;
                     };
-                    let payload = rx.into_payload();
+                    let payload = rx.into_payload().into_vec();
                     if crate::chunking::chunk_id(&payload) == self.chunk_id {
                         self.events.push_back(GetEvent::Done(payload));
                     } else {

@@ -30,11 +30,13 @@
 pub mod bench;
 pub mod bids;
 pub mod catalog;
+pub mod chunk_buf;
 pub mod chunking;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod dir_sync;
 pub mod direct_io;
 pub mod disk;
 pub mod gc;

@@ -166,6 +166,26 @@ const COUNTERS: &[(&str, &str, Get)] = &[
         "Chunks written around the page cache (O_DIRECT; node.direct_io)",
         |s| s.store.direct_writes,
     ),
+    (
+        "store_direct_in_place_chunks",
+        "Direct writes from the received chunk's own buffer (no copy)",
+        |s| s.store.direct_writes_in_place,
+    ),
+    (
+        "chunk_pool_reused",
+        "Receive buffers taken again from the pool",
+        |s| s.gauges.chunk_pool.reused,
+    ),
+    (
+        "chunk_pool_allocated",
+        "Receive buffers allocated (none idle of their size)",
+        |s| s.gauges.chunk_pool.allocated,
+    ),
+    (
+        "chunk_pool_evicted",
+        "Receive buffers freed on return (the pool at its bound)",
+        |s| s.gauges.chunk_pool.evicted,
+    ),
     ("store_read_chunks", "Chunks read from the store", |s| {
         s.store.chunks_read
     }),
@@ -220,6 +240,11 @@ const GAUGES: &[(&str, &str, Get)] = &[
         "receive_buffer_bytes",
         "Octets of receive buffers held",
         |s| s.gauges.receive_buffer_bytes,
+    ),
+    (
+        "chunk_pool_idle_bytes",
+        "Octets of idle receive buffers kept for reuse",
+        |s| s.gauges.chunk_pool.idle_bytes,
     ),
     ("storing_bytes", "Octets of chunks being written", |s| {
         s.gauges.storing_bytes

@@ -1,6 +1,7 @@
 //! Receiving one chunk's DATA datagrams: reassembly (shared with gets) and
 //! the target side of a put (NACK timers, completion).
 
+use crate::chunk_buf::ChunkBuf;
 use crate::chunking::{datagram_count, datagram_range};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -23,7 +24,7 @@ pub struct Reassembly {
     size: usize,
     per: usize,
     total: u32,
-    buf: Vec<u8>,
+    buf: ChunkBuf,
     have: Vec<bool>,
     received: u32,
     pub duplicates: u64,
@@ -32,12 +33,20 @@ pub struct Reassembly {
 impl Reassembly {
     /// `size` must already be checked against the node's limit.
     pub fn new(size: usize, per: usize) -> Self {
+        Self::with_buf(ChunkBuf::zeroed(size), per)
+    }
+
+    /// Reassembles into `buf` (a chunk of `buf.len()` octets, e.g. from a
+    /// [`crate::chunk_buf::ChunkPool`]): whatever it holds is overwritten
+    /// by the datagrams before the reassembly is complete.
+    pub fn with_buf(buf: ChunkBuf, per: usize) -> Self {
+        let size = buf.len();
         let total = datagram_count(size, per);
         Reassembly {
             size,
             per: per.max(1),
             total,
-            buf: vec![0; size],
+            buf,
             have: vec![false; total as usize],
             received: 0,
             duplicates: 0,
@@ -140,7 +149,8 @@ impl Reassembly {
         out
     }
 
-    pub fn into_payload(self) -> Vec<u8> {
+    /// The chunk's buffer (meaningful once [`Self::complete`]).
+    pub fn into_payload(self) -> ChunkBuf {
         self.buf
     }
 }
@@ -229,7 +239,7 @@ impl Receive {
         txid: u64,
         chunk_id: Hash32,
         kind: ChunkKind,
-        size: usize,
+        buf: ChunkBuf,
         per: usize,
         sender: SocketAddr,
         sender_id: u32,
@@ -244,7 +254,7 @@ impl Receive {
             sender,
             sender_id,
             group,
-            data: Reassembly::new(size, per),
+            data: Reassembly::with_buf(buf, per),
             started: now,
             key: None,
             verify_all: false,
@@ -421,7 +431,7 @@ mod tests {
             1,
             [0; 32],
             ChunkKind::Data,
-            30,
+            ChunkBuf::zeroed(30),
             10,
             sender,
             9,
@@ -452,7 +462,7 @@ mod tests {
             1,
             [0; 32],
             ChunkKind::Data,
-            total as usize * 10,
+            ChunkBuf::zeroed(total as usize * 10),
             10,
             sender,
             9,

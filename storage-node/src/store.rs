@@ -19,7 +19,9 @@
 //! is written and renamed at the same time and fsynced by the journal's
 //! next checkpoint (`crate::journal` has the rules and the figures).
 
+use crate::chunk_buf::ChunkBuf;
 use crate::chunking::chunk_id;
+use crate::dir_sync::DirSync;
 use crate::direct_io::{DEFAULT_MIN_DIRECT, DirectIo};
 use crate::journal::{Journal, JournalConfig, ReplayReport};
 use crate::manifest::Manifest;
@@ -77,6 +79,9 @@ pub struct StoreCounters {
     pub bytes_written: u64,
     /// Chunk files written / read around the page cache (`O_DIRECT`).
     pub direct_writes: u64,
+    /// Of those, written from the received chunk's own aligned buffer
+    /// (no copy: [`crate::chunk_buf`]).
+    pub direct_writes_in_place: u64,
     pub direct_reads: u64,
     pub chunks_read: u64,
     pub corrupt_detected: u64,
@@ -103,6 +108,7 @@ impl StoreCounters {
         self.chunks_written += o.chunks_written;
         self.bytes_written += o.bytes_written;
         self.direct_writes += o.direct_writes;
+        self.direct_writes_in_place += o.direct_writes_in_place;
         self.direct_reads += o.direct_reads;
         self.chunks_read += o.chunks_read;
         self.corrupt_detected += o.corrupt_detected;
@@ -131,6 +137,8 @@ pub struct Store {
     journal: Option<Arc<Journal>>,
     /// Writes and reads chunk files around the page cache where it can.
     io: DirectIo,
+    /// This handle's companion for directory fsyncs.
+    dir_sync: DirSync,
     pub counters: StoreCounters,
 }
 
@@ -140,6 +148,13 @@ impl Store {
         let root = root.into();
         for d in ["data", "manifests", "tmp", "quarantine"] {
             let p = root.join(d);
+            fs::create_dir_all(&p).map_err(io_err(&p))?;
+        }
+        // Every data chunk's directory (`data/00` .. `data/ff`), made now
+        // rather than by the first chunk each receives: a directory made
+        // during a put costs an inode allocation on its disk thread.
+        for b in 0..=255u8 {
+            let p = root.join("data").join(hex::encode([b]));
             fs::create_dir_all(&p).map_err(io_err(&p))?;
         }
         let tmp = root.join("tmp");
@@ -153,6 +168,7 @@ impl Store {
             bad: Default::default(),
             journal: None,
             io: DirectIo::new(true, DEFAULT_MIN_DIRECT),
+            dir_sync: DirSync::default(),
             counters: StoreCounters::default(),
         })
     }
@@ -220,6 +236,7 @@ impl Store {
             bad: self.bad.clone(),
             journal: self.journal.clone(),
             io: DirectIo::new(self.io.is_direct(), self.io.min_direct()),
+            dir_sync: DirSync::default(),
             counters: StoreCounters::default(),
         }
     }
@@ -266,9 +283,30 @@ impl Store {
 
     /// Verifies and durably stores a chunk. Idempotent.
     pub fn put(&mut self, kind: ChunkKind, id: &Hash32, payload: &[u8]) -> Result<(), StoreError> {
+        self.put_from(kind, id, payload, None)
+    }
+
+    /// As [`Store::put`] with a received chunk's buffer: an aligned one is
+    /// written direct as it is ([`DirectIo::create_buf`]).
+    pub fn put_chunk(
+        &mut self,
+        kind: ChunkKind,
+        id: &Hash32,
+        payload: &ChunkBuf,
+    ) -> Result<(), StoreError> {
+        self.put_from(kind, id, payload, Some(payload))
+    }
+
+    fn put_from(
+        &mut self,
+        kind: ChunkKind,
+        id: &Hash32,
+        payload: &[u8],
+        buf: Option<&ChunkBuf>,
+    ) -> Result<(), StoreError> {
         let t0 = std::time::Instant::now();
         let journal = self.journal.clone();
-        let r = self.put_timed(kind, id, payload, journal.as_deref());
+        let r = self.put_timed(kind, id, payload, buf, journal.as_deref());
         self.counters.write_latency.record(t0.elapsed());
         if let Some(j) = &journal {
             self.counters.journal_checkpoints = j.checkpoints();
@@ -283,14 +321,17 @@ impl Store {
         id: &Hash32,
         payload: &[u8],
     ) -> Result<(), StoreError> {
-        self.put_timed(kind, id, payload, None)
+        self.put_timed(kind, id, payload, None, None)
     }
 
+    /// `buf`, if given, holds `payload` (written from it as it is where it
+    /// can be).
     fn put_timed(
         &mut self,
         kind: ChunkKind,
         id: &Hash32,
         payload: &[u8],
+        buf: Option<&ChunkBuf>,
         journal: Option<&Journal>,
     ) -> Result<(), StoreError> {
         if chunk_id(payload) != *id {
@@ -322,9 +363,8 @@ impl Store {
             // Right, but perhaps not yet on disk (a process that died
             // between its rename and its fsync left it): make sure.
             let f = File::open(&dest).map_err(io_err(&dest))?;
-            sync_file_and_dir(&f, &dest, &dir)?;
+            self.sync_file_and_dir(&f, &dest, &dir)?;
         } else {
-            fs::create_dir_all(&dir).map_err(io_err(&dir))?;
             // A journal record when it fits and the ring has room.
             let ticket = journal.and_then(|j| {
                 let t = j.reserve(payload.len());
@@ -354,14 +394,27 @@ impl Store {
             // before the fsyncs may leave a torn file under the final
             // name, which is never counted as held before a read verified
             // it.
-            let f = match self.io.create(&tmp, payload) {
+            let created = match buf {
+                Some(b) => self.io.create_buf(&tmp, b),
+                None => self.io.create(&tmp, payload),
+            };
+            let f = match created {
                 Ok(f) => f,
                 Err(e) => {
                     let _ = fs::remove_file(&tmp);
                     return Err(io_err(&tmp)(e));
                 }
             };
-            if let Err(e) = fs::rename(&tmp, &dest) {
+            // The chunk's directory is made by the first chunk that needs
+            // it (not checked for every chunk: a `mkdir` each).
+            let renamed = fs::rename(&tmp, &dest).or_else(|e| {
+                if e.kind() != io::ErrorKind::NotFound {
+                    return Err(e);
+                }
+                fs::create_dir_all(&dir)?;
+                fs::rename(&tmp, &dest)
+            });
+            if let Err(e) = renamed {
                 let _ = fs::remove_file(&tmp);
                 return Err(io_err(&dest)(e));
             }
@@ -371,13 +424,30 @@ impl Store {
                     j.complete(t);
                     self.counters.journaled += 1;
                 }
-                None => sync_file_and_dir(&f, &dest, &dir)?,
+                None => self.sync_file_and_dir(&f, &dest, &dir)?,
             }
             self.counters.chunks_written += 1;
             self.counters.bytes_written += payload.len() as u64;
             self.counters.direct_writes = self.io.direct_writes;
+            self.counters.direct_writes_in_place = self.io.in_place_writes;
         }
         Ok(())
+    }
+
+    /// Makes `file` (at `path`) and its entry in `dir` durable: both fsyncs
+    /// at once (the directory's on this handle's [`DirSync`] thread),
+    /// returning when both are done. Each guarantees what was done before
+    /// it was called, and the rename was; so both returning means data and
+    /// name are on disk.
+    fn sync_file_and_dir(
+        &mut self,
+        file: &File,
+        path: &Path,
+        dir: &Path,
+    ) -> Result<(), StoreError> {
+        let (f, d) = self.dir_sync.sync_both(file, dir);
+        f.map_err(io_err(path))?;
+        d.map_err(io_err(dir))
     }
 
     /// Reads and verifies a chunk. A chunk that fails verification is moved
@@ -487,22 +557,6 @@ impl Store {
     pub fn free_bytes(&self) -> u64 {
         free_bytes_of(&self.root)
     }
-}
-
-/// Makes `file` (at `path`) and its entry in `dir` durable: both fsyncs at
-/// once (the directory's on a scoped thread), returning when both are
-/// done. Each guarantees what was done before it was called, and the
-/// rename was; so both returning means data and name are on disk.
-fn sync_file_and_dir(file: &File, path: &Path, dir: &Path) -> Result<(), StoreError> {
-    std::thread::scope(|s| {
-        let d = s.spawn(|| File::open(dir).and_then(|d| d.sync_all()));
-        let f = file.sync_all().map_err(io_err(path));
-        let d = d
-            .join()
-            .unwrap_or_else(|_| Err(io::Error::other("directory fsync thread panicked")))
-            .map_err(io_err(dir));
-        f.and(d)
-    })
 }
 
 /// Free bytes (for unprivileged users) of the file system holding `path`;

@@ -254,7 +254,7 @@ impl NodeCore {
             a.txid,
             a.chunk_id,
             a.kind,
-            a.size as usize,
+            self.pool.take(a.size as usize),
             usize::from(a.datagram_payload),
             from,
             sender,

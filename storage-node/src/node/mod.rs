@@ -19,6 +19,7 @@ pub mod scrub;
 mod serve;
 
 use crate::bids::{BidLimits, Bids};
+use crate::chunk_buf::{ChunkBuf, ChunkPool, PoolStats};
 use crate::index::StoreIndex;
 use crate::keys::Addresses;
 use crate::manifest::Manifest;
@@ -76,12 +77,14 @@ pub enum NodeAction {
     Join(Ipv6Addr),
     Leave(Ipv6Addr),
     /// Verify BLAKE3(payload) == id, write, fsync, rename; then call
-    /// [`NodeCore::on_stored`].
+    /// [`NodeCore::on_stored`]. A received chunk's payload is in its
+    /// pooled, aligned buffer ([`crate::store::Store::put_chunk`] writes
+    /// it without a copy); dropping it after the write gives it back.
     Store {
         job: u64,
         kind: ChunkKind,
         id: Hash32,
-        payload: Vec<u8>,
+        payload: ChunkBuf,
     },
     /// Read and verify a chunk; then call [`NodeCore::on_read`].
     Read {
@@ -207,6 +210,8 @@ pub struct NodeGauges {
     pub repairs_waiting: usize,
     pub unverified_chunks: usize,
     pub chunks: usize,
+    /// The receive buffers' pool.
+    pub chunk_pool: PoolStats,
 }
 
 /// The protocol core of one storage node.
@@ -218,6 +223,8 @@ pub struct NodeCore {
     receives: HashMap<(u32, u64), Receive>,
     /// Octets of chunk buffers held by `receives`.
     receive_bytes: u64,
+    /// Where receives take their chunk buffers (back after the write).
+    pool: ChunkPool,
     /// Fetches being served, by (requester, txid).
     serving: HashMap<(u32, u64), Outgoing>,
     serve_order: VecDeque<(u32, u64)>,
@@ -264,6 +271,8 @@ impl NodeCore {
             index,
             receives: HashMap::new(),
             receive_bytes: 0,
+            // Bounded like the receives it serves (see `ChunkPool`).
+            pool: ChunkPool::new(p.limits.max_concurrent, p.limits.max_receive_bytes),
             serving: HashMap::new(),
             serve_order: VecDeque::new(),
             control: VecDeque::new(),
@@ -560,6 +569,7 @@ impl NodeCore {
             repairs_waiting: self.repair_queue.len(),
             unverified_chunks: self.index.unverified(),
             chunks: self.index.len(),
+            chunk_pool: self.pool.stats(),
         }
     }
 }

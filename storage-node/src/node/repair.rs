@@ -5,6 +5,7 @@
 //! wait in a queue (deduplicated).
 
 use super::{Job, NodeAction, NodeCore};
+use crate::chunk_buf::ChunkBuf;
 use crate::get::{GetEvent, GetMachine, GetTimers};
 use crate::index::Entry;
 use std::net::SocketAddr;
@@ -132,7 +133,7 @@ impl NodeCore {
                         job,
                         kind: r.entry.kind,
                         id: r.id,
-                        payload,
+                        payload: ChunkBuf::from_vec(payload),
                     });
                 }
                 None => self.counters.repairs_failed += 1,

@@ -53,7 +53,7 @@ fn feed(core: &mut NodeCore, bytes: &[u8], now: Instant) {
 
 fn stored(core: &mut NodeCore) -> Option<Vec<u8>> {
     std::iter::from_fn(|| core.poll_action()).find_map(|a| match a {
-        NodeAction::Store { payload, .. } => Some(payload),
+        NodeAction::Store { payload, .. } => Some(payload.into_vec()),
         _ => None,
     })
 }
@@ -143,7 +143,7 @@ fn a_short_or_long_last_datagram_is_bad_data() {
 /// The Store action's job and payload, if one was asked for.
 fn store_job(core: &mut NodeCore) -> Option<(u64, Vec<u8>)> {
     std::iter::from_fn(|| core.poll_action()).find_map(|a| match a {
-        NodeAction::Store { job, payload, .. } => Some((job, payload)),
+        NodeAction::Store { job, payload, .. } => Some((job, payload.into_vec())),
         _ => None,
     })
 }

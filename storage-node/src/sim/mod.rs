@@ -100,7 +100,14 @@ enum Side {
 }
 
 /// A store action in flight: (due, node index, job, kind, id, payload).
-type PendingWrite = (Instant, usize, u64, ChunkKind, [u8; 32], Vec<u8>);
+type PendingWrite = (
+    Instant,
+    usize,
+    u64,
+    ChunkKind,
+    [u8; 32],
+    crate::chunk_buf::ChunkBuf,
+);
 
 struct Sim {
     nodes: Vec<SimNode>,
@@ -459,7 +466,7 @@ impl Sim {
                             payload,
                         } => {
                             if self.disk_delay.is_zero() {
-                                let r = n.store.put(kind, &id, &payload);
+                                let r = n.store.put_chunk(kind, &id, &payload);
                                 n.core.on_stored(job, r);
                             } else {
                                 let due = self.now + self.disk_delay;
@@ -558,7 +565,7 @@ impl Sim {
             self.disk = rest;
             for (_, i, job, kind, id, payload) in done {
                 let n = &mut self.nodes[i];
-                let r = n.store.put(kind, &id, &payload);
+                let r = n.store.put_chunk(kind, &id, &payload);
                 n.core.on_stored(job, r);
             }
             for n in self.nodes.iter_mut().filter(|n| n.alive) {
