@@ -7,8 +7,10 @@
 //! first (they hold no store), then members, in host order, each on a switch no
 //! earlier writer sits on while there is one. Measured outside the node
 //! processes: the Ethernet bytes leaving each writer's `eth0` (its `/proc/net/dev`
-//! `tx_bytes`, TSO/GSO turned off on it so the counter counts the frames a wire
-//! would carry) over the payload bytes put.
+//! `tx_bytes`, UDP segmentation turned off on it so the counter counts the
+//! frames a wire would carry) over the payload bytes put. In a `nic_offload` lab
+//! the interface counts whole GSO batches instead, and the egress per payload
+//! byte is the writers' own count (`sender_egress_source` says which).
 //!
 //! Also `subcast-lab bench --put-only` ([`bench_part`]): the put targets
 //! per transport on one lab, with an iperf3 UDP stream between two of its hosts.
@@ -416,7 +418,11 @@ pub fn cell(r: &Running, writers: &[String], o: &Cell) -> Result<Value> {
         "link_mtu": lab.topology().mtu(),
         "received_per_payload_byte": received as f64 / payload.max(1) as f64,
         "bytes_at_non_targets": non_targets,
-        "bytes_mean": "Ethernet frame bytes (L2: Ethernet+IPv6+UDP+Replicast headers and payload) from /proc/net/dev of each host's eth0, read from outside the nodes over the whole bench process (puts, and the read-back's requests and acks); TSO/GSO off on the writers; received = rx at every host that is not a writer; bytes_at_non_targets = rx at hosts that are neither writers nor storage nodes",
+        "bytes_mean": if offload {
+            "bytes from /proc/net/dev of each host's eth0, read from outside the nodes over the whole bench process (puts, and the read-back's requests and acks); nic_offload: UDP GSO batches counted whole (headers once per batch), see sender_egress_source; received = rx at every host that is not a writer; bytes_at_non_targets = rx at hosts that are neither writers nor storage nodes"
+        } else {
+            "Ethernet frame bytes (L2: Ethernet+IPv6+UDP+Replicast headers and payload) from /proc/net/dev of each host's eth0, read from outside the nodes over the whole bench process (puts, and the read-back's requests and acks); TSO/GSO off on the writers; received = rx at every host that is not a writer; bytes_at_non_targets = rx at hosts that are neither writers nor storage nodes"
+        },
         "fallbacks": fallbacks,
         "errors": errors,
         "per_writer": per_writer,
