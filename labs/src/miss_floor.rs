@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use rustix::net::{MMsgHdr, SendAncillaryBuffer, SendFlags, SocketAddrAny, sendmmsg};
 use serde::Serialize;
 
+use crate::stress::quantile;
 use crate::{LabError, Result, netns};
 
 /// Octets of every datagram of the chain (about a SET or an ACK).
@@ -128,13 +129,13 @@ pub fn measure(
         relay_res?;
         Ok(times)
     })?;
-    let mut us: Vec<u64> = times.iter().map(|d| d.as_micros() as u64).collect();
-    us.sort_unstable();
+    let us: Vec<u64> = times.iter().map(|d| d.as_micros() as u64).collect();
+    let q = |p| quantile(&us, p).unwrap_or(0);
     Ok(MissFloor {
         samples,
-        p50_us: nearest_rank(&us, 0.50),
-        p90_us: nearest_rank(&us, 0.90),
-        p99_us: nearest_rank(&us, 0.99),
+        p50_us: q(0.50),
+        p90_us: q(0.90),
+        p99_us: q(0.99),
         responders: responders.len(),
         what: "the datagrams of a miss with nothing else: request to where the controller runs, \
                one datagram to where every agent runs in one sendmmsg, every answer back, the grant; \
@@ -169,9 +170,7 @@ pub fn wake_cost(samples: usize) -> Result<WakeCost> {
         .first()
         .ok_or_else(|| io_err("sched_getaffinity")(io::Error::other("no CPU allowed")))?;
     let p50 = |a: Option<usize>, b: Option<usize>| -> Result<u64> {
-        let mut v = ping_pong(a, b, samples)?;
-        v.sort_unstable();
-        Ok(nearest_rank(&v, 0.5))
+        Ok(quantile(&ping_pong(a, b, samples)?, 0.5).unwrap_or(0))
     };
     Ok(WakeCost {
         samples,
@@ -249,12 +248,6 @@ fn ping_pong(a: Option<usize>, b: Option<usize>, samples: usize) -> Result<Vec<u
     })
 }
 
-/// Nearest-rank percentile of sorted `v` (not empty).
-fn nearest_rank(v: &[u64], q: f64) -> u64 {
-    let i = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1;
-    v[i]
-}
-
 fn answer(sock: &UdpSocket, total: usize) -> Result<()> {
     let mut buf = [0u8; LEN];
     for _ in 0..total {
@@ -300,8 +293,6 @@ fn relay_loop(sock: &UdpSocket, responders: &[SocketAddr], total: usize) -> Resu
 
 #[cfg(test)]
 mod tests {
-    use super::nearest_rank;
-
     #[test]
     fn a_wake_cost_is_measured_on_every_placement() {
         let w = super::wake_cost(200).unwrap();
@@ -309,13 +300,5 @@ mod tests {
         assert!(w.same_cpu_p50_us > 0 || w.unpinned_p50_us > 0, "{w:?}");
         let cpus = rustix::thread::sched_getaffinity(None).unwrap().count();
         assert_eq!(w.cross_cpu_p50_us.is_some(), cpus >= 2, "{w:?}");
-    }
-
-    #[test]
-    fn percentiles_are_nearest_rank() {
-        let v: Vec<u64> = (1..=100).collect();
-        assert_eq!(nearest_rank(&v, 0.5), 50);
-        assert_eq!(nearest_rank(&v, 0.99), 99);
-        assert_eq!(nearest_rank(&[7], 0.99), 7);
     }
 }

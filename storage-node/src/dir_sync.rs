@@ -37,16 +37,14 @@ impl DirSync {
     pub fn sync_both(&mut self, file: &File, dir: &Path) -> (io::Result<()>, io::Result<()>) {
         let sent = self
             .worker()
-            .and_then(|w| w.to.send(dir.to_owned()).map_err(|_| gone()));
+            .and_then(|w| w.to.send(dir.to_owned()).map_err(|_| gone()))
+            .is_ok();
         let f = file.sync_all();
-        let d = match sent {
-            Ok(()) => self.worker.as_ref().map_or_else(
-                || Err(gone()),
-                |w| w.done.recv().unwrap_or_else(|_| Err(gone())),
-            ),
+        let d = match &self.worker {
+            Some(w) if sent => w.done.recv().unwrap_or_else(|_| Err(gone())),
             // No companion (it could not start, or it died): here, after
             // the file's.
-            Err(_) => {
+            _ => {
                 self.worker = None;
                 sync_dir(dir)
             }

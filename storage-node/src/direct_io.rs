@@ -200,14 +200,15 @@ impl DirectIo {
         block: Option<&[u8]>,
     ) -> io::Result<File> {
         let padded = payload.len().div_ceil(ALIGN) * ALIGN;
-        let in_place = block.filter(|b| {
-            b.len() == padded
-                && (b.as_ptr() as usize).is_multiple_of(ALIGN)
-                && b.as_ptr() == payload.as_ptr()
-                && b[payload.len()..].iter().all(|&x| x == 0)
-        });
-        let block: &[u8] = match in_place {
+        let block: &[u8] = match block {
+            // What `ChunkBuf::direct_block` guarantees.
             Some(b) => {
+                debug_assert!(
+                    b.len() == padded
+                        && (b.as_ptr() as usize).is_multiple_of(ALIGN)
+                        && b.as_ptr() == payload.as_ptr()
+                        && b[payload.len()..].iter().all(|&x| x == 0)
+                );
                 self.in_place_writes += 1;
                 b
             }

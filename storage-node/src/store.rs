@@ -405,8 +405,8 @@ impl Store {
                     return Err(io_err(&tmp)(e));
                 }
             };
-            // The chunk's directory is made by the first chunk that needs
-            // it (not checked for every chunk: a `mkdir` each).
+            // The chunk's directory was made at open; made again here only
+            // if it went since (not checked for every chunk: a `mkdir` each).
             let renamed = fs::rename(&tmp, &dest).or_else(|e| {
                 if e.kind() != io::ErrorKind::NotFound {
                     return Err(e);

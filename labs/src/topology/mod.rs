@@ -357,6 +357,17 @@ impl Topology {
 
     /// Whether any link of the topology drops datagrams or is rate limited.
     pub fn is_shaped(&self) -> bool {
+        self.shapings()
+            .any(|s| s.loss_pct > 0.0 || s.rate_mbit.is_some())
+    }
+
+    /// Whether any link of the topology drops datagrams.
+    pub fn is_lossy(&self) -> bool {
+        self.shapings().any(|s| s.loss_pct > 0.0)
+    }
+
+    /// The shaping of every host link, then every trunk.
+    fn shapings(&self) -> impl Iterator<Item = Shaping> + '_ {
         self.hosts
             .keys()
             .map(|h| self.host_shaping(h))
@@ -364,7 +375,6 @@ impl Topology {
                 let (a, b) = l.ends();
                 self.link_shaping(a, b)
             }))
-            .any(|s| s.loss_pct > 0.0 || s.rate_mbit.is_some())
     }
 
     fn reachable_from<'a>(&'a self, start: &'a str) -> BTreeSet<&'a str> {

@@ -29,15 +29,7 @@ impl Topology {
         if !self.nic_offload {
             return Ok(());
         }
-        let lossy = self
-            .hosts
-            .keys()
-            .any(|h| self.host_shaping(h).loss_pct > 0.0)
-            || self.links.iter().any(|l| {
-                let (a, b) = l.ends();
-                self.link_shaping(a, b).loss_pct > 0.0
-            });
-        if lossy {
+        if self.is_lossy() {
             return bad(
                 Where::Top("nic_offload"),
                 "nic_offload: true cannot be combined with loss_pct: the loss rules drop \

@@ -294,6 +294,8 @@ pub fn cell(r: &Running, writers: &[String], o: &Cell) -> Result<Value> {
     let (mut all_ok, mut verified, mut fallbacks) = (true, 0u64, 0u64);
     let mut errors: Vec<String> = Vec::new();
     let (mut thr_sum, mut egress_sum, mut frames_sum) = (0.0, 0u64, 0u64);
+    // The writers' own count of the octets they sent (see below).
+    let mut node_wire_sum = 0.0;
     let mut pct: BTreeMap<&str, f64> = BTreeMap::new();
     for (w, res) in writers.iter().zip(results) {
         let (eg, frames) = (delta(w).tx_bytes, delta(w).tx_packets);
@@ -326,6 +328,8 @@ pub fn cell(r: &Running, writers: &[String], o: &Cell) -> Result<Value> {
         verified += v;
         fallbacks += rep["fallbacks"].as_u64().unwrap_or(0);
         thr_sum += rep["throughput_mib_s"].as_f64().unwrap_or(0.0);
+        node_wire_sum +=
+            rep["wire_bytes_per_payload_byte"].as_f64().unwrap_or(0.0) * payload_each as f64;
         for k in ["p50", "p90", "p99", "max"] {
             let x = rep["put_ms"][k].as_f64().unwrap_or(f64::NAN);
             let e = pct.entry(k).or_insert(0.0);
@@ -371,13 +375,8 @@ pub fn cell(r: &Running, writers: &[String], o: &Cell) -> Result<Value> {
     // headers per batch): the writers' own count of what they sent stands in.
     let offload = lab.topology().nic_offload;
     let (egress_per_byte, egress_source) = if offload {
-        let node_bytes: f64 = per_writer
-            .iter()
-            .filter_map(|w| w["node_wire_bytes_per_payload_byte"].as_f64())
-            .map(|x| x * payload_each as f64)
-            .sum();
         (
-            node_bytes / payload.max(1) as f64,
+            node_wire_sum / payload.max(1) as f64,
             "the writers' own count (IPv6, UDP and Replicast headers and payload of every datagram of the puts): with nic_offload the interface counts whole GSO batches",
         )
     } else {
