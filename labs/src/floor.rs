@@ -266,6 +266,13 @@ const DATA: u8 = b'D';
 const BLAST: u8 = b'B';
 const END: u8 = b'E';
 const ANSWER: u8 = b'A';
+/// A target's count of the ceiling's datagrams, its answer to END (a kind of
+/// its own: a late answer to a round or a pass never counts as one).
+const TALLY: u8 = b'T';
+/// How long the writer waits for the targets' tallies before it sends END
+/// again: END follows the blast through queues that may still be full
+/// (a shaped link drops what its queue cannot hold), so one may be lost.
+const END_RESEND: Duration = Duration::from_millis(100);
 
 /// Waits until `sock` is readable (true) or `timeout` passed (false).
 fn readable(sock: &UdpSocket, timeout: Duration) -> io::Result<bool> {
@@ -342,7 +349,7 @@ fn serve(sock: UdpSocket, writer: SocketAddr, stop: &AtomicBool) -> io::Result<(
                         let us = u32::try_from(us).unwrap_or(u32::MAX);
                         let kib = u32::try_from(blast_bytes / 1024).unwrap_or(u32::MAX);
                         let n = u32::try_from(blast_n).unwrap_or(u32::MAX);
-                        let _ = sock.send_to(&header(ANSWER, kib, us, n), writer);
+                        let _ = sock.send_to(&header(TALLY, kib, us, n), writer);
                     }
                     _ => {}
                 }
@@ -451,12 +458,55 @@ impl Writer {
             }
             while let Ok(n) = self.sock.recv(&mut b) {
                 let d = &b[..n];
-                if d.first() == Some(&ANSWER) && (field(d, 0) == id || id == u32::MAX) {
+                if d.first() == Some(&ANSWER) && field(d, 0) == id {
                     got.push([field(d, 0), field(d, 1), field(d, 2)]);
                 }
             }
         }
         Ok(got)
+    }
+
+    /// Sends END (`self.buf`) until every target has answered it with its
+    /// tally, again after each [`END_RESEND`] without all of them; one tally
+    /// per target (by its address), the first it sent.
+    fn tallies(&self, dst: SocketAddr, by: Instant) -> Result<Vec<[u32; 3]>> {
+        let mut got: Vec<(SocketAddr, [u32; 3])> = Vec::new();
+        let mut b = [0u8; 64];
+        let mut sends = 0u32;
+        while got.len() < self.targets {
+            if sends > 0 {
+                tracing::info!(
+                    sends,
+                    tallies = got.len(),
+                    "floor: END sent again (the blast's queues dropped it)"
+                );
+            }
+            if Instant::now() >= by {
+                return Err(LabError::Timeout(format!(
+                    "floor: {} of {} targets told their ceiling counts in time \
+                     (END sent again every {} ms)",
+                    got.len(),
+                    self.targets,
+                    END_RESEND.as_millis()
+                )));
+            }
+            self.send(dst, self.buf.len())?;
+            sends += 1;
+            let resend = (Instant::now() + END_RESEND).min(by);
+            while got.len() < self.targets {
+                let left = resend.saturating_duration_since(Instant::now());
+                if left.is_zero() || !readable(&self.sock, left).map_err(io_err("poll"))? {
+                    break;
+                }
+                while let Ok((n, from)) = self.sock.recv_from(&mut b) {
+                    let d = &b[..n];
+                    if d.first() == Some(&TALLY) && !got.iter().any(|(a, _)| *a == from) {
+                        got.push((from, [field(d, 0), field(d, 1), field(d, 2)]));
+                    }
+                }
+            }
+        }
+        Ok(got.into_iter().map(|(_, t)| t).collect())
     }
 
     /// Rounds until one gets every answer (neighbour discovery and the
@@ -474,7 +524,7 @@ impl Writer {
     }
 
     fn id(&mut self) -> u32 {
-        self.next = self.next.wrapping_add(1) % (u32::MAX - 1);
+        self.next = self.next.wrapping_add(1);
         self.next
     }
 
@@ -548,12 +598,11 @@ impl Writer {
             Ok(sent)
         };
         let sent: u64 = on_threads(self.senders, |_| blast())?.into_iter().sum();
-        // Let the targets drain their queues before END, which follows the same path.
+        // END follows the blast's path, through queues that may still be full.
         let end = header(END, 0, 0, 0);
         self.buf.clear();
         self.buf.extend_from_slice(&end);
-        self.send(dst, end.len())?;
-        let got = self.answers(u32::MAX, Instant::now() + STEP_TIMEOUT * 5)?;
+        let got = self.tallies(dst, Instant::now() + STEP_TIMEOUT * 5)?;
         let per: Vec<f64> = got
             .iter()
             .map(|[kib, us, _]| (*kib as f64 / 1024.0) / (f64::from(*us).max(1.0) / 1e6))
@@ -657,6 +706,42 @@ mod tests {
             (DATA, 7, 0x0102_0304, u32::MAX)
         );
         assert_eq!(field(&h[..6], 1), 0, "a short datagram reads as 0");
+    }
+
+    /// A target that lost END (a full queue dropped it) still tells its
+    /// tally: the writer sends END again. A late answer to a round, or a
+    /// second tally from the same target, is not a tally of another.
+    #[test]
+    fn end_is_sent_again_until_every_target_told_its_tally() {
+        let target = UdpSocket::bind("[::1]:0").unwrap();
+        let writer = UdpSocket::bind("[::1]:0").unwrap();
+        writer.set_nonblocking(true).unwrap();
+        let (dst, from) = (target.local_addr().unwrap(), writer.local_addr().unwrap());
+        let other = UdpSocket::bind("[::1]:0").unwrap();
+        target
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let peer = thread::spawn(move || {
+            let mut b = [0u8; 64];
+            // The first END is lost; a stale answer and the second target's
+            // tally come meanwhile.
+            let n = target.recv(&mut b).unwrap();
+            assert_eq!(b[..n].first(), Some(&END));
+            target.send_to(&header(ANSWER, 9, 0, 0), from).unwrap();
+            other.send_to(&header(TALLY, 2, 2, 2), from).unwrap();
+            other.send_to(&header(TALLY, 3, 3, 3), from).unwrap();
+            let n = target.recv(&mut b).unwrap();
+            assert_eq!(b[..n].first(), Some(&END), "END again");
+            target.send_to(&header(TALLY, 1, 1, 1), from).unwrap();
+        });
+        let mut w = Writer::new(writer, 1200, 2, 1).unwrap();
+        w.buf.extend_from_slice(&header(END, 0, 0, 0));
+        let mut got = w
+            .tallies(dst, Instant::now() + Duration::from_secs(10))
+            .unwrap();
+        peer.join().unwrap();
+        got.sort();
+        assert_eq!(got, vec![[1, 1, 1], [2, 2, 2]]);
     }
 
     #[test]
