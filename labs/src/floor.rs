@@ -446,67 +446,66 @@ impl Writer {
     /// Waits for one answer per target to `id`; their fields.
     fn answers(&self, id: u32, by: Instant) -> Result<Vec<[u32; 3]>> {
         let mut got = Vec::new();
-        let mut b = [0u8; 64];
-        while got.len() < self.targets {
-            let left = by.saturating_duration_since(Instant::now());
-            if left.is_zero() || !readable(&self.sock, left).map_err(io_err("poll"))? {
-                return Err(LabError::Timeout(format!(
-                    "floor: {} of {} answers to {id} in time (a datagram lost?)",
-                    got.len(),
-                    self.targets
-                )));
-            }
-            while let Ok(n) = self.sock.recv(&mut b) {
-                let d = &b[..n];
-                if d.first() == Some(&ANSWER) && field(d, 0) == id {
-                    got.push([field(d, 0), field(d, 1), field(d, 2)]);
-                }
-            }
+        if !self.collect(|d| d[0] == ANSWER && field(d, 0) == id, &mut got, by)? {
+            return Err(LabError::Timeout(format!(
+                "floor: {} of {} answers to {id} in time (a datagram lost?)",
+                got.len(),
+                self.targets
+            )));
         }
-        Ok(got)
+        Ok(got.into_iter().map(|(_, f)| f).collect())
     }
 
     /// Sends END (`self.buf`) until every target has answered it with its
-    /// tally, again after each [`END_RESEND`] without all of them; one tally
-    /// per target (by its address), the first it sent.
+    /// tally, again after each [`END_RESEND`] without all of them.
     fn tallies(&self, dst: SocketAddr, by: Instant) -> Result<Vec<[u32; 3]>> {
-        let mut got: Vec<(SocketAddr, [u32; 3])> = Vec::new();
-        let mut b = [0u8; 64];
-        let mut sends = 0u32;
-        while got.len() < self.targets {
-            if sends > 0 {
-                tracing::info!(
-                    sends,
-                    tallies = got.len(),
-                    "floor: END sent again (the blast's queues dropped it)"
-                );
+        let mut got = Vec::new();
+        for sends in 1u32.. {
+            self.send(dst, self.buf.len())?;
+            let resend = (Instant::now() + END_RESEND).min(by);
+            if self.collect(|d| d[0] == TALLY, &mut got, resend)? {
+                break;
             }
             if Instant::now() >= by {
                 return Err(LabError::Timeout(format!(
                     "floor: {} of {} targets told their ceiling counts in time \
-                     (END sent again every {} ms)",
+                     (END sent {sends} times)",
                     got.len(),
                     self.targets,
-                    END_RESEND.as_millis()
                 )));
             }
-            self.send(dst, self.buf.len())?;
-            sends += 1;
-            let resend = (Instant::now() + END_RESEND).min(by);
-            while got.len() < self.targets {
-                let left = resend.saturating_duration_since(Instant::now());
-                if left.is_zero() || !readable(&self.sock, left).map_err(io_err("poll"))? {
-                    break;
-                }
-                while let Ok((n, from)) = self.sock.recv_from(&mut b) {
-                    let d = &b[..n];
-                    if d.first() == Some(&TALLY) && !got.iter().any(|(a, _)| *a == from) {
-                        got.push((from, [field(d, 0), field(d, 1), field(d, 2)]));
-                    }
+            tracing::info!(
+                sends,
+                tallies = got.len(),
+                "floor: END sent again (the blast's queues dropped it)"
+            );
+        }
+        Ok(got.into_iter().map(|(_, f)| f).collect())
+    }
+
+    /// Adds to `got` the fields of datagrams that `wanted`, one per target
+    /// (by its address, the first it sent), until every target is in it
+    /// (true) or `until` passed (false).
+    fn collect(
+        &self,
+        wanted: impl Fn(&[u8]) -> bool,
+        got: &mut Vec<(SocketAddr, [u32; 3])>,
+        until: Instant,
+    ) -> Result<bool> {
+        let mut b = [0u8; 64];
+        while got.len() < self.targets {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() || !readable(&self.sock, left).map_err(io_err("poll"))? {
+                return Ok(false);
+            }
+            while let Ok((n, from)) = self.sock.recv_from(&mut b) {
+                let d = &b[..n];
+                if n > 0 && wanted(d) && !got.iter().any(|(a, _)| *a == from) {
+                    got.push((from, [field(d, 0), field(d, 1), field(d, 2)]));
                 }
             }
         }
-        Ok(got.into_iter().map(|(_, t)| t).collect())
+        Ok(true)
     }
 
     /// Rounds until one gets every answer (neighbour discovery and the

@@ -204,14 +204,14 @@ async fn cycles(
     Ok(out)
 }
 
+/// The lease of a grant-only client's grant, ms (see [`throughput`]).
+const GRANT_ONLY_LEASE_MS: u32 = 200;
+
 /// Grants per second with reuse: `clients` UDP clients, each its own
 /// storage node, each looping grant (a hit) then, if `release`, release
 /// (else its lease just expires: 200 ms, so that what one client holds stays
 /// under the controller's per-sender quota of 4,096 leases up to 20,000
 /// grants/s per client).
-/// The lease of a grant-only client's grant, ms (see [`throughput`]).
-const GRANT_ONLY_LEASE_MS: u32 = 200;
-
 async fn throughput(
     t: &Target,
     clients: u32,
@@ -221,6 +221,7 @@ async fn throughput(
 ) -> anyhow::Result<(u64, f64)> {
     let members: Vec<Member> = t.hit_set.iter().map(|a| Member::Ipv6(*a)).collect();
     let end = Instant::now() + Duration::from_secs_f64(seconds);
+    let lifetime_ms = if release { 1_000 } else { GRANT_ONLY_LEASE_MS };
     let t0 = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..clients {
@@ -229,7 +230,6 @@ async fn throughput(
         tasks.push(tokio::spawn(async move {
             let mut n = 0u64;
             while Instant::now() < end {
-                let lifetime_ms = if release { 1_000 } else { GRANT_ONLY_LEASE_MS };
                 let g = node.grant(vlan, parent, &members, lifetime_ms).await?;
                 if !g.reused {
                     bail!("throughput grant was not a hit");

@@ -417,11 +417,23 @@ pub fn cell(r: &Running, writers: &[String], o: &Cell) -> Result<Value> {
         "link_mtu": lab.topology().mtu(),
         "received_per_payload_byte": received as f64 / payload.max(1) as f64,
         "bytes_at_non_targets": non_targets,
-        "bytes_mean": if offload {
-            "bytes from /proc/net/dev of each host's eth0, read from outside the nodes over the whole bench process (puts, and the read-back's requests and acks); nic_offload: UDP GSO batches counted whole (headers once per batch), see sender_egress_source; received = rx at every host that is not a writer; bytes_at_non_targets = rx at hosts that are neither writers nor storage nodes"
-        } else {
-            "Ethernet frame bytes (L2: Ethernet+IPv6+UDP+Replicast headers and payload) from /proc/net/dev of each host's eth0, read from outside the nodes over the whole bench process (puts, and the read-back's requests and acks); TSO/GSO off on the writers; received = rx at every host that is not a writer; bytes_at_non_targets = rx at hosts that are neither writers nor storage nodes"
-        },
+        "bytes_mean": format!(
+            "{}, read from outside the nodes over the whole bench process (puts, and the \
+             read-back's requests and acks); {}; received = rx at every host that is not a \
+             writer; bytes_at_non_targets = rx at hosts that are neither writers nor storage nodes",
+            if offload {
+                "bytes from /proc/net/dev of each host's eth0"
+            } else {
+                "Ethernet frame bytes (L2: Ethernet+IPv6+UDP+Replicast headers and payload) from \
+                 /proc/net/dev of each host's eth0"
+            },
+            if offload {
+                "nic_offload: UDP GSO batches counted whole (headers once per batch), see \
+                 sender_egress_source"
+            } else {
+                "TSO/GSO off on the writers"
+            },
+        ),
         "fallbacks": fallbacks,
         "errors": errors,
         "per_writer": per_writer,
