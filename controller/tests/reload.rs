@@ -308,6 +308,9 @@ async fn sighup_reloads_the_running_binary() {
     );
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
     log.wait_for("SIGHUP: reload not applied").await;
+    // The message runs over several lines, read one at a time: wait for
+    // the one that names the error too.
+    log.wait_for("rendezvous key id 7 is not defined").await;
     let l = log.all();
     assert!(
         l.contains(&format!("{}:", file.display()))
