@@ -367,12 +367,15 @@ mod tests {
         while let Some(d) = out.next_datagram() {
             batch.push(&tx, &mut sealer, now_us(), &d).await;
         }
-        // 64 datagrams: one batch, handed to the thread when it filled.
-        assert_eq!(
-            (batch.datagrams, batch.threaded),
-            (64, 64),
-            "{} total",
-            out.total()
+        // 64 datagrams: the first 63 in one batch, handed to the thread
+        // (nothing was out); the end of the pass alone after them
+        // (`OutData::ends_pass`), from the thread if it still has the 63,
+        // else from the caller (`decide`): which one is the thread's race.
+        assert_eq!(batch.datagrams, 64, "{} total", out.total());
+        assert!(
+            matches!(batch.threaded, 63 | 64),
+            "{} of 64 went to the thread",
+            batch.threaded
         );
         drop(batch);
         let (data, _) = received(&rx, &key).await;
