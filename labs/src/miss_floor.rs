@@ -116,12 +116,9 @@ pub fn measure(
             }
         }
         // Whatever went wrong, the others end by their own timeouts.
-        let relay_res = relaying
-            .join()
-            .unwrap_or_else(|_| Err(io_err("relay")(io::Error::other("panicked"))));
+        let relay_res = joined(relaying, "relay");
         for h in answering {
-            h.join()
-                .unwrap_or_else(|_| Err(io_err("responder")(io::Error::other("panicked"))))?;
+            joined(h, "responder")?;
         }
         if let Some(e) = failed {
             return Err(e);
@@ -235,17 +232,18 @@ fn ping_pong(a: Option<usize>, b: Option<usize>, samples: usize) -> Result<Vec<u
             Ok(out)
         };
         // On a thread of its own too: the caller's own CPUs stay as they were.
-        let out = s
-            .spawn(run)
-            .join()
-            .unwrap_or_else(|_| Err(io_err("ping")(io::Error::other("panicked"))));
-        let echoed = echo
-            .join()
-            .unwrap_or_else(|_| Err(io_err("echo")(io::Error::other("panicked"))));
+        let out = joined(s.spawn(run), "ping");
+        let echoed = joined(echo, "echo");
         let out = out?;
         echoed?;
         Ok(out)
     })
+}
+
+/// What a scoped thread returned; its panic as an error naming `what`.
+fn joined<T>(h: thread::ScopedJoinHandle<'_, Result<T>>, what: &'static str) -> Result<T> {
+    h.join()
+        .unwrap_or_else(|_| Err(io_err(what)(io::Error::other("panicked"))))
 }
 
 fn answer(sock: &UdpSocket, total: usize) -> Result<()> {
@@ -264,18 +262,20 @@ fn relay_loop(sock: &UdpSocket, responders: &[SocketAddr], total: usize) -> Resu
     let mut buf = [0u8; LEN];
     let to: Vec<SocketAddrAny> = responders.iter().map(|a| SocketAddrAny::from(*a)).collect();
     let payload = [b'S'; LEN];
+    // Built once, not in the timed chain: the same datagram to the same
+    // responders every time.
+    let iov = [io::IoSlice::new(&payload)];
+    let mut ctl: Vec<SendAncillaryBuffer<'_, '_, '_>> =
+        to.iter().map(|_| SendAncillaryBuffer::default()).collect();
+    let mut msgs: Vec<MMsgHdr<'_>> = to
+        .iter()
+        .zip(ctl.iter_mut())
+        .map(|(a, c)| MMsgHdr::new_with_addr(a, &iov, c))
+        .collect();
     for _ in 0..total {
         let (_, client) = sock
             .recv_from(&mut buf)
             .map_err(io_err("relay waiting for the client"))?;
-        let iov = [io::IoSlice::new(&payload)];
-        let mut ctl: Vec<SendAncillaryBuffer<'_, '_, '_>> =
-            to.iter().map(|_| SendAncillaryBuffer::default()).collect();
-        let mut msgs: Vec<MMsgHdr<'_>> = to
-            .iter()
-            .zip(ctl.iter_mut())
-            .map(|(a, c)| MMsgHdr::new_with_addr(a, &iov, c))
-            .collect();
         let mut sent = 0;
         while sent < msgs.len() {
             sent += sendmmsg(sock, &mut msgs[sent..], SendFlags::empty())

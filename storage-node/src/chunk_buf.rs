@@ -158,7 +158,7 @@ impl ChunkPool {
             }
         };
         let mem = found.unwrap_or_else(|| vec![0; class + ALIGN]);
-        ChunkBuf::aligned_in(mem, class, len, Some(self.shared.clone()))
+        ChunkBuf::aligned_in(mem, class, len, self.shared.clone())
     }
 
     pub fn stats(&self) -> PoolStats {
@@ -174,10 +174,9 @@ pub struct ChunkBuf {
     /// Where the payload starts in `mem` (aligned for an aligned buffer).
     start: usize,
     len: usize,
-    /// The class of an aligned buffer (`mem` has room for it after
-    /// `start`); `None` for a plain one.
-    class: Option<usize>,
-    home: Option<Arc<Shared>>,
+    /// An aligned buffer's class (`mem` has room for it after `start`) and
+    /// the pool it goes back to; `None` for a plain one.
+    pooled: Option<(usize, Arc<Shared>)>,
 }
 
 impl ChunkBuf {
@@ -187,8 +186,7 @@ impl ChunkBuf {
             len: v.len(),
             mem: v,
             start: 0,
-            class: None,
-            home: None,
+            pooled: None,
         }
     }
 
@@ -198,8 +196,9 @@ impl ChunkBuf {
     }
 
     /// `mem` (at least `class + ALIGN` octets) as an aligned buffer of
-    /// `len` octets (`len <= class`), its padding zeroed.
-    fn aligned_in(mem: Vec<u8>, class: usize, len: usize, home: Option<Arc<Shared>>) -> ChunkBuf {
+    /// `len` octets (`len <= class`), its padding zeroed, going back to
+    /// `home` when dropped.
+    fn aligned_in(mem: Vec<u8>, class: usize, len: usize, home: Arc<Shared>) -> ChunkBuf {
         debug_assert!(len <= class && mem.len() >= class + ALIGN);
         let addr = mem.as_ptr() as usize;
         let start = addr.next_multiple_of(ALIGN) - addr;
@@ -207,8 +206,7 @@ impl ChunkBuf {
             mem,
             start,
             len,
-            class: Some(class),
-            home,
+            pooled: Some((class, home)),
         };
         let (from, to) = (start + len, start + padded(len));
         b.mem[from..to].fill(0);
@@ -228,14 +226,14 @@ impl ChunkBuf {
     /// starting at an address aligned to [`ALIGN`]: what an `O_DIRECT`
     /// write takes without a copy. `None` for a plain buffer.
     pub fn direct_block(&self) -> Option<&[u8]> {
-        self.class?;
+        self.pooled.as_ref()?;
         Some(&self.mem[self.start..self.start + padded(self.len)])
     }
 
     /// The payload as a `Vec` (no copy for a plain buffer; an aligned one
     /// is copied and goes back to its pool).
     pub fn into_vec(mut self) -> Vec<u8> {
-        if self.class.is_none() && self.start == 0 {
+        if self.pooled.is_none() {
             let mut v = std::mem::take(&mut self.mem);
             v.truncate(self.len);
             return v;
@@ -246,7 +244,7 @@ impl ChunkBuf {
 
 impl Drop for ChunkBuf {
     fn drop(&mut self) {
-        if let (Some(home), Some(class)) = (self.home.take(), self.class) {
+        if let Some((class, home)) = self.pooled.take() {
             home.give_back(class, std::mem::take(&mut self.mem));
         }
     }
@@ -270,8 +268,8 @@ impl std::fmt::Debug for ChunkBuf {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ChunkBuf")
             .field("len", &self.len)
-            .field("class", &self.class)
-            .field("pooled", &self.home.is_some())
+            // A plain buffer has no class.
+            .field("class", &self.pooled.as_ref().map(|(c, _)| c))
             .finish()
     }
 }

@@ -373,16 +373,23 @@ pub fn cell(r: &Running, writers: &[String], o: &Cell) -> Result<Value> {
     let ok = all_ok && verified == (o.puts * writers.len()) as u64;
     // With nic_offload the interface counts whole GSO batches (one set of
     // headers per batch): the writers' own count of what they sent stands in.
+    // Also what the interface counters are, and how the writers segment.
     let offload = lab.topology().nic_offload;
-    let (egress_per_byte, egress_source) = if offload {
+    let (egress_per_byte, egress_source, counted, segmentation) = if offload {
         (
             node_wire_sum / payload.max(1) as f64,
             "the writers' own count (IPv6, UDP and Replicast headers and payload of every datagram of the puts): with nic_offload the interface counts whole GSO batches",
+            "bytes from /proc/net/dev of each host's eth0",
+            "nic_offload: UDP GSO batches counted whole (headers once per batch), see \
+             sender_egress_source",
         )
     } else {
         (
             egress_sum as f64 / payload.max(1) as f64,
             "Ethernet bytes from the writers' eth0 counters",
+            "Ethernet frame bytes (L2: Ethernet+IPv6+UDP+Replicast headers and payload) from \
+             /proc/net/dev of each host's eth0",
+            "TSO/GSO off on the writers",
         )
     };
     Ok(json!({
@@ -418,21 +425,10 @@ pub fn cell(r: &Running, writers: &[String], o: &Cell) -> Result<Value> {
         "received_per_payload_byte": received as f64 / payload.max(1) as f64,
         "bytes_at_non_targets": non_targets,
         "bytes_mean": format!(
-            "{}, read from outside the nodes over the whole bench process (puts, and the \
-             read-back's requests and acks); {}; received = rx at every host that is not a \
-             writer; bytes_at_non_targets = rx at hosts that are neither writers nor storage nodes",
-            if offload {
-                "bytes from /proc/net/dev of each host's eth0"
-            } else {
-                "Ethernet frame bytes (L2: Ethernet+IPv6+UDP+Replicast headers and payload) from \
-                 /proc/net/dev of each host's eth0"
-            },
-            if offload {
-                "nic_offload: UDP GSO batches counted whole (headers once per batch), see \
-                 sender_egress_source"
-            } else {
-                "TSO/GSO off on the writers"
-            },
+            "{counted}, read from outside the nodes over the whole bench process (puts, and the \
+             read-back's requests and acks); {segmentation}; received = rx at every host that is \
+             not a writer; bytes_at_non_targets = rx at hosts that are neither writers nor storage \
+             nodes",
         ),
         "fallbacks": fallbacks,
         "errors": errors,
